@@ -1,0 +1,46 @@
+# KazRu-STT Pro — the two commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PROTOS := $(wildcard protos/kazru/v1/*.proto)
+
+.PHONY: run test proto model fixtures bench clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run    - install everything and run the whole service locally"
+	@echo "make test   - run the test suite (starts its own servers)"
+	@echo "make bench  - run the benchmarks (prints JSON)"
+	@echo "make proto  - regenerate the gRPC/protobuf code"
+	@echo "make fixtures - regenerate the test speech (needs espeak-ng and sox)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,model]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+kazru/v1/.generated: $(STAMP) $(PROTOS) scripts/protogen.py
+	$(PY) scripts/protogen.py --out .
+	touch $@
+
+proto: kazru/v1/.generated
+
+model: $(STAMP)
+	$(PY) -m kazru.model_install
+
+run: proto model
+	$(PY) -m kazru.devstack
+
+test: proto model
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: proto model
+	$(PY) bench/pipeline_overhead.py
+
+fixtures:
+	bash scripts/make_fixtures.sh
+
+clean:
+	rm -rf $(VENV) kazru/v1 .pytest_cache

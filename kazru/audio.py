@@ -1,0 +1,135 @@
+"""Audio: recognise containers from their first bytes, probe and decode with ffmpeg.
+
+ffmpeg reads objects straight from S3 through presigned URLs, so nothing is
+copied to local disk: ingest probes the stored object, the transcriber decodes
+it once to 16 kHz mono PCM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from kazru import errors
+
+SAMPLE_RATE = 16_000
+# Enough bytes to recognise every container we accept.
+SNIFF_BYTES = 12
+
+
+@lru_cache(maxsize=1)
+def _default_ffmpeg() -> str:
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_exe(configured: str = "") -> str:
+    return configured or _default_ffmpeg()
+
+
+def sniff_container(head: bytes) -> str | None:
+    """Name of the audio container the first bytes announce, or None."""
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:3] == b"ID3":
+        return "mp3"
+    # MPEG audio frame sync: 11 set bits, then a valid version and layer.
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x18) != 0x08 and (head[1] & 0x06) != 0:
+        return "mp3"
+    if len(head) >= 8 and head[4:8] == b"ftyp":
+        return "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    return None
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    duration_seconds: float | None
+    codec: str
+    channels: int
+    sample_rate: int
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_AUDIO_STREAM = re.compile(r"Stream #\d+:\d+(?:\[\w+\])?(?:\(\w+\))?: Audio: (\w+)[^,\n]*, (\d+) Hz, ([^,\n]+)")
+_CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "6.1": 7, "7.1": 8}
+
+
+def _channel_count(layout: str) -> int:
+    layout = layout.strip().split("(")[0]
+    if layout in _CHANNEL_LAYOUTS:
+        return _CHANNEL_LAYOUTS[layout]
+    match = re.match(r"(\d+) channels", layout)
+    return int(match.group(1)) if match else 0
+
+
+def parse_ffmpeg_probe(stderr: str) -> AudioInfo:
+    """Read duration and the first audio stream from `ffmpeg -i` output."""
+    stream = _AUDIO_STREAM.search(stderr)
+    if stream is None:
+        raise errors.UnsupportedMedia("the file has no audio stream ffmpeg can read", code="AUDIO_UNDECODABLE")
+    duration = _DURATION.search(stderr)
+    seconds = None
+    if duration:
+        hours, minutes, secs = duration.groups()
+        seconds = int(hours) * 3600 + int(minutes) * 60 + float(secs)
+    return AudioInfo(
+        duration_seconds=seconds,
+        codec=stream.group(1),
+        channels=_channel_count(stream.group(3)),
+        sample_rate=int(stream.group(2)),
+    )
+
+
+def _last_error_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "ffmpeg failed"
+
+
+async def probe(source: str, ffmpeg: str = "") -> AudioInfo:
+    """Probe `source` (path or URL) and check that its first second really decodes."""
+    process = await asyncio.create_subprocess_exec(
+        ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-i", source,
+        "-map", "0:a:0", "-t", "1", "-f", "null", "-",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr_bytes = await process.communicate()
+    stderr = stderr_bytes.decode("utf-8", "replace")
+    if process.returncode != 0:
+        raise errors.UnsupportedMedia(
+            "the file is not audio ffmpeg can decode",
+            code="AUDIO_UNDECODABLE",
+            details={"reason": _last_error_line(stderr)},
+        )
+    return parse_ffmpeg_probe(stderr)
+
+
+async def decode_pcm16k(source: str, ffmpeg: str = "") -> np.ndarray:
+    """Decode `source` once to 16 kHz mono float32 in [-1, 1]."""
+    process = await asyncio.create_subprocess_exec(
+        ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-v", "error", "-i", source,
+        "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    pcm, stderr = await process.communicate()
+    if process.returncode != 0:
+        raise errors.UnsupportedMedia(
+            "the audio could not be decoded",
+            code="AUDIO_UNDECODABLE",
+            details={"reason": _last_error_line(stderr.decode("utf-8", "replace"))},
+        )
+    return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0

@@ -1,0 +1,119 @@
+"""NATS JetStream: the job queue and job events.
+
+- `kazru.jobs.uploaded` goes to a work-queue stream (each job handed to one
+  transcriber; the message is removed once acked). Nats-Msg-Id = job id, so a
+  retried publish inside the duplicate window is dropped by the server.
+- Progress and finish events are plain core-NATS messages: cheap, and nothing of
+  a job stays on the bus once it is done.
+
+Only ids travel on the bus, never audio (1 MB payload limit) or text.
+"""
+
+from __future__ import annotations
+
+import logging
+from nats.aio.client import Client as NatsClient
+from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from kazru.settings import Settings
+from kazru.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+SUBJECT_UPLOADED = "kazru.jobs.uploaded"
+TRANSCRIBER_CONSUMER = "transcriber"
+
+
+def progress_subject(job_id: str) -> str:
+    return f"kazru.jobs.progress.{job_id}"
+
+
+def finished_subject(job_id: str) -> str:
+    return f"kazru.jobs.finished.{job_id}"
+
+
+class Bus:
+    def __init__(self, nc: NatsClient, settings: Settings):
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self._settings = settings
+
+    @classmethod
+    async def connect(cls, settings: Settings, name: str) -> Bus:
+        async def on_disconnect() -> None:
+            if not (nc.is_draining or nc.is_closed):
+                log.warning("disconnected from NATS; reconnecting")
+
+        async def on_reconnect() -> None:
+            log.info("reconnected to NATS")
+
+        async def on_error(error: Exception) -> None:
+            log.warning("NATS error: %s", error)
+
+        nc = NatsClient()
+        await nc.connect(
+            settings.nats_url,
+            name=name,
+            max_reconnect_attempts=-1,  # a restarted server is waited for, forever
+            reconnect_time_wait=0.5,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            error_cb=on_error,
+        )
+        return cls(nc, settings)
+
+    async def ensure_jobs_stream(self) -> None:
+        config = StreamConfig(
+            name=self._settings.jobs_stream,
+            subjects=[SUBJECT_UPLOADED],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.NEW,
+            duplicate_window=120.0,
+        )
+        try:
+            await self.js.stream_info(config.name)
+            await self.js.update_stream(config)
+        except NotFoundError:
+            await self.js.add_stream(config)
+
+    async def ensure_transcriber_consumer(self) -> None:
+        await self.js.add_consumer(
+            self._settings.jobs_stream,
+            ConsumerConfig(
+                durable_name=TRANSCRIBER_CONSUMER,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self._settings.job_ack_wait_seconds,
+                max_deliver=self._settings.job_max_deliver,
+                filter_subject=SUBJECT_UPLOADED,
+                max_ack_pending=1000,
+            ),
+        )
+
+    async def publish_uploaded(self, event: events_pb2.JobUploaded) -> None:
+        ack = await self.js.publish(
+            SUBJECT_UPLOADED,
+            event.SerializeToString(),
+            stream=self._settings.jobs_stream,
+            headers={"Nats-Msg-Id": event.job_id},
+            timeout=5.0,
+        )
+        if ack.duplicate:
+            log.info("JobUploaded for %s was a duplicate; the server kept the first", event.job_id)
+
+    async def publish_progress(self, event: events_pb2.JobProgress) -> None:
+        await self.nc.publish(progress_subject(event.job_id), event.SerializeToString())
+
+    async def publish_finished(self, event: events_pb2.JobFinished) -> None:
+        await self.nc.publish(finished_subject(event.job_id), event.SerializeToString())
+
+    async def ping(self) -> None:
+        """Round trip to the server and JetStream."""
+        await self.nc.flush(timeout=2)
+        await self.js.account_info()
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()

@@ -1,0 +1,74 @@
+"""Database rows → kazru.v1 protobuf messages (used by every gRPC adapter)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from kazru.db.models import Job, Segment
+from kazru.v1 import job_pb2, transcript_pb2
+
+
+def job_name(job_id: object) -> str:
+    return f"jobs/{job_id}"
+
+
+def job_id_from_name(name: str) -> str:
+    """Accept "jobs/{job}" (AIP-122) and, for convenience, the bare id."""
+    return name.removeprefix("jobs/")
+
+
+def _timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def job_to_proto(job: Job) -> job_pb2.Job:
+    message = job_pb2.Job(
+        name=job_name(job.id),
+        job_id=str(job.id),
+        state=job_pb2.Job.State.Value(job.state),
+        progress=job.progress,
+        filename=job.filename,
+        size_bytes=job.size_bytes,
+        audio=job_pb2.AudioInfo(
+            duration_seconds=job.duration_seconds or 0.0,
+            codec=job.codec or "",
+            channels=job.channels or 0,
+            sample_rate=job.sample_rate or 0,
+            container=job.container,
+        ),
+        options=job_pb2.TranscriptionOptions(languages=job.languages, max_speakers=job.max_speakers or 0),
+        detected_language=job.detected_language or "",
+        create_time=_timestamp(job.created_at),
+        start_time=_timestamp(job.started_at),
+        end_time=_timestamp(job.finished_at),
+        expire_time=_timestamp(job.expires_at),
+    )
+    if job.error_code:
+        message.error.CopyFrom(job_pb2.JobError(code=job.error_code, message=job.error_message or ""))
+    return message
+
+
+def segment_to_proto(segment: Segment) -> transcript_pb2.Segment:
+    return transcript_pb2.Segment(
+        index=segment.position,
+        start_seconds=segment.start_seconds,
+        end_seconds=segment.end_seconds,
+        text=segment.text,
+        language=segment.language,
+        confidence=segment.confidence,
+        speaker=segment.speaker or "",
+    )
+
+
+def transcript_to_proto(job: Job, segments: list[Segment]) -> transcript_pb2.Transcript:
+    return transcript_pb2.Transcript(
+        job_id=str(job.id),
+        segments=[segment_to_proto(s) for s in segments],
+        duration_seconds=job.duration_seconds or 0.0,
+    )

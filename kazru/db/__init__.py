@@ -1,0 +1,1 @@
+"""PostgreSQL: ORM models, engine/session factory, Alembic migrations, job queries."""

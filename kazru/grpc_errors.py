@@ -1,0 +1,112 @@
+"""The one mapping between domain errors and gRPC status.
+
+Servers decorate their handlers with `@grpc_errors.translate`; a KazruError
+becomes a canonical status code with `google.rpc.Status` details holding an
+`ErrorInfo` (reason = the error's code). Clients call `from_rpc_error` to get
+the same domain error back, so the gateway can answer HTTP with the code the
+internal service chose.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from kazru import errors
+from kazru.errors import Kind, KazruError
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "kazru.stt"
+
+GRPC_CODE: dict[Kind, grpc.StatusCode] = {
+    Kind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Kind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Kind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    # AIP-193 has no "gone": the resource existed and is now permanently absent.
+    Kind.GONE: grpc.StatusCode.NOT_FOUND,
+    Kind.TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.UNSUPPORTED_MEDIA: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Kind.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+# ErrorInfo metadata key that carries the Kind, so kinds sharing a gRPC code
+# (GONE vs NOT_FOUND, TOO_LARGE vs INVALID_ARGUMENT) survive a round trip.
+_KIND_KEY = "kind"
+
+
+def to_status(error: KazruError) -> grpc.Status:
+    code = GRPC_CODE[error.kind]
+    info = error_details_pb2.ErrorInfo(
+        reason=error.code, domain=ERROR_DOMAIN, metadata={**error.details, _KIND_KEY: error.kind.value}
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+def from_rpc_error(error: grpc.RpcError) -> KazruError:
+    """Rebuild the domain error from a failed call's rich status."""
+    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                metadata = dict(info.metadata)
+                kind = Kind(metadata.pop(_KIND_KEY, Kind.INTERNAL.value))
+                return errors.BY_KIND[kind](status.message, code=info.reason, details=metadata)
+    code = error.code() if hasattr(error, "code") else None
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return errors.Unavailable("an internal service is unavailable, try again shortly", code="SERVICE_UNAVAILABLE")
+    return errors.Internal("internal error")
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
+    if isinstance(error, KazruError):
+        await context.abort_with_status(to_status(error))
+    log.exception("unhandled error in gRPC handler")
+    await context.abort_with_status(to_status(errors.Internal("internal error")))
+
+
+def translate(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a grpc.aio servicer method so domain errors become rich statuses."""
+
+    if inspect.isasyncgenfunction(handler):
+
+        @functools.wraps(handler)
+        async def stream_wrapper(self, request, context):
+            try:
+                async for item in handler(self, request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:  # noqa: BLE001 - mapped, never swallowed
+                await _abort(context, error)
+
+        return stream_wrapper
+
+    @functools.wraps(handler)
+    async def unary_wrapper(self, request, context):
+        try:
+            return await handler(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # noqa: BLE001 - mapped, never swallowed
+            await _abort(context, error)
+
+    return unary_wrapper
+
+

@@ -1,0 +1,149 @@
+"""S3-compatible object storage (SeaweedFS locally, MinIO in Kubernetes).
+
+The minio SDK is synchronous, so every call runs in a worker thread. Uploads
+are streamed: an async iterator of chunks is bridged to the SDK's multipart
+`put_object(length=-1)` through a small bounded queue, so memory stays at
+about one part whatever the file size. If the iterator raises (size cap,
+bad content, client gone), the multipart upload is aborted: nothing is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+from minio import Minio
+from minio.error import S3Error
+
+from kazru.settings import MIB, Settings
+
+PART_SIZE = 8 * MIB
+_EOF = object()
+_ABORT = object()
+
+
+class _QueueReader(io.RawIOBase):
+    """File-like view of an asyncio.Queue of byte chunks, read from a worker thread."""
+
+    def __init__(self, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop):
+        super().__init__()
+        self._queue = queue
+        self._loop = loop
+        self._buffer = bytearray()
+        self._finished = False
+        self.aborted = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_item(self) -> object:
+        return asyncio.run_coroutine_threadsafe(self._queue.get(), self._loop).result()
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._finished and (size < 0 or len(self._buffer) < size):
+            if self.aborted:
+                raise OSError("upload aborted")
+            item = self._next_item()
+            if item is _ABORT:
+                raise OSError("upload aborted")
+            if item is _EOF:
+                self._finished = True
+            else:
+                self._buffer += item
+        if size < 0:
+            size = len(self._buffer)
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+
+class ObjectStore:
+    def __init__(self, settings: Settings):
+        self.bucket = settings.s3_bucket
+        self._client = Minio(
+            settings.s3_endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
+
+    async def ensure_bucket(self) -> None:
+        if not await asyncio.to_thread(self._client.bucket_exists, self.bucket):
+            try:
+                await asyncio.to_thread(self._client.make_bucket, self.bucket)
+            except S3Error as error:
+                # Another replica created it first.
+                if error.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(self._client.bucket_exists, self.bucket)
+
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=4)
+        reader = _QueueReader(queue, loop)
+        upload = asyncio.ensure_future(
+            asyncio.to_thread(
+                self._client.put_object,
+                self.bucket,
+                key,
+                reader,
+                -1,
+                content_type=content_type,
+                part_size=PART_SIZE,
+                num_parallel_uploads=1,
+            )
+        )
+
+        async def feed(item: object) -> None:
+            put = asyncio.ensure_future(queue.put(item))
+            done, _ = await asyncio.wait({put, upload}, return_when=asyncio.FIRST_COMPLETED)
+            if put not in done:
+                put.cancel()
+                upload.result()  # the upload ended early: raise its error
+                raise OSError("object store stopped reading the upload")
+
+        try:
+            async for chunk in chunks:
+                await feed(chunk)
+            await feed(_EOF)
+            await upload
+        except BaseException:
+            reader.aborted = True
+            try:
+                queue.put_nowait(_ABORT)
+            except asyncio.QueueFull:
+                pass  # the reader is not waiting on the queue; it checks `aborted` next
+            await asyncio.gather(upload, return_exceptions=True)
+            raise
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._client.remove_object, self.bucket, key)
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await asyncio.to_thread(self._client.stat_object, self.bucket, key)
+            return True
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise
+
+    async def list_objects(self, prefix: str = "") -> list[tuple[str, datetime]]:
+        """(name, last modified) of every object under `prefix`."""
+
+        def _list() -> list[tuple[str, datetime]]:
+            return [
+                (o.object_name, o.last_modified)
+                for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
+            ]
+
+        return await asyncio.to_thread(_list)
+
+    def presigned_url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
+        """A URL ffmpeg can read the object from (range requests work, so it can seek)."""
+        return self._client.presigned_get_object(self.bucket, key, expires=expires)

@@ -1,0 +1,87 @@
+"""Gateway: `python -m services.gateway`. HTTP (API, page) and the public gRPC API in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import uvicorn
+
+from kazru import grpc_server
+from kazru.bus import Bus
+from kazru.db.session import create_engine, create_sessionmaker
+from kazru.grpc_server import GrpcServer, wait_for_stop_signal
+from kazru.settings import Settings
+from kazru.storage import ObjectStore
+from kazru.telemetry import configure_logging
+from kazru.v1 import job_service_pb2, job_service_pb2_grpc
+from services.gateway.auth import Authenticator
+from services.gateway.core import Gateway
+from services.gateway.grpc_api import JobServicer
+from services.gateway.http_api import create_app
+
+log = logging.getLogger("services.gateway")
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway stops it in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def create_grpc_server(settings: Settings, gateway: Gateway, auth: Authenticator) -> GrpcServer:
+    return GrpcServer(
+        settings.public_grpc_address,
+        lambda server: job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(gateway, auth), server),
+        [job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name],
+        reflection_enabled=True,
+    )
+
+
+async def main() -> None:
+    settings = Settings()
+    configure_logging("gateway", settings.log_level)
+    database = create_engine(settings)
+    sessions = create_sessionmaker(database)
+    bus = await Bus.connect(settings, "gateway")
+    channels = {
+        "ingest": grpc_server.channel(settings.ingest_address),
+        "exporter": grpc_server.channel(settings.exporter_address),
+        "transcriber": grpc_server.channel(settings.transcriber_address),
+        "janitor": grpc_server.channel(settings.janitor_address),
+    }
+    gateway = Gateway(sessions, bus, ObjectStore(settings), channels)
+    auth = Authenticator(settings, sessions)
+    await auth.register_bootstrap_key()
+
+    grpc_public = create_grpc_server(settings, gateway, auth)
+    await grpc_public.start()
+    http = _HttpServer(
+        uvicorn.Config(
+            create_app(settings, gateway, auth),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        )
+    )
+    serving = asyncio.create_task(http.serve())
+    log.info("gateway listening", extra={"http": f"{settings.http_host}:{settings.http_port}",
+                                         "grpc": settings.public_grpc_address})  # fmt: skip
+    await wait_for_stop_signal()
+    await grpc_public.set_serving(False)
+    http.should_exit = True
+    await serving
+    await grpc_public.stop(settings.shutdown_grace_seconds)
+    for chan in channels.values():
+        await chan.close()
+    await bus.close()
+    await database.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,89 @@
+"""Who is calling: an API key (Bearer), a browser session cookie, or the shared local owner.
+
+API keys are stored as sha256 hashes; the key itself exists only with its holder.
+Owner ids are opaque strings; a job belongs to exactly one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kazru import errors
+from kazru.db.models import ApiKey
+from kazru.settings import AnonymousAccess, Settings
+
+SESSION_COOKIE = "kazru_session"
+LOCAL_OWNER = "local"
+BOOTSTRAP_OWNER = "bootstrap"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    owner_id: str
+    # Set when this request started a new browser session: the caller sets the cookie.
+    new_session_token: str | None = None
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]):
+        self._settings = settings
+        self._sessions = sessions
+
+    async def register_bootstrap_key(self) -> None:
+        if self._settings.bootstrap_api_key is None:
+            return
+        key = self._settings.bootstrap_api_key.get_secret_value()
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(ApiKey)
+                .values(id=uuid.uuid4(), owner_id=BOOTSTRAP_OWNER, name="bootstrap", key_hash=hash_key(key))
+                .on_conflict_do_nothing(index_elements=["key_hash"])
+            )
+
+    async def owner_of_key(self, key: str) -> str:
+        async with self._sessions() as session:
+            record = await session.scalar(
+                select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+            )
+        if record is None:
+            raise errors.Unauthenticated("the API key is not valid", code="INVALID_API_KEY")
+        return record.owner_id
+
+    @staticmethod
+    def bearer_token(authorization: str | None) -> str | None:
+        if not authorization:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise errors.Unauthenticated("use 'Authorization: Bearer <api key>'", code="INVALID_AUTHORIZATION")
+        return token.strip()
+
+    async def authenticate(self, authorization: str | None, session_cookie: str | None, browser: bool) -> Principal:
+        """Resolve the owner. `browser` callers (HTTP) may be given a session cookie."""
+        token = self.bearer_token(authorization)
+        if token is not None:
+            return Principal(await self.owner_of_key(token))
+        mode = self._settings.anonymous_access
+        if mode is AnonymousAccess.SHARED:
+            return Principal(LOCAL_OWNER)
+        if mode is AnonymousAccess.COOKIE and browser:
+            if session_cookie and 16 <= len(session_cookie) <= 128:
+                return Principal(self._session_owner(session_cookie))
+            new_token = secrets.token_urlsafe(32)
+            return Principal(self._session_owner(new_token), new_session_token=new_token)
+        raise errors.Unauthenticated("an API key is required", code="API_KEY_REQUIRED")
+
+    @staticmethod
+    def _session_owner(token: str) -> str:
+        return "session:" + hash_key(token)[:32]

@@ -1,0 +1,166 @@
+"""What the gateway does, independent of HTTP or gRPC: both adapters call these methods.
+
+Uploads and exports are forwarded to the internal services; job state is read
+straight from PostgreSQL; health asks every dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kazru import convert, errors
+from kazru.bus import Bus
+from kazru.db import jobs
+from kazru.grpc_errors import from_rpc_error
+from kazru.grpc_server import check_health
+from kazru.storage import ObjectStore
+from kazru.v1 import (
+    export_pb2,
+    exporter_service_pb2,
+    exporter_service_pb2_grpc,
+    ingest_service_pb2,
+    ingest_service_pb2_grpc,
+    job_pb2,
+    transcript_pb2,
+)
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class UploadStart:
+    filename: str
+    content_type: str
+    options: job_pb2.TranscriptionOptions
+
+
+# What an upload body yields after its start: file bytes, or options that arrived late.
+UploadItem = bytes | job_pb2.TranscriptionOptions
+
+
+class Gateway:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: Bus,
+        store: ObjectStore,
+        channels: dict[str, grpc.aio.Channel],
+    ):
+        self._sessions = sessions
+        self._bus = bus
+        self._store = store
+        self._channels = channels
+        self._ingest = ingest_service_pb2_grpc.IngestServiceStub(channels["ingest"])
+        self._exporter = exporter_service_pb2_grpc.ExporterServiceStub(channels["exporter"])
+
+    async def upload(self, owner_id: str, start: UploadStart, body: AsyncIterator[UploadItem]) -> job_pb2.Job:
+        body_error: list[BaseException] = []
+
+        async def requests() -> AsyncIterator[ingest_service_pb2.IngestUploadRequest]:
+            yield ingest_service_pb2.IngestUploadRequest(
+                header=ingest_service_pb2.IngestUploadHeader(
+                    owner_id=owner_id, filename=start.filename, content_type=start.content_type, options=start.options
+                )
+            )
+            try:
+                async for item in body:
+                    if isinstance(item, bytes):
+                        yield ingest_service_pb2.IngestUploadRequest(chunk=item)
+                    else:
+                        yield ingest_service_pb2.IngestUploadRequest(options=item)
+            except BaseException as error:
+                # gRPC cancels the call when the request stream fails; keep the real reason.
+                body_error.append(error)
+                raise
+
+        try:
+            return await self._ingest.Upload(requests())
+        except (grpc.RpcError, asyncio.CancelledError) as error:
+            if body_error:
+                raise body_error[0] from None
+            if isinstance(error, grpc.RpcError):
+                raise from_rpc_error(error) from None
+            raise
+
+    async def get_job(self, owner_id: str, job_id: str) -> job_pb2.Job:
+        async with self._sessions() as session:
+            return convert.job_to_proto(await jobs.get_owned_job(session, job_id, owner_id))
+
+    async def list_jobs(self, owner_id: str, page_size: int, page_token: str) -> tuple[list[job_pb2.Job], str]:
+        async with self._sessions() as session:
+            found, next_token = await jobs.list_owned_jobs(session, owner_id, page_size, page_token)
+            return [convert.job_to_proto(job) for job in found], next_token
+
+    async def get_transcript(self, owner_id: str, job_id: str) -> tuple[job_pb2.Job, transcript_pb2.Transcript]:
+        async with self._sessions() as session:
+            job = await jobs.get_owned_job(session, job_id, owner_id)
+            jobs.require_transcript(job)
+            segments = await jobs.load_segments(session, job.id)
+            return convert.job_to_proto(job), convert.transcript_to_proto(job, segments)
+
+    async def export(
+        self, owner_id: str, job_id: str, fmt: int, options: export_pb2.ExportOptions
+    ) -> tuple[export_pb2.ExportChunk, AsyncIterator[export_pb2.ExportChunk]]:
+        """Return the first chunk (headers, or the error now) and an iterator over the rest."""
+        call = self._exporter.Render(
+            exporter_service_pb2.RenderRequest(job_id=job_id, owner_id=owner_id, format=fmt, options=options)
+        )
+        try:
+            first = await call.read()
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        if first is grpc.aio.EOF:
+            raise errors.Internal("the exporter returned nothing")
+
+        async def rest() -> AsyncIterator[export_pb2.ExportChunk]:
+            try:
+                while (chunk := await call.read()) is not grpc.aio.EOF:
+                    yield chunk
+            except grpc.RpcError as error:
+                raise from_rpc_error(error) from None
+            finally:
+                call.cancel()
+
+        return first, rest()
+
+    async def health(self) -> tuple[bool, dict[str, dict]]:
+        checks: dict[str, Callable[[], Awaitable[object]]] = {
+            "postgres": self._ping_database,
+            "nats": self._bus.ping,
+            "s3": self._store.ping,
+        }
+        for name, chan in self._channels.items():
+            checks[name] = self._service_check(chan)
+        results = await asyncio.gather(*(self._timed(check) for check in checks.values()))
+        report = dict(zip(checks, results, strict=True))
+        return all(result["ok"] for result in report.values()), report
+
+    async def _ping_database(self) -> None:
+        async with self._sessions() as session:
+            await session.execute(text("SELECT 1"))
+
+    @staticmethod
+    def _service_check(chan: grpc.aio.Channel) -> Callable[[], Awaitable[None]]:
+        async def check() -> None:
+            if not await check_health(chan, HEALTH_TIMEOUT_SECONDS):
+                raise RuntimeError("NOT_SERVING")
+
+        return check
+
+    @staticmethod
+    async def _timed(check: Callable[[], Awaitable[object]]) -> dict:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(check(), HEALTH_TIMEOUT_SECONDS)
+            result: dict = {"ok": True}
+        except Exception as error:  # noqa: BLE001 - every failure is a failed check
+            result = {"ok": False, "error": (str(error) or type(error).__name__)[:200]}
+        result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return result

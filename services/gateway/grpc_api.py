@@ -1,0 +1,67 @@
+"""gRPC adapter for the public kazru.v1.JobService: authenticate, then call the Gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from kazru import convert, errors
+from kazru.grpc_errors import translate
+from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
+from services.gateway.auth import Authenticator
+from services.gateway.core import Gateway, UploadItem, UploadStart
+
+
+class JobServicer(job_service_pb2_grpc.JobServiceServicer):
+    def __init__(self, gateway: Gateway, auth: Authenticator):
+        self._gateway = gateway
+        self._auth = auth
+
+    async def _owner(self, context) -> str:
+        metadata = dict(context.invocation_metadata() or ())
+        principal = await self._auth.authenticate(metadata.get("authorization"), None, browser=False)
+        return principal.owner_id
+
+    @translate
+    async def UploadAudio(self, request_iterator: AsyncIterator[job_service_pb2.UploadAudioRequest], context):
+        owner_id = await self._owner(context)
+        first = await anext(request_iterator, None)
+        if first is None or first.WhichOneof("payload") != "metadata":
+            raise errors.InvalidArgument("the first message must carry the metadata", code="UPLOAD_HEADER_MISSING")
+        start = UploadStart(first.metadata.filename, first.metadata.content_type, first.metadata.options)
+
+        async def chunks() -> AsyncIterator[UploadItem]:
+            async for message in request_iterator:
+                if message.WhichOneof("payload") != "chunk":
+                    raise errors.InvalidArgument("metadata may be sent only once", code="UPLOAD_HEADER_REPEATED")
+                yield message.chunk
+
+        return await self._gateway.upload(owner_id, start, chunks())
+
+    @translate
+    async def GetJob(self, request: job_service_pb2.GetJobRequest, context) -> job_pb2.Job:
+        return await self._gateway.get_job(await self._owner(context), convert.job_id_from_name(request.name))
+
+    @translate
+    async def ListJobs(self, request: job_service_pb2.ListJobsRequest, context) -> job_service_pb2.ListJobsResponse:
+        found, next_token = await self._gateway.list_jobs(
+            await self._owner(context), request.page_size, request.page_token
+        )
+        return job_service_pb2.ListJobsResponse(jobs=found, next_page_token=next_token)
+
+    @translate
+    async def GetTranscript(self, request: job_service_pb2.GetTranscriptRequest, context):
+        _, transcript = await self._gateway.get_transcript(
+            await self._owner(context), convert.job_id_from_name(request.name)
+        )
+        return transcript
+
+    @translate
+    async def ExportTranscript(self, request: job_service_pb2.ExportTranscriptRequest, context):
+        if request.format == export_pb2.EXPORT_FORMAT_UNSPECIFIED:
+            raise errors.InvalidArgument("choose an export format", code="UNSUPPORTED_FORMAT")
+        first, rest = await self._gateway.export(
+            await self._owner(context), convert.job_id_from_name(request.name), request.format, request.options
+        )
+        yield first
+        async for chunk in rest:
+            yield chunk

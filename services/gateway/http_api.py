@@ -1,0 +1,289 @@
+"""HTTP adapter: the /api/v1 contract of ARCHITECTURE.md §3, the page, and health.
+
+Errors always come back as {"error": {"code", "message", "details"}} with the
+status `HTTP_STATUS` assigns to the error's kind: the one HTTP mapping.
+"""
+
+
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from google.protobuf.timestamp_pb2 import Timestamp
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kazru import errors
+from kazru.errors import Kind, KazruError
+from kazru.settings import Settings
+from kazru.v1 import export_pb2, job_pb2, transcript_pb2
+from services.gateway import multipart
+from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
+from services.gateway.core import Gateway, UploadItem, UploadStart
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS: dict[Kind, int] = {
+    Kind.INVALID_ARGUMENT: 400,
+    Kind.UNAUTHENTICATED: 401,
+    Kind.PERMISSION_DENIED: 403,
+    Kind.NOT_FOUND: 404,
+    Kind.FAILED_PRECONDITION: 409,
+    Kind.GONE: 410,
+    Kind.TOO_LARGE: 413,
+    Kind.UNSUPPORTED_MEDIA: 415,
+    Kind.UNAVAILABLE: 503,
+    Kind.INTERNAL: 500,
+}
+
+EXPORT_FORMATS = {"txt": export_pb2.EXPORT_FORMAT_TXT, "json": export_pb2.EXPORT_FORMAT_JSON}
+# multipart framing and small fields on top of the file itself
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# After rejecting an upload, read (and drop) at most this much more of the body so
+# the client can read our answer instead of a reset connection.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+SESSION_MAX_AGE_SECONDS = 30 * 24 * 3600
+
+
+def error_body(error: KazruError) -> dict:
+    return {"error": {"code": error.code, "message": error.message, "details": error.details}}
+
+
+def error_response(error: KazruError) -> JSONResponse:
+    return JSONResponse(error_body(error), status_code=HTTP_STATUS[error.kind])
+
+
+def _iso(stamp: Timestamp, present: bool) -> str | None:
+    return stamp.ToDatetime().isoformat() + "Z" if present else None
+
+
+def job_json(job: job_pb2.Job) -> dict:
+    return {
+        "job_id": job.job_id,
+        "name": job.name,
+        "state": job_pb2.Job.State.Name(job.state),
+        "progress": job.progress,
+        "filename": job.filename,
+        "size_bytes": job.size_bytes,
+        "audio": {
+            "duration_seconds": job.audio.duration_seconds,
+            "codec": job.audio.codec,
+            "channels": job.audio.channels,
+            "sample_rate": job.audio.sample_rate,
+            "container": job.audio.container,
+        },
+        "languages": list(job.options.languages),
+        "max_speakers": job.options.max_speakers or None,
+        "detected_language": job.detected_language or None,
+        "created_at": _iso(job.create_time, job.HasField("create_time")),
+        "started_at": _iso(job.start_time, job.HasField("start_time")),
+        "finished_at": _iso(job.end_time, job.HasField("end_time")),
+        "expires_at": _iso(job.expire_time, job.HasField("expire_time")),
+        "error": {"code": job.error.code, "message": job.error.message} if job.HasField("error") else None,
+        "links": {
+            "self": f"/api/v1/jobs/{job.job_id}",
+            "transcript": f"/api/v1/jobs/{job.job_id}/transcript",
+            "export": f"/api/v1/jobs/{job.job_id}/export/{{format}}",
+        },
+    }
+
+
+def transcript_json(job: job_pb2.Job, transcript: transcript_pb2.Transcript) -> dict:
+    return {
+        "job_id": job.job_id,
+        "language": job.detected_language or None,
+        "duration_seconds": transcript.duration_seconds,
+        "segments": [
+            {
+                "index": s.index,
+                "start": s.start_seconds,
+                "end": s.end_seconds,
+                "speaker": s.speaker or None,
+                "language": s.language,
+                "confidence": s.confidence,
+                "text": s.text,
+            }
+            for s in transcript.segments
+        ],
+    }
+
+
+def content_disposition(filename: str) -> str:
+    """RFC 6266 with an ASCII fallback and the exact UTF-8 name (RFC 5987)."""
+    fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def parse_options(fields: dict[str, str]) -> job_pb2.TranscriptionOptions:
+    options = job_pb2.TranscriptionOptions()
+    if "language" in fields or "languages" in fields:
+        raw = fields.get("languages", fields.get("language", ""))
+        options.languages.extend(part.strip() for part in raw.split(",") if part.strip())
+    if fields.get("max_speakers", "").strip():
+        try:
+            options.max_speakers = int(fields["max_speakers"])
+        except ValueError:
+            raise errors.InvalidArgument("max_speakers must be a whole number", code="INVALID_MAX_SPEAKERS") from None
+        if options.max_speakers <= 0:
+            raise errors.InvalidArgument("max_speakers must be at least 1", code="INVALID_MAX_SPEAKERS")
+    return options
+
+
+def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> FastAPI:
+    app = FastAPI(
+        title="KazRu-STT Pro",
+        summary="Transcription of Kazakh, Russian and mixed Kazakh-Russian recordings",
+        version="1.0.0",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
+    static_dir = resources.files("services.gateway") / "static"
+    app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
+
+    @app.exception_handler(KazruError)
+    async def on_domain_error(request: Request, error: KazruError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return error_response(
+            errors.InvalidArgument(f"{where}: {first.get('msg', 'invalid request')}", code="INVALID_REQUEST")
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "HTTP_ERROR")
+        body = {"error": {"code": code, "message": str(error.detail), "details": {}}}
+        return JSONResponse(body, status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return error_response(errors.Internal("internal error"))
+
+    @app.middleware("http")
+    async def session_cookie(request: Request, call_next):
+        response = await call_next(request)
+        token = getattr(request.state, "new_session_token", None)
+        if token:
+            response.set_cookie(
+                SESSION_COOKIE, token, max_age=SESSION_MAX_AGE_SECONDS, httponly=True, samesite="lax",
+                secure=request.url.scheme == "https", path="/",
+            )  # fmt: skip
+        return response
+
+    async def principal(request: Request) -> Principal:
+        found = await auth.authenticate(
+            request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE), browser=True
+        )
+        if found.new_session_token:
+            request.state.new_session_token = found.new_session_token
+        return found
+
+    Caller = Annotated[Principal, Depends(principal)]
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse((static_dir / "index.html").read_text(encoding="utf-8"))
+
+    @app.post("/api/v1/upload", status_code=202, summary="Upload an audio file (multipart 'file')")
+    async def upload(request: Request, caller: Caller) -> JSONResponse:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
+            raise errors.UploadTooLarge(
+                f"the file is larger than the {settings.max_upload_bytes // (1024 * 1024)} MiB limit",
+                details={"max_bytes": settings.max_upload_bytes},
+            )
+        events = multipart.read_form(request.stream(), request.headers.get("content-type"))
+        try:
+            job = await _upload_from_form(gateway, caller.owner_id, events)
+        except KazruError:
+            await _drain(request)
+            raise
+        return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/api/v1/jobs/{job.job_id}"})
+
+    @app.get("/api/v1/jobs", summary="List your jobs, newest first")
+    async def list_jobs(
+        caller: Caller,
+        page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+        page_token: Annotated[str, Query(max_length=512)] = "",
+    ) -> dict:
+        found, next_token = await gateway.list_jobs(caller.owner_id, page_size, page_token)
+        return {"jobs": [job_json(job) for job in found], "next_page_token": next_token or None}
+
+    @app.get("/api/v1/jobs/{job_id}", summary="A job's state and progress")
+    async def get_job(job_id: str, caller: Caller) -> dict:
+        return job_json(await gateway.get_job(caller.owner_id, job_id))
+
+    @app.get("/api/v1/jobs/{job_id}/transcript", summary="The transcript of a finished job")
+    async def get_transcript(job_id: str, caller: Caller) -> dict:
+        job, transcript = await gateway.get_transcript(caller.owner_id, job_id)
+        return transcript_json(job, transcript)
+
+    @app.get("/api/v1/jobs/{job_id}/export/{fmt}", summary="Download the transcript as txt or json")
+    async def export(job_id: str, fmt: str, caller: Caller, timestamps: bool = True) -> Response:
+        if fmt not in EXPORT_FORMATS:
+            raise errors.InvalidArgument(
+                f"unknown format '{fmt[:20]}'; available: {', '.join(EXPORT_FORMATS)}", code="UNSUPPORTED_FORMAT"
+            )
+        first, rest = await gateway.export(
+            caller.owner_id, job_id, EXPORT_FORMATS[fmt], export_pb2.ExportOptions(timestamps=timestamps)
+        )
+
+        async def body() -> AsyncIterator[bytes]:
+            yield first.data
+            async for chunk in rest:
+                yield chunk.data
+
+        return StreamingResponse(
+            body(), media_type=first.content_type, headers={"Content-Disposition": content_disposition(first.filename)}
+        )
+
+    @app.get("/api/v1/health", summary="Checks PostgreSQL, NATS, S3 and every service")
+    async def health() -> JSONResponse:
+        healthy, checks = await gateway.health()
+        return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503)
+
+    return app
+
+
+async def _upload_from_form(gateway: Gateway, owner_id: str, events: AsyncIterator[object]):
+    fields: dict[str, str] = {}
+    async for event in events:
+        if isinstance(event, multipart.Field):
+            fields[event.name] = event.value
+        elif isinstance(event, multipart.FileStart):
+            start = UploadStart(event.filename, event.content_type, parse_options(fields))
+            return await gateway.upload(owner_id, start, _rest_of_form(events, fields))
+    raise errors.InvalidArgument("the form has no 'file' field", code="FILE_FIELD_MISSING")
+
+
+async def _rest_of_form(events: AsyncIterator[object], fields: dict[str, str]) -> AsyncIterator[UploadItem]:
+    """File bytes until the file ends; then any fields that came after it, as late options."""
+    async for event in events:
+        if isinstance(event, bytes):
+            yield event
+        elif isinstance(event, multipart.FileStart):
+            raise errors.InvalidArgument("send exactly one 'file' field", code="MULTIPLE_FILES")
+        elif isinstance(event, multipart.Field):
+            fields[event.name] = event.value
+            yield parse_options(fields)
+
+
+async def _drain(request: Request) -> None:
+    drained = 0
+    try:
+        async for chunk in request.stream():
+            drained += len(chunk)
+            if drained > DRAIN_LIMIT_BYTES:
+                break
+    except Exception:  # noqa: BLE001 - the body is already consumed or the client left
+        pass

@@ -1,0 +1,47 @@
+"""Ingest: `python -m services.ingest`. Composition root and lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kazru.bus import Bus
+from kazru.db.session import create_engine, create_sessionmaker
+from kazru.grpc_server import GrpcServer, wait_for_stop_signal
+from kazru.settings import Settings
+from kazru.storage import ObjectStore
+from kazru.telemetry import configure_logging
+from kazru.v1 import ingest_service_pb2, ingest_service_pb2_grpc
+from services.ingest.grpc_api import IngestServicer
+from services.ingest.uploads import UploadService
+
+log = logging.getLogger("services.ingest")
+
+
+def create_server(settings: Settings, uploads: UploadService) -> GrpcServer:
+    return GrpcServer(
+        settings.ingest_address,
+        lambda server: ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(uploads), server),
+        [ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name],
+    )
+
+
+async def main() -> None:
+    settings = Settings()
+    configure_logging("ingest", settings.log_level)
+    engine = create_engine(settings)
+    store = ObjectStore(settings)
+    await store.ensure_bucket()
+    bus = await Bus.connect(settings, "ingest")
+    await bus.ensure_jobs_stream()
+    server = create_server(settings, UploadService(settings, create_sessionmaker(engine), store, bus))
+    await server.start()
+    log.info("ingest listening", extra={"address": settings.ingest_address})
+    await wait_for_stop_signal()
+    await server.stop(settings.shutdown_grace_seconds)
+    await bus.close()
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,44 @@
+"""gRPC adapter for IngestService: turns the request stream into an UploadHeader and chunks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from kazru import convert, errors
+from kazru.grpc_errors import translate
+from kazru.v1 import ingest_service_pb2, ingest_service_pb2_grpc, job_pb2
+from services.ingest.uploads import UploadHeader, UploadOptions, UploadService
+
+
+def options_from_proto(options: job_pb2.TranscriptionOptions) -> UploadOptions:
+    return UploadOptions(languages=tuple(options.languages), max_speakers=options.max_speakers)
+
+
+class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
+    def __init__(self, uploads: UploadService):
+        self._uploads = uploads
+
+    @translate
+    async def Upload(self, request_iterator: AsyncIterator[ingest_service_pb2.IngestUploadRequest], context):
+        first = await anext(request_iterator, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise errors.InvalidArgument("the first upload message must be the header", code="UPLOAD_HEADER_MISSING")
+        header = UploadHeader(
+            owner_id=first.header.owner_id,
+            filename=first.header.filename,
+            options=options_from_proto(first.header.options),
+        )
+        late: dict[str, UploadOptions] = {}
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                payload = message.WhichOneof("payload")
+                if payload == "chunk":
+                    yield message.chunk
+                elif payload == "options":
+                    late["options"] = options_from_proto(message.options)
+                else:
+                    raise errors.InvalidArgument("the header may be sent only once", code="UPLOAD_HEADER_REPEATED")
+
+        job = await self._uploads.upload(header, chunks(), lambda: late.get("options"))
+        return convert.job_to_proto(job)

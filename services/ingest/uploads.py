@@ -1,0 +1,215 @@
+"""Accepting an upload: validate while streaming, store, probe, record, enqueue.
+
+Order matters for "nothing left behind": the object is written first (and
+removed again on any later failure), then the row is committed, then the
+event is published (and the row removed again if that fails).
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kazru import audio, errors
+from kazru.bus import Bus
+from kazru.db.models import Job, JobState
+from kazru.settings import Settings
+from kazru.storage import ObjectStore
+from kazru.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+MAX_FILENAME_BYTES = 255
+MAX_SPEAKERS_LIMIT = 10
+
+CONTAINER_CONTENT_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "mp4": "audio/mp4",
+    "webm": "audio/webm",
+}
+
+
+@dataclass(frozen=True)
+class UploadOptions:
+    languages: tuple[str, ...] = ()
+    max_speakers: int = 0  # 0: found automatically
+
+
+@dataclass(frozen=True)
+class UploadHeader:
+    owner_id: str
+    filename: str
+    options: UploadOptions
+
+
+def clean_filename(name: str) -> str:
+    """Keep only a displayable base name: no directories, no control characters, ≤255 bytes."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().lstrip(".")
+    if not name:
+        return "audio"
+    encoded = name.encode("utf-8")
+    if len(encoded) <= MAX_FILENAME_BYTES:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    suffix = f".{extension}" if dot and len(extension.encode()) <= 16 else ""
+    budget = MAX_FILENAME_BYTES - len(suffix.encode())
+    return name.encode("utf-8")[:budget].decode("utf-8", "ignore") + suffix
+
+
+def validate_options(options: UploadOptions, settings: Settings) -> UploadOptions:
+    languages = tuple(dict.fromkeys(lang.strip().lower() for lang in options.languages if lang.strip()))
+    unknown = [lang for lang in languages if lang not in settings.supported_languages]
+    if unknown:
+        raise errors.InvalidArgument(
+            f"unsupported language(s): {', '.join(unknown)}; supported: {', '.join(settings.supported_languages)}",
+            code="INVALID_LANGUAGE",
+        )
+    if not 0 <= options.max_speakers <= MAX_SPEAKERS_LIMIT:
+        raise errors.InvalidArgument(
+            f"max_speakers must be between 1 and {MAX_SPEAKERS_LIMIT} (or omitted)", code="INVALID_MAX_SPEAKERS"
+        )
+    return UploadOptions(languages=languages or settings.default_languages, max_speakers=options.max_speakers)
+
+
+class UploadService:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], store: ObjectStore, bus: Bus):
+        self._settings = settings
+        self._sessions = sessions
+        self._store = store
+        self._bus = bus
+
+    async def _checked_chunks(self, chunks: AsyncIterator[bytes], found: dict[str, object]) -> AsyncIterator[bytes]:
+        """Pass chunks through, enforcing the size cap and recognising the container from the first bytes."""
+        cap = self._settings.max_upload_bytes
+        head = bytearray()
+        total = 0
+        async for chunk in chunks:
+            total += len(chunk)
+            if total > cap:
+                raise errors.UploadTooLarge(
+                    f"the file is larger than the {cap // (1024 * 1024)} MiB limit",
+                    details={"max_bytes": cap},
+                )
+            if "container" in found:
+                yield chunk
+                continue
+            head += chunk
+            if len(head) >= audio.SNIFF_BYTES:
+                found["container"] = self._recognise(head)
+                yield bytes(head)
+        if total == 0:
+            raise errors.InvalidArgument("the file is empty", code="EMPTY_FILE")
+        if "container" not in found:
+            found["container"] = self._recognise(head)
+            yield bytes(head)
+        found["size"] = total
+
+    @staticmethod
+    def _recognise(head: bytes) -> str:
+        container = audio.sniff_container(bytes(head[: audio.SNIFF_BYTES]))
+        if container is None:
+            raise errors.UnsupportedMedia(
+                "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A, WebM)",
+                code="NOT_AUDIO",
+            )
+        return container
+
+    async def upload(
+        self,
+        header: UploadHeader,
+        chunks: AsyncIterator[bytes],
+        late_options: Callable[[], UploadOptions | None],
+    ) -> Job:
+        if not header.owner_id:
+            raise errors.Unauthenticated("an owner is required")
+        validate_options(header.options, self._settings)  # fail before reading the body
+        job_id = uuid.uuid4()
+        key = f"jobs/{job_id}/original"
+        found: dict[str, object] = {}
+        stored = False
+        try:
+            try:
+                await self._store.put_stream(key, self._checked_chunks(chunks, found), "application/octet-stream")
+            except errors.KazruError:
+                raise
+            except Exception as error:
+                raise errors.Unavailable("object storage is unavailable; try again", code="STORAGE_UNAVAILABLE") from error
+            stored = True
+            options = validate_options(late_options() or header.options, self._settings)
+            info = await audio.probe(self._store.presigned_url(key), self._settings.ffmpeg_path)
+            try:
+                job = await self._create_job(job_id, key, header, options, info, found)
+            except Exception as error:
+                raise errors.Unavailable("the database is unavailable; try again", code="DATABASE_UNAVAILABLE") from error
+        except BaseException:
+            if stored:
+                await self._discard_object(key)
+            raise
+        await self._enqueue(job)
+        log.info("upload accepted", extra={"job_id": str(job_id), "size_bytes": job.size_bytes})
+        return job
+
+    async def _create_job(
+        self, job_id: uuid.UUID, key: str, header: UploadHeader, options: UploadOptions, info: audio.AudioInfo,
+        found: dict[str, object],
+    ) -> Job:  # fmt: skip
+        now = datetime.now(UTC)
+        container = str(found["container"])
+        job = Job(
+            id=job_id,
+            owner_id=header.owner_id,
+            state=JobState.PENDING,
+            progress=0,
+            filename=clean_filename(header.filename),
+            content_type=CONTAINER_CONTENT_TYPES[container],
+            size_bytes=int(found["size"]),
+            object_key=key,
+            container=container,
+            duration_seconds=info.duration_seconds,
+            codec=info.codec,
+            channels=info.channels,
+            sample_rate=info.sample_rate,
+            languages=list(options.languages),
+            max_speakers=options.max_speakers or None,
+            attempts=0,
+            created_at=now,
+            expires_at=now + timedelta(hours=self._settings.retention_hours),
+        )
+        async with self._sessions.begin() as session:
+            session.add(job)
+        return job
+
+    async def _discard_object(self, key: str) -> None:
+        try:
+            await self._store.delete(key)
+        except Exception:
+            # The janitor's sweep of objects without a job removes it later.
+            log.exception("could not remove a rejected upload's object", extra={"object_key": key})
+
+    async def _enqueue(self, job: Job) -> None:
+        upload_time = Timestamp()
+        upload_time.FromDatetime(job.created_at)
+        event = events_pb2.JobUploaded(job_id=str(job.id), owner_id=job.owner_id, upload_time=upload_time)
+        try:
+            await self._bus.publish_uploaded(event)
+        except BaseException as error:
+            log.error("could not enqueue job; removing it", extra={"job_id": str(job.id), "error": repr(error)})
+            async with self._sessions.begin() as session:
+                await session.execute(delete(Job).where(Job.id == job.id))
+            await self._discard_object(job.object_key)
+            if isinstance(error, Exception):
+                raise errors.Unavailable("the job queue is unavailable; try again", code="QUEUE_UNAVAILABLE") from error
+            raise

@@ -1,0 +1,44 @@
+"""Janitor: `python -m services.janitor`. Sweeps every KAZRU_JANITOR_INTERVAL_SECONDS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kazru.db.session import create_engine, create_sessionmaker
+from kazru.grpc_server import GrpcServer, wait_for_stop_signal
+from kazru.settings import Settings
+from kazru.storage import ObjectStore
+from kazru.telemetry import configure_logging
+from services.janitor.expiry import Janitor
+
+log = logging.getLogger("services.janitor")
+
+
+async def sweep_forever(janitor: Janitor, interval: float) -> None:
+    while True:
+        try:
+            await janitor.sweep()
+        except Exception:
+            log.exception("sweep failed; will try again")
+        await asyncio.sleep(interval)
+
+
+async def main() -> None:
+    settings = Settings()
+    configure_logging("janitor", settings.log_level)
+    engine = create_engine(settings)
+    store = ObjectStore(settings)
+    await store.ensure_bucket()
+    janitor = Janitor(settings, create_sessionmaker(engine), store)
+    health = GrpcServer(settings.janitor_address, lambda server: None, ["kazru.v1.Janitor"])
+    await health.start()
+    sweeping = asyncio.create_task(sweep_forever(janitor, settings.janitor_interval_seconds))
+    await wait_for_stop_signal()
+    sweeping.cancel()
+    await health.stop(0)
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,53 @@
+"""Transcriber: `python -m services.transcriber`. Loads the model once, then consumes jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from kazru.bus import Bus
+from kazru.db.session import create_engine, create_sessionmaker
+from kazru.grpc_server import GrpcServer, wait_for_stop_signal
+from kazru.settings import Settings
+from kazru.storage import ObjectStore
+from kazru.telemetry import configure_logging
+from services.transcriber.engine import WhisperEngine
+from services.transcriber.worker import TranscriptionWorker
+
+log = logging.getLogger("services.transcriber")
+
+
+async def main() -> None:
+    settings = Settings()
+    configure_logging("transcriber", settings.log_level)
+    # The model loads before the health check says SERVING.
+    engine = await asyncio.to_thread(WhisperEngine, settings)
+    database = create_engine(settings)
+    bus = await Bus.connect(settings, "transcriber")
+    worker = TranscriptionWorker(settings, create_sessionmaker(database), ObjectStore(settings), bus, engine)
+    health = GrpcServer(settings.transcriber_address, lambda server: None, ["kazru.v1.Transcriber"])
+    await health.start()
+
+    stop = asyncio.Event()
+    consuming = asyncio.create_task(worker.run(stop))
+    signal_wait = asyncio.create_task(wait_for_stop_signal())
+    await asyncio.wait({consuming, signal_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if consuming.done():
+        consuming.result()  # the consumer died: surface why
+    stop.set()
+    await health.set_serving(False)
+    # Let a running job finish within the grace period; otherwise it is handed back to the queue.
+    try:
+        await asyncio.wait_for(asyncio.shield(consuming), settings.shutdown_grace_seconds)
+    except TimeoutError:
+        consuming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consuming
+    await health.stop(0)
+    await bus.close()
+    await database.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
