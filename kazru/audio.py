@@ -95,41 +95,56 @@ def parse_ffmpeg_probe(stderr: str) -> AudioInfo:
     )
 
 
-def _last_error_line(stderr: str) -> str:
+_FFMPEG_SUMMARY_LINES = ("Conversion failed!", "Error opening output files", "Error while decoding")
+
+
+def _ffmpeg_reason(stderr: str) -> str:
+    """The most specific line of ffmpeg's complaint (its last lines are generic summaries)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "ffmpeg failed"
+    specific = [line for line in lines if not line.startswith(_FFMPEG_SUMMARY_LINES)]
+    return (specific or lines or ["ffmpeg failed"])[-1][:300]
+
+
+async def _run_ffmpeg(ffmpeg: str, args: list[str], capture_stdout: bool) -> tuple[int, bytes, str]:
+    """Run ffmpeg; a cancelled caller kills it rather than leaving it running."""
+    process = await asyncio.create_subprocess_exec(
+        ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", *args,
+        stdout=asyncio.subprocess.PIPE if capture_stdout else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        stdout, stderr = await process.communicate()
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await asyncio.shield(process.wait())
+        raise
+    return process.returncode, stdout or b"", stderr.decode("utf-8", "replace")
 
 
 async def probe(source: str, ffmpeg: str = "") -> AudioInfo:
     """Probe `source` (path or URL) and check that its first second really decodes."""
-    process = await asyncio.create_subprocess_exec(
-        ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-i", source,
-        "-map", "0:a:0", "-t", "1", "-f", "null", "-",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, stderr_bytes = await process.communicate()
-    stderr = stderr_bytes.decode("utf-8", "replace")
-    if process.returncode != 0:
+    code, _, stderr = await _run_ffmpeg(
+        ffmpeg, ["-i", source, "-map", "0:a:0", "-t", "1", "-f", "null", "-"], capture_stdout=False
+    )
+    if code != 0:
         raise errors.UnsupportedMedia(
             "the file is not audio ffmpeg can decode",
             code="AUDIO_UNDECODABLE",
-            details={"reason": _last_error_line(stderr)},
+            details={"reason": _ffmpeg_reason(stderr)},
         )
     return parse_ffmpeg_probe(stderr)
 
 
 async def decode_pcm16k(source: str, ffmpeg: str = "") -> np.ndarray:
     """Decode `source` once to 16 kHz mono float32 in [-1, 1]."""
-    process = await asyncio.create_subprocess_exec(
-        ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-v", "error", "-i", source,
-        "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    pcm, stderr = await process.communicate()
-    if process.returncode != 0:
+    code, pcm, stderr = await _run_ffmpeg(
+        ffmpeg,
+        ["-v", "error", "-i", source, "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-"],
+        capture_stdout=True,
+    )
+    if code != 0:
         raise errors.UnsupportedMedia(
-            "the audio could not be decoded",
-            code="AUDIO_UNDECODABLE",
-            details={"reason": _last_error_line(stderr.decode("utf-8", "replace"))},
+            "the audio could not be decoded", code="AUDIO_UNDECODABLE", details={"reason": _ffmpeg_reason(stderr)}
         )
     return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0

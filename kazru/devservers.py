@@ -32,6 +32,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def ensure_port_free(port: int, what: str) -> None:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"port {port} for {what} is already in use (is another instance running?)")
+
+
 def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,6 +77,7 @@ class ManagedServer:
         return self.data_dir.parent / f"{self.data_dir.name}.log"
 
     def _spawn(self, args: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        ensure_port_free(self.port, type(self).__name__)
         log = self.log_path.open("ab")
         return subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -197,6 +205,11 @@ class S3Server(ManagedServer):
         )  # fmt: skip
         wait_for_port(self.port, 60, self.process, "SeaweedFS S3")
         self._wait_until_answering(60)
+
+    def stop(self) -> None:
+        # weed may ignore SIGTERM for over 10 s (ARCHITECTURE.md §4); its writes are already durable.
+        stop_process(self.process, grace=5)
+        self.process = None
 
     def _wait_until_answering(self, timeout: float) -> None:
         """The port opens before the filer behind it is ready; wait for a real S3 answer."""

@@ -106,8 +106,9 @@ def main() -> int:
             f"Press Ctrl-C to stop.",
             flush=True,
         )
+        watched = {**processes, **{type(server).__name__: server.process for server in servers}}
         while not stopping:
-            for name, process in processes.items():
+            for name, process in watched.items():
                 if process.poll() is not None:
                     print(f"{name} exited with code {process.returncode}; see its log. Stopping.", flush=True)
                     stopping = True

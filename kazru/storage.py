@@ -118,8 +118,15 @@ class ObjectStore:
                 queue.put_nowait(_ABORT)
             except asyncio.QueueFull:
                 pass  # the reader is not waiting on the queue; it checks `aborted` next
-            await asyncio.gather(upload, return_exceptions=True)
+            # Shielded: when we are cancelled the upload may still complete, and then the
+            # object must go, so that a failed put_stream never leaves an object behind.
+            await asyncio.shield(self._remove_if_completed(upload, key))
             raise
+
+    async def _remove_if_completed(self, upload: asyncio.Future, key: str) -> None:
+        (outcome,) = await asyncio.gather(upload, return_exceptions=True)
+        if not isinstance(outcome, BaseException):
+            await self.delete(key)
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._client.remove_object, self.bucket, key)

@@ -7,6 +7,7 @@ event is published (and the row removed again if that fails).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import unicodedata
 import uuid
@@ -156,7 +157,8 @@ class UploadService:
                 raise errors.Unavailable("the database is unavailable; try again", code="DATABASE_UNAVAILABLE") from error
         except BaseException:
             if stored:
-                await self._discard_object(key)
+                # Shielded: a cancelled upload (client gone) must still clean up.
+                await asyncio.shield(self._discard_object(key))
             raise
         await self._enqueue(job)
         log.info("upload accepted", extra={"job_id": str(job_id), "size_bytes": job.size_bytes})
@@ -199,6 +201,11 @@ class UploadService:
             # The janitor's sweep of objects without a job removes it later.
             log.exception("could not remove a rejected upload's object", extra={"object_key": key})
 
+    async def _remove_job(self, job: Job) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(delete(Job).where(Job.id == job.id))
+        await self._discard_object(job.object_key)
+
     async def _enqueue(self, job: Job) -> None:
         upload_time = Timestamp()
         upload_time.FromDatetime(job.created_at)
@@ -207,9 +214,7 @@ class UploadService:
             await self._bus.publish_uploaded(event)
         except BaseException as error:
             log.error("could not enqueue job; removing it", extra={"job_id": str(job.id), "error": repr(error)})
-            async with self._sessions.begin() as session:
-                await session.execute(delete(Job).where(Job.id == job.id))
-            await self._discard_object(job.object_key)
+            await asyncio.shield(self._remove_job(job))
             if isinstance(error, Exception):
                 raise errors.Unavailable("the job queue is unavailable; try again", code="QUEUE_UNAVAILABLE") from error
             raise

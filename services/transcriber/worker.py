@@ -85,17 +85,21 @@ class TranscriptionWorker:
             TRANSCRIBER_CONSUMER, stream=self._settings.jobs_stream
         )
         log.info("waiting for jobs", extra={"subject": SUBJECT_UPLOADED})
-        while not stop.is_set():
-            try:
-                messages = await subscription.fetch(1, timeout=2.0)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                continue
-            except Exception:
-                log.warning("fetch from JetStream failed; retrying", exc_info=True)
-                await asyncio.sleep(1.0)
-                continue
-            for message in messages:
-                await self.handle(message)
+        try:
+            while not stop.is_set():
+                try:
+                    messages = await subscription.fetch(1, timeout=2.0)
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    continue
+                except Exception:
+                    log.warning("fetch from JetStream failed; retrying", exc_info=True)
+                    await asyncio.sleep(1.0)
+                    continue
+                for message in messages:
+                    await self.handle(message)
+        finally:
+            # A pull subscription left open makes the connection's drain wait for its timeout.
+            await asyncio.shield(subscription.unsubscribe())
 
     async def handle(self, message) -> None:
         try:

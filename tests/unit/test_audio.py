@@ -1,0 +1,67 @@
+import pytest
+
+from kazru import audio, errors
+
+
+@pytest.mark.parametrize(
+    ("head", "container"),
+    [
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", "wav"),
+        (b"fLaC\x00\x00\x00\x22\x10\x00\x10\x00", "flac"),
+        (b"OggS\x00\x02\x00\x00\x00\x00\x00\x00", "ogg"),
+        (b"ID3\x04\x00\x00\x00\x00\x00\x00\x00\x00", "mp3"),
+        (b"\xff\xfb\x90\x64\x00\x00\x00\x00\x00\x00\x00\x00", "mp3"),
+        (b"\x00\x00\x00\x20ftypM4A \x00\x00", "mp4"),
+        (b"\x1a\x45\xdf\xa3\x01\x00\x00\x00\x00\x00\x00\x1f", "webm"),
+    ],
+)
+def test_sniff_recognises_audio_containers(head, container):
+    assert audio.sniff_container(head) == container
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"hello world, this is text",
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\r",
+        b"RIFF\x24\x00\x00\x00AVI LIST",  # RIFF but video
+        b"\xff\xe0\x00\x10JFIF\x00\x01",  # JPEG: sync-like bits with reserved layer
+        b"",
+        b"RIF",
+    ],
+)
+def test_sniff_rejects_other_content(head):
+    assert audio.sniff_container(head) is None
+
+
+FLAC_PROBE = """Input #0, flac, from 'x.flac':
+  Duration: 00:00:02.92, start: 0.000000, bitrate: 142 kb/s
+  Stream #0:0: Audio: flac, 16000 Hz, mono, s16
+"""
+M4A_PROBE = """Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'x.m4a':
+  Duration: 01:02:03.50, start: 0.000000, bitrate: 129 kb/s
+  Stream #0:0[0x1](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 128 kb/s (default)
+"""
+WAV_PROBE = """Input #0, wav, from 'x.wav':
+  Duration: 00:00:01.00, bitrate: 256 kb/s
+  Stream #0:0: Audio: pcm_s16le ([1][0][0][0] / 0x0001), 16000 Hz, 1 channels, s16, 256 kb/s
+"""
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (FLAC_PROBE, audio.AudioInfo(2.92, "flac", 1, 16000)),
+        (M4A_PROBE, audio.AudioInfo(3723.5, "aac", 2, 44100)),
+        (WAV_PROBE, audio.AudioInfo(1.0, "pcm_s16le", 1, 16000)),
+    ],
+)
+def test_parse_ffmpeg_probe(stderr, expected):
+    assert audio.parse_ffmpeg_probe(stderr) == expected
+
+
+def test_parse_ffmpeg_probe_without_audio_stream():
+    video_only = "Input #0, matroska,webm, from 'x.webm':\n  Stream #0:0: Video: vp9, yuv420p, 640x480\n"
+    with pytest.raises(errors.UnsupportedMedia):
+        audio.parse_ffmpeg_probe(video_only)
