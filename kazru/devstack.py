@@ -54,10 +54,10 @@ def start_infrastructure(settings: Settings, data: Path) -> tuple[dict[str, str]
     return env, started
 
 
-def start_services(env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen]:
+def start_services(env: dict[str, str], logs: Path, names=SERVICES) -> dict[str, subprocess.Popen]:
     logs.mkdir(parents=True, exist_ok=True)
     processes = {}
-    for name in SERVICES:
+    for name in names:
         log = (logs / f"{name}.log").open("ab")
         processes[name] = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"], env=env, stdout=log, stderr=subprocess.STDOUT,

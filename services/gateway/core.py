@@ -61,7 +61,7 @@ class Gateway:
         self._exporter = exporter_service_pb2_grpc.ExporterServiceStub(channels["exporter"])
 
     async def upload(self, owner_id: str, start: UploadStart, body: AsyncIterator[UploadItem]) -> job_pb2.Job:
-        body_error: list[BaseException] = []
+        body_error: list[Exception] = []
 
         async def requests() -> AsyncIterator[ingest_service_pb2.IngestUploadRequest]:
             yield ingest_service_pb2.IngestUploadRequest(
@@ -75,8 +75,9 @@ class Gateway:
                         yield ingest_service_pb2.IngestUploadRequest(chunk=item)
                     else:
                         yield ingest_service_pb2.IngestUploadRequest(options=item)
-            except BaseException as error:
+            except Exception as error:
                 # gRPC cancels the call when the request stream fails; keep the real reason.
+                # (GeneratorExit is not one: it is gRPC closing the stream after an answer.)
                 body_error.append(error)
                 raise
 

@@ -1,0 +1,173 @@
+"""The real flow through the gateway: HTTP and gRPC uploads of real speech, transcripts,
+exports, isolation between owners, clear errors, and health."""
+
+import asyncio
+import json
+import time
+
+import grpc
+import httpx
+import pytest
+
+from kazru import grpc_server
+from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
+from tests.conftest import SPEECH_CLIP, SPEECH_WORDS
+from tests.e2e.conftest import API_KEY
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def wait_for_job(stack, job_id: str, headers=AUTH, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{stack.http}/api/v1/jobs/{job_id}", headers=headers).json()
+        if job["state"] in ("SUCCEEDED", "FAILED"):
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(job)
+
+
+def test_health_checks_every_dependency(stack):
+    response = httpx.get(f"{stack.http}/api/v1/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"postgres", "nats", "s3", "ingest", "exporter", "transcriber", "janitor"}
+
+
+def test_http_upload_to_transcript_and_exports(stack):
+    with SPEECH_CLIP.open("rb") as audio:
+        response = httpx.post(
+            f"{stack.http}/api/v1/upload", headers=AUTH,
+            files={"file": ("интервью.flac", audio, "audio/flac")}, data={"language": "kk,ru"},
+        )  # fmt: skip
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["state"] == "PENDING" and accepted["filename"] == "интервью.flac"
+    assert response.headers["location"] == f"/api/v1/jobs/{accepted['job_id']}"
+
+    job = wait_for_job(stack, accepted["job_id"])
+    assert job["state"] == "SUCCEEDED", job["error"]
+    assert job["progress"] == 100 and job["detected_language"] == "ru"
+    assert job["audio"]["duration_seconds"] == pytest.approx(2.92, abs=0.05)
+
+    transcript = httpx.get(f"{stack.http}/api/v1/jobs/{job['job_id']}/transcript", headers=AUTH).json()
+    text = " ".join(segment["text"] for segment in transcript["segments"]).lower()
+    for word in SPEECH_WORDS:
+        assert word in text
+
+    txt = httpx.get(f"{stack.http}/api/v1/jobs/{job['job_id']}/export/txt", headers=AUTH)
+    assert txt.status_code == 200 and txt.headers["content-type"] == "text/plain; charset=utf-8"
+    assert "filename*=UTF-8''%D0%B8%D0%BD%D1%82%D0%B5%D1%80%D0%B2%D1%8C%D1%8E.txt" in txt.headers["content-disposition"]
+    assert txt.text.startswith("[00:00:0") and "сегодня" in txt.text.lower()
+
+    exported = httpx.get(f"{stack.http}/api/v1/jobs/{job['job_id']}/export/json", headers=AUTH)
+    document = json.loads(exported.text)
+    assert [s["text"] for s in document["segments"]] == [s["text"] for s in transcript["segments"]]
+
+    listed = httpx.get(f"{stack.http}/api/v1/jobs", headers=AUTH, params={"page_size": 100}).json()
+    assert job["job_id"] in [j["job_id"] for j in listed["jobs"]]
+
+
+async def test_grpc_upload_to_transcript_and_export(stack):
+    channel = grpc_server.channel(stack.settings.public_grpc_address)
+    stub = job_service_pb2_grpc.JobServiceStub(channel)
+    metadata = (("authorization", f"Bearer {API_KEY}"),)
+    data = SPEECH_CLIP.read_bytes()
+
+    async def requests():
+        yield job_service_pb2.UploadAudioRequest(metadata=job_service_pb2.UploadMetadata(filename="grpc.flac"))
+        for start in range(0, len(data), 16 * 1024):
+            yield job_service_pb2.UploadAudioRequest(chunk=data[start : start + 16 * 1024])
+
+    job = await stub.UploadAudio(requests(), metadata=metadata)
+    assert job.name == f"jobs/{job.job_id}" and job.state == job_pb2.Job.PENDING
+    for _ in range(600):
+        job = await stub.GetJob(job_service_pb2.GetJobRequest(name=job.name), metadata=metadata)
+        if job.state in (job_pb2.Job.SUCCEEDED, job_pb2.Job.FAILED):
+            break
+        await asyncio.sleep(0.2)
+    assert job.state == job_pb2.Job.SUCCEEDED
+    transcript = await stub.GetTranscript(job_service_pb2.GetTranscriptRequest(name=job.name), metadata=metadata)
+    text = " ".join(segment.text for segment in transcript.segments).lower()
+    assert all(word in text for word in SPEECH_WORDS)
+
+    chunks = [
+        chunk
+        async for chunk in stub.ExportTranscript(
+            job_service_pb2.ExportTranscriptRequest(name=job.name, format=export_pb2.EXPORT_FORMAT_TXT),
+            metadata=metadata,
+        )
+    ]
+    assert chunks[0].filename == "grpc.txt" and "сегодня" in b"".join(c.data for c in chunks).decode().lower()
+
+    # Another owner (no key: anonymous callers need a key over gRPC) sees nothing.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetJob(job_service_pb2.GetJobRequest(name=job.name))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetJob(job_service_pb2.GetJobRequest(name="jobs/00000000-0000-0000-0000-000000000000"), metadata=metadata)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    await channel.close()
+
+
+def test_another_owner_cannot_see_a_job(stack):
+    with SPEECH_CLIP.open("rb") as audio:
+        job = httpx.post(f"{stack.http}/api/v1/upload", headers=AUTH, files={"file": ("a.flac", audio)}).json()
+    browser = httpx.Client(base_url=stack.http)  # anonymous: gets its own session cookie
+    assert browser.get("/api/v1/jobs").json()["jobs"] == []
+    assert "kazru_session" in browser.cookies
+    for path in ("", "/transcript", "/export/txt"):
+        response = browser.get(f"/api/v1/jobs/{job['job_id']}{path}")
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "JOB_NOT_FOUND"
+    wrong_key = httpx.get(f"{stack.http}/api/v1/jobs/{job['job_id']}", headers={"Authorization": "Bearer nope"})
+    assert wrong_key.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"files": {"file": ("song.mp3", b"plain text, not audio at all" * 10)}}, 415, "NOT_AUDIO"),
+        ({"files": {"file": ("empty.wav", b"")}}, 400, "EMPTY_FILE"),
+        ({"files": {"other": ("a.flac", b"fLaC")}}, 400, "FILE_FIELD_MISSING"),
+        ({"content": b'{"file": "x"}', "headers": {"Content-Type": "application/json"}}, 400, "NOT_MULTIPART"),
+        ({"files": {"file": ("a.flac", SPEECH_CLIP.read_bytes())}, "data": {"max_speakers": "many"}}, 400,
+         "INVALID_MAX_SPEAKERS"),
+        ({"files": {"file": ("a.flac", SPEECH_CLIP.read_bytes())}, "data": {"language": "fr"}}, 400,
+         "INVALID_LANGUAGE"),
+    ],
+    ids=["text-as-mp3", "empty", "no-file-field", "json-body", "bad-max-speakers", "bad-language"],
+)  # fmt: skip
+def test_bad_uploads_get_clear_errors(stack, kwargs, status, code):
+    headers = {**AUTH, **kwargs.pop("headers", {})}
+    response = httpx.post(f"{stack.http}/api/v1/upload", headers=headers, **kwargs)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+def test_unknown_ids_and_formats(stack):
+    assert httpx.get(f"{stack.http}/api/v1/jobs/not-a-uuid", headers=AUTH).status_code == 404
+    missing = httpx.get(f"{stack.http}/api/v1/jobs/00000000-0000-0000-0000-000000000000/transcript", headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "JOB_NOT_FOUND"
+    fmt = httpx.get(f"{stack.http}/api/v1/jobs/00000000-0000-0000-0000-000000000000/export/exe", headers=AUTH)
+    assert fmt.status_code == 400 and fmt.json()["error"]["code"] == "UNSUPPORTED_FORMAT"
+    page = httpx.get(f"{stack.http}/api/v1/jobs", headers=AUTH, params={"page_token": "garbage"})
+    assert page.status_code == 400
+
+
+def test_page_is_served(stack):
+    page = httpx.get(f"{stack.http}/")
+    assert page.status_code == 200 and "KazRu-STT" in page.text
+    assert httpx.get(f"{stack.http}/static/app.js").status_code == 200
+
+
+def test_health_reports_a_stopped_service(stack):
+    """Last in this module: it stops the janitor."""
+    from kazru.devservers import stop_process
+
+    stop_process(stack.processes["janitor"], grace=10)
+    response = httpx.get(f"{stack.http}/api/v1/health")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["janitor"]["ok"] is False and checks["postgres"]["ok"] is True
