@@ -97,6 +97,21 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    def as_environment(self) -> dict[str, str]:
+        """These settings as KAZRU_* variables, for starting services with the same view."""
+        environment = {}
+        for name, value in self:
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, StrEnum):
+                value = value.value
+            environment[f"KAZRU_{name.upper()}"] = str(value)
+        return environment
+
     @property
     def model_dir(self) -> Path:
         return self.data_dir / "models" / "whisper-base"

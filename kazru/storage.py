@@ -19,7 +19,8 @@ from minio.error import S3Error
 
 from kazru.settings import MIB, Settings
 
-PART_SIZE = 8 * MIB
+# The smallest part S3 accepts: memory per upload stays near one part.
+PART_SIZE = 5 * MIB
 _EOF = object()
 _ABORT = object()
 
@@ -31,7 +32,7 @@ class _QueueReader(io.RawIOBase):
         super().__init__()
         self._queue = queue
         self._loop = loop
-        self._buffer = bytearray()
+        self._rest = b""
         self._finished = False
         self.aborted = False
 
@@ -42,7 +43,10 @@ class _QueueReader(io.RawIOBase):
         return asyncio.run_coroutine_threadsafe(self._queue.get(), self._loop).result()
 
     def read(self, size: int = -1) -> bytes:
-        while not self._finished and (size < 0 or len(self._buffer) < size):
+        # Gather whole chunks and join once: one copy per part, whatever the chunk size.
+        pieces = [self._rest] if self._rest else []
+        have = len(self._rest)
+        while not self._finished and (size < 0 or have < size):
             if self.aborted:
                 raise OSError("upload aborted")
             item = self._next_item()
@@ -51,11 +55,13 @@ class _QueueReader(io.RawIOBase):
             if item is _EOF:
                 self._finished = True
             else:
-                self._buffer += item
-        if size < 0:
-            size = len(self._buffer)
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
+                pieces.append(item)
+                have += len(item)
+        data = b"".join(pieces)
+        if 0 <= size < len(data):
+            data, self._rest = data[:size], data[size:]
+        else:
+            self._rest = b""
         return data
 
 

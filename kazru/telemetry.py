@@ -41,3 +41,35 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # Per-request lines from these libraries would drown the service's own.
     for noisy in ("uvicorn.access", "httpx", "faster_whisper"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def tune_allocator() -> None:
+    """Keep big transient buffers (upload parts, audio) from pinning memory.
+
+    glibc raises its mmap threshold after large frees, so later multi-MiB
+    buffers land in per-thread arenas and stay resident. A fixed 1 MiB
+    threshold hands them back to the OS on free; two arenas bound the
+    per-thread overhead. Same as MALLOC_MMAP_THRESHOLD_/MALLOC_ARENA_MAX.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(name)
+    if not hasattr(libc, "mallopt"):
+        return  # not glibc
+    m_mmap_threshold, m_arena_max = -3, -8
+    libc.mallopt(m_mmap_threshold, 1024 * 1024)
+    libc.mallopt(m_arena_max, 2)
+
+
+def prepare_process(service: str, level: str = "INFO", streams_large_bodies: bool = False) -> None:
+    """First thing each service does: JSON logs, and for services that stream
+    uploads, allocator settings that keep their memory flat. Not for the
+    transcriber: an mmap per large buffer slowed its engine from 1.96 s to
+    2.53 s on the 2.9 s benchmark clip."""
+    configure_logging(service, level)
+    if streams_large_bodies:
+        tune_allocator()

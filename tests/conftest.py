@@ -47,31 +47,11 @@ class Infrastructure:
         )
         return Settings(**{**base, **overrides})
 
-    def env(self, settings: Settings) -> dict[str, str]:
-        """Environment for service subprocesses that mirrors `settings`."""
-        values = {
-            "KAZRU_DATABASE_URL": settings.database_url,
-            "KAZRU_NATS_URL": settings.nats_url,
-            "KAZRU_S3_ENDPOINT": settings.s3_endpoint,
-            "KAZRU_S3_ACCESS_KEY": settings.s3_access_key,
-            "KAZRU_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-            "KAZRU_S3_BUCKET": settings.s3_bucket,
-            "KAZRU_DATA_DIR": str(settings.data_dir),
-            "KAZRU_MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
-            "KAZRU_ANONYMOUS_ACCESS": settings.anonymous_access.value,
-            "KAZRU_HTTP_PORT": str(settings.http_port),
-            "KAZRU_PUBLIC_GRPC_ADDRESS": settings.public_grpc_address,
-            "KAZRU_INGEST_ADDRESS": settings.ingest_address,
-            "KAZRU_EXPORTER_ADDRESS": settings.exporter_address,
-            "KAZRU_TRANSCRIBER_ADDRESS": settings.transcriber_address,
-            "KAZRU_JANITOR_ADDRESS": settings.janitor_address,
-            "KAZRU_SHUTDOWN_GRACE_SECONDS": str(settings.shutdown_grace_seconds),
-        }
-        if settings.bootstrap_api_key is not None:
-            values["KAZRU_BOOTSTRAP_API_KEY"] = settings.bootstrap_api_key.get_secret_value()
-        if settings.whisper_cpu_threads:
-            values["KAZRU_WHISPER_CPU_THREADS"] = str(settings.whisper_cpu_threads)
-        return {**{k: v for k, v in os.environ.items() if not k.startswith("KAZRU_")}, **values}
+    @staticmethod
+    def env(settings: Settings) -> dict[str, str]:
+        """Environment for service subprocesses: exactly `settings`, nothing inherited."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("KAZRU_")}
+        return {**inherited, **settings.as_environment()}
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import logging
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
 from kazru.settings import Settings
-from kazru.telemetry import configure_logging
+from kazru.telemetry import prepare_process
 from kazru.v1 import exporter_service_pb2, exporter_service_pb2_grpc
 from services.exporter.grpc_api import ExporterServicer
 
@@ -25,7 +25,7 @@ def create_server(settings: Settings, servicer: ExporterServicer) -> GrpcServer:
 
 async def main() -> None:
     settings = Settings()
-    configure_logging("exporter", settings.log_level)
+    prepare_process("exporter", settings.log_level)
     engine = create_engine(settings)
     server = create_server(settings, ExporterServicer(create_sessionmaker(engine)))
     await server.start()

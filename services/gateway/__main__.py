@@ -14,7 +14,7 @@ from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
-from kazru.telemetry import configure_logging
+from kazru.telemetry import prepare_process
 from kazru.v1 import job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import Authenticator
 from services.gateway.core import Gateway
@@ -43,7 +43,7 @@ def create_grpc_server(settings: Settings, gateway: Gateway, auth: Authenticator
 
 async def main() -> None:
     settings = Settings()
-    configure_logging("gateway", settings.log_level)
+    prepare_process("gateway", settings.log_level, streams_large_bodies=True)
     database = create_engine(settings)
     sessions = create_sessionmaker(database)
     bus = await Bus.connect(settings, "gateway")

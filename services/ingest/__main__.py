@@ -10,7 +10,7 @@ from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
-from kazru.telemetry import configure_logging
+from kazru.telemetry import prepare_process
 from kazru.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from services.ingest.grpc_api import IngestServicer
 from services.ingest.uploads import UploadService
@@ -28,7 +28,7 @@ def create_server(settings: Settings, uploads: UploadService) -> GrpcServer:
 
 async def main() -> None:
     settings = Settings()
-    configure_logging("ingest", settings.log_level)
+    prepare_process("ingest", settings.log_level, streams_large_bodies=True)
     engine = create_engine(settings)
     store = ObjectStore(settings)
     await store.ensure_bucket()

@@ -9,7 +9,7 @@ from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
-from kazru.telemetry import configure_logging
+from kazru.telemetry import prepare_process
 from services.janitor.expiry import Janitor
 
 log = logging.getLogger("services.janitor")
@@ -26,7 +26,7 @@ async def sweep_forever(janitor: Janitor, interval: float) -> None:
 
 async def main() -> None:
     settings = Settings()
-    configure_logging("janitor", settings.log_level)
+    prepare_process("janitor", settings.log_level)
     engine = create_engine(settings)
     store = ObjectStore(settings)
     await store.ensure_bucket()

@@ -11,7 +11,7 @@ from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
-from kazru.telemetry import configure_logging
+from kazru.telemetry import prepare_process
 from services.transcriber.engine import WhisperEngine
 from services.transcriber.worker import TranscriptionWorker
 
@@ -20,7 +20,7 @@ log = logging.getLogger("services.transcriber")
 
 async def main() -> None:
     settings = Settings()
-    configure_logging("transcriber", settings.log_level)
+    prepare_process("transcriber", settings.log_level)
     # The model loads before the health check says SERVING.
     engine = await asyncio.to_thread(WhisperEngine, settings)
     database = create_engine(settings)

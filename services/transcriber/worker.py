@@ -9,7 +9,9 @@ message for a finished job is simply acked, so processing is idempotent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -30,6 +32,15 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_SECONDS = 0.5
 # Redelivery delays after transient failures (attempt 1, 2, ...).
 RETRY_DELAYS_SECONDS = (2.0, 10.0, 30.0, 60.0)
+
+
+@contextlib.contextmanager
+def _timed(stages: dict[str, float], name: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[name] = time.perf_counter() - started
 
 
 class ProgressReporter:
@@ -115,17 +126,28 @@ class TranscriptionWorker:
             return
         heartbeat = asyncio.create_task(self._heartbeat(message))
         reporter: ProgressReporter | None = None
+        stages: dict[str, float] = {"queue_seconds": (claimed.started_at - claimed.created_at).total_seconds()}
         try:
-            samples = await audio.decode_pcm16k(self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path)
+            with _timed(stages, "decode_seconds"):
+                samples = await audio.decode_pcm16k(
+                    self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path
+                )
             reporter = ProgressReporter(self, job_id, len(samples) / audio.SAMPLE_RATE)
-            result = await asyncio.to_thread(
-                self._engine.transcribe, samples, claimed.languages, reporter.from_engine_thread
-            )
+            with _timed(stages, "engine_seconds"):
+                result = await asyncio.to_thread(
+                    self._engine.transcribe, samples, claimed.languages, reporter.from_engine_thread
+                )
             reporter.stop()
-            await self._save(job_id, result)
-            await message.ack()
+            with _timed(stages, "save_seconds"):
+                await self._save(job_id, result)
+                await message.ack()
             await self._publish_finished(job_id, JobState.SUCCEEDED)
-            log.info("job succeeded", extra={"job_id": str(job_id), "segments": len(result.segments)})
+            log.info(
+                "job succeeded",
+                extra={"job_id": str(job_id), "segments": len(result.segments),
+                       "audio_seconds": round(len(samples) / audio.SAMPLE_RATE, 2),
+                       **{k: round(v, 4) for k, v in stages.items()}},
+            )  # fmt: skip
         except errors.KazruError as error:
             # The input itself is bad: retrying cannot help.
             await self._fail(job_id, error.code, error.message)

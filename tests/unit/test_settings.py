@@ -23,3 +23,10 @@ def test_defaults_avoid_the_standard_ports():
     settings = Settings()
     for standard in (":5432/", ":4222", ":9000", ":8333"):
         assert standard not in settings.database_url + settings.nats_url + settings.s3_endpoint + "/"
+
+
+def test_settings_survive_a_round_trip_through_the_environment(monkeypatch):
+    original = Settings(default_languages=("ru",), s3_secret_key="s3cret", bootstrap_api_key="key", http_port=1234)
+    for name, value in original.as_environment().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original

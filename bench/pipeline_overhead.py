@@ -1,0 +1,154 @@
+"""Pipeline overhead: what the system adds on top of the speech engine.
+
+For 20 uploads of a short clip, one after another: time from "upload accepted"
+(the 202 answer) to "job completed" (the JobFinished event on NATS), minus the
+engine's own transcription time for the same clip, measured in this run with
+the same model and settings. Prints JSON. Run with `make bench`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from kazru import audio  # noqa: E402
+from kazru.bus import Bus  # noqa: E402
+from kazru.db.migrate import upgrade  # noqa: E402
+from kazru.devservers import NatsServer, PostgresServer, S3Server, free_port, stop_process  # noqa: E402
+from kazru.devstack import start_services  # noqa: E402
+from kazru.settings import Settings  # noqa: E402
+from kazru.v1 import events_pb2  # noqa: E402
+from services.transcriber.engine import WhisperEngine  # noqa: E402
+
+CLIP = REPO / "tests" / "fixtures" / "audio" / "ru_weather_m3.flac"
+UPLOADS = 20
+ENGINE_RUNS = 5
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = (len(ordered) - 1) * q
+    low, high = int(index), min(int(index) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
+
+
+async def engine_seconds(settings: Settings) -> list[float]:
+    engine = WhisperEngine(settings)
+    samples = await audio.decode_pcm16k(str(CLIP))
+    engine.transcribe(samples, settings.default_languages, lambda _: None)  # warm-up
+    runs = []
+    for _ in range(ENGINE_RUNS):
+        started = time.perf_counter()
+        engine.transcribe(samples, settings.default_languages, lambda _: None)
+        runs.append(time.perf_counter() - started)
+    return runs
+
+
+async def measure(settings: Settings) -> list[float]:
+    bus = await Bus.connect(settings, "bench")
+    finished: dict[str, float] = {}
+    arrived = asyncio.Event()
+
+    async def on_finished(msg) -> None:
+        event = events_pb2.JobFinished.FromString(msg.data)
+        finished[event.job_id] = time.perf_counter()
+        assert event.state == "SUCCEEDED", event
+        arrived.set()
+
+    await bus.nc.subscribe("kazru.jobs.finished.*", cb=on_finished)
+    data = CLIP.read_bytes()
+    latencies = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}") as client:
+        for _ in range(UPLOADS):
+            response = await client.post("/api/v1/upload", files={"file": ("clip.flac", data)})
+            accepted = time.perf_counter()
+            response.raise_for_status()
+            job_id = response.json()["job_id"]
+            while job_id not in finished:  # wait without spinning: the engine needs both cores
+                arrived.clear()
+                await arrived.wait()
+            latencies.append(finished[job_id] - accepted)
+    await bus.close()
+    return latencies
+
+
+def stage_medians(log_path: Path) -> dict[str, float]:
+    """Median of each stage the transcriber logs per job (where the overhead goes)."""
+    stages: dict[str, list[float]] = {}
+    for line in log_path.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("message") == "job succeeded":
+            for key, value in entry.items():
+                if key.endswith("_seconds") and key != "audio_seconds":
+                    stages.setdefault(key.removesuffix("_seconds"), []).append(value * 1000)
+    return {name: round(statistics.median(values), 1) for name, values in stages.items()}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        servers = [
+            PostgresServer(root / "postgres", free_port()),
+            NatsServer(root / "nats", free_port()),
+            S3Server(root / "s3", free_port()),
+        ]
+        processes = {}
+        try:
+            servers[0].start(fsync=False)
+            servers[1].start()
+            servers[2].start()
+            upgrade(servers[0].url)
+            settings = Settings(
+                database_url=servers[0].url, nats_url=servers[1].url, s3_endpoint=servers[2].endpoint,
+                s3_access_key=servers[2].access_key, s3_secret_key=servers[2].secret_key,
+                http_port=free_port(), public_grpc_address=f"127.0.0.1:{free_port()}",
+                ingest_address=f"127.0.0.1:{free_port()}", exporter_address=f"127.0.0.1:{free_port()}",
+                transcriber_address=f"127.0.0.1:{free_port()}", janitor_address=f"127.0.0.1:{free_port()}",
+                anonymous_access="shared",
+            )  # fmt: skip
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith("KAZRU_")}, **settings.as_environment()}
+            processes = start_services(env, root / "logs")
+            engine_runs = asyncio.run(engine_seconds(settings))
+            deadline = time.monotonic() + 120
+            while httpx.get(f"http://127.0.0.1:{settings.http_port}/api/v1/health").status_code != 200:
+                assert time.monotonic() < deadline, "stack did not become healthy"
+                time.sleep(0.2)
+            latencies = asyncio.run(measure(settings))
+            stages = stage_medians(root / "logs" / "transcriber.log")
+        finally:
+            for process in processes.values():
+                stop_process(process)
+            for server in reversed(servers):
+                server.stop()
+
+    engine = statistics.median(engine_runs)
+    overheads_ms = [(latency - engine) * 1000 for latency in latencies]
+    print(json.dumps({
+        "benchmark": "pipeline_overhead",
+        "uploads": UPLOADS,
+        "clip_seconds": 2.92,
+        "engine_seconds_median": round(engine, 3),
+        "engine_seconds_runs": [round(r, 3) for r in engine_runs],
+        "accepted_to_completed_seconds_p50": round(percentile(latencies, 0.5), 3),
+        "overhead_ms_p50": round(percentile(overheads_ms, 0.5), 1),
+        "overhead_ms_p95": round(percentile(overheads_ms, 0.95), 1),
+        "goal_overhead_ms_p50": 300,
+        "transcriber_stage_medians_ms": stages,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    }, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""A 500 MiB upload streams through gateway and ingest in constant memory; 501 MiB is refused
+with 413 whether the size is declared up front or only discovered while streaming."""
+
+import time
+
+import httpx
+import pytest
+from sqlalchemy import delete
+
+from kazru.db.models import Job
+from kazru.settings import MIB
+from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.helpers import leftovers, queued_messages, silent_wav_chunks
+
+pytestmark = pytest.mark.slow
+
+BOUNDARY = "kazru-large-upload-boundary"
+MEMORY_LIMIT_BYTES = 150 * MIB
+
+
+@pytest.fixture(scope="module")
+def upload_stack(infra, tmp_path_factory):
+    # No transcriber: this is about the upload path, and nobody needs 4 hours of silence transcribed.
+    stack = start_stack(infra, tmp_path_factory.mktemp("large"), services=("ingest", "gateway"))
+    yield stack
+    stop_stack(stack)
+
+
+def multipart_body(file_bytes: int):
+    head = (
+        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.wav\"\r\n"
+        f"Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+
+    def pieces():
+        yield head
+        yield from silent_wav_chunks(file_bytes, chunk=MIB)
+        yield tail
+
+    return pieces, len(head) + file_bytes + len(tail)
+
+
+def peak_rss(process) -> int:
+    for line in open(f"/proc/{process.pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def post(stack, file_bytes: int, declare_length: bool) -> httpx.Response:
+    pieces, length = multipart_body(file_bytes)
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    if declare_length:
+        headers["Content-Length"] = str(length)
+    return httpx.post(f"{stack.http}/api/v1/upload", content=pieces(), headers=headers, timeout=300)
+
+
+async def test_500_mib_streams_through_in_constant_memory(upload_stack, store, database, bus, settings):
+    started = time.monotonic()
+    response = post(upload_stack, 500 * MIB, declare_length=True)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["size_bytes"] == 500 * MIB
+    assert job["audio"]["duration_seconds"] == pytest.approx((500 * MIB - 44) / 32000, rel=1e-3)
+    for name in ("gateway", "ingest"):
+        rss = peak_rss(upload_stack.processes[name])
+        print(f"{name} peak RSS {rss / MIB:.0f} MiB; upload took {elapsed:.1f}s")
+        assert rss < MEMORY_LIMIT_BYTES, f"{name} peaked at {rss / MIB:.0f} MiB"
+    # Tidy: this job is not for transcription.
+    key = f"jobs/{job['job_id']}/original"
+    assert await store.exists(key)
+    await store.delete(key)
+    async with database.begin() as session:
+        await session.execute(delete(Job).where(Job.id == __import__("uuid").UUID(job["job_id"])))
+    await bus.js.purge_stream(settings.jobs_stream)
+
+
+@pytest.mark.parametrize("declare_length", [True, False], ids=["content-length", "chunked"])
+async def test_501_mib_is_refused_and_leaves_nothing(upload_stack, store, database, bus, settings, declare_length):
+    before = await leftovers(store, database)
+    response = post(upload_stack, 501 * MIB, declare_length=declare_length)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "UPLOAD_TOO_LARGE"
+    assert await leftovers(store, database) == before
+    assert await queued_messages(bus, settings) == 0
