@@ -76,6 +76,7 @@ def from_rpc_error(error: grpc.RpcError) -> KazruError:
 
 async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
     if isinstance(error, KazruError):
+        log.info("request refused", extra={"error_code": error.code, "kind": error.kind.value})
         await context.abort_with_status(to_status(error))
     log.exception("unhandled error in gRPC handler")
     await context.abort_with_status(to_status(errors.Internal("internal error")))

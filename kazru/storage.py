@@ -117,7 +117,8 @@ class ObjectStore:
             async for chunk in chunks:
                 await feed(chunk)
             await feed(_EOF)
-            await upload
+            # Shielded: cancelling the wait must not orphan the thread's outcome.
+            await asyncio.shield(upload)
         except BaseException:
             reader.aborted = True
             try:

@@ -43,7 +43,7 @@ async def leftovers(store: ObjectStore, sessions) -> dict[str, int]:
     multipart = store._client._list_multipart_uploads(store.bucket).uploads  # test-only peek
     async with sessions() as session:
         rows = await session.scalar(select(func.count()).select_from(Job))
-    return {"objects": len(objects), "multipart_uploads": len(multipart), "jobs": rows}
+    return {"objects": sorted(name for name, _ in objects), "multipart_uploads": len(multipart), "jobs": rows}
 
 
 async def queued_messages(bus, settings) -> int:

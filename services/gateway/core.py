@@ -69,12 +69,16 @@ class Gateway:
                     owner_id=owner_id, filename=start.filename, content_type=start.content_type, options=start.options
                 )
             )
+            sent = 0
             try:
                 async for item in body:
                     if isinstance(item, bytes):
+                        sent += len(item)
                         yield ingest_service_pb2.IngestUploadRequest(chunk=item)
                     else:
                         yield ingest_service_pb2.IngestUploadRequest(options=item)
+                # Only a body that ended normally is complete; an error above never gets here.
+                yield ingest_service_pb2.IngestUploadRequest(complete=job_pb2.UploadComplete(size_bytes=sent))
             except Exception as error:
                 # gRPC cancels the call when the request stream fails; keep the real reason.
                 # (GeneratorExit is not one: it is gRPC closing the stream after an answer.)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from kazru import convert, errors
 from kazru.grpc_errors import translate
+from kazru.upload_protocol import check_complete
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import Authenticator
 from services.gateway.core import Gateway, UploadItem, UploadStart
@@ -30,10 +31,17 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         start = UploadStart(first.metadata.filename, first.metadata.content_type, first.metadata.options)
 
         async def chunks() -> AsyncIterator[UploadItem]:
+            received = 0
             async for message in request_iterator:
-                if message.WhichOneof("payload") != "chunk":
+                payload = message.WhichOneof("payload")
+                if payload == "complete":
+                    check_complete(message.complete.size_bytes, received)
+                    return
+                if payload != "chunk":
                     raise errors.InvalidArgument("metadata may be sent only once", code="UPLOAD_HEADER_REPEATED")
+                received += len(message.chunk)
                 yield message.chunk
+            check_complete(None, received)
 
         return await self._gateway.upload(owner_id, start, chunks())
 

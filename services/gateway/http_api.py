@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from kazru import errors
 from kazru.errors import Kind, KazruError
@@ -202,7 +203,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
                 f"the file is larger than the {settings.max_upload_bytes // (1024 * 1024)} MiB limit",
                 details={"max_bytes": settings.max_upload_bytes},
             )
-        events = multipart.read_form(request.stream(), request.headers.get("content-type"))
+        events = multipart.read_form(_body(request), request.headers.get("content-type"))
         try:
             job = await _upload_from_form(gateway, caller.owner_id, events)
         except KazruError:
@@ -276,6 +277,15 @@ async def _rest_of_form(events: AsyncIterator[object], fields: dict[str, str]) -
         elif isinstance(event, multipart.Field):
             fields[event.name] = event.value
             yield parse_options(fields)
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        # Raised into the upload stream, so ingest cancels it and keeps nothing.
+        raise errors.InvalidArgument("the client disconnected during the upload", code="UPLOAD_INTERRUPTED") from None
 
 
 async def _drain(request: Request) -> None:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from kazru import convert, errors
 from kazru.grpc_errors import translate
+from kazru.upload_protocol import check_complete
 from kazru.v1 import ingest_service_pb2, ingest_service_pb2_grpc, job_pb2
 from services.ingest.uploads import UploadHeader, UploadOptions, UploadService
 
@@ -31,14 +32,22 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
         late: dict[str, UploadOptions] = {}
 
         async def chunks() -> AsyncIterator[bytes]:
+            received = 0
+            declared: int | None = None
             async for message in request_iterator:
                 payload = message.WhichOneof("payload")
+                if declared is not None:
+                    raise errors.InvalidArgument("nothing may follow 'complete'", code="UPLOAD_AFTER_COMPLETE")
                 if payload == "chunk":
+                    received += len(message.chunk)
                     yield message.chunk
                 elif payload == "options":
                     late["options"] = options_from_proto(message.options)
+                elif payload == "complete":
+                    declared = message.complete.size_bytes
                 else:
                     raise errors.InvalidArgument("the header may be sent only once", code="UPLOAD_HEADER_REPEATED")
+            check_complete(declared, received)
 
         job = await self._uploads.upload(header, chunks(), lambda: late.get("options"))
         return convert.job_to_proto(job)

@@ -155,7 +155,8 @@ class UploadService:
                 job = await self._create_job(job_id, key, header, options, info, found)
             except Exception as error:
                 raise errors.Unavailable("the database is unavailable; try again", code="DATABASE_UNAVAILABLE") from error
-        except BaseException:
+        except BaseException as error:
+            log.info("upload abandoned", extra={"job_id": str(job_id), "reason": type(error).__name__, "stored": stored})
             if stored:
                 # Shielded: a cancelled upload (client gone) must still clean up.
                 await asyncio.shield(self._discard_object(key))

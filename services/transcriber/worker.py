@@ -128,6 +128,9 @@ class TranscriptionWorker:
         reporter: ProgressReporter | None = None
         stages: dict[str, float] = {"queue_seconds": (claimed.started_at - claimed.created_at).total_seconds()}
         try:
+            # A storage outage raises here and is retried; a missing object cannot come back.
+            if not await self._store.exists(claimed.object_key):
+                raise errors.FailedPrecondition("the uploaded audio is gone", code="AUDIO_MISSING")
             with _timed(stages, "decode_seconds"):
                 samples = await audio.decode_pcm16k(
                     self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path

@@ -79,6 +79,7 @@ async def test_grpc_upload_to_transcript_and_export(stack):
         yield job_service_pb2.UploadAudioRequest(metadata=job_service_pb2.UploadMetadata(filename="grpc.flac"))
         for start in range(0, len(data), 16 * 1024):
             yield job_service_pb2.UploadAudioRequest(chunk=data[start : start + 16 * 1024])
+        yield job_service_pb2.UploadAudioRequest(complete=job_pb2.UploadComplete(size_bytes=len(data)))
 
     job = await stub.UploadAudio(requests(), metadata=metadata)
     assert job.name == f"jobs/{job.job_id}" and job.state == job_pb2.Job.PENDING
@@ -162,7 +163,7 @@ def test_page_is_served(stack):
     assert httpx.get(f"{stack.http}/static/app.js").status_code == 200
 
 
-def test_health_reports_a_stopped_service(stack):
+def test_zz_health_reports_a_stopped_service(stack):
     """Last in this module: it stops the janitor."""
     from kazru.devservers import stop_process
 
@@ -171,3 +172,46 @@ def test_health_reports_a_stopped_service(stack):
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["janitor"]["ok"] is False and checks["postgres"]["ok"] is True
+
+
+async def test_client_that_disconnects_mid_upload_leaves_nothing(stack, store, database):
+    from tests.helpers import leftovers
+
+    before = await leftovers(store, database)
+    boundary = "cut-short"
+    head = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.flac\"\r\n\r\n"
+    ).encode() + SPEECH_CLIP.read_bytes()[:30_000]
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.settings.http_port)
+    writer.write(
+        (
+            f"POST /api/v1/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 1000000\r\n\r\n"
+        ).encode()
+        + head
+    )
+    await writer.drain()
+    await asyncio.sleep(0.5)
+    writer.close()
+    await asyncio.sleep(1.5)
+    assert await leftovers(store, database) == before
+
+
+async def test_grpc_upload_without_complete_is_discarded(stack, store, database):
+    from kazru.grpc_errors import from_rpc_error
+    from tests.helpers import leftovers
+
+    before = await leftovers(store, database)
+    channel = grpc_server.channel(stack.settings.public_grpc_address)
+    stub = job_service_pb2_grpc.JobServiceStub(channel)
+
+    async def requests():
+        yield job_service_pb2.UploadAudioRequest(metadata=job_service_pb2.UploadMetadata(filename="cut.flac"))
+        yield job_service_pb2.UploadAudioRequest(chunk=SPEECH_CLIP.read_bytes())
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.UploadAudio(requests(), metadata=(("authorization", f"Bearer {API_KEY}"),))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert from_rpc_error(caught.value).code == "UPLOAD_INCOMPLETE"
+    assert await leftovers(store, database) == before
+    await channel.close()

@@ -28,7 +28,7 @@ async def ingest(infra, database, store, bus):
     await server.stop(0)
 
 
-def requests(pieces, filename="clip.flac", owner="owner-1", languages=(), max_speakers=0, late=None):
+def requests(pieces, filename="clip.flac", owner="owner-1", languages=(), max_speakers=0, late=None, complete=True):
     options = job_pb2.TranscriptionOptions(languages=languages, max_speakers=max_speakers)
     yield ingest_service_pb2.IngestUploadRequest(
         header=ingest_service_pb2.IngestUploadHeader(owner_id=owner, filename=filename, options=options)
@@ -37,6 +37,10 @@ def requests(pieces, filename="clip.flac", owner="owner-1", languages=(), max_sp
         yield ingest_service_pb2.IngestUploadRequest(chunk=piece)
     if late is not None:
         yield ingest_service_pb2.IngestUploadRequest(options=late)
+    if complete is True:
+        yield ingest_service_pb2.IngestUploadRequest(complete=job_pb2.UploadComplete(size_bytes=sum(map(len, pieces))))
+    elif complete is not None:
+        yield ingest_service_pb2.IngestUploadRequest(complete=job_pb2.UploadComplete(size_bytes=complete))
 
 
 async def upload(stub, *args, **kwargs):
@@ -95,9 +99,11 @@ TRUNCATED_FLAC = SPEECH_CLIP.read_bytes()[:1000]
         ([SPEECH_CLIP.read_bytes()], {"late": job_pb2.TranscriptionOptions(languages=["xx"])},
          grpc.StatusCode.INVALID_ARGUMENT, "INVALID_LANGUAGE"),
         ([SPEECH_CLIP.read_bytes()], {"owner": ""}, grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"),
+        ([SPEECH_CLIP.read_bytes()], {"complete": None}, grpc.StatusCode.INVALID_ARGUMENT, "UPLOAD_INCOMPLETE"),
+        ([SPEECH_CLIP.read_bytes()], {"complete": 10}, grpc.StatusCode.INVALID_ARGUMENT, "UPLOAD_SIZE_MISMATCH"),
     ],
     ids=["empty", "one-byte", "text-named-mp3", "truncated-flac", "id3-tag-only", "over-cap", "bad-language",
-         "too-many-speakers", "bad-late-language", "no-owner"],
+         "too-many-speakers", "bad-late-language", "no-owner", "no-complete", "wrong-size"],
 )  # fmt: skip
 async def test_rejected_upload_leaves_nothing(ingest, store, database, bus, settings, pieces, kwargs, code, reason):
     before = await leftovers(store, database)
@@ -114,7 +120,7 @@ async def test_upload_cancelled_by_the_client_leaves_nothing(ingest, store, data
     import asyncio
 
     async def stalls():
-        for request in requests([b"fLaC" + b"\x00" * 100_000] * 10):  # 1 MB, under the cap
+        for request in requests([b"fLaC" + b"\x00" * 100_000] * 10, complete=None):  # 1 MB, under the cap
             yield request
         await asyncio.sleep(3600)
 
