@@ -29,7 +29,13 @@ sys.path.insert(0, str(REPO))
 from kazru import audio  # noqa: E402
 from kazru.bus import Bus  # noqa: E402
 from kazru.db.migrate import upgrade  # noqa: E402
-from kazru.devservers import NatsServer, PostgresServer, S3Server, free_port, stop_process  # noqa: E402
+from kazru.devservers import (  # noqa: E402
+    NatsServer,
+    PostgresServer,
+    S3Server,
+    free_port,
+    stop_process,
+)
 from kazru.devstack import start_services  # noqa: E402
 from kazru.settings import Settings  # noqa: E402
 from kazru.v1 import events_pb2  # noqa: E402

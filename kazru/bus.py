@@ -12,8 +12,16 @@ Only ids travel on the bus, never audio (1 MB payload limit) or text.
 from __future__ import annotations
 
 import logging
+
 from nats.aio.client import Client as NatsClient
-from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 

@@ -11,8 +11,8 @@ import importlib.util
 import os
 import pwd
 import signal
-import stat
 import socket
+import stat
 import subprocess
 import sys
 import time

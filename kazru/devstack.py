@@ -17,7 +17,13 @@ import time
 from pathlib import Path
 
 from kazru.db.migrate import upgrade
-from kazru.devservers import NatsServer, PostgresServer, S3Server, stop_process, wait_for_port
+from kazru.devservers import (
+    NatsServer,
+    PostgresServer,
+    S3Server,
+    stop_process,
+    wait_for_port,
+)
 from kazru.settings import AnonymousAccess, Settings
 
 SERVICES = ("ingest", "exporter", "transcriber", "janitor", "gateway")

@@ -21,7 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from kazru import errors
-from kazru.errors import Kind, KazruError
+from kazru.errors import KazruError, Kind
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ def from_rpc_error(error: grpc.RpcError) -> KazruError:
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
+    if not isinstance(error, KazruError):
+        error = errors.from_infrastructure(error) or error
     if isinstance(error, KazruError):
         log.info("request refused", extra={"error_code": error.code, "kind": error.kind.value})
         await context.abort_with_status(to_status(error))

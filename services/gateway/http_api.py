@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from kazru import errors
-from kazru.errors import Kind, KazruError
+from kazru.errors import KazruError, Kind
 from kazru.settings import Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
 from services.gateway import multipart
@@ -167,6 +167,10 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        outage = errors.from_infrastructure(error)
+        if outage is not None:
+            log.warning("dependency unavailable", extra={"path": request.url.path, "error_code": outage.code})
+            return error_response(outage)
         log.exception("unhandled error", extra={"path": request.url.path})
         return error_response(errors.Internal("internal error"))
 

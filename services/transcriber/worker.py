@@ -100,14 +100,20 @@ class TranscriptionWorker:
             while not stop.is_set():
                 try:
                     messages = await subscription.fetch(1, timeout=2.0)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 except Exception:
                     log.warning("fetch from JetStream failed; retrying", exc_info=True)
                     await asyncio.sleep(1.0)
                     continue
                 for message in messages:
-                    await self.handle(message)
+                    try:
+                        await self.handle(message)
+                    except Exception:
+                        # E.g. the database went away before the job was claimed: hand it back.
+                        log.warning("could not handle a job; it will be redelivered", exc_info=True)
+                        with contextlib.suppress(Exception):
+                            await message.nak(delay=RETRY_DELAYS_SECONDS[0])
         finally:
             # A pull subscription left open makes the connection's drain wait for its timeout.
             await asyncio.shield(subscription.unsubscribe())

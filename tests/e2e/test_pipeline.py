@@ -163,6 +163,23 @@ def test_page_is_served(stack):
     assert httpx.get(f"{stack.http}/static/app.js").status_code == 200
 
 
+def test_z_database_outage_is_503_and_the_stack_recovers(stack, infra):
+    infra.postgres.stop()
+    try:
+        listing = httpx.get(f"{stack.http}/api/v1/jobs", headers=AUTH)
+        assert listing.status_code == 503
+        assert listing.json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+        health = httpx.get(f"{stack.http}/api/v1/health")
+        assert health.status_code == 503 and health.json()["checks"]["postgres"]["ok"] is False
+    finally:
+        infra.postgres.start(fsync=False)
+    assert httpx.get(f"{stack.http}/api/v1/jobs", headers=AUTH).status_code == 200
+    with SPEECH_CLIP.open("rb") as audio:
+        accepted = httpx.post(f"{stack.http}/api/v1/upload", headers=AUTH, files={"file": ("after.flac", audio)})
+    assert accepted.status_code == 202
+    assert wait_for_job(stack, accepted.json()["job_id"])["state"] == "SUCCEEDED"
+
+
 def test_zz_health_reports_a_stopped_service(stack):
     """Last in this module: it stops the janitor."""
     from kazru.devservers import stop_process
