@@ -94,6 +94,7 @@ def from_infrastructure(error: Exception) -> KazruError | None:
     Both transport adapters call this for exceptions that are not KazruError, so a
     restarting PostgreSQL reads as 503/UNAVAILABLE rather than 500/INTERNAL.
     """
+    import minio.error
     import nats.errors
     import sqlalchemy.exc
     import urllib3.exceptions
@@ -102,6 +103,6 @@ def from_infrastructure(error: Exception) -> KazruError | None:
         return Unavailable("the database is unavailable; try again", code="DATABASE_UNAVAILABLE")
     if isinstance(error, nats.errors.Error):
         return Unavailable("the message bus is unavailable; try again", code="BUS_UNAVAILABLE")
-    if isinstance(error, urllib3.exceptions.HTTPError):
+    if isinstance(error, urllib3.exceptions.HTTPError | minio.error.MinioException):
         return Unavailable("object storage is unavailable; try again", code="STORAGE_UNAVAILABLE")
     return None

@@ -106,6 +106,9 @@ class ObjectStore:
         )
 
         async def feed(item: object) -> None:
+            if not queue.full():  # the usual case: no task, no wait
+                queue.put_nowait(item)
+                return
             put = asyncio.ensure_future(queue.put(item))
             done, _ = await asyncio.wait({put, upload}, return_when=asyncio.FIRST_COMPLETED)
             if put not in done:

@@ -54,6 +54,47 @@ class UploadHeader:
     options: UploadOptions
 
 
+class UploadMeter:
+    """Passes an upload's chunks through, enforcing the size cap and recognising the
+    container from the first bytes; afterwards it knows both."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.size = 0
+        self.container: str | None = None
+
+    async def checked(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        head = bytearray()
+        async for chunk in chunks:
+            self.size += len(chunk)
+            if self.size > self.cap:
+                raise errors.UploadTooLarge(
+                    f"the file is larger than the {self.cap // (1024 * 1024)} MiB limit",
+                    details={"max_bytes": self.cap},
+                )
+            if self.container is not None:
+                yield chunk
+                continue
+            head += chunk
+            if len(head) >= audio.SNIFF_BYTES:
+                self.container = recognise_container(head)
+                yield bytes(head)
+        if self.size == 0:
+            raise errors.InvalidArgument("the file is empty", code="EMPTY_FILE")
+        if self.container is None:
+            self.container = recognise_container(head)
+            yield bytes(head)
+
+
+def recognise_container(head: bytes) -> str:
+    container = audio.sniff_container(bytes(head[: audio.SNIFF_BYTES]))
+    if container is None:
+        raise errors.UnsupportedMedia(
+            "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A, WebM)", code="NOT_AUDIO"
+        )
+    return container
+
+
 def clean_filename(name: str) -> str:
     """Keep only a displayable base name: no directories, no control characters, ≤255 bytes."""
     name = unicodedata.normalize("NFC", name or "")
@@ -92,42 +133,6 @@ class UploadService:
         self._store = store
         self._bus = bus
 
-    async def _checked_chunks(self, chunks: AsyncIterator[bytes], found: dict[str, object]) -> AsyncIterator[bytes]:
-        """Pass chunks through, enforcing the size cap and recognising the container from the first bytes."""
-        cap = self._settings.max_upload_bytes
-        head = bytearray()
-        total = 0
-        async for chunk in chunks:
-            total += len(chunk)
-            if total > cap:
-                raise errors.UploadTooLarge(
-                    f"the file is larger than the {cap // (1024 * 1024)} MiB limit",
-                    details={"max_bytes": cap},
-                )
-            if "container" in found:
-                yield chunk
-                continue
-            head += chunk
-            if len(head) >= audio.SNIFF_BYTES:
-                found["container"] = self._recognise(head)
-                yield bytes(head)
-        if total == 0:
-            raise errors.InvalidArgument("the file is empty", code="EMPTY_FILE")
-        if "container" not in found:
-            found["container"] = self._recognise(head)
-            yield bytes(head)
-        found["size"] = total
-
-    @staticmethod
-    def _recognise(head: bytes) -> str:
-        container = audio.sniff_container(bytes(head[: audio.SNIFF_BYTES]))
-        if container is None:
-            raise errors.UnsupportedMedia(
-                "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A, WebM)",
-                code="NOT_AUDIO",
-            )
-        return container
-
     async def upload(
         self,
         header: UploadHeader,
@@ -139,22 +144,16 @@ class UploadService:
         validate_options(header.options, self._settings)  # fail before reading the body
         job_id = uuid.uuid4()
         key = f"jobs/{job_id}/original"
-        found: dict[str, object] = {}
+        meter = UploadMeter(self._settings.max_upload_bytes)
         stored = False
         try:
-            try:
-                await self._store.put_stream(key, self._checked_chunks(chunks, found), "application/octet-stream")
-            except errors.KazruError:
-                raise
-            except Exception as error:
-                raise errors.Unavailable("object storage is unavailable; try again", code="STORAGE_UNAVAILABLE") from error
+            # Outages of S3 or PostgreSQL surface as their own exceptions and are
+            # answered UNAVAILABLE by the one error mapping (errors.from_infrastructure).
+            await self._store.put_stream(key, meter.checked(chunks), "application/octet-stream")
             stored = True
             options = validate_options(late_options() or header.options, self._settings)
             info = await audio.probe(self._store.presigned_url(key), self._settings.ffmpeg_path)
-            try:
-                job = await self._create_job(job_id, key, header, options, info, found)
-            except Exception as error:
-                raise errors.Unavailable("the database is unavailable; try again", code="DATABASE_UNAVAILABLE") from error
+            job = await self._create_job(job_id, key, header, options, info, meter)
         except BaseException as error:
             log.info("upload abandoned", extra={"job_id": str(job_id), "reason": type(error).__name__, "stored": stored})
             if stored:
@@ -167,20 +166,19 @@ class UploadService:
 
     async def _create_job(
         self, job_id: uuid.UUID, key: str, header: UploadHeader, options: UploadOptions, info: audio.AudioInfo,
-        found: dict[str, object],
+        meter: UploadMeter,
     ) -> Job:  # fmt: skip
         now = datetime.now(UTC)
-        container = str(found["container"])
         job = Job(
             id=job_id,
             owner_id=header.owner_id,
             state=JobState.PENDING,
             progress=0,
             filename=clean_filename(header.filename),
-            content_type=CONTAINER_CONTENT_TYPES[container],
-            size_bytes=int(found["size"]),
+            content_type=CONTAINER_CONTENT_TYPES[meter.container],
+            size_bytes=meter.size,
             object_key=key,
-            container=container,
+            container=meter.container,
             duration_seconds=info.duration_seconds,
             codec=info.codec,
             channels=info.channels,

@@ -2,6 +2,7 @@
 with 413 whether the size is declared up front or only discovered while streaming."""
 
 import time
+import uuid
 
 import httpx
 import pytest
@@ -73,7 +74,7 @@ async def test_500_mib_streams_through_in_constant_memory(upload_stack, store, d
     assert await store.exists(key)
     await store.delete(key)
     async with database.begin() as session:
-        await session.execute(delete(Job).where(Job.id == __import__("uuid").UUID(job["job_id"])))
+        await session.execute(delete(Job).where(Job.id == uuid.UUID(job["job_id"])))
     await bus.js.purge_stream(settings.jobs_stream)
 
 

@@ -1,13 +1,20 @@
 """Ingest over real gRPC, S3, PostgreSQL and NATS: accepted uploads are complete,
 rejected ones leave nothing behind (no object, no multipart upload, no row, no message)."""
 
+import asyncio
+import contextlib
+import uuid
+
 import grpc
 import pytest
 import pytest_asyncio
 
 from kazru import grpc_server
 from kazru.db.models import Job, JobState
+from kazru.db.session import create_engine, create_sessionmaker
+from kazru.devservers import free_port
 from kazru.grpc_errors import from_rpc_error
+from kazru.storage import ObjectStore
 from kazru.v1 import events_pb2, ingest_service_pb2, ingest_service_pb2_grpc, job_pb2
 from services.ingest.__main__ import create_server
 from services.ingest.uploads import UploadService
@@ -17,15 +24,23 @@ from tests.helpers import leftovers, queued_messages, silent_wav_chunks
 SMALL_CAP = 2 * 1024 * 1024
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def ingest(infra, database, store, bus):
-    settings = infra.settings(ingest_address="127.0.0.1:0", max_upload_bytes=SMALL_CAP)
+@contextlib.asynccontextmanager
+async def ingest_server(settings, database, store, bus):
     server = create_server(settings, UploadService(settings, database, store, bus))
     await server.start()
     channel = grpc_server.channel(f"127.0.0.1:{server.port}")
-    yield ingest_service_pb2_grpc.IngestServiceStub(channel)
-    await channel.close()
-    await server.stop(0)
+    try:
+        yield ingest_service_pb2_grpc.IngestServiceStub(channel)
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ingest(infra, database, store, bus):
+    settings = infra.settings(ingest_address="127.0.0.1:0", max_upload_bytes=SMALL_CAP)
+    async with ingest_server(settings, database, store, bus) as stub:
+        yield stub
 
 
 def requests(pieces, filename="clip.flac", owner="owner-1", languages=(), max_speakers=0, late=None, complete=True):
@@ -64,7 +79,7 @@ async def test_accepted_upload_is_stored_recorded_and_queued(ingest, store, data
     assert expires.total_seconds() == pytest.approx(24 * 3600)
 
     async with database() as session:
-        row = await session.get(Job, __import__("uuid").UUID(job.job_id))
+        row = await session.get(Job, uuid.UUID(job.job_id))
     assert row.state == JobState.PENDING and row.owner_id == "owner-1"
     assert await store.exists(row.object_key)
 
@@ -117,7 +132,6 @@ async def test_rejected_upload_leaves_nothing(ingest, store, database, bus, sett
 
 async def test_upload_cancelled_by_the_client_leaves_nothing(ingest, store, database, bus, settings):
     before = await leftovers(store, database)
-    import asyncio
 
     async def stalls():
         for request in requests([b"fLaC" + b"\x00" * 100_000] * 10, complete=None):  # 1 MB, under the cap
@@ -130,5 +144,31 @@ async def test_upload_cancelled_by_the_client_leaves_nothing(ingest, store, data
     with pytest.raises((asyncio.CancelledError, grpc.aio.AioRpcError)):
         await call
     await asyncio.sleep(0.5)  # the server side notices and cleans up
+    assert await leftovers(store, database) == before
+    assert await queued_messages(bus, settings) == 0
+
+
+async def test_object_store_down_is_unavailable_and_leaves_no_row(infra, database, store, bus, settings):
+    dead = infra.settings(ingest_address="127.0.0.1:0", s3_endpoint=f"127.0.0.1:{free_port()}")
+    before = await leftovers(store, database)
+    async with ingest_server(dead, database, ObjectStore(dead), bus) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await upload(stub, [SPEECH_CLIP.read_bytes()])
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert from_rpc_error(caught.value).code == "STORAGE_UNAVAILABLE"
+    assert await leftovers(store, database) == before
+    assert await queued_messages(bus, settings) == 0
+
+
+async def test_database_down_is_unavailable_and_leaves_no_object(infra, store, bus, settings, database):
+    dead = infra.settings(ingest_address="127.0.0.1:0", database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/kazru")
+    engine = create_engine(dead)
+    before = await leftovers(store, database)
+    async with ingest_server(dead, create_sessionmaker(engine), store, bus) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await upload(stub, [SPEECH_CLIP.read_bytes()])
+    await engine.dispose()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert from_rpc_error(caught.value).code == "DATABASE_UNAVAILABLE"
     assert await leftovers(store, database) == before
     assert await queued_messages(bus, settings) == 0
