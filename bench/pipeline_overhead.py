@@ -16,32 +16,27 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from kazru import audio  # noqa: E402
-from kazru.bus import Bus  # noqa: E402
-from kazru.db.migrate import upgrade  # noqa: E402
-from kazru.devservers import (  # noqa: E402
-    NatsServer,
-    PostgresServer,
-    S3Server,
-    free_port,
-    stop_process,
+from kazru import audio
+from kazru.bus import Bus
+from kazru.devstack import (
+    isolated_addresses,
+    service_environment,
+    start_servers,
+    start_services,
+    stop_services,
+    wait_until_healthy,
 )
-from kazru.devstack import start_services  # noqa: E402
-from kazru.settings import Settings  # noqa: E402
-from kazru.v1 import events_pb2  # noqa: E402
-from services.transcriber.engine import WhisperEngine  # noqa: E402
+from kazru.settings import REPO_ROOT, Settings
+from kazru.v1 import events_pb2
+from services.transcriber.engine import WhisperEngine
 
-CLIP = REPO / "tests" / "fixtures" / "audio" / "ru_weather_m3.flac"
+CLIP = REPO_ROOT / "tests" / "fixtures" / "audio" / "ru_weather_m3.flac"
 UPLOADS = 20
 ENGINE_RUNS = 5
 
@@ -107,50 +102,22 @@ def job_stages(log_path: Path) -> dict[str, dict[str, float]]:
     return stages
 
 
-def healthy(settings: Settings) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{settings.http_port}/api/v1/health").status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        servers = [
-            PostgresServer(root / "postgres", free_port()),
-            NatsServer(root / "nats", free_port()),
-            S3Server(root / "s3", free_port()),
-        ]
+        servers = start_servers(root, durable=False)
         processes = {}
         try:
-            servers[0].start(fsync=False)
-            servers[1].start()
-            servers[2].start()
-            upgrade(servers[0].url)
-            settings = Settings(
-                database_url=servers[0].url, nats_url=servers[1].url, s3_endpoint=servers[2].endpoint,
-                s3_access_key=servers[2].access_key, s3_secret_key=servers[2].secret_key,
-                http_port=free_port(), public_grpc_address=f"127.0.0.1:{free_port()}",
-                ingest_address=f"127.0.0.1:{free_port()}", exporter_address=f"127.0.0.1:{free_port()}",
-                transcriber_address=f"127.0.0.1:{free_port()}", janitor_address=f"127.0.0.1:{free_port()}",
-                anonymous_access="shared",
-            )  # fmt: skip
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith("KAZRU_")}, **settings.as_environment()}
-            processes = start_services(env, root / "logs")
-            deadline = time.monotonic() + 120
-            while not healthy(settings):
-                assert time.monotonic() < deadline, "stack did not become healthy"
-                time.sleep(0.2)
+            settings = servers.settings(**isolated_addresses(), anonymous_access="shared")
+            processes = start_services(service_environment(settings), root / "logs")
+            wait_until_healthy(settings, processes)
             engine_runs = asyncio.run(engine_seconds(settings))
             latencies = asyncio.run(measure(settings))
             engine_runs += asyncio.run(engine_seconds(settings))
             stages = job_stages(root / "logs" / "transcriber.log")
         finally:
-            for process in processes.values():
-                stop_process(process)
-            for server in reversed(servers):
-                server.stop()
+            stop_services(processes, grace=15)
+            servers.stop()
 
     standalone_engine = statistics.median(engine_runs)
     overheads_ms = [(latency - stages[job]["engine"]) * 1000 for job, latency in latencies.items()]

