@@ -1,4 +1,4 @@
-"""The rule that ends every client-streamed upload (public and internal).
+"""Rules every upload follows, wherever it is checked (gateway or ingest).
 
 gRPC ends a cancelled client stream on the server just like a finished one,
 so an upload counts as whole only when its last message is `complete` with
@@ -17,3 +17,9 @@ def check_complete(declared: int | None, received: int) -> None:
         raise errors.InvalidArgument(
             f"'complete' declared {declared} bytes but {received} arrived", code="UPLOAD_SIZE_MISMATCH"
         )
+
+
+def too_large(max_bytes: int) -> errors.UploadTooLarge:
+    return errors.UploadTooLarge(
+        f"the file is larger than the {max_bytes // (1024 * 1024)} MiB limit", details={"max_bytes": max_bytes}
+    )

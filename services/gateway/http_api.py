@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from kazru import errors
+from kazru import errors, upload_protocol
 from kazru.errors import KazruError, Kind
 from kazru.settings import Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
@@ -195,18 +195,17 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
 
     Caller = Annotated[Principal, Depends(principal)]
 
+    page_html = (static_dir / "index.html").read_text(encoding="utf-8")
+
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
-        return HTMLResponse((static_dir / "index.html").read_text(encoding="utf-8"))
+        return HTMLResponse(page_html)
 
     @app.post("/api/v1/upload", status_code=202, summary="Upload an audio file (multipart 'file')")
     async def upload(request: Request, caller: Caller) -> JSONResponse:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
-            raise errors.UploadTooLarge(
-                f"the file is larger than the {settings.max_upload_bytes // (1024 * 1024)} MiB limit",
-                details={"max_bytes": settings.max_upload_bytes},
-            )
+            raise upload_protocol.too_large(settings.max_upload_bytes)
         events = multipart.read_form(_body(request), request.headers.get("content-type"))
         try:
             job = await _upload_from_form(gateway, caller.owner_id, events)

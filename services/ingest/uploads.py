@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import audio, errors
+from kazru import audio, errors, upload_protocol
 from kazru.bus import Bus
 from kazru.db.models import Job, JobState
 from kazru.settings import Settings
@@ -68,10 +68,7 @@ class UploadMeter:
         async for chunk in chunks:
             self.size += len(chunk)
             if self.size > self.cap:
-                raise errors.UploadTooLarge(
-                    f"the file is larger than the {self.cap // (1024 * 1024)} MiB limit",
-                    details={"max_bytes": self.cap},
-                )
+                raise upload_protocol.too_large(self.cap)
             if self.container is not None:
                 yield chunk
                 continue
