@@ -6,7 +6,8 @@ from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from kazru.db.models import Job, Segment
+from kazru.db.jobs import StoredTranscript
+from kazru.db.models import Job, Segment, Speaker, Word
 from kazru.v1 import job_pb2, transcript_pb2
 
 
@@ -42,8 +43,14 @@ def job_to_proto(job: Job) -> job_pb2.Job:
             sample_rate=job.sample_rate or 0,
             container=job.container,
         ),
-        options=job_pb2.TranscriptionOptions(languages=job.languages, max_speakers=job.max_speakers or 0),
+        options=job_pb2.TranscriptionOptions(
+            languages=job.languages, max_speakers=job.max_speakers or 0, min_speakers=job.min_speakers or 0
+        ),
         detected_language=job.detected_language or "",
+        language_shares=job.language_shares or {},
+        speaker_count=job.speaker_count or 0,
+        engine=job.engine or "",
+        billed_seconds=job.billed_seconds or 0.0,
         create_time=_timestamp(job.created_at),
         start_time=_timestamp(job.started_at),
         end_time=_timestamp(job.finished_at),
@@ -54,7 +61,17 @@ def job_to_proto(job: Job) -> job_pb2.Job:
     return message
 
 
-def segment_to_proto(segment: Segment) -> transcript_pb2.Segment:
+def word_to_proto(word: Word) -> transcript_pb2.Word:
+    return transcript_pb2.Word(
+        start_seconds=word.start_seconds,
+        end_seconds=word.end_seconds,
+        text=word.text,
+        probability=word.probability,
+        speaker=word.speaker or "",
+    )
+
+
+def segment_to_proto(segment: Segment, words: list[Word]) -> transcript_pb2.Segment:
     return transcript_pb2.Segment(
         index=segment.position,
         start_seconds=segment.start_seconds,
@@ -63,12 +80,25 @@ def segment_to_proto(segment: Segment) -> transcript_pb2.Segment:
         language=segment.language,
         confidence=segment.confidence,
         speaker=segment.speaker or "",
+        words=[word_to_proto(word) for word in words],
+        edited=segment.edited,
+        original_text=segment.original_text or "",
     )
 
 
-def transcript_to_proto(job: Job, segments: list[Segment]) -> transcript_pb2.Transcript:
+def speaker_to_proto(speaker: Speaker) -> transcript_pb2.Speaker:
+    return transcript_pb2.Speaker(
+        id=speaker.label,
+        label=speaker.display_name,
+        speaking_seconds=speaker.speaking_seconds,
+        segment_count=speaker.segment_count,
+    )
+
+
+def transcript_to_proto(job: Job, stored: StoredTranscript) -> transcript_pb2.Transcript:
     return transcript_pb2.Transcript(
         job_id=str(job.id),
-        segments=[segment_to_proto(s) for s in segments],
+        segments=[segment_to_proto(s, stored.words_of(s)) for s in stored.segments],
         duration_seconds=job.duration_seconds or 0.0,
+        speakers=[speaker_to_proto(speaker) for speaker in stored.speakers],
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -70,7 +70,10 @@ class Settings(BaseSettings):
     anonymous_access: AnonymousAccess = AnonymousAccess.COOKIE
     bootstrap_api_key: SecretStr | None = None
 
-    # Speech engine (local faster-whisper).
+    # Speech engine: "whisper" (local, offline) or "speechkit" (Yandex SpeechKit v3).
+    engine: Literal["whisper", "speechkit"] = "whisper"
+
+    # Local engine (faster-whisper).
     whisper_model: str = ""  # path or model name; empty: the installed offline default
     whisper_compute_type: str = "int8"
     whisper_device: str = "cpu"

@@ -19,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -68,8 +68,18 @@ class Job(Base):
     sample_rate: Mapped[int | None] = mapped_column(Integer)
 
     languages: Mapped[list[str]] = mapped_column(ARRAY(String(8)))
+    min_speakers: Mapped[int | None] = mapped_column(Integer)
     max_speakers: Mapped[int | None] = mapped_column(Integer)
+    # The language with the largest share of speech, and every language's share (0-1).
     detected_language: Mapped[str | None] = mapped_column(String(8))
+    language_shares: Mapped[dict[str, float] | None] = mapped_column(JSONB)
+    speaker_count: Mapped[int | None] = mapped_column(Integer)
+
+    # Which engine transcribed the job, what an external engine billed, and the
+    # engine's own id of the result (deleted at the engine once stored, or by the janitor).
+    engine: Mapped[str | None] = mapped_column(String(32))
+    billed_seconds: Mapped[float | None] = mapped_column(Float)
+    external_operation_id: Mapped[str | None] = mapped_column(String(128))
 
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
@@ -105,8 +115,48 @@ class Segment(Base):
     language: Mapped[str] = mapped_column(String(8))
     confidence: Mapped[float] = mapped_column(Float)
     speaker: Mapped[str | None] = mapped_column(String(32))
+    # The machine's text when a person has edited `text`; None while unedited.
+    original_text: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[Job] = relationship(back_populates="segments")
+
+    @property
+    def edited(self) -> bool:
+        return self.original_text is not None
+
+
+class Speaker(Base):
+    """One diarized speaker of a job: label "S1".."S10", and the name a person gave it."""
+
+    __tablename__ = "speakers"
+    __table_args__ = (UniqueConstraint("job_id", "label", name="speakers_job_label_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(200))
+    speaking_seconds: Mapped[float] = mapped_column(Float)
+    segment_count: Mapped[int] = mapped_column(Integer)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.label
+
+
+class Word(Base):
+    __tablename__ = "words"
+    __table_args__ = (UniqueConstraint("job_id", "position", name="words_job_position_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"))
+    # Position of the segment holding the word (segments.position).
+    segment_position: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    start_seconds: Mapped[float] = mapped_column(Float)
+    end_seconds: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    probability: Mapped[float] = mapped_column(Float)
+    speaker: Mapped[str | None] = mapped_column(String(32))
 
 
 class ApiKey(Base):

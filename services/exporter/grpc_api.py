@@ -37,7 +37,7 @@ class ExporterServicer(exporter_service_pb2_grpc.ExporterServiceServicer):
         async with self._sessions() as session:
             job = await jobs.get_owned_job(session, request.job_id, request.owner_id)
             jobs.require_transcript(job)
-            segments = await jobs.load_segments(session, job.id)
+            segments = (await jobs.load_transcript(session, job.id)).segments
 
         first = True
         buffer = bytearray()

@@ -107,8 +107,8 @@ class Gateway:
         async with self._sessions() as session:
             job = await jobs.get_owned_job(session, job_id, owner_id)
             jobs.require_transcript(job)
-            segments = await jobs.load_segments(session, job.id)
-            return convert.job_to_proto(job), convert.transcript_to_proto(job, segments)
+            stored = await jobs.load_transcript(session, job.id)
+            return convert.job_to_proto(job), convert.transcript_to_proto(job, stored)
 
     async def export(
         self, owner_id: str, job_id: str, fmt: int, options: export_pb2.ExportOptions

@@ -80,7 +80,12 @@ def job_json(job: job_pb2.Job) -> dict:
         },
         "languages": list(job.options.languages),
         "max_speakers": job.options.max_speakers or None,
+        "min_speakers": job.options.min_speakers or None,
         "detected_language": job.detected_language or None,
+        "language_shares": dict(job.language_shares),
+        "speaker_count": job.speaker_count or None,
+        "engine": job.engine or None,
+        "billed_seconds": job.billed_seconds,
         "created_at": _iso(job.create_time, job.HasField("create_time")),
         "started_at": _iso(job.start_time, job.HasField("start_time")),
         "finished_at": _iso(job.end_time, job.HasField("end_time")),
@@ -99,6 +104,16 @@ def transcript_json(job: job_pb2.Job, transcript: transcript_pb2.Transcript) -> 
         "job_id": job.job_id,
         "language": job.detected_language or None,
         "duration_seconds": transcript.duration_seconds,
+        "language_shares": dict(job.language_shares),
+        "speakers": [
+            {
+                "id": s.id,
+                "label": s.label,
+                "speaking_seconds": s.speaking_seconds,
+                "segment_count": s.segment_count,
+            }
+            for s in transcript.speakers
+        ],
         "segments": [
             {
                 "index": s.index,
@@ -108,6 +123,13 @@ def transcript_json(job: job_pb2.Job, transcript: transcript_pb2.Transcript) -> 
                 "language": s.language,
                 "confidence": s.confidence,
                 "text": s.text,
+                "edited": s.edited,
+                "original_text": s.original_text if s.edited else None,
+                "words": [
+                    {"start": w.start_seconds, "end": w.end_seconds, "text": w.text,
+                     "probability": w.probability, "speaker": w.speaker or None}
+                    for w in s.words
+                ],
             }
             for s in transcript.segments
         ],
@@ -125,13 +147,16 @@ def parse_options(fields: dict[str, str]) -> job_pb2.TranscriptionOptions:
     if "language" in fields or "languages" in fields:
         raw = fields.get("languages", fields.get("language", ""))
         options.languages.extend(part.strip() for part in raw.split(",") if part.strip())
-    if fields.get("max_speakers", "").strip():
-        try:
-            options.max_speakers = int(fields["max_speakers"])
-        except ValueError:
-            raise errors.InvalidArgument("max_speakers must be a whole number", code="INVALID_MAX_SPEAKERS") from None
-        if options.max_speakers <= 0:
-            raise errors.InvalidArgument("max_speakers must be at least 1", code="INVALID_MAX_SPEAKERS")
+    for name in ("min_speakers", "max_speakers"):
+        if fields.get(name, "").strip():
+            code = f"INVALID_{name.upper()}"
+            try:
+                value = int(fields[name])
+            except ValueError:
+                raise errors.InvalidArgument(f"{name} must be a whole number", code=code) from None
+            if value <= 0:
+                raise errors.InvalidArgument(f"{name} must be at least 1", code=code)
+            setattr(options, name, value)
     return options
 
 

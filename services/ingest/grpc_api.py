@@ -12,7 +12,9 @@ from services.ingest.uploads import UploadHeader, UploadOptions, UploadService
 
 
 def options_from_proto(options: job_pb2.TranscriptionOptions) -> UploadOptions:
-    return UploadOptions(languages=tuple(options.languages), max_speakers=options.max_speakers)
+    return UploadOptions(
+        languages=tuple(options.languages), max_speakers=options.max_speakers, min_speakers=options.min_speakers
+    )
 
 
 class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):

@@ -45,6 +45,7 @@ CONTAINER_CONTENT_TYPES = {
 class UploadOptions:
     languages: tuple[str, ...] = ()
     max_speakers: int = 0  # 0: found automatically
+    min_speakers: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,18 @@ def validate_options(options: UploadOptions, settings: Settings) -> UploadOption
             f"unsupported language(s): {', '.join(unknown)}; supported: {', '.join(settings.supported_languages)}",
             code="INVALID_LANGUAGE",
         )
-    if not 0 <= options.max_speakers <= MAX_SPEAKERS_LIMIT:
-        raise errors.InvalidArgument(
-            f"max_speakers must be between 1 and {MAX_SPEAKERS_LIMIT} (or omitted)", code="INVALID_MAX_SPEAKERS"
-        )
-    return UploadOptions(languages=languages or settings.default_languages, max_speakers=options.max_speakers)
+    for name in ("min_speakers", "max_speakers"):
+        if not 0 <= getattr(options, name) <= MAX_SPEAKERS_LIMIT:
+            raise errors.InvalidArgument(
+                f"{name} must be between 1 and {MAX_SPEAKERS_LIMIT} (or omitted)", code=f"INVALID_{name.upper()}"
+            )
+    if options.min_speakers and options.max_speakers and options.min_speakers > options.max_speakers:
+        raise errors.InvalidArgument("min_speakers must not exceed max_speakers", code="INVALID_MIN_SPEAKERS")
+    return UploadOptions(
+        languages=languages or settings.default_languages,
+        max_speakers=options.max_speakers,
+        min_speakers=options.min_speakers,
+    )
 
 
 class UploadService:
@@ -182,6 +190,7 @@ class UploadService:
             sample_rate=info.sample_rate,
             languages=list(options.languages),
             max_speakers=options.max_speakers or None,
+            min_speakers=options.min_speakers or None,
             attempts=0,
             created_at=now,
             expires_at=now + timedelta(hours=self._settings.retention_hours),

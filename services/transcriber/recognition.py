@@ -1,0 +1,79 @@
+"""What every speech engine returns, whatever it is (local Whisper, SpeechKit).
+
+Engines recognise words; speakers come from our own diarizer for every engine
+(`diarization.py`) and segments are formed afterwards (`assembly.py`), so an
+engine only has to say which words it heard, when, and in which language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RecognizedWord:
+    start: float
+    end: float
+    # As the engine wrote it, punctuation attached ("Алматы,"); no surrounding spaces.
+    text: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class RecognizedSpan:
+    """A stretch of speech the engine recognised in one language."""
+
+    start: float
+    end: float
+    # ISO 639-1, one of the job's allowed languages.
+    language: str
+    words: tuple[RecognizedWord, ...]
+
+
+@dataclass(frozen=True)
+class Recognition:
+    engine: str
+    spans: list[RecognizedSpan]
+    # Audio seconds an external engine bills for this job (0 for local engines).
+    billed_seconds: float = 0.0
+    # The engine's own id of the stored result, to delete it there.
+    external_operation_id: str | None = None
+    # Seconds spent per stage inside the engine (logged and measured by benchmarks).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SpeechRegion:
+    """Where someone speaks (from voice activity detection and diarization), in seconds."""
+
+    start: float
+    end: float
+
+
+# Called with the fraction (0-1) of the engine's work done; may be called from any thread.
+ProgressCallback = Callable[[float], None]
+
+
+class SpeechEngine(Protocol):
+    name: str
+
+    async def recognize(
+        self,
+        samples: np.ndarray,
+        languages: Sequence[str],
+        regions: Sequence[SpeechRegion],
+        on_progress: ProgressCallback,
+    ) -> Recognition:
+        """Recognise 16 kHz mono float32 `samples`; `regions` are the speech regions found
+        by our VAD/diarizer (an engine may use them to skip silence or ignore them).
+        Raises `kazru.errors.KazruError` for a bad input or a refusal that retrying cannot
+        fix, any other exception for a transient failure (the job is retried)."""
+        ...
+
+    async def forget(self, external_operation_id: str) -> None:
+        """Delete any copy of the job the engine keeps (no-op for local engines)."""
+        ...
