@@ -22,3 +22,7 @@ say kk_greeting_m3 kk+m3 120 "Сәлеметсіз бе, менің атым А�
 say kk_city_f3 kk+f3 130 "Алматы Қазақстандағы ең үлкен қала."
 say kk_weather_m2 kk+m2 120 "Бүгін ауа райы өте жақсы."
 ls -l "$out"
+
+# Two- and three-speaker conversations with exact reference turns (.rttm, .json) for the
+# diarization and per-segment language tests; same generator as the accuracy benchmark.
+"$(dirname "$0")/../.venv/bin/python" "$(dirname "$0")/../bench/accuracy/generate.py" --fixtures
