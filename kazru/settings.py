@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +83,33 @@ class Settings(BaseSettings):
     default_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru")
     supported_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru", "en")
 
+    # Yandex SpeechKit v3 (engine="speechkit"): exactly one of API key / IAM token; the folder id is
+    # sent as x-folder-id and is required with an IAM token (an API key already belongs to a folder).
+    speechkit_endpoint: str = "stt.api.cloud.yandex.net:443"
+    # Recognition status is polled through the Operation service.
+    speechkit_operation_endpoint: str = "operation.api.cloud.yandex.net:443"
+    speechkit_api_key: SecretStr | None = None
+    speechkit_iam_token: SecretStr | None = None
+    speechkit_folder_id: str = ""
+    speechkit_model: str = "general"
+    speechkit_tls: bool = True
+    speechkit_text_normalization: bool = True
+    # Inline `content` limit of RecognizeFile; larger PCM is re-encoded to mono Ogg Opus.
+    speechkit_max_inline_bytes: int = Field(default=60_000_000, gt=0)
+    speechkit_opus_bitrate: int = Field(default=24_000, ge=6_000, le=510_000)
+    # Status checks: at most 5 per second (SpeechKit quota), the interval grows to the maximum.
+    speechkit_poll_initial_seconds: float = Field(default=0.5, ge=0.2)
+    speechkit_poll_max_seconds: float = Field(default=5.0, ge=0.2)
+    # Whole recognition: fixed part plus a share of the audio's duration (Yandex: ~10 s per audio minute).
+    speechkit_timeout_seconds: float = Field(default=600.0, gt=0)
+    speechkit_timeout_per_audio_second: float = Field(default=0.5, ge=0)
+    # One RPC's deadline (RecognizeFile uploads up to 60 MB).
+    speechkit_call_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Retries of UNAVAILABLE / RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED: exponential backoff with jitter.
+    speechkit_max_attempts: int = Field(default=6, ge=1)
+    speechkit_retry_initial_seconds: float = Field(default=1.0, ge=0)
+    speechkit_retry_max_seconds: float = Field(default=30.0, ge=0)
+
     # Janitor.
     janitor_interval_seconds: float = Field(default=60.0, gt=0)
     janitor_batch_size: int = Field(default=100, gt=0)
@@ -99,6 +126,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _check_speechkit_credentials(self) -> Settings:
+        if self.engine != "speechkit":
+            return self
+        if (self.speechkit_api_key is None) == (self.speechkit_iam_token is None):
+            raise ValueError(
+                "engine=speechkit needs exactly one of KAZRU_SPEECHKIT_API_KEY or KAZRU_SPEECHKIT_IAM_TOKEN"
+            )
+        if self.speechkit_iam_token is not None and not self.speechkit_folder_id:
+            raise ValueError("engine=speechkit with an IAM token needs KAZRU_SPEECHKIT_FOLDER_ID")
+        return self
 
     def as_environment(self) -> dict[str, str]:
         """These settings as KAZRU_* variables, for starting services with the same view."""
