@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     # Janitor.
     janitor_interval_seconds: float = Field(default=60.0, gt=0)
     janitor_batch_size: int = Field(default=100, gt=0)
+    # Multipart uploads older than this are abandoned (a crashed ingest) and aborted.
+    abandoned_upload_hours: float = Field(default=6.0, gt=0)
+    # A PENDING job whose JobUploaded publish is unconfirmed this long after upload is republished.
+    enqueue_retry_after_seconds: float = Field(default=10.0, gt=0)
+    # For usage_stats' estimated cost: price of one billed minute at an external engine (0: local only).
+    usage_cost_per_billed_minute: float = Field(default=0.0, ge=0)
 
     # ffmpeg: empty means a system ffmpeg if there is one, else imageio-ffmpeg's.
     ffmpeg_path: str = ""
@@ -131,11 +137,12 @@ class Settings(BaseSettings):
     def _check_speechkit_credentials(self) -> Settings:
         if self.engine != "speechkit":
             return self
-        if (self.speechkit_api_key is None) == (self.speechkit_iam_token is None):
+        # An empty secret (KAZRU_SPEECHKIT_API_KEY=) counts as missing.
+        if bool(self.speechkit_api_key) == bool(self.speechkit_iam_token):
             raise ValueError(
                 "engine=speechkit needs exactly one of KAZRU_SPEECHKIT_API_KEY or KAZRU_SPEECHKIT_IAM_TOKEN"
             )
-        if self.speechkit_iam_token is not None and not self.speechkit_folder_id:
+        if self.speechkit_iam_token and not self.speechkit_folder_id:
             raise ValueError("engine=speechkit with an IAM token needs KAZRU_SPEECHKIT_FOLDER_ID")
         return self
 
