@@ -277,7 +277,9 @@ def random_conversation(rng: random.Random, target_s: float) -> tuple[list[Turn]
     """2-4 distinct speakers; each mostly speaks one language but may switch; turns until ~target_s of speech."""
     speaker_count = rng.randint(2, 4)
     variants = rng.sample(VOICE_VARIANTS, speaker_count)
-    speakers = [Speaker(f"spk{index}_{variant}", variant, rng.randint(12, 16) * 10) for index, variant in enumerate(variants)]
+    speakers = [
+        Speaker(f"spk{index}_{variant}", variant, rng.randint(12, 16) * 10) for index, variant in enumerate(variants)
+    ]
     home_language = {speaker: rng.choice(["ru", "kk"]) for speaker in speakers}
     # Roughly half the speakers also speak the other language now and then.
     switch_probability = {speaker: rng.choice([0.0, 0.35]) for speaker in speakers}
