@@ -42,6 +42,14 @@ def finished_subject(job_id: str) -> str:
     return f"kazru.jobs.finished.{job_id}"
 
 
+# Core NATS: "stop working on this job now" (it was deleted or expired while a worker had it).
+CANCEL_SUBJECTS = "kazru.jobs.cancel.*"
+
+
+def cancel_subject(job_id: str) -> str:
+    return f"kazru.jobs.cancel.{job_id}"
+
+
 class Bus:
     def __init__(self, nc: NatsClient, settings: Settings):
         self.nc = nc
@@ -100,7 +108,8 @@ class Bus:
             ),
         )
 
-    async def publish_uploaded(self, event: events_pb2.JobUploaded) -> None:
+    async def publish_uploaded(self, event: events_pb2.JobUploaded) -> int:
+        """Publish and return the message's stream sequence (of the first copy, for a duplicate)."""
         ack = await self.js.publish(
             SUBJECT_UPLOADED,
             event.SerializeToString(),
@@ -110,6 +119,19 @@ class Bus:
         )
         if ack.duplicate:
             log.info("JobUploaded for %s was a duplicate; the server kept the first", event.job_id)
+        return ack.seq
+
+    async def remove_queued(self, sequence: int) -> bool:
+        """Remove a job's JobUploaded message from the queue; False if it is no longer there."""
+        try:
+            return await self.js.delete_msg(self._settings.jobs_stream, sequence)
+        except NotFoundError:
+            return False
+
+    async def publish_cancel(self, job_id: str) -> None:
+        await self.nc.publish(cancel_subject(job_id), b"")
+        # Flushed: the caller answers the client next, and the worker should hear it first.
+        await self.nc.flush(timeout=2)
 
     async def publish_progress(self, event: events_pb2.JobProgress) -> None:
         await self.nc.publish(progress_subject(event.job_id), event.SerializeToString())

@@ -161,6 +161,33 @@ class ObjectStore:
 
         return await asyncio.to_thread(_list)
 
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix` (a job's original and anything derived); returns how many."""
+        names = [name for name, _ in await self.list_objects(prefix)]
+        for name in names:
+            await self.delete(name)
+        return len(names)
+
+    async def list_multipart_uploads(self, prefix: str = "") -> list[tuple[str, str, datetime | None]]:
+        """(key, upload id, initiated) of every unfinished multipart upload under `prefix`."""
+
+        def _list() -> list[tuple[str, str, datetime | None]]:
+            found, key_marker, id_marker = [], None, None
+            while True:
+                # The SDK has no public call for this; its request helper is stable across 7.x.
+                page = self._client._list_multipart_uploads(
+                    self.bucket, prefix=prefix or None, key_marker=key_marker, upload_id_marker=id_marker
+                )
+                found += [(u.object_name, u.upload_id, u.initiated_time) for u in page.uploads]
+                if not page.is_truncated or not page.uploads:
+                    return found
+                key_marker, id_marker = page.next_key_marker, page.next_upload_id_marker
+
+        return await asyncio.to_thread(_list)
+
+    async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
+        await asyncio.to_thread(self._client._abort_multipart_upload, self.bucket, key, upload_id)
+
     def presigned_url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         """A URL ffmpeg can read the object from (range requests work, so it can seek)."""
         return self._client.presigned_get_object(self.bucket, key, expires=expires)

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -49,11 +51,12 @@ class Job(Base):
             name="jobs_state_valid",
         ),
         CheckConstraint("progress BETWEEN 0 AND 100", name="jobs_progress_range"),
+        UniqueConstraint("owner_id", "idempotency_key", name="jobs_owner_idempotency_key"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     owner_id: Mapped[str] = mapped_column(String(128), index=True)
-    state: Mapped[str] = mapped_column(String(16), default=JobState.PENDING)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.PENDING, index=True)
     progress: Mapped[int] = mapped_column(Integer, default=0)
 
     filename: Mapped[str] = mapped_column(String(255))
@@ -84,6 +87,13 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A retried upload with the same key (per owner) returns this job.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    # JetStream sequence of the JobUploaded message; None until its publish is confirmed
+    # (the outbox relay republishes PENDING jobs still without one).
+    queue_sequence: Mapped[int | None] = mapped_column(BigInteger)
+    # Whether the job is in usage_stats yet (counted once: when it finishes or is expired/deleted).
+    usage_counted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
@@ -157,6 +167,23 @@ class Word(Base):
     text: Mapped[str] = mapped_column(Text)
     probability: Mapped[float] = mapped_column(Float)
     speaker: Mapped[str | None] = mapped_column(String(32))
+
+
+class UsageStats(Base):
+    """Usage per day of upload: no content and nothing naming an owner, so it survives expiry."""
+
+    __tablename__ = "usage_stats"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    files: Mapped[int] = mapped_column(Integer, server_default="0")
+    audio_seconds: Mapped[float] = mapped_column(Float, server_default="0")
+    succeeded: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Jobs that ended FAILED: the "errors" of the day.
+    failed: Mapped[int] = mapped_column(Integer, server_default="0")
+    cancelled: Mapped[int] = mapped_column(Integer, server_default="0")
+    engine_billed_seconds: Mapped[float] = mapped_column(Float, server_default="0")
+    estimated_cost: Mapped[float] = mapped_column(Float, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ApiKey(Base):

@@ -53,7 +53,7 @@ async def main() -> None:
         "transcriber": grpc_server.channel(settings.transcriber_address),
         "janitor": grpc_server.channel(settings.janitor_address),
     }
-    gateway = Gateway(sessions, bus, ObjectStore(settings), channels)
+    gateway = Gateway(sessions, bus, ObjectStore(settings), channels, settings=settings)
     auth = Authenticator(settings, sessions)
     await auth.register_bootstrap_key()
 

@@ -15,11 +15,12 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import convert, errors
+from kazru import convert, errors, retention
 from kazru.bus import Bus
 from kazru.db import jobs
 from kazru.grpc_errors import from_rpc_error
 from kazru.grpc_server import check_health
+from kazru.settings import Settings
 from kazru.storage import ObjectStore
 from kazru.v1 import (
     export_pb2,
@@ -39,6 +40,8 @@ class UploadStart:
     filename: str
     content_type: str
     options: job_pb2.TranscriptionOptions
+    # The client's idempotency key; empty: none.
+    request_id: str = ""
 
 
 # What an upload body yields after its start: file bytes, or options that arrived late.
@@ -52,7 +55,10 @@ class Gateway:
         bus: Bus,
         store: ObjectStore,
         channels: dict[str, grpc.aio.Channel],
+        *,
+        settings: Settings,
     ):
+        self._settings = settings
         self._sessions = sessions
         self._bus = bus
         self._store = store
@@ -66,7 +72,8 @@ class Gateway:
         async def requests() -> AsyncIterator[ingest_service_pb2.IngestUploadRequest]:
             yield ingest_service_pb2.IngestUploadRequest(
                 header=ingest_service_pb2.IngestUploadHeader(
-                    owner_id=owner_id, filename=start.filename, content_type=start.content_type, options=start.options
+                    owner_id=owner_id, filename=start.filename, content_type=start.content_type, options=start.options,
+                    request_id=start.request_id,
                 )
             )
             sent = 0
@@ -102,6 +109,11 @@ class Gateway:
         async with self._sessions() as session:
             found, next_token = await jobs.list_owned_jobs(session, owner_id, page_size, page_token)
             return [convert.job_to_proto(job) for job in found], next_token
+
+    async def delete_job(self, owner_id: str, job_id: str) -> job_pb2.Job:
+        """Cancel if pending or running, delete the audio and transcript now, keep a DELETED tombstone."""
+        job = await retention.delete_job(self._sessions, self._store, self._bus, self._settings, owner_id, job_id)
+        return convert.job_to_proto(job)
 
     async def get_transcript(self, owner_id: str, job_id: str) -> tuple[job_pb2.Job, transcript_pb2.Transcript]:
         async with self._sessions() as session:

@@ -28,7 +28,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         first = await anext(request_iterator, None)
         if first is None or first.WhichOneof("payload") != "metadata":
             raise errors.InvalidArgument("the first message must carry the metadata", code="UPLOAD_HEADER_MISSING")
-        start = UploadStart(first.metadata.filename, first.metadata.content_type, first.metadata.options)
+        start = UploadStart(
+            first.metadata.filename, first.metadata.content_type, first.metadata.options, first.metadata.request_id
+        )
 
         async def chunks() -> AsyncIterator[UploadItem]:
             received = 0
@@ -55,6 +57,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             await self._owner(context), request.page_size, request.page_token
         )
         return job_service_pb2.ListJobsResponse(jobs=found, next_page_token=next_token)
+
+    @translate
+    async def DeleteJob(self, request: job_service_pb2.DeleteJobRequest, context) -> job_pb2.Job:
+        return await self._gateway.delete_job(await self._owner(context), convert.job_id_from_name(request.name))
 
     @translate
     async def GetTranscript(self, request: job_service_pb2.GetTranscriptRequest, context):

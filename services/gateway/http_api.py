@@ -233,7 +233,9 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
             raise upload_protocol.too_large(settings.max_upload_bytes)
         events = multipart.read_form(_body(request), request.headers.get("content-type"))
         try:
-            job = await _upload_from_form(gateway, caller.owner_id, events)
+            job = await _upload_from_form(
+                gateway, caller.owner_id, events, request.headers.get("idempotency-key", "")
+            )
         except KazruError:
             await _drain(request)
             raise
@@ -251,6 +253,10 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     @app.get("/api/v1/jobs/{job_id}", summary="A job's state and progress")
     async def get_job(job_id: str, caller: Caller) -> dict:
         return job_json(await gateway.get_job(caller.owner_id, job_id))
+
+    @app.delete("/api/v1/jobs/{job_id}", summary="Cancel if running; delete the audio and transcript now")
+    async def delete_job(job_id: str, caller: Caller) -> dict:
+        return job_json(await gateway.delete_job(caller.owner_id, job_id))
 
     @app.get("/api/v1/jobs/{job_id}/transcript", summary="The transcript of a finished job")
     async def get_transcript(job_id: str, caller: Caller) -> dict:
@@ -284,13 +290,13 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     return app
 
 
-async def _upload_from_form(gateway: Gateway, owner_id: str, events: AsyncIterator[object]):
+async def _upload_from_form(gateway: Gateway, owner_id: str, events: AsyncIterator[object], request_id: str = ""):
     fields: dict[str, str] = {}
     async for event in events:
         if isinstance(event, multipart.Field):
             fields[event.name] = event.value
         elif isinstance(event, multipart.FileStart):
-            start = UploadStart(event.filename, event.content_type, parse_options(fields))
+            start = UploadStart(event.filename, event.content_type, parse_options(fields), request_id)
             return await gateway.upload(owner_id, start, _rest_of_form(events, fields))
     raise errors.InvalidArgument("the form has no 'file' field", code="FILE_FIELD_MISSING")
 

@@ -30,6 +30,7 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
             owner_id=first.header.owner_id,
             filename=first.header.filename,
             options=options_from_proto(first.header.options),
+            request_id=first.header.request_id,
         )
         late: dict[str, UploadOptions] = {}
 

@@ -2,7 +2,13 @@
 
 Order matters for "nothing left behind": the object is written first (and
 removed again on any later failure), then the row is committed, then the
-event is published (and the row removed again if that fails).
+event is published. The committed row is the outbox: if the publish fails the
+job stays PENDING without a queue sequence and the janitor republishes it
+(kazru.outbox), so no accepted job is ever stranded.
+
+Idempotency: an upload with a request id (HTTP `Idempotency-Key`, gRPC
+`request_id`) that the owner already used returns that job; the retry's bytes
+are read and dropped, and nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -15,21 +21,21 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import delete
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import audio, errors, upload_protocol
+from kazru import audio, errors, outbox, upload_protocol
 from kazru.bus import Bus
 from kazru.db.models import Job, JobState
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
-from kazru.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
 MAX_FILENAME_BYTES = 255
 MAX_SPEAKERS_LIMIT = 10
+MAX_REQUEST_ID_LENGTH = 128
 
 CONTAINER_CONTENT_TYPES = {
     "wav": "audio/wav",
@@ -53,6 +59,8 @@ class UploadHeader:
     owner_id: str
     filename: str
     options: UploadOptions
+    # Idempotency key chosen by the client; empty: none.
+    request_id: str = ""
 
 
 class UploadMeter:
@@ -109,6 +117,15 @@ def clean_filename(name: str) -> str:
     return name.encode("utf-8")[:budget].decode("utf-8", "ignore") + suffix
 
 
+def validate_request_id(request_id: str) -> str:
+    if len(request_id) > MAX_REQUEST_ID_LENGTH or not all(" " < ch < "\x7f" for ch in request_id):
+        raise errors.InvalidArgument(
+            f"the idempotency key must be 1-{MAX_REQUEST_ID_LENGTH} printable ASCII characters without spaces",
+            code="INVALID_IDEMPOTENCY_KEY",
+        )
+    return request_id
+
+
 def validate_options(options: UploadOptions, settings: Settings) -> UploadOptions:
     languages = tuple(dict.fromkeys(lang.strip().lower() for lang in options.languages if lang.strip()))
     unknown = [lang for lang in languages if lang not in settings.supported_languages]
@@ -147,6 +164,14 @@ class UploadService:
         if not header.owner_id:
             raise errors.Unauthenticated("an owner is required")
         validate_options(header.options, self._settings)  # fail before reading the body
+        validate_request_id(header.request_id)
+        if header.request_id:
+            earlier = await self._job_with_request_id(header.owner_id, header.request_id)
+            if earlier is not None:
+                async for _ in chunks:  # a retry: its bytes are read to the end and dropped
+                    pass
+                log.info("upload retried with a known request id", extra={"job_id": str(earlier.id)})
+                return earlier
         job_id = uuid.uuid4()
         key = f"jobs/{job_id}/original"
         meter = UploadMeter(self._settings.max_upload_bytes)
@@ -159,6 +184,10 @@ class UploadService:
             options = validate_options(late_options() or header.options, self._settings)
             info = await audio.probe(self._store.presigned_url(key), self._settings.ffmpeg_path)
             job = await self._create_job(job_id, key, header, options, info, meter)
+            if job.id != job_id:
+                # A concurrent upload with the same request id committed first: it is the job.
+                await self._discard_object(key)
+                return job
         except BaseException as error:
             log.info("upload abandoned", extra={"job_id": str(job_id), "reason": type(error).__name__, "stored": stored})
             if stored:
@@ -194,10 +223,23 @@ class UploadService:
             attempts=0,
             created_at=now,
             expires_at=now + timedelta(hours=self._settings.retention_hours),
+            idempotency_key=header.request_id or None,
         )
-        async with self._sessions.begin() as session:
-            session.add(job)
+        try:
+            async with self._sessions.begin() as session:
+                session.add(job)
+        except IntegrityError:
+            earlier = await self._job_with_request_id(header.owner_id, header.request_id) if header.request_id else None
+            if earlier is None:
+                raise
+            return earlier
         return job
+
+    async def _job_with_request_id(self, owner_id: str, request_id: str) -> Job | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == request_id)
+            )
 
     async def _discard_object(self, key: str) -> None:
         try:
@@ -206,20 +248,12 @@ class UploadService:
             # The janitor's sweep of objects without a job removes it later.
             log.exception("could not remove a rejected upload's object", extra={"object_key": key})
 
-    async def _remove_job(self, job: Job) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(delete(Job).where(Job.id == job.id))
-        await self._discard_object(job.object_key)
-
     async def _enqueue(self, job: Job) -> None:
-        upload_time = Timestamp()
-        upload_time.FromDatetime(job.created_at)
-        event = events_pb2.JobUploaded(job_id=str(job.id), owner_id=job.owner_id, upload_time=upload_time)
         try:
-            await self._bus.publish_uploaded(event)
-        except BaseException as error:
-            log.error("could not enqueue job; removing it", extra={"job_id": str(job.id), "error": repr(error)})
-            await asyncio.shield(self._remove_job(job))
-            if isinstance(error, Exception):
-                raise errors.Unavailable("the job queue is unavailable; try again", code="QUEUE_UNAVAILABLE") from error
-            raise
+            await outbox.publish_job(self._sessions, self._bus, job)
+        except Exception as error:
+            # The job is committed and stays PENDING without a queue sequence: the janitor's
+            # outbox relay publishes it. The client has its job either way.
+            log.warning(
+                "could not enqueue the job now; the outbox relay will", extra={"job_id": str(job.id), "error": repr(error)}
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from kazru.bus import Bus
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
 from kazru.settings import Settings
@@ -30,13 +31,17 @@ async def main() -> None:
     engine = create_engine(settings)
     store = ObjectStore(settings)
     await store.ensure_bucket()
-    janitor = Janitor(settings, create_sessionmaker(engine), store)
+    # The bus: republishing jobs whose enqueue was never confirmed, and telling workers to stop.
+    bus = await Bus.connect(settings, "janitor")
+    await bus.ensure_jobs_stream()
+    janitor = Janitor(settings, create_sessionmaker(engine), store, bus)
     health = GrpcServer(settings.janitor_address, lambda server: None, ["kazru.v1.Janitor"])
     await health.start()
     sweeping = asyncio.create_task(sweep_forever(janitor, settings.janitor_interval_seconds))
     await wait_for_stop_signal()
     sweeping.cancel()
     await health.stop(0)
+    await bus.close()
     await engine.dispose()
 
 

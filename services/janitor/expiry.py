@@ -1,8 +1,16 @@
-"""Enforce retention: expired jobs lose their audio and transcript and become tombstones.
+"""Enforce retention and sweep up after crashes.
+
+Each sweep:
+- expires jobs past their retention: audio objects, transcript rows and any copy at an
+  external engine are removed and the row becomes an EXPIRED tombstone
+  (`kazru.retention`); a job still running is told to stop;
+- republishes jobs whose enqueue was never confirmed (`kazru.outbox`);
+- aborts multipart uploads abandoned by a crashed ingest;
+- removes objects whose job never came to be, or is already a tombstone.
 
 Batches are claimed with FOR UPDATE SKIP LOCKED, so several janitors never
-work on the same job. The object is removed before the rows: if S3 fails the
-transaction rolls back and the next sweep tries again.
+work on the same job. Objects are removed before the rows commit: if S3 fails
+the transaction rolls back and the next sweep tries again.
 """
 
 from __future__ import annotations
@@ -11,28 +19,35 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru.db.models import Job, JobState, Segment
+from kazru import lifecycle, outbox, retention
+from kazru.bus import Bus
+from kazru.db.models import Job, JobState
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
-TOMBSTONE_STATES = (JobState.EXPIRED, JobState.DELETED)
+TOMBSTONE_STATES = tuple(lifecycle.TOMBSTONES)
 # An object without a job row younger than this may belong to an upload still being probed.
 ORPHAN_GRACE = timedelta(hours=1)
 
 
 class Janitor:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], store: ObjectStore):
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], store: ObjectStore, bus: Bus | None = None
+    ):
         self._settings = settings
         self._sessions = sessions
         self._store = store
+        # Without a bus (tests of expiry alone) nothing is republished or told to stop.
+        self._bus = bus
 
     async def expire_due_jobs(self) -> int:
         """Expire one batch of jobs past their expiry time; returns how many."""
+        stopped: list[uuid.UUID] = []
         async with self._sessions.begin() as session:
             due = list(
                 await session.scalars(
@@ -44,15 +59,45 @@ class Janitor:
                 )
             )
             for job in due:
-                await self._store.delete(job.object_key)
-                await session.execute(delete(Segment).where(Segment.job_id == job.id))
-                job.state = JobState.EXPIRED
+                if await retention.end_job(session, self._store, self._bus, job, JobState.EXPIRED, self._settings):
+                    stopped.append(job.id)
+        for job_id in stopped:
+            await self._tell_worker_to_stop(job_id)
         for job in due:
             log.info("job expired", extra={"job_id": str(job.id)})
         return len(due)
 
+    async def _tell_worker_to_stop(self, job_id: uuid.UUID) -> None:
+        if self._bus is None:
+            return
+        try:
+            await self._bus.publish_cancel(str(job_id))
+        except Exception:  # the worker's heartbeat sees the tombstone anyway
+            log.warning("could not publish the cancel signal", extra={"job_id": str(job_id)}, exc_info=True)
+
+    async def republish_unconfirmed(self) -> int:
+        if self._bus is None:
+            return 0
+        return await outbox.republish_unconfirmed(
+            self._sessions,
+            self._bus,
+            timedelta(seconds=self._settings.enqueue_retry_after_seconds),
+            self._settings.janitor_batch_size,
+        )
+
+    async def abort_abandoned_uploads(self) -> int:
+        """Abort multipart uploads older than the setting: a crashed ingest never finished or aborted them."""
+        cutoff = datetime.now(UTC) - timedelta(hours=self._settings.abandoned_upload_hours)
+        aborted = 0
+        for key, upload_id, initiated in await self._store.list_multipart_uploads("jobs/"):
+            if initiated is not None and initiated < cutoff:
+                await self._store.abort_multipart_upload(key, upload_id)
+                aborted += 1
+        return aborted
+
     async def remove_orphan_objects(self) -> int:
-        """Remove objects left by uploads whose job row never came to be (a crash mid-upload)."""
+        """Remove objects of uploads whose job row never came to be (a crash mid-upload), and any
+        object of a tombstoned job (e.g. written by a worker that had not yet heard of the deletion)."""
         cutoff = datetime.now(UTC) - ORPHAN_GRACE
         objects = await self._store.list_objects("jobs/")
         candidates: dict[uuid.UUID, list[str]] = {}
@@ -66,10 +111,14 @@ class Janitor:
         if not candidates:
             return 0
         async with self._sessions() as session:
-            known = set(await session.scalars(select(Job.id).where(Job.id.in_(candidates))))
+            alive = set(
+                await session.scalars(
+                    select(Job.id).where(Job.id.in_(candidates), Job.state.notin_(TOMBSTONE_STATES))
+                )
+            )
         removed = 0
         for job_id, names in candidates.items():
-            if job_id in known:
+            if job_id in alive:
                 continue
             for name in names:
                 await self._store.delete(name)
@@ -79,6 +128,10 @@ class Janitor:
     async def sweep(self) -> None:
         while await self.expire_due_jobs() == self._settings.janitor_batch_size:
             pass
-        orphans = await self.remove_orphan_objects()
-        if orphans:
-            log.info("removed orphan objects", extra={"count": orphans})
+        while await self.republish_unconfirmed() == self._settings.janitor_batch_size:
+            pass
+        for name, step in (("aborted abandoned uploads", self.abort_abandoned_uploads),
+                           ("removed orphan objects", self.remove_orphan_objects)):  # fmt: skip
+            count = await step()
+            if count:
+                log.info(name, extra={"count": count})

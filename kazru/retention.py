@@ -1,0 +1,135 @@
+"""Ending a job's life: deletion by its owner, expiry by the janitor, and the usage figures both keep.
+
+Both remove the same things, at once: every object under the job's prefix (the
+original and anything derived), its transcript rows (segments, words, speakers),
+any copy an external engine keeps, and its message if it still waits in the
+queue. Only a tombstone row stays (id, owner, times, state EXPIRED/DELETED), so
+the API can answer 410 Gone. Objects go before the transaction commits: if the
+object store fails, the rows roll back and the next attempt starts over.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kazru import lifecycle
+from kazru.bus import Bus
+from kazru.db import jobs
+from kazru.db.models import Job, JobState, Segment, Speaker, UsageStats, Word
+from kazru.settings import Settings
+from kazru.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+def job_prefix(job_id: uuid.UUID | str) -> str:
+    return f"jobs/{job_id}/"
+
+
+async def record_usage(session: AsyncSession, job: Job, settings: Settings) -> None:
+    """Count a finished (or tombstoned) job in its upload day's usage, once. Call in the
+    transaction that moves the job to a finished state or to a tombstone."""
+    if job.usage_counted:
+        return
+    state = JobState(job.state)
+    billed = job.billed_seconds or 0.0
+    counts = {
+        "files": 1,
+        "audio_seconds": job.duration_seconds or 0.0,
+        "succeeded": int(state is JobState.SUCCEEDED),
+        "failed": int(state is JobState.FAILED),
+        "cancelled": int(state is JobState.CANCELLED),
+        "engine_billed_seconds": billed,
+        "estimated_cost": billed / 60 * settings.usage_cost_per_billed_minute,
+    }
+    day = (job.created_at or datetime.now(UTC)).astimezone(UTC).date()
+    statement = insert(UsageStats).values(day=day, **counts)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[UsageStats.day],
+            set_={
+                **{name: getattr(UsageStats, name) + getattr(statement.excluded, name) for name in counts},
+                "updated_at": datetime.now(UTC),
+            },
+        )
+    )
+    job.usage_counted = True
+
+
+async def _forget_at_external_engine(job: Job, settings: Settings) -> None:
+    if not job.external_operation_id or settings.engine != "speechkit":
+        return
+    # Imported here: the janitor and gateway run without the SpeechKit client installed or configured.
+    from services.transcriber.speechkit import SpeechKitEngine
+
+    engine = SpeechKitEngine(settings)
+    try:
+        await engine.forget(job.external_operation_id)
+    finally:
+        close = getattr(engine, "close", None)
+        if close is not None:
+            await close()
+    job.external_operation_id = None
+
+
+async def purge(session: AsyncSession, store: ObjectStore, bus: Bus | None, job: Job, settings: Settings) -> None:
+    """Remove everything of a locked job but its row. Raises (and the caller rolls back) if anything fails."""
+    if job.queue_sequence is not None and job.state == JobState.PENDING and bus is not None:
+        # Still waiting in the queue: take the message off it so the bus holds nothing of the job.
+        await bus.remove_queued(job.queue_sequence)
+    for table in (Word, Segment, Speaker):
+        await session.execute(delete(table).where(table.job_id == job.id))
+    await store.delete_prefix(job_prefix(job.id))
+    await _forget_at_external_engine(job, settings)
+
+
+async def end_job(
+    session: AsyncSession, store: ObjectStore, bus: Bus | None, job: Job, tombstone: JobState, settings: Settings
+) -> bool:
+    """Move a locked job to `tombstone` and remove its content; a pending or running job the owner
+    deletes is CANCELLED on the way. Returns whether it was pending or running (its worker must stop)."""
+    current = JobState(job.state)
+    was_active = current in (JobState.PENDING, JobState.RUNNING)
+    path = (JobState.CANCELLED, tombstone) if was_active and tombstone is JobState.DELETED else (tombstone,)
+    state = current
+    for step in path:  # refuse before touching anything
+        lifecycle.check_transition(state, step, job.id)
+        state = step
+    await purge(session, store, bus, job, settings)
+    now = datetime.now(UTC)
+    for step in path:
+        if step is tombstone:
+            # Counted with the state it finished in (SUCCEEDED, FAILED, CANCELLED, or never finished).
+            await record_usage(session, job, settings)
+        job.state = step
+        job.finished_at = job.finished_at or now
+    return was_active
+
+
+async def delete_job(
+    sessions: async_sessionmaker[AsyncSession],
+    store: ObjectStore,
+    bus: Bus,
+    settings: Settings,
+    owner_id: str,
+    job_id: str,
+) -> Job:
+    """The owner's DELETE: cancel if pending or running, remove everything now, keep a DELETED tombstone."""
+    async with sessions.begin() as session:
+        owned = await jobs.get_owned_job(session, job_id, owner_id)
+        job = await session.scalar(select(Job).where(Job.id == owned.id).with_for_update())
+        was_active = await end_job(session, store, bus, job, JobState.DELETED, settings)
+    if was_active:
+        # After the commit: a worker that hears this finds the row already changed.
+        try:
+            await bus.publish_cancel(str(job.id))
+        except Exception:  # the worker's heartbeat also checks the row, within seconds
+            log.warning("could not publish the cancel signal", extra={"job_id": str(job.id)}, exc_info=True)
+    log.info("job deleted by its owner", extra={"job_id": str(job.id), "was_active": was_active})
+    return job
