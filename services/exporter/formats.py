@@ -1,17 +1,26 @@
-"""Renderers: a finished job and its segments → the pieces of a file, in order.
+"""Renderers: a finished job and its transcript → the pieces of a file, in order.
 
-Each renderer is a generator of str, so the exporter streams large
-transcripts without building them whole.
+Each renderer is an async generator (of str, or of bytes for DOCX) over a
+TranscriptStream, so the exporter streams large transcripts as it reads them.
+
+Speakers appear by their display name: the name a person gave, else the label.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import PurePath
+from typing import Any
 
-from kazru.db.models import Job, Segment
+from kazru.db.models import Job
+from services.exporter import captions
+
+DOCX_CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -26,7 +35,23 @@ class Format:
 
 
 TXT = Format("txt", "text/plain; charset=utf-8")
+SRT = Format("srt", "application/x-subrip; charset=utf-8")
+VTT = Format("vtt", "text/vtt; charset=utf-8")
 JSON = Format("json", "application/json")
+DOCX = Format("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+
+
+@dataclass
+class TranscriptStream:
+    """What renderers read: the speakers, then each segment in order with its words.
+
+    Rows may be ORM objects or lighter result rows: renderers read only columns.
+    Segments arrive as they are read from the database, so rendering starts before
+    the last word is loaded. Formats that do not show words get empty word lists.
+    """
+
+    speakers: list[Any]
+    segments: AsyncIterator[tuple[Any, list[Any]]]
 
 
 def clock(seconds: float) -> str:
@@ -39,31 +64,194 @@ def export_filename(job: Job, fmt: Format) -> str:
     return f"{stem}.{fmt.extension}"
 
 
-def render_txt(job: Job, segments: Iterable[Segment], options: RenderOptions) -> Iterator[str]:
-    for segment in segments:
-        prefix = f"[{clock(segment.start_seconds)}] " if options.timestamps else ""
-        speaker = f"{segment.speaker}: " if segment.speaker else ""
-        yield f"{prefix}{speaker}{segment.text}\n"
+def speaker_names(speakers: Iterable[Any]) -> dict[str, str]:
+    return {speaker.label: speaker.name or speaker.label for speaker in speakers}
 
 
-def render_json(job: Job, segments: Iterable[Segment], options: RenderOptions) -> Iterator[str]:
+async def turns(transcript: TranscriptStream) -> AsyncIterator[tuple[str | None, list[Any]]]:
+    """Consecutive segments of one speaker: (speaker label, segments)."""
+    speaker, turn = None, []
+    async for segment, _ in transcript.segments:
+        if turn and segment.speaker != speaker:
+            yield speaker, turn
+            turn = []
+        speaker = segment.speaker
+        turn.append(segment)
+    if turn:
+        yield speaker, turn
+
+
+async def render_txt(job: Job, transcript: TranscriptStream, options: RenderOptions) -> AsyncIterator[str]:
+    """One paragraph per speaker turn: `[00:01:23] Aigerim: …`, a blank line between turns."""
+    names = speaker_names(transcript.speakers)
+    index = 0
+    async for speaker, segments in turns(transcript):
+        prefix = f"[{clock(segments[0].start_seconds)}] " if options.timestamps else ""
+        who = f"{names.get(speaker, speaker)}: " if speaker else ""
+        text = " ".join(segment.text.strip() for segment in segments)
+        yield f"{chr(10) if index else ''}{prefix}{who}{text}\n"
+        index += 1
+
+
+async def caption_sources(transcript: TranscriptStream) -> AsyncIterator[captions.CaptionSource]:
+    names = speaker_names(transcript.speakers)
+    async for segment, words in transcript.segments:
+        # A person's edit leaves the machine's words behind: time the new text by characters instead.
+        if segment.original_text is not None:
+            words = ()
+        yield captions.CaptionSource(
+            start=segment.start_seconds,
+            end=segment.end_seconds,
+            text=segment.text,
+            speaker=segment.speaker,
+            speaker_name=names.get(segment.speaker, segment.speaker) if segment.speaker else None,
+            words=[captions.TimedWord(w.start_seconds, w.end_seconds, w.text) for w in words],
+        )
+
+
+def _subtitle_time(ms: int, separator: str) -> str:
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{separator}{ms % 1000:03d}"
+
+
+def _cue_safe(line: str) -> str:
+    # "-->" inside text would read as a timing line to some parsers.
+    return line.replace("-->", "->")
+
+
+async def timed_captions(transcript: TranscriptStream) -> AsyncIterator[captions.Caption]:
+    builder = captions.CaptionBuilder()
+    async for source in caption_sources(transcript):
+        for caption in builder.add(source):
+            yield caption
+    for caption in builder.finish():
+        yield caption
+
+
+async def render_srt(job: Job, transcript: TranscriptStream, options: RenderOptions) -> AsyncIterator[str]:
+    number = 0
+    async for caption in timed_captions(transcript):
+        number += 1
+        lines = [_cue_safe(line) for line in caption.lines]
+        if caption.announce:
+            lines[0] = (captions.name_prefix(caption.speaker_name) + lines[0]).rstrip()
+        timing = f"{_subtitle_time(caption.start_ms, ',')} --> {_subtitle_time(caption.end_ms, ',')}"
+        yield f"{number}\n{timing}\n" + "\n".join(lines) + "\n\n"
+
+
+def _vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+async def render_vtt(job: Job, transcript: TranscriptStream, options: RenderOptions) -> AsyncIterator[str]:
+    """WebVTT; every cue carries its speaker as a voice tag (`<v Aigerim>`), which players use for styling."""
+    yield "WEBVTT\n\n"
+    number = 0
+    async for caption in timed_captions(transcript):
+        number += 1
+        lines = [_vtt_escape(_cue_safe(line)) for line in caption.lines]
+        if caption.speaker_name:
+            lines[0] = f"<v {_vtt_escape(caption.speaker_name)}>{lines[0]}"
+        timing = f"{_subtitle_time(caption.start_ms, '.')} --> {_subtitle_time(caption.end_ms, '.')}"
+        yield f"{number}\n{timing}\n" + "\n".join(lines) + "\n\n"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+async def render_json(job: Job, transcript: TranscriptStream, options: RenderOptions) -> AsyncIterator[str]:
+    """The whole transcript; the shape is services/exporter/schemas/transcript.schema.json."""
     header = {
+        "schema_version": 1,
         "job_id": str(job.id),
         "filename": job.filename,
-        "created_at": job.created_at.isoformat(),
+        "created_at": _iso(job.created_at),
+        "finished_at": _iso(job.finished_at),
         "duration_seconds": job.duration_seconds,
         "language": job.detected_language,
+        "language_shares": job.language_shares or {},
+        "engine": job.engine,
+        "speakers": [
+            {
+                "id": speaker.label,
+                "label": speaker.name or speaker.label,
+                "name": speaker.name,
+                "speaking_seconds": speaker.speaking_seconds,
+                "segment_count": speaker.segment_count,
+            }
+            for speaker in transcript.speakers
+        ],
     }
-    yield json.dumps(header, ensure_ascii=False)[:-1] + ', "segments": ['
-    for index, segment in enumerate(segments):
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    yield dumps(header)[:-1] + ', "segments": ['
+    index = 0
+    async for segment, words in transcript.segments:
         item = {
             "index": segment.position,
+            "speaker": segment.speaker,
             "start": segment.start_seconds,
             "end": segment.end_seconds,
-            "speaker": segment.speaker,
+            "text": segment.text,
             "language": segment.language,
             "confidence": segment.confidence,
-            "text": segment.text,
+            "edited": segment.original_text is not None,
+            "original_text": segment.original_text,
+            "words": [
+                {
+                    "start": w.start_seconds,
+                    "end": w.end_seconds,
+                    "text": w.text,
+                    "probability": w.probability,
+                    "speaker": w.speaker,
+                }
+                for w in words
+            ],  # fmt: skip
         }
-        yield ("," if index else "") + json.dumps(item, ensure_ascii=False)
+        yield ("," if index else "") + dumps(item)
+        index += 1
     yield "]}\n"
+
+
+async def render_docx(job: Job, transcript: TranscriptStream, options: RenderOptions) -> AsyncIterator[bytes]:
+    """A readable document: title, date, duration, speakers, then the turns with timestamps.
+
+    A DOCX is a zip whose central directory comes last, and python-docx builds the
+    whole package in memory: the bytes are streamed in chunks only after it is built
+    (in a thread, so the exporter keeps answering meanwhile).
+    """
+    speaker_turns = [turn async for turn in turns(transcript)]
+    data = await asyncio.to_thread(_build_docx, job, transcript.speakers, speaker_turns, options)
+    for offset in range(0, len(data), DOCX_CHUNK_BYTES):
+        yield data[offset : offset + DOCX_CHUNK_BYTES]
+
+
+def _build_docx(job: Job, speakers: list[Any], speaker_turns: list[tuple[str | None, list[Any]]],
+                options: RenderOptions) -> bytes:  # fmt: skip
+    import docx  # python-docx: imported here, the other formats do not need it
+
+    names = speaker_names(speakers)
+    document = docx.Document()
+    document.core_properties.title = job.filename
+    document.add_heading(job.filename, level=1)
+    facts = document.add_paragraph()
+    facts.add_run(f"Date: {job.created_at:%Y-%m-%d %H:%M} UTC\n" if job.created_at else "")
+    facts.add_run(f"Duration: {clock(job.duration_seconds or 0.0)}")
+    if speakers:
+        document.add_heading("Speakers", level=2)
+        for speaker in speakers:
+            document.add_paragraph(
+                f"{names[speaker.label]} — {clock(speaker.speaking_seconds)}, {speaker.segment_count} segments",
+                style="List Bullet",
+            )
+    document.add_heading("Transcript", level=2)
+    for speaker, segments in speaker_turns:
+        paragraph = document.add_paragraph()
+        head = f"[{clock(segments[0].start_seconds)}] " if options.timestamps else ""
+        if speaker:
+            head += f"{names.get(speaker, speaker)}: "
+        if head:
+            paragraph.add_run(head).bold = True
+        paragraph.add_run(" ".join(segment.text.strip() for segment in segments))
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()

@@ -2,7 +2,9 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from kazru.db.models import Job, Segment
+import pytest
+
+from kazru.db.models import Job, Segment, Speaker, Word
 from services.exporter import formats
 from services.gateway.http_api import content_disposition
 
@@ -15,36 +17,87 @@ def make_job() -> Job:
 def make_segments() -> list[Segment]:
     return [
         Segment(position=0, start_seconds=0.0, end_seconds=2.5, text="Сәлем, әлем!", language="kk", confidence=0.9),
-        Segment(position=1, start_seconds=3723.4, end_seconds=3725.0, text='Привет "мир"', language="ru",
-                confidence=0.8, speaker="S2"),  # fmt: skip
+        Segment(
+            position=1,
+            start_seconds=3723.4,
+            end_seconds=3725.0,
+            text='Привет "мир"',
+            language="ru",
+            confidence=0.8,
+            speaker="S2",
+        ),  # fmt: skip
+        Segment(
+            position=2,
+            start_seconds=3725.0,
+            end_seconds=3726.0,
+            text="Иә.",
+            language="kk",
+            confidence=0.8,
+            speaker="S2",
+        ),  # fmt: skip
     ]
 
 
-def test_txt_has_timestamps_speakers_and_kazakh_letters():
-    text = "".join(formats.render_txt(make_job(), make_segments(), formats.RenderOptions()))
-    assert text == '[00:00:00] Сәлем, әлем!\n[01:02:03] S2: Привет "мир"\n'
+def stream(segments, speakers=(), words=None) -> formats.TranscriptStream:
+    async def pairs():
+        for segment in segments:
+            yield segment, (words or {}).get(segment.position, [])
+
+    return formats.TranscriptStream(list(speakers), pairs())
 
 
-def test_txt_without_timestamps():
-    text = "".join(formats.render_txt(make_job(), make_segments(), formats.RenderOptions(timestamps=False)))
-    assert text.splitlines()[0] == "Сәлем, әлем!"
+async def render(renderer, segments, speakers=(), words=None, options=None) -> str:
+    options = options or formats.RenderOptions()
+    return "".join([piece async for piece in renderer(make_job(), stream(segments, speakers, words), options)])
 
 
-def test_json_is_valid_and_complete():
-    job = make_job()
-    document = json.loads("".join(formats.render_json(job, make_segments(), formats.RenderOptions())))
-    assert document["job_id"] == str(job.id)
-    assert [s["text"] for s in document["segments"]] == ["Сәлем, әлем!", 'Привет "мир"']
+async def test_txt_has_one_block_per_turn_with_timestamps_and_names():
+    speakers = [Speaker(label="S2", name="Айгерім", speaking_seconds=2.6, segment_count=2)]
+    text = await render(formats.render_txt, make_segments(), speakers)
+    assert text == '[00:00:00] Сәлем, әлем!\n\n[01:02:03] Айгерім: Привет "мир" Иә.\n'
+
+
+async def test_txt_without_timestamps():
+    text = await render(formats.render_txt, make_segments(), options=formats.RenderOptions(timestamps=False))
+    assert text.splitlines()[2] == 'S2: Привет "мир" Иә.'
+
+
+async def test_json_is_valid_and_complete():
+    words = {1: [Word(segment_position=1, start_seconds=3723.4, end_seconds=3724.0, text="Привет", probability=0.7,
+                      speaker="S2")]}  # fmt: skip
+    document = json.loads(await render(formats.render_json, make_segments(), words=words))
+    assert [s["text"] for s in document["segments"]] == ["Сәлем, әлем!", 'Привет "мир"', "Иә."]
     assert document["segments"][1]["speaker"] == "S2"
+    assert document["segments"][1]["words"][0]["text"] == "Привет"
+    assert document["segments"][0]["edited"] is False
 
 
-def test_json_of_an_empty_transcript():
-    document = json.loads("".join(formats.render_json(make_job(), [], formats.RenderOptions())))
-    assert document["segments"] == []
+async def test_json_of_an_empty_transcript():
+    document = json.loads(await render(formats.render_json, []))
+    assert document["segments"] == [] and document["speakers"] == []
 
 
-def test_export_filename_keeps_the_original_stem():
-    assert formats.export_filename(make_job(), formats.TXT) == "сұхбат.txt"
+async def test_srt_and_vtt_of_an_edited_segment_use_its_new_text():
+    segment = Segment(position=0, start_seconds=1.0, end_seconds=4.0, text="Жаңа мәтін", original_text="ескі",
+                      language="kk", confidence=0.9, speaker="S1")  # fmt: skip
+    old_word = Word(segment_position=0, start_seconds=1.0, end_seconds=2.0, text="ескі", probability=0.5)
+    srt = await render(formats.render_srt, [segment], words={0: [old_word]})
+    assert srt == "1\n00:00:01,000 --> 00:00:04,000\nS1: Жаңа мәтін\n\n"
+    vtt = await render(formats.render_vtt, [segment], words={0: [old_word]})
+    assert vtt == "WEBVTT\n\n1\n00:00:01.000 --> 00:00:04.000\n<v S1>Жаңа мәтін\n\n"
+
+
+async def test_vtt_escapes_markup_in_text_and_names():
+    segment = Segment(position=0, start_seconds=0.0, end_seconds=2.0, text="a <b> & c", speaker="S1",
+                      language="kk", confidence=1.0)  # fmt: skip
+    speakers = [Speaker(label="S1", name="A<B>", speaking_seconds=2.0, segment_count=1)]
+    vtt = await render(formats.render_vtt, [segment], speakers)
+    assert "<v A&lt;B&gt;>a &lt;b&gt; &amp; c" in vtt
+
+
+@pytest.mark.parametrize("fmt", [formats.TXT, formats.SRT, formats.VTT, formats.JSON, formats.DOCX])
+def test_export_filename_keeps_the_original_stem(fmt):
+    assert formats.export_filename(make_job(), fmt) == f"сұхбат.{fmt.extension}"
 
 
 def test_content_disposition_carries_utf8_name_with_ascii_fallback():
