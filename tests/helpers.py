@@ -49,3 +49,57 @@ async def leftovers(store: ObjectStore, sessions) -> dict[str, int]:
 async def queued_messages(bus, settings) -> int:
     info = await bus.js.stream_info(settings.jobs_stream)
     return info.state.messages
+
+
+async def store_finished_job(database, store, *, owner="owner-j", state="SUCCEEDED", expires_in_hours=1.0,
+                             duration=2.9, billed_seconds=None, extra_objects=("intermediate.pcm",)):  # fmt: skip
+    """A job as a worker leaves it: objects under its prefix, segments, words, speakers."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from kazru.db.models import Job, Segment, Speaker, Word
+
+    job_id = uuid.uuid4()
+    key = f"jobs/{job_id}/original"
+    for name in (key, *(f"jobs/{job_id}/{extra}" for extra in extra_objects)):
+        await store.put_stream(name, aiter_of([b"fLaC" + bytes(100)]), "application/octet-stream")
+    now = datetime.now(UTC)
+    job = Job(id=job_id, owner_id=owner, state=state, progress=100 if state == "SUCCEEDED" else 0, filename="a.flac",
+              content_type="audio/flac", size_bytes=104, object_key=key, container="flac", languages=["kk", "ru"],
+              duration_seconds=duration, billed_seconds=billed_seconds, created_at=now - timedelta(hours=1),
+              expires_at=now + timedelta(hours=expires_in_hours), attempts=1)  # fmt: skip
+    async with database.begin() as session:
+        session.add(job)
+        await session.flush()
+        session.add(Segment(job_id=job_id, position=0, start_seconds=0, end_seconds=1, text="сөз", language="kk",
+                            confidence=0.5, speaker="S1"))  # fmt: skip
+        session.add(Word(job_id=job_id, segment_position=0, position=0, start_seconds=0, end_seconds=1, text="сөз",
+                         probability=0.5, speaker="S1"))  # fmt: skip
+        session.add(Speaker(job_id=job_id, label="S1", speaking_seconds=1.0, segment_count=1))
+    return job
+
+
+async def remains_of(database, store, job_id) -> dict:
+    """What is left of one job: its objects and transcript rows (a tombstone has none)."""
+    from kazru.db.models import Segment, Speaker, Word
+
+    objects = [name for name, _ in await store.list_objects(f"jobs/{job_id}/")]
+    async with database() as session:
+        rows = {
+            table.__tablename__: await session.scalar(
+                select(func.count()).select_from(table).where(table.job_id == job_id)
+            )
+            for table in (Segment, Word, Speaker)
+        }
+    return {"objects": objects, **rows}
+
+
+async def usage_of_day(database, day) -> dict:
+    from kazru.db.models import UsageStats
+
+    async with database() as session:
+        row = await session.get(UsageStats, day, populate_existing=True)
+    if row is None:
+        return {}
+    return {name: getattr(row, name) for name in ("files", "audio_seconds", "succeeded", "failed", "cancelled",
+                                                   "engine_billed_seconds", "estimated_cost")}  # fmt: skip

@@ -1,0 +1,143 @@
+"""Deleting and expiring jobs on real PostgreSQL, NATS and S3: everything of the job goes at once,
+a tombstone stays, illegal changes are refused, and the day's usage figures survive."""
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from kazru import errors, retention
+from kazru.db.models import Job, JobState
+from services.janitor.expiry import Janitor
+from tests.helpers import queued_messages, remains_of, store_finished_job, usage_of_day
+
+NOTHING = {"objects": [], "segments": 0, "words": 0, "speakers": 0}
+
+
+async def state_of(database, job_id) -> Job:
+    async with database() as session:
+        return await session.scalar(select(Job).where(Job.id == job_id).execution_options(populate_existing=True))
+
+
+async def test_owner_deletes_a_finished_job_and_a_tombstone_stays(settings, database, store, bus):
+    job = await store_finished_job(database, store, owner="owner-d", billed_seconds=120.0)
+    other = await store_finished_job(database, store, owner="owner-d")
+    assert (await remains_of(database, store, job.id))["objects"] == [f"jobs/{job.id}/intermediate.pcm", job.object_key]
+    day = job.created_at.date()
+    usage_before = await usage_of_day(database, day)
+    priced = settings.model_copy(update={"usage_cost_per_billed_minute": 0.5})
+
+    deleted = await retention.delete_job(database, store, bus, priced, "owner-d", str(job.id))
+
+    assert deleted.state == JobState.DELETED
+    assert await remains_of(database, store, job.id) == NOTHING
+    assert (await state_of(database, job.id)).state == JobState.DELETED
+    assert (await remains_of(database, store, other.id))["segments"] == 1, "another job of the owner is untouched"
+    usage = await usage_of_day(database, day)
+    assert usage["files"] == usage_before.get("files", 0) + 1
+    assert usage["succeeded"] == usage_before.get("succeeded", 0) + 1
+    assert usage["engine_billed_seconds"] == pytest.approx(usage_before.get("engine_billed_seconds", 0) + 120.0)
+    assert usage["estimated_cost"] == pytest.approx(usage_before.get("estimated_cost", 0) + 1.0)
+
+    with pytest.raises(errors.FailedPrecondition) as again:
+        await retention.delete_job(database, store, bus, settings, "owner-d", str(job.id))
+    assert again.value.code == "JOB_ALREADY_DELETED"
+    assert await usage_of_day(database, day) == usage, "a job is counted once"
+    from kazru.db import jobs
+
+    with pytest.raises(errors.Gone) as gone:
+        jobs.require_transcript(await state_of(database, job.id))
+    assert gone.value.code == "JOB_DELETED"
+
+
+async def test_another_owner_cannot_delete(settings, database, store, bus):
+    job = await store_finished_job(database, store, owner="owner-a")
+    for owner, job_id in (("owner-b", str(job.id)), ("owner-a", str(uuid.uuid4())), ("owner-a", "not-a-uuid")):
+        with pytest.raises(errors.NotFound):
+            await retention.delete_job(database, store, bus, settings, owner, job_id)
+    assert (await remains_of(database, store, job.id))["segments"] == 1
+    assert (await state_of(database, job.id)).state == JobState.SUCCEEDED
+
+
+async def test_deleting_a_pending_job_cancels_it_and_takes_its_message_off_the_queue(settings, database, store, bus):
+    from kazru import outbox
+
+    job = await store_finished_job(database, store, owner="owner-p", state="PENDING", extra_objects=())
+    await outbox.publish_job(database, bus, job)
+    assert await queued_messages(bus, settings) == 1
+    cancels = []
+
+    async def heard(msg) -> None:
+        cancels.append(msg.subject)
+
+    subscription = await bus.nc.subscribe(f"kazru.jobs.cancel.{job.id}", cb=heard)
+    day = job.created_at.date()
+    cancelled_before = (await usage_of_day(database, day)).get("cancelled", 0)
+
+    await retention.delete_job(database, store, bus, settings, "owner-p", str(job.id))
+
+    await bus.nc.flush()
+    await subscription.unsubscribe()
+    assert len(cancels) == 1, "a worker holding the job is told to stop"
+    assert await queued_messages(bus, settings) == 0, "the bus holds nothing of the job"
+    assert await remains_of(database, store, job.id) == NOTHING
+    tombstone = await state_of(database, job.id)
+    assert tombstone.state == JobState.DELETED and tombstone.finished_at is not None
+    assert (await usage_of_day(database, day))["cancelled"] == cancelled_before + 1
+
+
+async def test_janitor_expires_everything_of_a_job_and_counts_it_once(settings, database, store, bus):
+    failed = await store_finished_job(database, store, state="FAILED", expires_in_hours=-0.01)
+    pending = await store_finished_job(database, store, state="PENDING", expires_in_hours=-0.01, extra_objects=())
+    alive = await store_finished_job(database, store, expires_in_hours=1)
+    day = failed.created_at.date()
+    before = await usage_of_day(database, day)
+    janitor = Janitor(settings, database, store, bus)
+
+    await janitor.sweep()
+    await janitor.sweep()
+
+    for job in (failed, pending):
+        assert await remains_of(database, store, job.id) == NOTHING
+        assert (await state_of(database, job.id)).state == JobState.EXPIRED
+    assert (await remains_of(database, store, alive.id))["speakers"] == 1
+    after = await usage_of_day(database, day)
+    assert after["files"] == before.get("files", 0) + 2
+    assert after["failed"] == before.get("failed", 0) + 1
+    assert after["audio_seconds"] == pytest.approx(before.get("audio_seconds", 0) + 2 * 2.9)
+
+
+async def test_janitor_aborts_abandoned_multipart_uploads(infra, database, store):
+    key = f"jobs/{uuid.uuid4()}/original"
+    upload_id = store._client._create_multipart_upload(store.bucket, key, {})  # test-only: a crashed ingest's upload
+    assert key in [name for name, _, _ in await store.list_multipart_uploads("jobs/")]
+
+    await Janitor(infra.settings(), database, store).sweep()
+    assert key in [name for name, _, _ in await store.list_multipart_uploads("jobs/")], "young uploads stay"
+
+    await Janitor(infra.settings(abandoned_upload_hours=1e-9), database, store).sweep()
+    assert key not in [name for name, _, _ in await store.list_multipart_uploads("jobs/")]
+    assert upload_id
+
+
+async def test_objects_of_a_tombstone_are_swept(settings, database, store, monkeypatch):
+    from datetime import timedelta
+
+    from services.janitor import expiry
+
+    job = await store_finished_job(database, store, expires_in_hours=-0.01)
+    janitor = Janitor(settings, database, store)
+    await janitor.sweep()
+    # A worker that had not heard of the expiry writes an object afterwards.
+    await store_object(store, f"jobs/{job.id}/late.pcm")
+    monkeypatch.setattr(expiry, "ORPHAN_GRACE", timedelta(seconds=-60))
+    await janitor.sweep()
+    assert await remains_of(database, store, job.id) == NOTHING
+    assert datetime.now(UTC) > job.expires_at
+
+
+async def store_object(store, key):
+    from tests.helpers import aiter_of
+
+    await store.put_stream(key, aiter_of([b"x"]), "application/octet-stream")
