@@ -32,8 +32,11 @@ class Stack:
         return f"http://127.0.0.1:{self.settings.http_port}"
 
 
-def start_stack(infra: Servers, tmp: Path, services=SERVICES) -> Stack:
-    settings = infra.settings(**isolated_addresses(), bootstrap_api_key=API_KEY, shutdown_grace_seconds=3)
+def start_stack(infra: Servers, tmp: Path, services=SERVICES, **overrides) -> Stack:
+    """`overrides`: settings for this stack (e.g. a short ack wait for fault tests)."""
+    settings = infra.settings(
+        **{**isolated_addresses(), "bootstrap_api_key": API_KEY, "shutdown_grace_seconds": 3, **overrides}
+    )
     processes = start_services(service_environment(settings), tmp / "logs", services)
     # The health of services deliberately not started is not waited for.
     required = {"postgres", "nats", "s3", *services} - {"gateway"}
