@@ -13,6 +13,7 @@ from kazru.settings import Settings
 from kazru.storage import ObjectStore
 from kazru.telemetry import prepare_process
 from services.transcriber.engine import WhisperEngine
+from services.transcriber.speechkit import SpeechKitEngine
 from services.transcriber.worker import TranscriptionWorker
 
 log = logging.getLogger("services.transcriber")
@@ -21,8 +22,11 @@ log = logging.getLogger("services.transcriber")
 async def main() -> None:
     settings = Settings()
     prepare_process("transcriber", settings.log_level)
-    # The model loads before the health check says SERVING.
-    engine = await asyncio.to_thread(WhisperEngine, settings)
+    # The engine is chosen by KAZRU_ENGINE; a local model loads before the health check says SERVING.
+    if settings.engine == "speechkit":
+        engine = SpeechKitEngine(settings)
+    else:
+        engine = await asyncio.to_thread(WhisperEngine, settings)
     database = create_engine(settings)
     bus = await Bus.connect(settings, "transcriber")
     worker = TranscriptionWorker(settings, create_sessionmaker(database), ObjectStore(settings), bus, engine)
