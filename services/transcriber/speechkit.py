@@ -167,7 +167,13 @@ class SpeechKitEngine:
         operation_id = operation.id
         log.info(
             "SpeechKit recognition started",
-            extra={"operation_id": operation_id, "audio_format": audio.label, "bytes": len(audio.content)},
+            extra={
+                "operation_id": operation_id,
+                # Yandex support finds a request by this id (x-client-request-id).
+                "client_request_id": dict(metadata)["x-client-request-id"],
+                "audio_format": audio.label,
+                "bytes": len(audio.content),
+            },
         )
 
         # From here on Yandex holds a copy: every failure deletes it, and fails the job rather than

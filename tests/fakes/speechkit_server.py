@@ -63,6 +63,8 @@ class Scenario:
     stream_error_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     stream_breaks: int = 1_000_000
     empty_result: bool = False
+    # Whether `final_refinement` messages follow the finals (SpeechKit sends them when normalisation is on).
+    refinements: bool = True
     # The operation ends with this google.rpc.Status (code, message) instead of a result.
     operation_error: tuple[int, str] | None = None
 
@@ -152,7 +154,8 @@ class FakeSpeechKit(stt_service_pb2_grpc.AsyncRecognizerServicer, operation_serv
         if operation is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"operation {request.operation_id} not found")
         if not self._is_done(operation):
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "operation is not finished yet")
+            # A client should ask only after the Operation service said `done`.
+            await self._refuse(context, grpc.StatusCode.FAILED_PRECONDITION, "operation is not finished yet")
         if self.scenario.result_errors:
             await context.abort(self.scenario.result_errors.pop(0), "scripted GetRecognition failure")
         if self.scenario.empty_result:
@@ -208,18 +211,19 @@ class FakeSpeechKit(stt_service_pb2_grpc.AsyncRecognizerServicer, operation_serv
                 )
             )
             refined = _alternative(utterance.normalized_words or utterance.words, utterance, with_languages=False)
-            messages.append(
-                stt_pb2.StreamingResponse(
-                    audio_cursors=cursors,
-                    final_refinement=stt_pb2.FinalRefinement(
-                        final_index=index,
-                        normalized_text=stt_pb2.AlternativeUpdate(
-                            alternatives=[refined], channel_tag=utterance.channel_tag
+            if self.scenario.refinements:
+                messages.append(
+                    stt_pb2.StreamingResponse(
+                        audio_cursors=cursors,
+                        final_refinement=stt_pb2.FinalRefinement(
+                            final_index=index,
+                            normalized_text=stt_pb2.AlternativeUpdate(
+                                alternatives=[refined], channel_tag=utterance.channel_tag
+                            ),
                         ),
-                    ),
-                    channel_tag=utterance.channel_tag,
+                        channel_tag=utterance.channel_tag,
+                    )
                 )
-            )
             messages.append(
                 stt_pb2.StreamingResponse(
                     audio_cursors=cursors,

@@ -111,6 +111,15 @@ async def test_recognition_maps_utterances_words_languages_and_billing(fake: Fak
     assert progress[-1] == 1.0
 
 
+async def test_without_normalisation_the_raw_finals_are_used(fake: FakeSpeechKit):
+    fake.scenario.refinements = False
+    result = await recognize(engine_settings(fake.address, speechkit_text_normalization=False), noise(5))
+    normalization = fake.requests[0].recognition_model.text_normalization
+    assert normalization.text_normalization == normalization.TEXT_NORMALIZATION_DISABLED
+    assert [word.text for word in result.spans[0].words] == ["погода", "в", "алматы"]
+    assert [span.language for span in result.spans] == ["ru", "kk", "kk"]
+
+
 async def test_iam_token_and_folder_are_sent():
     server = FakeSpeechKit(iam_token=IAM_TOKEN, folder_id=FOLDER, scenario=Scenario(utterances=[RUSSIAN]))
     await server.start()
@@ -176,7 +185,7 @@ async def test_persistent_unavailability_gives_up_after_the_attempts(fake: FakeS
 async def test_status_checks_stay_within_five_per_second(fake: FakeSpeechKit):
     fake.scenario.processing_seconds = 2.5
     progress: list[float] = []
-    # Ask for a faster start than the quota allows: the engine still keeps to 5 per second.
+    # Start at the fastest rate the quota allows (5 checks per second) and stay within it.
     settings = engine_settings(fake.address, speechkit_poll_initial_seconds=0.2, speechkit_poll_max_seconds=0.3)
     result = await recognize(settings, noise(30), progress=progress)
     checks = fake.status_check_times
