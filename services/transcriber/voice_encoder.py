@@ -256,7 +256,8 @@ class VoiceEncoder:
         lengths = stops - starts
         if (lengths <= 0).any():
             bad = int(np.flatnonzero(lengths <= 0)[0])
-            raise ValueError(f"window {windows[bad]} holds no audio frames (the audio lasts {len(wav) / SAMPLE_RATE} s)")
+            audio_seconds = (len(mel) - 1) / FRAMES_PER_SECOND
+            raise ValueError(f"window {windows[bad]} holds no audio frames (the audio lasts {audio_seconds:.2f} s)")
         embeddings = np.empty((len(windows), EMBEDDING_SIZE), dtype=np.float32)
         # Longest first, so each block pads its windows to similar lengths.
         order = np.argsort(-lengths, kind="stable")
