@@ -13,7 +13,7 @@ text over the segment's span in proportion to the characters.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -148,8 +148,10 @@ def break_lines(words: Sequence[str], first_line_chars: int = MAX_LINE_CHARS) ->
     return " ".join(words[:split]), " ".join(words[split:])
 
 
-def _groups(tokens: list[_Token], first_line_chars: int) -> Iterator[tuple[list[_Token], tuple[str, ...]]]:
-    """Greedy: add words while they fit in 2 lines and 7 s; prefer to stop at a sentence end."""
+def _groups(tokens: list[_Token], first_line_chars: int) -> list[tuple[list[_Token], tuple[str, ...]]]:
+    """Greedy: add words while they fit in 2 lines and 7 s; prefer to stop at a sentence end.
+    Then a short last caption (a word or two left over) shares the previous caption's words."""
+    groups: list[list[_Token]] = []
     group: list[_Token] = []
     lengths: list[int] = []
     reserve = first_line_chars
@@ -162,12 +164,40 @@ def _groups(tokens: list[_Token], first_line_chars: int) -> Iterator[tuple[list[
             if fits and not too_long and not sentence_done:
                 group.append(token)
                 continue
-            yield group, _lines(group, reserve)
+            groups.append(group)
             reserve = MAX_LINE_CHARS
         group = [token]
         lengths = [len(token.text)]
     if group:
-        yield group, _lines(group, reserve)
+        groups.append(group)
+    if len(groups) >= 2 and _too_short(groups[-1]):
+        groups[-2:] = _rebalance(groups[-2], groups[-1], first_line_chars if len(groups) == 2 else MAX_LINE_CHARS)
+    return [
+        (group, _lines(group, first_line_chars if index == 0 else MAX_LINE_CHARS)) for index, group in enumerate(groups)
+    ]
+
+
+def _too_short(group: list[_Token]) -> bool:
+    return group[-1].end_ms - group[0].start_ms < MIN_MS or sum(len(t.text) + 1 for t in group) < MAX_LINE_CHARS // 2
+
+
+def _rebalance(before: list[_Token], last: list[_Token], first_line_chars: int) -> list[list[_Token]]:
+    """Split the words of two captions where the two are most even in length, if that fits."""
+    pool = before + last
+    best, best_gap = [before, last], None
+    for split in range(1, len(pool)):
+        head, tail = pool[:split], pool[split:]
+        if (
+            _best_split([len(t.text) for t in head], first_line_chars) is None
+            or _best_split([len(t.text) for t in tail], MAX_LINE_CHARS) is None
+            or head[-1].end_ms - head[0].start_ms > MAX_MS
+            or tail[-1].end_ms - tail[0].start_ms > MAX_MS
+        ):
+            continue
+        gap = abs(sum(len(t.text) for t in head) - sum(len(t.text) for t in tail))
+        if best_gap is None or gap < best_gap:
+            best, best_gap = [head, tail], gap
+    return best
 
 
 def _lines(group: list[_Token], first_line_chars: int) -> tuple[str, ...]:

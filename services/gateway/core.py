@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru import convert, errors, retention
 from kazru.bus import Bus
-from kazru.db import jobs
+from kazru.db import jobs, transcript_edits
 from kazru.grpc_errors import from_rpc_error
 from kazru.grpc_server import check_health
 from kazru.settings import Settings
@@ -121,6 +121,27 @@ class Gateway:
             jobs.require_transcript(job)
             stored = await jobs.load_transcript(session, job.id)
             return convert.job_to_proto(job), convert.transcript_to_proto(job, stored)
+
+    async def rename_speakers(
+        self, owner_id: str, job_id: str, names: dict[str, str]
+    ) -> tuple[job_pb2.Job, transcript_pb2.Transcript]:
+        async with self._sessions.begin() as session:
+            await transcript_edits.rename_speakers(session, job_id, owner_id, names)
+        return await self.get_transcript(owner_id, job_id)
+
+    async def merge_speaker(
+        self, owner_id: str, job_id: str, speaker: str, into: str
+    ) -> tuple[job_pb2.Job, transcript_pb2.Transcript]:
+        async with self._sessions.begin() as session:
+            await transcript_edits.merge_speaker(session, job_id, owner_id, speaker, into)
+        return await self.get_transcript(owner_id, job_id)
+
+    async def edit_segment(self, owner_id: str, job_id: str, index: int, text: str | None) -> transcript_pb2.Segment:
+        """New text for a segment, or `None` for the machine's text back."""
+        async with self._sessions.begin() as session:
+            segment = await transcript_edits.edit_segment(session, job_id, owner_id, index, text)
+            words = await transcript_edits.segment_words(session, segment)
+            return convert.segment_to_proto(segment, words)
 
     async def export(
         self, owner_id: str, job_id: str, fmt: int, options: export_pb2.ExportOptions

@@ -79,3 +79,38 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         yield first
         async for chunk in rest:
             yield chunk
+
+    @translate
+    async def UpdateSpeakers(self, request: job_service_pb2.UpdateSpeakersRequest, context):
+        _, transcript = await self._gateway.rename_speakers(
+            await self._owner(context), convert.job_id_from_name(request.name), dict(request.speaker_names)
+        )
+        return transcript
+
+    @translate
+    async def MergeSpeakers(self, request: job_service_pb2.MergeSpeakersRequest, context):
+        _, transcript = await self._gateway.merge_speaker(
+            await self._owner(context), convert.job_id_from_name(request.name), request.speaker, request.into
+        )
+        return transcript
+
+    @translate
+    async def UpdateSegment(self, request: job_service_pb2.UpdateSegmentRequest, context):
+        owner_id = await self._owner(context)
+        job_id, index = _segment_from_name(request.name)
+        change = request.WhichOneof("change")
+        if change is None:
+            raise errors.InvalidArgument("set either text or revert", code="SEGMENT_CHANGE_MISSING")
+        if change == "revert" and not request.revert:
+            raise errors.InvalidArgument("revert must be true when set", code="SEGMENT_CHANGE_MISSING")
+        return await self._gateway.edit_segment(owner_id, job_id, index, request.text if change == "text" else None)
+
+
+def _segment_from_name(name: str) -> tuple[str, int]:
+    """Split "jobs/{job}/segments/{segment}" into (job id, segment index)."""
+    job_part, separator, segment = name.rpartition("/segments/")
+    if not separator or not (segment.isascii() and segment.isdigit()):
+        raise errors.InvalidArgument(
+            "name must be 'jobs/{job}/segments/{segment}'", code="INVALID_SEGMENT_NAME", details={"name": name[:200]}
+        )
+    return convert.job_id_from_name(job_part), int(segment)

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -42,7 +43,13 @@ HTTP_STATUS: dict[Kind, int] = {
     Kind.INTERNAL: 500,
 }
 
-EXPORT_FORMATS = {"txt": export_pb2.EXPORT_FORMAT_TXT, "json": export_pb2.EXPORT_FORMAT_JSON}
+EXPORT_FORMATS = {
+    "txt": export_pb2.EXPORT_FORMAT_TXT,
+    "srt": export_pb2.EXPORT_FORMAT_SRT,
+    "vtt": export_pb2.EXPORT_FORMAT_VTT,
+    "json": export_pb2.EXPORT_FORMAT_JSON,
+    "docx": export_pb2.EXPORT_FORMAT_DOCX,
+}
 # multipart framing and small fields on top of the file itself
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # After rejecting an upload, read (and drop) at most this much more of the body so
@@ -114,26 +121,47 @@ def transcript_json(job: job_pb2.Job, transcript: transcript_pb2.Transcript) -> 
             }
             for s in transcript.speakers
         ],
-        "segments": [
-            {
-                "index": s.index,
-                "start": s.start_seconds,
-                "end": s.end_seconds,
-                "speaker": s.speaker or None,
-                "language": s.language,
-                "confidence": s.confidence,
-                "text": s.text,
-                "edited": s.edited,
-                "original_text": s.original_text if s.edited else None,
-                "words": [
-                    {"start": w.start_seconds, "end": w.end_seconds, "text": w.text,
-                     "probability": w.probability, "speaker": w.speaker or None}
-                    for w in s.words
-                ],
-            }
-            for s in transcript.segments
-        ],
+        "segments": [segment_json(s) for s in transcript.segments],
     }
+
+
+def segment_json(s: transcript_pb2.Segment) -> dict:
+    return {
+        "index": s.index,
+        "start": s.start_seconds,
+        "end": s.end_seconds,
+        "speaker": s.speaker or None,
+        "language": s.language,
+        "confidence": s.confidence,
+        "text": s.text,
+        "edited": s.edited,
+        "original_text": s.original_text if s.edited else None,
+        "words": [
+            {"start": w.start_seconds, "end": w.end_seconds, "text": w.text,
+             "probability": w.probability, "speaker": w.speaker or None}
+            for w in s.words
+        ],
+    }  # fmt: skip
+
+
+class SpeakerNames(BaseModel):
+    speakers: dict[str, str] = Field(
+        min_length=1, max_length=20, description="Speaker id → name to show, e.g. {\"S1\": \"Aigerim\"}",
+        examples=[{"S1": "Айгерім", "S2": "Dauren"}],
+    )  # fmt: skip
+
+
+class SpeakerMerge(BaseModel):
+    into: str = Field(
+        max_length=32, description="The speaker id that absorbs the other one's segments", examples=["S1"]
+    )
+
+
+class SegmentEdit(BaseModel):
+    """Send `text` to change the segment's text, or `"revert": true` to restore the machine's text."""
+
+    text: str | None = Field(default=None, description="New text, at most 10 000 characters; timing is kept")
+    revert: bool = Field(default=False, description="Restore the machine's original text")
 
 
 def content_disposition(filename: str) -> str:
@@ -263,7 +291,31 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         job, transcript = await gateway.get_transcript(caller.owner_id, job_id)
         return transcript_json(job, transcript)
 
-    @app.get("/api/v1/jobs/{job_id}/export/{fmt}", summary="Download the transcript as txt or json")
+    @app.put("/api/v1/jobs/{job_id}/speakers", summary="Name speakers; answers the updated transcript")
+    async def rename_speakers(job_id: str, body: SpeakerNames, caller: Caller) -> dict:
+        job, transcript = await gateway.rename_speakers(caller.owner_id, job_id, body.speakers)
+        return transcript_json(job, transcript)
+
+    @app.post(
+        "/api/v1/jobs/{job_id}/speakers/{speaker}/merge",
+        summary="Merge a speaker into another; answers the updated transcript",
+        description="The speaker's segments and words are relabelled as `into`, and the speaker is removed.",
+    )
+    async def merge_speaker(job_id: str, speaker: str, body: SpeakerMerge, caller: Caller) -> dict:
+        job, transcript = await gateway.merge_speaker(caller.owner_id, job_id, speaker, body.into)
+        return transcript_json(job, transcript)
+
+    @app.patch(
+        "/api/v1/jobs/{job_id}/segments/{segment}",
+        summary="Change a segment's text, or restore the machine's; answers the segment",
+        description="The machine's text stays in `original_text` until the segment is reverted.",
+    )
+    async def edit_segment(job_id: str, segment: int, body: SegmentEdit, caller: Caller) -> dict:
+        if (body.text is None) == (not body.revert):
+            raise errors.InvalidArgument("send either 'text' or '\"revert\": true'", code="SEGMENT_CHANGE_MISSING")
+        return segment_json(await gateway.edit_segment(caller.owner_id, job_id, segment, body.text))
+
+    @app.get("/api/v1/jobs/{job_id}/export/{fmt}", summary="Download the transcript as txt, srt, vtt, json or docx")
     async def export(job_id: str, fmt: str, caller: Caller, timestamps: bool = True) -> Response:
         if fmt not in EXPORT_FORMATS:
             raise errors.InvalidArgument(

@@ -1,0 +1,168 @@
+"""What a person may change in a finished transcript: speaker names, merges, segment text.
+
+Every edit runs in the caller's transaction and first locks the job's row
+(SELECT ... FOR UPDATE), so concurrent edits of one job queue up instead of
+overwriting each other, and none can interleave with a deletion. Another
+owner's job is NOT_FOUND, as everywhere.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kazru import errors
+from kazru.db import jobs
+from kazru.db.models import Job, Segment, Speaker, Word
+
+MAX_SPEAKER_NAME_CHARS = 100
+MAX_SEGMENT_TEXT_CHARS = 10_000
+# segments.position is a 32-bit integer: a larger index cannot exist.
+MAX_SEGMENT_INDEX = 2**31 - 1
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def clean_speaker_name(raw: str, label: str) -> str:
+    """Trimmed, 1-100 characters, no control characters; else a clear INVALID_ARGUMENT."""
+    name = raw.strip()
+    details = {"speaker": label[:32]}
+    if not name:
+        raise errors.InvalidArgument(f"the name for {label[:32]} is empty", code="SPEAKER_NAME_EMPTY", details=details)
+    if len(name) > MAX_SPEAKER_NAME_CHARS:
+        raise errors.InvalidArgument(
+            f"the name for {label[:32]} has {len(name)} characters; at most {MAX_SPEAKER_NAME_CHARS} are allowed",
+            code="SPEAKER_NAME_TOO_LONG",
+            details=details,
+        )
+    if _has_control_characters(name):
+        raise errors.InvalidArgument(
+            f"the name for {label[:32]} contains control characters", code="SPEAKER_NAME_INVALID", details=details
+        )
+    return name
+
+
+def clean_segment_text(raw: str) -> str:
+    """Whitespace (line breaks, tabs) collapsed to single spaces; at most 10 000 characters.
+
+    Empty text is allowed: it removes a segment's words from the exports (e.g. a
+    hallucination over noise) while keeping the machine's text recoverable.
+    """
+    if len(raw) > MAX_SEGMENT_TEXT_CHARS:
+        raise errors.InvalidArgument(
+            f"the text has {len(raw)} characters; at most {MAX_SEGMENT_TEXT_CHARS} are allowed",
+            code="SEGMENT_TEXT_TOO_LONG",
+        )
+    text = " ".join(raw.split())
+    if _has_control_characters(text):
+        raise errors.InvalidArgument("the text contains control characters", code="SEGMENT_TEXT_INVALID")
+    return text
+
+
+async def lock_editable_job(session: AsyncSession, job_id: str, owner_id: str) -> Job:
+    """The owner's finished job, its row locked until the transaction ends."""
+    job = await session.scalar(
+        select(Job)
+        .where(Job.id == jobs.parse_job_id(job_id))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if job is None or job.owner_id != owner_id:
+        raise errors.NotFound("job not found", code="JOB_NOT_FOUND", details={"job_id": job_id})
+    jobs.require_transcript(job)
+    return job
+
+
+def _speaker_not_found(job: Job, label: str) -> errors.NotFound:
+    return errors.NotFound(
+        f"the job has no speaker '{label[:32]}'",
+        code="SPEAKER_NOT_FOUND",
+        details={"job_id": str(job.id), "speaker": label[:32]},
+    )
+
+
+async def _speakers(session: AsyncSession, job: Job) -> dict[str, Speaker]:
+    found = await session.scalars(select(Speaker).where(Speaker.job_id == job.id))
+    return {speaker.label: speaker for speaker in found}
+
+
+async def rename_speakers(session: AsyncSession, job_id: str, owner_id: str, names: dict[str, str]) -> None:
+    """Give speakers names ({"S1": "Aigerim"}); a name equal to the label clears it."""
+    if not names:
+        raise errors.InvalidArgument("name at least one speaker", code="SPEAKERS_EMPTY")
+    cleaned = {label: clean_speaker_name(name, label) for label, name in names.items()}
+    job = await lock_editable_job(session, job_id, owner_id)
+    speakers = await _speakers(session, job)
+    for label in cleaned:
+        if label not in speakers:
+            raise _speaker_not_found(job, label)
+    for label, name in cleaned.items():
+        speakers[label].name = None if name == label else name
+
+
+async def merge_speaker(session: AsyncSession, job_id: str, owner_id: str, speaker: str, into: str) -> None:
+    """Relabel `speaker`'s segments and words as `into` and remove `speaker`.
+
+    Adjacent segments that now share a speaker stay separate segments (their
+    timings and edits are kept); the exports group them into one turn. The
+    statistics are the sums of both speakers', as the transcriber computed them.
+    """
+    if speaker == into:
+        raise errors.InvalidArgument("a speaker cannot be merged into itself", code="MERGE_INTO_SELF")
+    job = await lock_editable_job(session, job_id, owner_id)
+    speakers = await _speakers(session, job)
+    for label in (speaker, into):
+        if label not in speakers:
+            raise _speaker_not_found(job, label)
+    for table in (Segment, Word):
+        await session.execute(
+            update(table)
+            .where(table.job_id == job.id, table.speaker == speaker)
+            .values(speaker=into)
+            .execution_options(synchronize_session=False)
+        )
+    merged, target = speakers[speaker], speakers[into]
+    target.speaking_seconds += merged.speaking_seconds
+    target.segment_count += merged.segment_count
+    await session.execute(delete(Speaker).where(Speaker.id == merged.id).execution_options(synchronize_session=False))
+    job.speaker_count = len(speakers) - 1
+
+
+async def edit_segment(session: AsyncSession, job_id: str, owner_id: str, index: int, text: str | None) -> Segment:
+    """Set a segment's text (timing kept), or with `text=None` restore the machine's text.
+
+    The machine's text is stored once, at the first edit; a later edit keeps it, and
+    text equal to it clears the edited state.
+    """
+    new_text = None if text is None else clean_segment_text(text)
+    job = await lock_editable_job(session, job_id, owner_id)
+    segment = None
+    if 0 <= index <= MAX_SEGMENT_INDEX:
+        segment = await session.scalar(
+            select(Segment).where(Segment.job_id == job.id, Segment.position == index).with_for_update()
+        )
+    if segment is None:
+        raise errors.NotFound(
+            f"the transcript has no segment {index}",
+            code="SEGMENT_NOT_FOUND",
+            details={"job_id": str(job.id), "segment": str(index)},
+        )
+    machine_text = segment.original_text if segment.original_text is not None else segment.text
+    if new_text is None or new_text == machine_text:
+        segment.text, segment.original_text = machine_text, None
+    else:
+        segment.text, segment.original_text = new_text, machine_text
+    return segment
+
+
+async def segment_words(session: AsyncSession, segment: Segment) -> list[Word]:
+    found = await session.scalars(
+        select(Word)
+        .where(Word.job_id == segment.job_id, Word.segment_position == segment.position)
+        .order_by(Word.position)
+    )
+    return list(found)

@@ -1,0 +1,309 @@
+"""Exports and transcript edits through the gateway's domain class and a real exporter gRPC
+server (in this process), on real PostgreSQL: every format read by other people's parsers,
+edits reflected in every export, owners kept apart, concurrent edits kept."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_asyncio
+import srt
+from sqlalchemy import select
+
+from kazru import errors, grpc_server
+from kazru.bus import Bus
+from kazru.db.models import JobState, Segment, Speaker, Word
+from kazru.v1 import export_pb2
+from services.exporter.__main__ import create_server
+from services.exporter.grpc_api import ExporterServicer
+from services.gateway.core import Gateway
+from tests import export_checks
+from tests.transcripts import KAZAKH_LETTERS, WordSpec, insert_transcript, segment_of_words, synthetic
+
+OWNER = "owner-exports"
+FORMATS = {
+    "txt": export_pb2.EXPORT_FORMAT_TXT,
+    "srt": export_pb2.EXPORT_FORMAT_SRT,
+    "vtt": export_pb2.EXPORT_FORMAT_VTT,
+    "json": export_pb2.EXPORT_FORMAT_JSON,
+    "docx": export_pb2.EXPORT_FORMAT_DOCX,
+}
+CONTENT_TYPES = {
+    "txt": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "json": "application/json",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+
+
+@pytest_asyncio.fixture(scope="module")
+async def gateway(settings, database, store):
+    exporter = create_server(
+        settings.model_copy(update={"exporter_address": "127.0.0.1:0"}), ExporterServicer(database)
+    )
+    await exporter.start()
+    channel = grpc_server.channel(f"127.0.0.1:{exporter.port}")
+    bus = await Bus.connect(settings, "tests-exports")
+    # Exports and edits need no ingest: its channel points at the exporter and is never called.
+    yield Gateway(database, bus, store, {"exporter": channel, "ingest": channel}, settings=settings)
+    await bus.close()
+    await channel.close()
+    await exporter.stop(1)
+
+
+async def export(gateway: Gateway, job_id, fmt: str, owner: str = OWNER, **options) -> bytes:
+    first, rest = await gateway.export(owner, str(job_id), FORMATS[fmt], export_pb2.ExportOptions(**options))
+    assert first.content_type == CONTENT_TYPES[fmt]
+    assert first.filename.endswith(f".{fmt}")
+    return first.data + b"".join([chunk.data async for chunk in rest])
+
+
+def conversation() -> list:
+    """Three speakers, Kazakh and Russian, with word timings."""
+
+    def words(start: float, texts: str) -> list[WordSpec]:
+        return [WordSpec(start + i * 0.5, start + i * 0.5 + 0.4, text) for i, text in enumerate(texts.split())]
+
+    return [
+        segment_of_words("S1", words(0.0, "Сәлеметсіз бе, бүгін ауа райы қандай?")),
+        segment_of_words("S2", words(3.0, "Күн ашық, һәм жылы. Ұлы дала өңірі."), "kk"),
+        segment_of_words("S3", words(7.0, "Погода отличная, спасибо."), "ru"),
+        segment_of_words("S2", words(9.5, "Ғылым мен іс қатар жүреді."), "kk"),
+    ]
+
+
+async def test_every_format_of_an_empty_transcript(gateway, database):
+    job_id = await insert_transcript(database, [], owner_id=OWNER)
+    assert await export(gateway, job_id, "txt") == b""
+    assert export_checks.parse_srt(await export(gateway, job_id, "srt")) == []
+    assert export_checks.parse_vtt(await export(gateway, job_id, "vtt")) == []
+    document = export_checks.parse_json(await export(gateway, job_id, "json"))
+    assert document["segments"] == [] and document["speakers"] == []
+    paragraphs = export_checks.open_docx(await export(gateway, job_id, "docx"))
+    assert paragraphs[0] == "сұхбат_әңгіме.flac"
+
+
+async def test_every_format_of_a_one_word_transcript(gateway, database):
+    job_id = await insert_transcript(
+        database, [segment_of_words("S1", [WordSpec(1.2, 1.5, "Қош")])], owner_id=OWNER, names={"S1": "Әлия"}
+    )
+    assert (await export(gateway, job_id, "txt")).decode() == "[00:00:01] Әлия: Қош\n"
+    (only,) = export_checks.parse_srt(await export(gateway, job_id, "srt"))
+    assert only.content == "Әлия: Қош"
+    assert only.start.total_seconds() == 1.2 and only.end.total_seconds() >= 2.2  # held on screen ≥ 1 s
+    (cue,) = export_checks.parse_vtt(await export(gateway, job_id, "vtt"))
+    assert cue.voice == "Әлия" and cue.text == "Қош"
+    document = export_checks.parse_json(await export(gateway, job_id, "json"))
+    assert document["segments"][0]["words"][0]["text"] == "Қош"
+    assert document["speakers"] == [
+        {"id": "S1", "label": "Әлия", "name": "Әлия", "speaking_seconds": pytest.approx(0.3), "segment_count": 1}
+    ]
+    assert "[00:00:01] Әлия: Қош" in export_checks.open_docx(await export(gateway, job_id, "docx"))
+
+
+async def test_three_hour_transcript_in_every_format(gateway, database):
+    segments = synthetic()
+    job_id = await insert_transcript(
+        database, segments, owner_id=OWNER, names={"S1": "Айгерім Нұрланқызы", "S4": "Дәурен"}
+    )
+    total_words = sum(len(s.words) for s in segments)
+    assert total_words == 30_000 and segments[-1].end > 3 * 3600 - 600
+
+    txt = (await export(gateway, job_id, "txt")).decode()
+    assert txt.startswith("[00:00:00] ") and "Айгерім Нұрланқызы: " in txt and "Дәурен: " in txt
+
+    subtitles = export_checks.parse_srt(await export(gateway, job_id, "srt"))
+    squeezed = export_checks.check_caption_rules(subtitles)
+    assert len(subtitles) > 2000
+    assert squeezed["under_one_second"] < len(subtitles) * 0.02, squeezed
+
+    cues = export_checks.parse_vtt(await export(gateway, job_id, "vtt"))
+    assert [(c.start, c.end) for c in cues] == [
+        (
+            srt.timedelta_to_srt_timestamp(s.start).replace(",", "."),
+            srt.timedelta_to_srt_timestamp(s.end).replace(",", "."),
+        )
+        for s in subtitles
+    ]
+    assert {c.voice for c in cues} == {"Айгерім Нұрланқызы", "S2", "S3", "Дәурен", "S5", "S6"}
+    # every word once, in order, none cut (VTT's text has no names: they are voice tags)
+    assert " ".join(c.text for c in cues).split() == [w.text for s in segments for w in s.words]
+
+    document = export_checks.parse_json(await export(gateway, job_id, "json"))
+    assert sum(len(s["words"]) for s in document["segments"]) == total_words
+    assert len(document["speakers"]) == 6
+
+    paragraphs = export_checks.open_docx(await export(gateway, job_id, "docx"))
+    assert any(p.startswith("[00:00:00] ") for p in paragraphs)
+
+    for fmt in ("txt", "srt", "vtt", "json"):
+        text = (await export(gateway, job_id, fmt)).decode()
+        assert set(KAZAKH_LETTERS) <= set(text), fmt
+    assert set(KAZAKH_LETTERS) <= set("".join(paragraphs))
+
+
+async def test_edits_show_in_every_export_and_the_machine_text_stays_recoverable(gateway, database):
+    job_id = str(await insert_transcript(database, conversation(), owner_id=OWNER))
+
+    _, transcript = await gateway.rename_speakers(OWNER, job_id, {"S1": "  Әйгерім Құрманғалиқызы  ", "S2": "Дәурен"})
+    assert {s.id: s.label for s in transcript.speakers} == {"S1": "Әйгерім Құрманғалиқызы", "S2": "Дәурен", "S3": "S3"}
+
+    _, transcript = await gateway.merge_speaker(OWNER, job_id, "S3", "S2")
+    assert [s.id for s in transcript.speakers] == ["S1", "S2"]
+    merged = {s.id: s for s in transcript.speakers}["S2"]
+    assert merged.segment_count == 3
+    spans = [s.end - s.start for s in conversation()]
+    assert merged.speaking_seconds == pytest.approx(spans[1] + spans[2] + spans[3])
+    assert [s.speaker for s in transcript.segments] == ["S1", "S2", "S2", "S2"]
+    assert {w.speaker for w in transcript.segments[2].words} == {"S2"}
+
+    edited = await gateway.edit_segment(OWNER, job_id, 2, "Ауа райы  тамаша,\nрақмет.")
+    assert edited.text == "Ауа райы тамаша, рақмет." and edited.edited
+    assert edited.original_text == "Погода отличная, спасибо."
+    assert (edited.start_seconds, edited.end_seconds) == (7.0, 7.0 + 0.5 * 2 + 0.4)
+    again = await gateway.edit_segment(OWNER, job_id, 2, "Ауа райы керемет.")
+    assert again.original_text == "Погода отличная, спасибо.", "the machine's text is kept from the first edit"
+
+    txt = (await export(gateway, job_id, "txt")).decode()
+    assert "Әйгерім Құрманғалиқызы: Сәлеметсіз бе" in txt
+    # S2's three segments in a row are one turn now
+    assert "Дәурен: Күн ашық, һәм жылы. Ұлы дала өңірі. Ауа райы керемет. Ғылым мен іс қатар жүреді." in txt
+    assert "Погода" not in txt and "S3" not in txt
+
+    subtitles = export_checks.parse_srt(await export(gateway, job_id, "srt"))
+    export_checks.check_caption_rules(subtitles)
+    srt_text = "\n".join(s.content for s in subtitles)
+    assert subtitles[0].content.startswith("Әйгерім Құрманғалиқ…: ")  # a long name is shortened in captions
+    assert "Ауа райы керемет." in srt_text and "Погода" not in srt_text
+    assert srt_text.count("Дәурен:") == 1, "the name is shown when the speaker changes, not at each segment"
+    # the edited text is spread over the segment's own time
+    edited_caption = next(s for s in subtitles if "керемет" in s.content)
+    assert edited_caption.start.total_seconds() == 7.0
+
+    cues = export_checks.parse_vtt(await export(gateway, job_id, "vtt"))
+    assert [c.voice for c in cues][:2] == ["Әйгерім Құрманғалиқызы", "Дәурен"]
+    assert any("керемет" in c.text for c in cues)
+
+    document = export_checks.parse_json(await export(gateway, job_id, "json"))
+    assert [s["id"] for s in document["speakers"]] == ["S1", "S2"]
+    assert document["segments"][2]["edited"] is True
+    assert document["segments"][2]["original_text"] == "Погода отличная, спасибо."
+    assert document["segments"][2]["text"] == "Ауа райы керемет."
+    assert document["segments"][2]["words"][0]["text"] == "Погода", "the machine's words stay"
+    assert "Дәурен: " in "\n".join(export_checks.open_docx(await export(gateway, job_id, "docx")))
+
+    # the same text as the machine's clears the edit; revert restores it
+    same = await gateway.edit_segment(OWNER, job_id, 2, "Погода отличная, спасибо.")
+    assert not same.edited and same.original_text == ""
+    await gateway.edit_segment(OWNER, job_id, 1, "Өзгертілген мәтін")
+    reverted = await gateway.edit_segment(OWNER, job_id, 1, None)
+    assert reverted.text == "Күн ашық, һәм жылы. Ұлы дала өңірі." and not reverted.edited
+    document = export_checks.parse_json(await export(gateway, job_id, "json"))
+    assert not any(s["edited"] for s in document["segments"])
+
+    # a name equal to the label clears it
+    _, transcript = await gateway.rename_speakers(OWNER, job_id, {"S2": "S2"})
+    assert {s.id: s.label for s in transcript.speakers}["S2"] == "S2"
+    async with database() as session:
+        assert await session.scalar(select(Speaker.name).where(Speaker.label == "S2", Speaker.job_id == job_id)) is None
+
+
+@pytest.mark.parametrize(
+    ("names", "code"),
+    [
+        ({"S1": ""}, "SPEAKER_NAME_EMPTY"),
+        ({"S1": "   "}, "SPEAKER_NAME_EMPTY"),
+        ({"S1": "ә" * 10_000}, "SPEAKER_NAME_TOO_LONG"),
+        ({"S1": "ә" * 101}, "SPEAKER_NAME_TOO_LONG"),
+        ({"S1": "Ali\x00ce"}, "SPEAKER_NAME_INVALID"),
+        ({"S1": "Ali\nce"}, "SPEAKER_NAME_INVALID"),
+        ({}, "SPEAKERS_EMPTY"),
+    ],
+)
+async def test_invalid_speaker_names_are_refused_clearly(gateway, database, names, code):
+    job_id = str(await insert_transcript(database, conversation(), owner_id=OWNER))
+    with pytest.raises(errors.InvalidArgument) as refused:
+        await gateway.rename_speakers(OWNER, job_id, names)
+    assert refused.value.code == code
+    if names:
+        assert "S1" in refused.value.message
+    _, transcript = await gateway.get_transcript(OWNER, job_id)
+    assert [s.label for s in transcript.speakers] == ["S1", "S2", "S3"]
+
+
+async def test_unknown_speakers_segments_and_unfinished_jobs(gateway, database):
+    job_id = str(await insert_transcript(database, conversation(), owner_id=OWNER))
+    with pytest.raises(errors.NotFound) as unknown:
+        await gateway.rename_speakers(OWNER, job_id, {"S1": "Әлия", "S9": "Нұрлан"})
+    assert unknown.value.code == "SPEAKER_NOT_FOUND" and unknown.value.details["speaker"] == "S9"
+    _, transcript = await gateway.get_transcript(OWNER, job_id)
+    assert transcript.speakers[0].label == "S1", "nothing of a refused edit is kept"
+    for speaker, into in (("S9", "S1"), ("S1", "S9")):
+        with pytest.raises(errors.NotFound):
+            await gateway.merge_speaker(OWNER, job_id, speaker, into)
+    with pytest.raises(errors.InvalidArgument):
+        await gateway.merge_speaker(OWNER, job_id, "S1", "S1")
+    for index in (4, -1, 2**40):
+        with pytest.raises(errors.NotFound) as missing:
+            await gateway.edit_segment(OWNER, job_id, index, "мәтін")
+        assert missing.value.code == "SEGMENT_NOT_FOUND"
+    with pytest.raises(errors.InvalidArgument) as too_long:
+        await gateway.edit_segment(OWNER, job_id, 0, "ә" * 10_001)
+    assert too_long.value.code == "SEGMENT_TEXT_TOO_LONG"
+
+    running = str(await insert_transcript(database, conversation(), owner_id=OWNER, state=JobState.RUNNING))
+    with pytest.raises(errors.FailedPrecondition):
+        await gateway.rename_speakers(OWNER, running, {"S1": "Әлия"})
+    with pytest.raises(errors.FailedPrecondition):
+        await gateway.edit_segment(OWNER, running, 0, "мәтін")
+    with pytest.raises(errors.FailedPrecondition):
+        await export(gateway, running, "srt")
+
+
+async def rows_of(database, job_id) -> tuple:
+    async with database() as session:
+        segments = (await session.execute(select(Segment.text, Segment.speaker, Segment.original_text)
+                                          .where(Segment.job_id == job_id).order_by(Segment.position))).all()  # fmt: skip
+        speakers = (await session.execute(select(Speaker.label, Speaker.name, Speaker.segment_count)
+                                          .where(Speaker.job_id == job_id).order_by(Speaker.label))).all()  # fmt: skip
+        words = (await session.execute(select(Word.speaker).where(Word.job_id == job_id))).all()
+    return segments, speakers, words
+
+
+async def test_another_owner_can_neither_see_nor_edit(gateway, database):
+    job_id = await insert_transcript(database, conversation(), owner_id=OWNER)
+    before = await rows_of(database, job_id)
+    intruder = "owner-intruder"
+    attempts = [
+        gateway.rename_speakers(intruder, str(job_id), {"S1": "Хакер"}),
+        gateway.merge_speaker(intruder, str(job_id), "S2", "S1"),
+        gateway.edit_segment(intruder, str(job_id), 0, "бұзылған"),
+        gateway.edit_segment(intruder, str(job_id), 0, None),
+        gateway.get_transcript(intruder, str(job_id)),
+        export(gateway, job_id, "json", owner=intruder),
+    ]
+    for attempt in attempts:
+        with pytest.raises(errors.NotFound) as refused:
+            await attempt
+        assert refused.value.code == "JOB_NOT_FOUND"
+    assert await rows_of(database, job_id) == before
+
+
+async def test_concurrent_edits_do_not_lose_each_other(gateway, database):
+    segments = [segment_of_words(f"S{n}", [WordSpec(n * 2.0, n * 2.0 + 1.0, f"сөз{n}")]) for n in range(1, 7)]
+    job_id = str(await insert_transcript(database, segments, owner_id=OWNER))
+    # Five merges into S1 at once: each adds to S1's statistics, none may overwrite another's sum;
+    # renames and text edits run beside them.
+    await asyncio.gather(
+        *(gateway.merge_speaker(OWNER, job_id, f"S{n}", "S1") for n in range(2, 7)),
+        *(gateway.edit_segment(OWNER, job_id, n, f"жаңа {n}") for n in range(6)),
+        gateway.rename_speakers(OWNER, job_id, {"S1": "Бәрі"}),
+    )
+    _, transcript = await gateway.get_transcript(OWNER, job_id)
+    assert [(s.id, s.label, s.segment_count) for s in transcript.speakers] == [("S1", "Бәрі", 6)]
+    assert transcript.speakers[0].speaking_seconds == pytest.approx(6.0)
+    assert [s.text for s in transcript.segments] == [f"жаңа {n}" for n in range(6)]
+    assert [s.original_text for s in transcript.segments] == [f"сөз{n}" for n in range(1, 7)]
+    assert {w.speaker for s in transcript.segments for w in s.words} == {"S1"}
