@@ -20,6 +20,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # Run as a script: make `bench.accuracy` importable from the repository root.
@@ -79,24 +80,62 @@ def hypothesis_segments(result: object) -> list[Segment]:
     return segments
 
 
+# Keys of the pipeline's stage_seconds that are not time spent (the audio length is reported there too).
+NOT_A_STAGE = {"audio_seconds"}
+# The diarizer's own stages (diarization.py), summed for its real-time factor.
+DIARIZATION_STAGES = ("vad_seconds", "embedding_seconds", "clustering_seconds")
+
+
 def real_time_factors(stage_seconds: dict[str, float], wall_seconds: float, audio_seconds: float) -> dict:
+    stages = {stage: spent for stage, spent in sorted(stage_seconds.items()) if stage not in NOT_A_STAGE}
+    diarization = sum(stages.get(stage, 0.0) for stage in DIARIZATION_STAGES)
     return {
         "rtf": round(wall_seconds / audio_seconds, 4),
-        "rtf_by_stage": {stage: round(spent / audio_seconds, 4) for stage, spent in sorted(stage_seconds.items())},
-        "stage_seconds": {stage: round(spent, 3) for stage, spent in sorted(stage_seconds.items())},
+        "rtf_diarization": round(diarization / audio_seconds, 4),
+        "rtf_by_stage": {stage: round(spent / audio_seconds, 4) for stage, spent in stages.items()},
+        "stage_seconds": {stage: round(spent, 3) for stage, spent in stages.items()},
         "wall_seconds": round(wall_seconds, 3),
     }
 
 
-async def benchmark(args: argparse.Namespace) -> dict:
-    from services.transcriber.pipeline import create_pipeline
+@dataclass(frozen=True)
+class _DiarizationResult:
+    segments: list[Segment]
+    stage_seconds: dict[str, float]
 
+
+class DiarizationOnly:
+    """The pipeline's diarizer alone (no speech model): speaker turns without text or language,
+    for a quick DER and speaker-count check."""
+
+    def __init__(self) -> None:
+        from services.transcriber.diarization import Diarizer
+        from services.transcriber.voice_encoder import VoiceEncoder
+
+        self._diarizer = Diarizer(VoiceEncoder.load())
+
+    async def run(self, samples, languages, min_speakers=None, max_speakers=None, on_progress=None):
+        diarization = await asyncio.to_thread(self._diarizer.diarize, samples, min_speakers, max_speakers)
+        turns = [Segment(turn.start, turn.end, turn.speaker, "", "") for turn in diarization.turns]
+        return _DiarizationResult(turns, dict(diarization.stage_seconds))
+
+
+# Text and language figures mean nothing without the speech engine.
+TEXT_FIELDS = ("wer", "cer", "reference_words", "language_id_accuracy", "language_id_accuracy_by_language")
+
+
+async def benchmark(args: argparse.Namespace) -> dict:
     from kazru import audio
     from kazru.settings import Settings
 
     settings = Settings(engine=args.engine)
     started = time.perf_counter()
-    pipeline = create_pipeline(settings)
+    if args.diarization_only:
+        pipeline = DiarizationOnly()
+    else:
+        from services.transcriber.pipeline import create_pipeline
+
+        pipeline = create_pipeline(settings)
     load_seconds = time.perf_counter() - started
 
     languages = tuple(args.languages.split(","))
@@ -120,19 +159,23 @@ async def benchmark(args: argparse.Namespace) -> dict:
         score = score_file(path.stem, load_reference(path.with_suffix(".json")), hypothesis_segments(result), duration)
         scores.append(score)
         row = score.as_row() | real_time_factors(dict(result.stage_seconds), wall, duration)
+        if args.diarization_only:
+            row = {name: value for name, value in row.items() if name not in TEXT_FIELDS}
         rows.append(row)
         print(
             f"{path.stem}: {duration:5.1f} s  DER {row['der']}  speakers {score.hypothesis_speakers}/"
-            f"{score.reference_speakers}  lang {row['language_id_accuracy']}  WER {row['wer']}  RTF {row['rtf']}",
+            f"{score.reference_speakers}  lang {row.get('language_id_accuracy')}  WER {row.get('wer')}  RTF {row['rtf']}",
             file=sys.stderr,
         )
 
     summary = summarize(scores)
+    if args.diarization_only:
+        summary = {name: value for name, value in summary.items() if name not in TEXT_FIELDS}
     audio_seconds = sum(score.duration_s for score in scores)
     return {
-        "benchmark": "accuracy",
-        "engine": settings.engine,
-        "model": settings.whisper_model_path if settings.engine == "whisper" else settings.speechkit_model,
+        "benchmark": "accuracy-diarization-only" if args.diarization_only else "accuracy",
+        "engine": None if args.diarization_only else settings.engine,
+        "model": None if args.diarization_only else _model_name(settings),
         "languages": list(languages),
         "corpus": str(args.corpus),
         **summary,
@@ -176,6 +219,10 @@ def _with(segment: Segment, **changes: object) -> Segment:
     return Segment(**(fields | changes))
 
 
+def _model_name(settings) -> str:
+    return settings.whisper_model_path if settings.engine == "whisper" else settings.speechkit_model
+
+
 def _cpu_count() -> int:
     import os
 
@@ -189,6 +236,9 @@ def main() -> None:
     parser.add_argument("--engine", choices=["whisper", "speechkit"], default="whisper")
     parser.add_argument("--languages", default="kk,ru", help="allowed languages, comma-separated (default kk,ru)")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--diarization-only", action="store_true", help="run only the diarizer: DER and speaker count, no model"
+    )
     parser.add_argument("--self-check", action="store_true", help="score the references against themselves, no model")
     args = parser.parse_args()
 
