@@ -155,7 +155,7 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
             elif isinstance(value, tuple):
-                value = ",".join(value)
+                value = ",".join(map(str, value))
             elif isinstance(value, StrEnum):
                 value = value.value
             environment[f"KAZRU_{name.upper()}"] = str(value)

@@ -23,3 +23,31 @@ def too_large(max_bytes: int) -> errors.UploadTooLarge:
     return errors.UploadTooLarge(
         f"the file is larger than the {max_bytes // (1024 * 1024)} MiB limit", details={"max_bytes": max_bytes}
     )
+
+
+# After refusing a client-streamed upload, read (and drop) at most this much more of it.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+DRAIN_TIMEOUT_SECONDS = 10.0
+
+
+async def refuse_after_draining(request_iterator, error: BaseException) -> None:
+    """Read the rest of a refused upload stream (bounded), then raise `error`.
+
+    A gRPC server that answers a client stream while the client is still writing makes the
+    client's next write fail, and grpc.aio then reports "INTERNAL: Internal error from Core"
+    instead of our status. Reading to the end first lets the client see the real reason.
+    """
+    import asyncio
+
+    async def drain() -> None:
+        drained = 0
+        async for message in request_iterator:
+            drained += message.ByteSize()
+            if drained > DRAIN_LIMIT_BYTES:
+                return
+
+    try:
+        await asyncio.wait_for(drain(), DRAIN_TIMEOUT_SECONDS)
+    except Exception:  # noqa: BLE001 - the stream is broken or slow: answer now anyway
+        pass
+    raise error

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from kazru import convert, errors
 from kazru.grpc_errors import translate
-from kazru.upload_protocol import check_complete
+from kazru.upload_protocol import check_complete, refuse_after_draining
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import Authenticator
 from services.gateway.core import Gateway, UploadItem, UploadStart
@@ -45,7 +45,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 yield message.chunk
             check_complete(None, received)
 
-        return await self._gateway.upload(owner_id, start, chunks())
+        try:
+            return await self._gateway.upload(owner_id, start, chunks())
+        except errors.KazruError as error:
+            await refuse_after_draining(request_iterator, error)
 
     @translate
     async def GetJob(self, request: job_service_pb2.GetJobRequest, context) -> job_pb2.Job:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from kazru import errors
 
@@ -140,5 +140,10 @@ async def read_form(body: AsyncIterator[bytes], content_type: str | None) -> Asy
         parser.finalize()
     except MultipartParseError as error:
         raise errors.InvalidArgument("the multipart body is malformed", code="MALFORMED_MULTIPART") from error
+    if parser.state != MultipartState.END:
+        # A body cut off mid-file must not pass for a whole file: only the closing boundary says it is.
+        raise errors.InvalidArgument(
+            "the multipart body ended before its closing boundary", code="MALFORMED_MULTIPART"
+        )
     for event in collector.events:
         yield event

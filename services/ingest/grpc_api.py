@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from kazru import convert, errors
 from kazru.grpc_errors import translate
-from kazru.upload_protocol import check_complete
+from kazru.upload_protocol import check_complete, refuse_after_draining
 from kazru.v1 import ingest_service_pb2, ingest_service_pb2_grpc, job_pb2
 from services.ingest.uploads import UploadHeader, UploadOptions, UploadService
 
@@ -52,5 +52,8 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
                     raise errors.InvalidArgument("the header may be sent only once", code="UPLOAD_HEADER_REPEATED")
             check_complete(declared, received)
 
-        job = await self._uploads.upload(header, chunks(), lambda: late.get("options"))
+        try:
+            job = await self._uploads.upload(header, chunks(), lambda: late.get("options"))
+        except errors.KazruError as error:
+            await refuse_after_draining(request_iterator, error)
         return convert.job_to_proto(job)

@@ -141,3 +141,27 @@ async def store_object(store, key):
     from tests.helpers import aiter_of
 
     await store.put_stream(key, aiter_of([b"x"]), "application/octet-stream")
+
+
+async def test_janitor_deletes_the_copy_kept_at_speechkit(infra, database, store):
+    import time
+
+    from tests.fakes.speechkit_server import FakeSpeechKit, _Operation
+
+    fake = FakeSpeechKit(api_key="AQVN-janitor-key")
+    address = await fake.start()
+    try:
+        fake._operations["e03kept"] = _Operation("e03kept", time.monotonic(), time.monotonic())  # a kept result
+        job = await store_finished_job(database, store, expires_in_hours=-0.01, billed_seconds=15.0)
+        async with database.begin() as session:
+            (await session.get(Job, job.id)).external_operation_id = "e03kept"
+        settings = infra.settings(engine="speechkit", speechkit_api_key="AQVN-janitor-key", speechkit_endpoint=address,
+                                  speechkit_operation_endpoint=address, speechkit_tls=False)  # fmt: skip
+
+        await Janitor(settings, database, store).sweep()
+
+        assert fake.deleted == ["e03kept"] and fake.problems == []
+        tombstone = await state_of(database, job.id)
+        assert tombstone.state == JobState.EXPIRED and tombstone.external_operation_id is None
+    finally:
+        await fake.stop()

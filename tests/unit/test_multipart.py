@@ -78,3 +78,19 @@ async def test_garbage_body_is_malformed():
     with pytest.raises(errors.InvalidArgument) as caught:
         await events_of(b"this is not a multipart body at all", 10)
     assert caught.value.code == "MALFORMED_MULTIPART"
+
+
+CLOSING = len(f"--{BOUNDARY}--\r\n")
+
+
+@pytest.mark.parametrize("cut", [CLOSING, CLOSING - 3, CLOSING + 2, 100], ids=["no-closing", "half-closing",
+                                                                                "no-crlf", "mid-file"])
+async def test_a_body_cut_before_its_closing_boundary_is_malformed(cut):
+    body = form(("file", "a.flac", b"fLaC" + bytes(5000)))
+    with pytest.raises(errors.InvalidArgument) as caught:
+        await events_of(body[:-cut], 64)
+    assert caught.value.code == "MALFORMED_MULTIPART"
+
+
+async def test_the_closing_boundary_without_its_last_crlf_is_whole():
+    assert file_bytes(await events_of(form(("file", "a.flac", b"fLaC"))[:-2], 64)) == b"fLaC"

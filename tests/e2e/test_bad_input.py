@@ -1,0 +1,188 @@
+"""Hostile and broken uploads and requests through the gateway over HTTP: each gets its documented
+error, and each leaves nothing behind: no object, no unfinished multipart upload, no job row, no
+message on the queue. (Ingest's gRPC-level refusals: tests/integration/test_ingest.py.)"""
+
+import asyncio
+import struct
+import subprocess
+
+import httpx
+import nats
+import pytest
+
+from kazru.audio import ffmpeg_exe
+from kazru.settings import MIB
+from tests.conftest import SPEECH_CLIP
+from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.helpers import leftovers, wav_header
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+CAP = 1 * MIB
+FLAC = SPEECH_CLIP.read_bytes()
+WAV_CLAIMING_4_GB = (
+    b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE"
+    + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+    + b"data" + struct.pack("<I", 0xFFFFFFF0)
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(infra, tmp_path_factory):
+    # No transcriber: nothing here needs a transcript, and accepted jobs are deleted while still
+    # queued, which must take their message off the queue too.
+    services = ("ingest", "exporter", "janitor", "gateway")
+    started = start_stack(infra, tmp_path_factory.mktemp("bad-input"), services, max_upload_bytes=CAP)
+    yield started
+    stop_stack(started)
+
+
+@pytest.fixture(scope="module")
+def mp3(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("mp3") / "clip.mp3"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(SPEECH_CLIP), "-b:a", "64k", str(path)], check=True)
+    return path.read_bytes()
+
+
+async def bus_state(settings) -> tuple[int, int]:
+    """(messages waiting, last sequence ever published) of the jobs stream."""
+    connection = await nats.connect(settings.nats_url)
+    try:
+        state = (await connection.jetstream().stream_info(settings.jobs_stream)).state
+        return state.messages, state.last_seq
+    finally:
+        await connection.close()
+
+
+async def snapshot(stack, store, database) -> dict:
+    return {**await leftovers(store, database), "bus": await bus_state(stack.settings)}
+
+
+def multipart(*parts: tuple[str, str | None, bytes], boundary="b0undary") -> tuple[bytes, dict]:
+    body = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def refused_uploads(mp3: bytes) -> dict[str, tuple[dict, int, str]]:
+    """id → (httpx keyword arguments, HTTP status, error code)."""
+    two_files = multipart(("file", "a.flac", FLAC), ("file", "b.flac", FLAC))
+    cut_short = multipart(("file", "a.flac", FLAC))[0][:-40]
+    no_boundary = {"content": FLAC, "headers": {"Content-Type": "multipart/form-data"}}
+    return {
+        "empty": ({"files": {"file": ("empty.wav", b"")}}, 400, "EMPTY_FILE"),
+        "one-byte": ({"files": {"file": ("one.wav", b"R")}}, 415, "NOT_AUDIO"),
+        "text-named-mp3": ({"files": {"file": ("song.mp3", b"plain text, not audio at all\n" * 20)}}, 415, "NOT_AUDIO"),
+        "truncated-mp3": ({"files": {"file": ("cut.mp3", mp3[:400])}}, 415, "AUDIO_UNDECODABLE"),
+        "truncated-flac": ({"files": {"file": ("cut.flac", FLAC[:1000])}}, 415, "AUDIO_UNDECODABLE"),
+        "wav-claiming-4gb-no-data": ({"files": {"file": ("huge.wav", WAV_CLAIMING_4_GB)}}, 415, "AUDIO_EMPTY"),
+        "id3-tag-only": ({"files": {"file": ("tag.mp3", b"ID3\x04\x00\x00\x00\x00\x00\x0a" + bytes(10))}}, 415,
+                         "AUDIO_UNDECODABLE"),
+        "over-the-cap-while-streaming": ({"files": {"file": ("big.wav", wav_header(CAP) + bytes(CAP - 43))}}, 413,
+                                         "UPLOAD_TOO_LARGE"),
+        "over-the-cap-declared": ({"files": {"file": ("big.wav", wav_header(2 * CAP) + bytes(2 * CAP))}}, 413,
+                                  "UPLOAD_TOO_LARGE"),
+        "no-file-field": ({"files": {"other": ("a.flac", b"fLaC")}}, 400, "FILE_FIELD_MISSING"),
+        "file-in-another-field": ({"files": {"other": ("a.flac", FLAC)}}, 400, "FIELD_TOO_LONG"),
+        "two-file-fields": ({"content": two_files[0], "headers": two_files[1]}, 400, "MULTIPLE_FILES"),
+        "non-multipart-json": ({"content": b'{"file": "x"}', "headers": {"Content-Type": "application/json"}}, 400,
+                               "NOT_MULTIPART"),
+        "multipart-without-boundary": (no_boundary, 400, "NOT_MULTIPART"),
+        "multipart-cut-short": ({"content": cut_short, "headers": multipart()[1]}, 400, "MALFORMED_MULTIPART"),
+        "max-speakers-not-a-number": ({"files": {"file": ("a.flac", FLAC)}, "data": {"max_speakers": "many"}}, 400,
+                                      "INVALID_MAX_SPEAKERS"),
+        "max-speakers-zero": ({"files": {"file": ("a.flac", FLAC)}, "data": {"max_speakers": "0"}}, 400,
+                              "INVALID_MAX_SPEAKERS"),
+        "max-speakers-eleven": ({"files": {"file": ("a.flac", FLAC)}, "data": {"max_speakers": "11"}}, 400,
+                                "INVALID_MAX_SPEAKERS"),
+        "unsupported-language": ({"files": {"file": ("a.flac", FLAC)}, "data": {"language": "fr"}}, 400,
+                                 "INVALID_LANGUAGE"),
+        "language-garbage": ({"files": {"file": ("a.flac", FLAC)}, "data": {"language": "kk;DROP TABLE jobs"}}, 400,
+                             "INVALID_LANGUAGE"),
+        "bad-idempotency-key": ({"files": {"file": ("a.flac", FLAC)}, "headers": {"Idempotency-Key": "a b"}}, 400,
+                                "INVALID_IDEMPOTENCY_KEY"),
+    }  # fmt: skip
+
+
+REFUSED_IDS = list(refused_uploads(b"").keys())
+
+
+@pytest.mark.parametrize("case", REFUSED_IDS)
+async def test_refused_upload_gets_its_error_and_leaves_nothing(stack, store, database, mp3, case):
+    kwargs, status, code = refused_uploads(mp3)[case]
+    before = await snapshot(stack, store, database)
+    headers = {**AUTH, **kwargs.pop("headers", {})}
+    async with httpx.AsyncClient(base_url=stack.http, timeout=30) as client:
+        response = await client.post("/api/v1/upload", headers=headers, **kwargs)
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code), response.text
+    await asyncio.sleep(0.2)  # a rejected upload's clean-up runs before the answer; this only catches stragglers
+    assert await snapshot(stack, store, database) == before
+
+
+@pytest.mark.parametrize(
+    ("filename", "stored_as"),
+    [("../../etc/passwd.flac", "passwd.flac"), ("..\\..\\boot.ini.flac", "boot.ini.flac"),
+     ("a" * 1000 + ".flac", "a" * 250 + ".flac"), ("🎙️ интервью 2026 🇰🇿.flac", "🎙️ интервью 2026 🇰🇿.flac"),
+     ("\x1b[31mred\x07\t.flac", "[31mred.flac")],
+    ids=["path-traversal", "windows-traversal", "1000-chars", "emoji", "control-characters"],
+)  # fmt: skip
+async def test_hostile_names_are_tamed_and_deleting_leaves_a_tombstone_only(stack, store, database, filename, stored_as):
+    before = await snapshot(stack, store, database)
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        # Sent raw: httpx would percent-encode control characters in the name.
+        body, headers = multipart(("file", filename, FLAC))
+        response = await client.post("/api/v1/upload", content=body, headers=headers)
+        assert response.status_code == 202, response.text
+        job = response.json()
+        assert job["filename"] == stored_as
+        assert len(job["filename"].encode()) <= 255
+        assert [name for name, _ in await store.list_objects(f"jobs/{job['job_id']}/")] == [
+            f"jobs/{job['job_id']}/original"
+        ], "the name never reaches the object key"
+        deleted = await client.delete(f"/api/v1/jobs/{job['job_id']}")
+        assert deleted.status_code == 200 and deleted.json()["state"] == "DELETED"
+    after = await snapshot(stack, store, database)
+    assert after["objects"] == before["objects"] and after["multipart_uploads"] == before["multipart_uploads"]
+    assert after["jobs"] == before["jobs"] + 1, "only the tombstone"
+    assert after["bus"][0] == before["bus"][0], "the queued message went with the job"
+
+
+async def test_wav_header_claiming_4_gb_is_taken_for_what_it_holds(stack):
+    one_second = WAV_CLAIMING_4_GB + bytes(32000)
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        response = await client.post("/api/v1/upload", files={"file": ("liar.wav", one_second)})
+        assert response.status_code == 202, response.text
+        assert response.json()["audio"]["duration_seconds"] == pytest.approx(1.0, abs=0.01)
+        await client.delete(f"/api/v1/jobs/{response.json()['job_id']}")
+
+
+async def test_unknown_and_other_owners_ids_are_not_found_and_change_nothing(stack, store, database):
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as owner:
+        job = (await owner.post("/api/v1/upload", files={"file": ("mine.flac", FLAC)})).json()
+    before = await snapshot(stack, store, database)
+    stranger = httpx.AsyncClient(base_url=stack.http, timeout=30)  # anonymous: its own session owner
+    targets = [job["job_id"], "00000000-0000-0000-0000-000000000000", "not-a-uuid", "%2e%2e", "1' OR '1'='1"]
+    for job_id in targets:
+        for method, path in (("GET", ""), ("GET", "/transcript"), ("GET", "/export/txt"), ("DELETE", "")):
+            response = await stranger.request(method, f"/api/v1/jobs/{job_id}{path}")
+            assert response.status_code == 404, (method, job_id, path, response.text)
+            assert response.json()["error"]["code"] in ("JOB_NOT_FOUND", "NOT_FOUND")
+    await stranger.aclose()
+    assert await snapshot(stack, store, database) == before
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as owner:
+        assert (await owner.get(f"/api/v1/jobs/{job['job_id']}")).json()["state"] != "DELETED"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "code"),
+    [("/api/v1/jobs", {"page_token": "garbage"}, "INVALID_PAGE_TOKEN"), ("/api/v1/jobs", {"page_size": "0"},
+     "INVALID_REQUEST"), ("/api/v1/jobs", {"page_size": "many"}, "INVALID_REQUEST"),
+     ("/api/v1/jobs/00000000-0000-0000-0000-000000000000/export/exe", {}, "UNSUPPORTED_FORMAT")],
+    ids=["bad-page-token", "page-size-zero", "page-size-text", "unknown-export-format"],
+)  # fmt: skip
+async def test_bad_query_values_are_400(stack, path, params, code):
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        response = await client.get(path, params=params)
+    assert (response.status_code, response.json()["error"]["code"]) == (400, code)
