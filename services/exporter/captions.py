@@ -13,9 +13,10 @@ text over the segment's span in proportion to the characters.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
@@ -46,8 +47,9 @@ class CaptionSource:
     # Speaker label ("S1") and the name to show; None when diarization gave none.
     speaker: str | None = None
     speaker_name: str | None = None
-    # The recognised words, or empty when they cannot be used (none, or the text was edited).
-    words: Sequence[TimedWord] = ()
+    # The recognised words, or empty when they cannot be used (none, or the text was edited):
+    # TimedWord, or any sequence that starts with start, end, text.
+    words: Sequence[Sequence[Any]] = ()
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,12 @@ def _split_long(text: str) -> list[str]:
 def _tokens(source: CaptionSource) -> list[_Token]:
     start_ms, end_ms = round(source.start * 1000), round(source.end * 1000)
     tokens: list[_Token] = []
-    for word in source.words:
-        text = word.text.strip()
+    for start, end, raw_text, *_ in source.words:
+        text = raw_text.strip()
         if not text:
             continue
-        w_start = round(word.start * 1000)
-        w_end = max(round(word.end * 1000), w_start)
+        w_start = round(start * 1000)
+        w_end = max(round(end * 1000), w_start)
         if len(text) <= MAX_LINE_CHARS:
             tokens.append(_Token(w_start, w_end, text))
             continue
@@ -148,26 +150,49 @@ def break_lines(words: Sequence[str], first_line_chars: int = MAX_LINE_CHARS) ->
     return " ".join(words[:split]), " ".join(words[split:])
 
 
+def _fits(lengths: Iterable[int], first_line_chars: int) -> bool:
+    """Whether words of these lengths fit in 2 lines. Filling the first line greedily leaves the
+    least for the second, so if this fails no break does."""
+    line, limit, second = -1, first_line_chars, False
+    for length in lengths:
+        if line + 1 + length <= limit:
+            line += 1 + length
+        elif second or length > MAX_LINE_CHARS:
+            return False
+        else:
+            line, limit, second = length, MAX_LINE_CHARS, True
+    return True
+
+
 def _groups(tokens: list[_Token], first_line_chars: int) -> list[tuple[list[_Token], tuple[str, ...]]]:
     """Greedy: add words while they fit in 2 lines and 7 s; prefer to stop at a sentence end.
     Then a short last caption (a word or two left over) shares the previous caption's words."""
     groups: list[list[_Token]] = []
     group: list[_Token] = []
-    lengths: list[int] = []
     reserve = first_line_chars
+    # The greedy fill of the group's lines, kept as words are added (see _fits).
+    line, limit, second, chars = -1, reserve, False, 0
     for token in tokens:
+        length = len(token.text)
         if group:
-            lengths.append(len(token.text))
-            fits = _best_split(lengths, reserve) is not None
+            if line + 1 + length <= limit:
+                fits, next_line, next_limit, next_second = True, line + 1 + length, limit, second
+            else:
+                fits, next_line, next_limit, next_second = not second, length, MAX_LINE_CHARS, True
             too_long = token.end_ms - group[0].start_ms > MAX_MS
-            sentence_done = group[-1].text.endswith(SENTENCE_ENDS) and sum(lengths) >= SENTENCE_BREAK_MIN_CHARS
+            sentence_done = chars >= SENTENCE_BREAK_MIN_CHARS and group[-1].text.endswith(SENTENCE_ENDS)
             if fits and not too_long and not sentence_done:
                 group.append(token)
+                line, limit, second, chars = next_line, next_limit, next_second, chars + length
                 continue
             groups.append(group)
             reserve = MAX_LINE_CHARS
         group = [token]
-        lengths = [len(token.text)]
+        chars = length
+        if length <= reserve:
+            line, limit, second = length, reserve, False
+        else:  # beside a long name: the text starts on the second line
+            line, limit, second = length, MAX_LINE_CHARS, True
     if group:
         groups.append(group)
     if len(groups) >= 2 and _too_short(groups[-1]):
@@ -184,20 +209,19 @@ def _too_short(group: list[_Token]) -> bool:
 def _rebalance(before: list[_Token], last: list[_Token], first_line_chars: int) -> list[list[_Token]]:
     """Split the words of two captions where the two are most even in length, if that fits."""
     pool = before + last
-    best, best_gap = [before, last], None
-    for split in range(1, len(pool)):
+    lengths = [len(t.text) for t in pool]
+    total = sum(lengths)
+    head_chars = list(itertools.accumulate(lengths))
+    for split in sorted(range(1, len(pool)), key=lambda split: abs(2 * head_chars[split - 1] - total)):
         head, tail = pool[:split], pool[split:]
         if (
-            _best_split([len(t.text) for t in head], first_line_chars) is None
-            or _best_split([len(t.text) for t in tail], MAX_LINE_CHARS) is None
-            or head[-1].end_ms - head[0].start_ms > MAX_MS
-            or tail[-1].end_ms - tail[0].start_ms > MAX_MS
+            _fits(lengths[:split], first_line_chars)
+            and _fits(lengths[split:], MAX_LINE_CHARS)
+            and head[-1].end_ms - head[0].start_ms <= MAX_MS
+            and tail[-1].end_ms - tail[0].start_ms <= MAX_MS
         ):
-            continue
-        gap = abs(sum(len(t.text) for t in head) - sum(len(t.text) for t in tail))
-        if best_gap is None or gap < best_gap:
-            best, best_gap = [head, tail], gap
-    return best
+            return [head, tail]
+    return [before, last]
 
 
 def _lines(group: list[_Token], first_line_chars: int) -> tuple[str, ...]:

@@ -106,3 +106,13 @@ def test_break_lines_balances_two_lines():
 def test_empty_input():
     assert build_captions([]) == []
     assert build_captions([CaptionSource(0.0, 1.0, "   ", "S1", None, ())]) == []
+
+
+def test_the_quick_fit_check_agrees_with_line_breaking():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        words = ["ә" * rng.randint(1, 14) for _ in range(rng.randint(1, 12))]
+        first_line = rng.choice([captions.MAX_LINE_CHARS, 30, 22])
+        assert captions._fits([len(w) for w in words], first_line) == (break_lines(words, first_line) is not None)

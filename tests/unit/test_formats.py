@@ -1,12 +1,15 @@
 import json
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
 from kazru.db.models import Job, Segment, Speaker, Word
 from services.exporter import formats
 from services.gateway.http_api import content_disposition
+
+COLUMNS = ("position", "start_seconds", "end_seconds", "text", "language", "confidence", "speaker", "original_text")
 
 
 def make_job() -> Job:
@@ -39,11 +42,20 @@ def make_segments() -> list[Segment]:
 
 
 def stream(segments, speakers=(), words=None) -> formats.TranscriptStream:
-    async def pairs():
-        for segment in segments:
-            yield segment, (words or {}).get(segment.position, [])
+    """Segments as the exporter reads them: their columns, with their words as both word forms."""
 
-    return formats.TranscriptStream(list(speakers), pairs())
+    async def rows():
+        for segment in segments:
+            found = (words or {}).get(segment.position, [])
+            word_objects = [{"start": w.start_seconds, "end": w.end_seconds, "text": w.text,
+                             "probability": w.probability, "speaker": w.speaker} for w in found]  # fmt: skip
+            yield SimpleNamespace(
+                **{column: getattr(segment, column) for column in COLUMNS},
+                words=[[w.start_seconds, w.end_seconds, w.text] for w in found] or None,
+                words_json=json.dumps(word_objects, ensure_ascii=False) if found else None,
+            )
+
+    return formats.TranscriptStream(list(speakers), rows())
 
 
 async def render(renderer, segments, speakers=(), words=None, options=None) -> str:

@@ -55,8 +55,9 @@ async function refreshJobs() {
 async function showTranscript(job) {
   $("transcript-view").hidden = false;
   $("transcript-title").textContent = job.filename;
-  $("dl-txt").href = `/api/v1/jobs/${job.job_id}/export/txt`;
-  $("dl-json").href = `/api/v1/jobs/${job.job_id}/export/json`;
+  for (const format of ["txt", "srt", "vtt", "json", "docx"]) {
+    $(`dl-${format}`).href = `/api/v1/jobs/${job.job_id}/export/${format}`;
+  }
   const segments = $("segments");
   segments.replaceChildren();
   const response = await fetch(`/api/v1/jobs/${job.job_id}/transcript`);
