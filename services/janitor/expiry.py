@@ -5,6 +5,8 @@ Each sweep:
   external engine are removed and the row becomes an EXPIRED tombstone
   (`kazru.retention`); a job still running is told to stop;
 - republishes jobs whose enqueue was never confirmed (`kazru.outbox`);
+- fails jobs whose worker died on their last delivery (JetStream will not hand them out
+  again, so nobody else would ever finish them);
 - aborts multipart uploads abandoned by a crashed ingest;
 - removes objects whose job never came to be, or is already a tombstone.
 
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kazru import lifecycle, outbox, retention
 from kazru.bus import Bus
 from kazru.db.models import Job, JobState
+from kazru.v1 import events_pb2
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 
@@ -33,6 +36,9 @@ log = logging.getLogger(__name__)
 TOMBSTONE_STATES = tuple(lifecycle.TOMBSTONES)
 # An object without a job row younger than this may belong to an upload still being probed.
 ORPHAN_GRACE = timedelta(hours=1)
+# A running job whose worker has not touched it for this many ack waits has lost its worker
+# (workers heartbeat every third of an ack wait).
+LOST_AFTER_ACK_WAITS = 3
 
 
 class Janitor:
@@ -85,6 +91,39 @@ class Janitor:
             self._settings.janitor_batch_size,
         )
 
+    async def fail_jobs_lost_on_their_last_delivery(self) -> int:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.job_ack_wait_seconds * LOST_AFTER_ACK_WAITS)
+        async with self._sessions.begin() as session:
+            lost = list(
+                await session.scalars(
+                    select(Job)
+                    .where(
+                        Job.state == JobState.RUNNING,
+                        Job.attempts >= self._settings.job_max_deliver,
+                        Job.updated_at < cutoff,
+                    )
+                    .limit(self._settings.janitor_batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for job in lost:
+                lifecycle.check_transition(job.state, JobState.FAILED, job.id)
+                job.state = JobState.FAILED
+                job.error_code = "WORKER_LOST"
+                job.error_message = f"the worker stopped on the last of {job.attempts} attempts"
+                job.finished_at = datetime.now(UTC)
+                await retention.record_usage(session, job, self._settings)
+        for job in lost:
+            log.error("job failed: its worker was lost on the last delivery", extra={"job_id": str(job.id)})
+            if self._bus is not None:
+                event = events_pb2.JobFinished(job_id=str(job.id), state=job.state, error_code=job.error_code,
+                                               error_message=job.error_message)  # fmt: skip
+                try:
+                    await self._bus.publish_finished(event)
+                except Exception:  # the row is what clients read; the event only hurries them
+                    log.warning("could not publish the finish event", extra={"job_id": str(job.id)})
+        return len(lost)
+
     async def abort_abandoned_uploads(self) -> int:
         """Abort multipart uploads older than the setting: a crashed ingest never finished or aborted them."""
         cutoff = datetime.now(UTC) - timedelta(hours=self._settings.abandoned_upload_hours)
@@ -130,7 +169,8 @@ class Janitor:
             pass
         while await self.republish_unconfirmed() == self._settings.janitor_batch_size:
             pass
-        for name, step in (("aborted abandoned uploads", self.abort_abandoned_uploads),
+        for name, step in (("failed jobs lost on their last delivery", self.fail_jobs_lost_on_their_last_delivery),
+                           ("aborted abandoned uploads", self.abort_abandoned_uploads),
                            ("removed orphan objects", self.remove_orphan_objects)):  # fmt: skip
             count = await step()
             if count:

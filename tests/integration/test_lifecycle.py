@@ -165,3 +165,37 @@ async def test_janitor_deletes_the_copy_kept_at_speechkit(infra, database, store
         assert tombstone.state == JobState.EXPIRED and tombstone.external_operation_id is None
     finally:
         await fake.stop()
+
+
+async def test_a_job_whose_worker_died_on_its_last_delivery_is_failed_with_a_reason(infra, database, store, bus):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    settings = infra.settings(job_ack_wait_seconds=1.0, job_max_deliver=3)
+    lost = await store_finished_job(database, store, state="RUNNING")
+    retrying = await store_finished_job(database, store, state="RUNNING")
+    alive = await store_finished_job(database, store, state="RUNNING")
+    long_ago = datetime.now(UTC) - timedelta(seconds=10)
+    async with database.begin() as session:
+        await session.execute(update(Job).where(Job.id == lost.id).values(attempts=3, updated_at=long_ago))
+        await session.execute(update(Job).where(Job.id == retrying.id).values(attempts=2, updated_at=long_ago))
+        await session.execute(update(Job).where(Job.id == alive.id).values(attempts=3))
+    finished = []
+
+    async def heard(msg) -> None:
+        finished.append(msg.subject)
+
+    subscription = await bus.nc.subscribe(f"kazru.jobs.finished.{lost.id}", cb=heard)
+
+    await Janitor(settings, database, store, bus).sweep()
+
+    await bus.nc.flush()
+    await subscription.unsubscribe()
+    failed = await state_of(database, lost.id)
+    assert (failed.state, failed.error_code) == (JobState.FAILED, "WORKER_LOST") and failed.finished_at
+    assert "3 attempts" in failed.error_message and failed.usage_counted
+    assert finished == [f"kazru.jobs.finished.{lost.id}"]
+    # JetStream still redelivers the one with attempts left; the other's worker is alive.
+    assert (await state_of(database, retrying.id)).state == JobState.RUNNING
+    assert (await state_of(database, alive.id)).state == JobState.RUNNING
