@@ -37,7 +37,7 @@ EXPECTED_CONNECTIONS = {
     ("ingest", "postgres", 5432), ("ingest", "nats", 4222), ("ingest", "minio", 9000),
     ("transcriber", "postgres", 5432), ("transcriber", "nats", 4222), ("transcriber", "minio", 9000),
     ("exporter", "postgres", 5432),
-    ("janitor", "postgres", 5432), ("janitor", "minio", 9000),
+    ("janitor", "postgres", 5432), ("janitor", "minio", 9000), ("janitor", "nats", 4222),
     ("nats", "nats", 6222),
 }  # fmt: skip
 
