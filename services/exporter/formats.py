@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import zipfile
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -209,34 +210,90 @@ async def render_json(job: Job, transcript: TranscriptStream, options: RenderOpt
 async def render_docx(job: Job, transcript: TranscriptStream, options: RenderOptions) -> AsyncIterator[bytes]:
     """A readable document: title, date, duration, speakers, then the turns with timestamps.
 
-    A DOCX is a zip whose central directory comes last, and python-docx builds the
-    whole package in memory: the bytes are streamed in chunks only after it is built
-    (in a thread, so the exporter keeps answering meanwhile).
+    A DOCX is a zip of XML parts. python-docx builds the small parts (styles, the
+    title, the speakers) with a marker paragraph where the turns go; the zip is then
+    rewritten as a stream: the parts are copied, and the turns are written into
+    word/document.xml as they arrive from the database. A zip written to a stream
+    (not seekable) gives each entry's sizes in a data descriptor after its data,
+    which every zip reader, Word included, accepts.
     """
-    speaker_turns = [turn async for turn in turns(transcript)]
-    data = await asyncio.to_thread(_build_docx, job, transcript.speakers, speaker_turns, options)
-    for offset in range(0, len(data), DOCX_CHUNK_BYTES):
-        yield data[offset : offset + DOCX_CHUNK_BYTES]
+    names = speaker_names(transcript.speakers)
+    template = await asyncio.to_thread(_docx_template, job, transcript.speakers, names)
+    sink = _Sink()
+    with zipfile.ZipFile(io.BytesIO(template)) as source, zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            data = source.read(entry)
+            if entry.filename != "word/document.xml":
+                target.writestr(entry.filename, data)
+                continue
+            head, tail = _split_at_marker(data)
+            with target.open(entry.filename, "w") as part:
+                part.write(head)
+                yield sink.take()
+                async for speaker, segments in turns(transcript):
+                    part.write(_turn_xml(speaker, segments, names, options).encode("utf-8"))
+                    if sink.size >= DOCX_CHUNK_BYTES:
+                        yield sink.take()
+                part.write(tail)
+    yield sink.take()
+
+
+class _Sink:
+    """A write-only stream the zip writer fills and the renderer empties."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @property
+    def size(self) -> int:
+        return len(self._buffer)
+
+    def write(self, data: bytes) -> int:
+        self._buffer += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
 
 
 # Characters XML 1.0 does not allow (C0 controls other than tab, newline, carriage return).
 _XML_ILLEGAL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
+_TURNS_MARKER = "KAZRU-TRANSCRIPT-TURNS"
 
 
 def _xml_text(text: str) -> str:
     return xml_escape(text.translate(_XML_ILLEGAL))
 
 
-def _build_docx(job: Job, speakers: list[Any], speaker_turns: list[tuple[str | None, list[Any]]],
-                options: RenderOptions) -> bytes:  # fmt: skip
-    import docx  # python-docx: imported here, the other formats do not need it
-    from docx.oxml import parse_xml
-    from docx.oxml.ns import nsdecls
+def _turn_xml(speaker: str | None, segments: list[Any], names: dict[str, str], options: RenderOptions) -> str:
+    head = f"[{clock(segments[0].start_seconds)}] " if options.timestamps else ""
+    if speaker:
+        head += f"{names.get(speaker, speaker)}: "
+    text = " ".join(segment.text.strip() for segment in segments)
+    bold = f'<w:r><w:rPr><w:b/></w:rPr><w:t xml:space="preserve">{_xml_text(head)}</w:t></w:r>' if head else ""
+    return f'<w:p>{bold}<w:r><w:t xml:space="preserve">{_xml_text(text)}</w:t></w:r></w:p>'
 
-    names = speaker_names(speakers)
+
+def _split_at_marker(document_xml: bytes) -> tuple[bytes, bytes]:
+    """word/document.xml before and after the marker paragraph."""
+    marker = document_xml.index(_TURNS_MARKER.encode())
+    start = max(document_xml.rfind(b"<w:p>", 0, marker), document_xml.rfind(b"<w:p ", 0, marker))
+    end = document_xml.index(b"</w:p>", marker) + len(b"</w:p>")
+    return document_xml[:start], document_xml[end:]
+
+
+def _docx_template(job: Job, speakers: list[Any], names: dict[str, str]) -> bytes:
+    import docx  # python-docx: imported here, the other formats do not need it
+
+    title = job.filename.translate(_XML_ILLEGAL)
     document = docx.Document()
-    document.core_properties.title = job.filename
-    document.add_heading(job.filename, level=1)
+    document.core_properties.title = title
+    document.add_heading(title, level=1)
     facts = document.add_paragraph()
     facts.add_run(f"Date: {job.created_at:%Y-%m-%d %H:%M} UTC\n" if job.created_at else "")
     facts.add_run(f"Duration: {clock(job.duration_seconds or 0.0)}")
@@ -248,26 +305,7 @@ def _build_docx(job: Job, speakers: list[Any], speaker_turns: list[tuple[str | N
                 style="List Bullet",
             )
     document.add_heading("Transcript", level=2)
-    # One paragraph per turn. python-docx's add_paragraph/add_run cost ~0.3 ms each (a
-    # 3-hour transcript has ~1 000 turns); the same WordprocessingML written as text and
-    # parsed once by lxml costs a few ms.
-    paragraphs = []
-    for speaker, segments in speaker_turns:
-        head = f"[{clock(segments[0].start_seconds)}] " if options.timestamps else ""
-        if speaker:
-            head += f"{names.get(speaker, speaker)}: "
-        text = " ".join(segment.text.strip() for segment in segments)
-        bold = f'<w:r><w:rPr><w:b/></w:rPr><w:t xml:space="preserve">{_xml_text(head)}</w:t></w:r>' if head else ""
-        paragraphs.append(f'<w:p>{bold}<w:r><w:t xml:space="preserve">{_xml_text(text)}</w:t></w:r></w:p>')
-    body = document.element.body
-    turns_xml = parse_xml(f"<w:body {nsdecls('w')}>{''.join(paragraphs)}</w:body>")
-    # Before the section properties, which end the body.
-    section = body.sectPr
-    for paragraph in list(turns_xml):
-        if section is not None:
-            section.addprevious(paragraph)
-        else:
-            body.append(paragraph)
+    document.add_paragraph(_TURNS_MARKER)
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
