@@ -73,10 +73,17 @@ def speaker_names(speakers: Iterable[Any]) -> dict[str, str]:
     return {speaker.label: speaker.name or speaker.label for speaker in speakers}
 
 
+def turn_text(segments: list[Any]) -> str:
+    return " ".join(text for text in (segment.text.strip() for segment in segments) if text)
+
+
 async def turns(transcript: TranscriptStream) -> AsyncIterator[tuple[str | None, list[Any]]]:
-    """Consecutive segments of one speaker: (speaker label, segments)."""
+    """Consecutive segments of one speaker with some text: (speaker label, segments).
+    (A person may empty a segment's text, e.g. words made up over noise.)"""
     speaker, turn = None, []
     async for segment in transcript.segments:
+        if not segment.text.strip():
+            continue
         if turn and segment.speaker != speaker:
             yield speaker, turn
             turn = []
@@ -93,7 +100,7 @@ async def render_txt(job: Job, transcript: TranscriptStream, options: RenderOpti
     async for speaker, segments in turns(transcript):
         prefix = f"[{clock(segments[0].start_seconds)}] " if options.timestamps else ""
         who = f"{names.get(speaker, speaker)}: " if speaker else ""
-        text = " ".join(segment.text.strip() for segment in segments)
+        text = turn_text(segments)
         yield f"{chr(10) if index else ''}{prefix}{who}{text}\n"
         index += 1
 
@@ -274,7 +281,7 @@ def _turn_xml(speaker: str | None, segments: list[Any], names: dict[str, str], o
     head = f"[{clock(segments[0].start_seconds)}] " if options.timestamps else ""
     if speaker:
         head += f"{names.get(speaker, speaker)}: "
-    text = " ".join(segment.text.strip() for segment in segments)
+    text = turn_text(segments)
     bold = f'<w:r><w:rPr><w:b/></w:rPr><w:t xml:space="preserve">{_xml_text(head)}</w:t></w:r>' if head else ""
     return f'<w:p>{bold}<w:r><w:t xml:space="preserve">{_xml_text(text)}</w:t></w:r></w:p>'
 

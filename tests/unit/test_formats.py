@@ -117,3 +117,11 @@ def test_content_disposition_carries_utf8_name_with_ascii_fallback():
     assert header.startswith('attachment; filename="')
     assert "filename*=UTF-8''%D1%81%D2%B1%D1%85%D0%B1%D0%B0%D1%82%20%221%22.txt" in header
     assert header.split(";")[1].isascii()
+
+
+async def test_a_segment_emptied_by_a_person_leaves_no_trace_in_txt():
+    segments = make_segments()
+    segments[1].original_text, segments[1].text = segments[1].text, ""
+    text = await render(formats.render_txt, segments)
+    assert text == "[00:00:00] Сәлем, әлем!\n\n[01:02:05] S2: Иә.\n"
+    assert await render(formats.render_srt, segments[1:2]) == ""
