@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     whisper_device: str = "cpu"
     whisper_cpu_threads: int = Field(default=0, ge=0)  # 0: let CTranslate2 decide
     whisper_beam_size: int = Field(default=5, ge=1)
+    # Decoding temperatures tried in turn when a decode looks wrong (repetitive or
+    # unlikely). Each retry above 0 samples several candidates: costly on CPU.
+    whisper_temperatures: Annotated[tuple[float, ...], NoDecode] = (0.0, 0.5)
     # Comma-separated in the environment: KAZRU_DEFAULT_LANGUAGES=kk,ru
     default_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru")
     supported_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru", "en")
@@ -125,6 +128,13 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+
+    @field_validator("whisper_temperatures", mode="before")
+    @classmethod
+    def _split_numbers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("default_languages", "supported_languages", mode="before")
     @classmethod

@@ -12,8 +12,7 @@ from kazru.grpc_server import GrpcServer, wait_for_stop_signal
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 from kazru.telemetry import prepare_process
-from services.transcriber.engine import WhisperEngine
-from services.transcriber.speechkit import SpeechKitEngine
+from services.transcriber.pipeline import create_pipeline
 from services.transcriber.worker import TranscriptionWorker
 
 log = logging.getLogger("services.transcriber")
@@ -22,14 +21,11 @@ log = logging.getLogger("services.transcriber")
 async def main() -> None:
     settings = Settings()
     prepare_process("transcriber", settings.log_level)
-    # The engine is chosen by KAZRU_ENGINE; a local model loads before the health check says SERVING.
-    if settings.engine == "speechkit":
-        engine = SpeechKitEngine(settings)
-    else:
-        engine = await asyncio.to_thread(WhisperEngine, settings)
+    # The engine is chosen by KAZRU_ENGINE; models load before the health check says SERVING.
+    pipeline = await asyncio.to_thread(create_pipeline, settings)
     database = create_engine(settings)
     bus = await Bus.connect(settings, "transcriber")
-    worker = TranscriptionWorker(settings, create_sessionmaker(database), ObjectStore(settings), bus, engine)
+    worker = TranscriptionWorker(settings, create_sessionmaker(database), ObjectStore(settings), bus, pipeline)
     health = GrpcServer(settings.transcriber_address, lambda server: None, ["kazru.v1.Transcriber"])
     await health.start()
 

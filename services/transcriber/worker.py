@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru import audio, errors
 from kazru.bus import SUBJECT_UPLOADED, TRANSCRIBER_CONSUMER, Bus
-from kazru.db.models import Job, JobState, Segment
+from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 from kazru.v1 import events_pb2
-from services.transcriber.engine import EngineResult, WhisperEngine
+from services.transcriber.pipeline import TranscriptionPipeline, TranscriptionResult
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ class ProgressReporter:
             if percent > self._published:
                 self._published = percent
                 try:
-                    await self._worker.record_progress(self._job_id, percent, self._fraction * self._duration, self._duration)
+                    await self._worker.record_progress(
+                        self._job_id, percent, self._fraction * self._duration, self._duration
+                    )
                 except Exception:  # progress is best effort; the job goes on
                     log.warning("could not record progress", extra={"job_id": str(self._job_id)}, exc_info=True)
 
@@ -81,20 +83,18 @@ class TranscriptionWorker:
         sessions: async_sessionmaker[AsyncSession],
         store: ObjectStore,
         bus: Bus,
-        engine: WhisperEngine,
+        pipeline: TranscriptionPipeline,
     ):
         self._settings = settings
         self._sessions = sessions
         self._store = store
         self._bus = bus
-        self._engine = engine
+        self._pipeline = pipeline
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._bus.ensure_jobs_stream()
         await self._bus.ensure_transcriber_consumer()
-        subscription = await self._bus.js.pull_subscribe_bind(
-            TRANSCRIBER_CONSUMER, stream=self._settings.jobs_stream
-        )
+        subscription = await self._bus.js.pull_subscribe_bind(TRANSCRIBER_CONSUMER, stream=self._settings.jobs_stream)
         log.info("waiting for jobs", extra={"subject": SUBJECT_UPLOADED})
         try:
             while not stop.is_set():
@@ -142,20 +142,24 @@ class TranscriptionWorker:
                     self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path
                 )
             reporter = ProgressReporter(self, job_id, len(samples) / audio.SAMPLE_RATE)
-            with _timed(stages, "engine_seconds"):
-                result = await asyncio.to_thread(
-                    self._engine.transcribe, samples, claimed.languages, reporter.from_engine_thread
+            with _timed(stages, "pipeline_seconds"):
+                result = await self._pipeline.run(
+                    samples,
+                    claimed.languages,
+                    min_speakers=claimed.min_speakers,
+                    max_speakers=claimed.max_speakers,
+                    on_progress=reporter.from_engine_thread,
                 )
             reporter.stop()
             with _timed(stages, "save_seconds"):
                 await self._save(job_id, result)
                 await message.ack()
             await self._publish_finished(job_id, JobState.SUCCEEDED)
+            await self._forget_at_engine(job_id, result)
             log.info(
                 "job succeeded",
-                extra={"job_id": str(job_id), "segments": len(result.segments),
-                       "audio_seconds": round(len(samples) / audio.SAMPLE_RATE, 2),
-                       **{k: round(v, 4) for k, v in stages.items()}},
+                extra={"job_id": str(job_id), "segments": len(result.segments), "speakers": len(result.speakers),
+                       **{k: round(v, 4) for k, v in {**result.stage_seconds, **stages}.items()}},
             )  # fmt: skip
         except errors.KazruError as error:
             # The input itself is bad: retrying cannot help.
@@ -203,32 +207,41 @@ class TranscriptionWorker:
             )
         )
 
-    async def _save(self, job_id: uuid.UUID, result: EngineResult) -> None:
-        """Replace the job's segments and mark it SUCCEEDED, in one transaction."""
+    async def _save(self, job_id: uuid.UUID, result: TranscriptionResult) -> None:
+        """Replace the job's transcript (segments, words, speakers) and mark it SUCCEEDED, in one transaction."""
         async with self._sessions.begin() as session:
             job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
             if job is None or job.job_state is not JobState.RUNNING:
                 log.info("job changed state while running; result discarded", extra={"job_id": str(job_id)})
                 return
-            await session.execute(delete(Segment).where(Segment.job_id == job_id))
-            session.add_all(
-                Segment(
-                    job_id=job_id,
-                    position=index,
-                    start_seconds=round(piece.start, 3),
-                    end_seconds=round(piece.end, 3),
-                    text=piece.text,
-                    language=piece.language,
-                    confidence=round(piece.confidence, 4),
-                )
-                for index, piece in enumerate(result.segments)
-            )
+            for table in (Word, Segment, Speaker):
+                await session.execute(delete(table).where(table.job_id == job_id))
+            session.add_all(_transcript_rows(job_id, result))
+            transcript = result.transcript
             job.state = JobState.SUCCEEDED
             job.progress = 100
-            job.detected_language = result.language
+            job.detected_language = transcript.main_language
+            job.language_shares = transcript.language_shares
+            job.speaker_count = len(transcript.speakers)
+            job.engine = result.engine
+            job.billed_seconds = result.billed_seconds
+            job.external_operation_id = result.external_operation_id
             job.finished_at = datetime.now(UTC)
             job.error_code = None
             job.error_message = None
+
+    async def _forget_at_engine(self, job_id: uuid.UUID, result: TranscriptionResult) -> None:
+        """Delete the copy an external engine keeps, once ours is stored. If that fails,
+        the id stays on the job and the janitor deletes it at expiry."""
+        if not result.external_operation_id:
+            return
+        try:
+            await self._pipeline.engine.forget(result.external_operation_id)
+            async with self._sessions.begin() as session:
+                await session.execute(update(Job).where(Job.id == job_id).values(external_operation_id=None))
+        except Exception:
+            log.warning("could not delete the engine's copy; the janitor will", extra={"job_id": str(job_id)},
+                        exc_info=True)  # fmt: skip
 
     async def _fail(self, job_id: uuid.UUID, code: str, message: str) -> None:
         async with self._sessions.begin() as session:
@@ -268,3 +281,33 @@ class TranscriptionWorker:
             )
         except Exception:
             log.warning("could not publish the finish event", extra={"job_id": str(job_id)}, exc_info=True)
+
+
+def _transcript_rows(job_id: uuid.UUID, result: TranscriptionResult) -> list[Segment | Word | Speaker]:
+    rows: list[Segment | Word | Speaker] = [
+        Speaker(job_id=job_id, label=speaker.label, speaking_seconds=speaker.speaking_seconds,
+                segment_count=speaker.segment_count)
+        for speaker in result.speakers
+    ]  # fmt: skip
+    word_position = 0
+    for position, segment in enumerate(result.segments):
+        rows.append(
+            Segment(
+                job_id=job_id,
+                position=position,
+                start_seconds=round(segment.start, 3),
+                end_seconds=round(segment.end, 3),
+                text=segment.text,
+                language=segment.language,
+                confidence=round(segment.confidence, 4),
+                speaker=segment.speaker,
+            )
+        )
+        for word in segment.words:
+            rows.append(
+                Word(job_id=job_id, segment_position=position, position=word_position,
+                     start_seconds=round(word.start, 3), end_seconds=round(word.end, 3), text=word.text,
+                     probability=round(word.probability, 4), speaker=word.speaker)
+            )  # fmt: skip
+            word_position += 1
+    return rows

@@ -8,22 +8,22 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from kazru.db.models import Job, JobState, Segment
+from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.v1 import events_pb2
-from services.transcriber.engine import WhisperEngine
+from services.transcriber.pipeline import TranscriptionPipeline, create_pipeline
 from services.transcriber.worker import TranscriptionWorker
-from tests.conftest import SPEECH_CLIP, SPEECH_WORDS
+from tests.conftest import FIXTURES, SPEECH_CLIP, SPEECH_WORDS
 from tests.helpers import aiter_of, queued_messages
 
 
 @pytest.fixture(scope="session")
-def engine(settings) -> WhisperEngine:
-    return WhisperEngine(settings)
+def pipeline(settings) -> TranscriptionPipeline:
+    return create_pipeline(settings)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def worker(settings, database, store, bus, engine):
-    worker = TranscriptionWorker(settings, database, store, bus, engine)
+async def worker(settings, database, store, bus, pipeline):
+    worker = TranscriptionWorker(settings, database, store, bus, pipeline)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     yield worker
@@ -31,7 +31,7 @@ async def worker(settings, database, store, bus, engine):
     await asyncio.wait_for(running, 30)
 
 
-async def enqueue(database, store, bus, data: bytes, languages=("kk", "ru")) -> uuid.UUID:
+async def enqueue(database, store, bus, data: bytes, languages=("kk", "ru"), max_speakers=None) -> uuid.UUID:
     """What ingest does, minus validation: store the object, add the row, publish."""
     job_id = uuid.uuid4()
     key = f"jobs/{job_id}/original"
@@ -40,7 +40,7 @@ async def enqueue(database, store, bus, data: bytes, languages=("kk", "ru")) -> 
     async with database.begin() as session:
         session.add(Job(id=job_id, owner_id="owner-t", state=JobState.PENDING, progress=0, filename="x.flac",
                         content_type="audio/flac", size_bytes=len(data), object_key=key, container="flac",
-                        languages=list(languages), created_at=now, expires_at=now + timedelta(hours=1)))  # fmt: skip
+                        languages=list(languages), max_speakers=max_speakers, created_at=now, expires_at=now + timedelta(hours=1)))  # fmt: skip
     await bus.publish_uploaded(events_pb2.JobUploaded(job_id=str(job_id), owner_id="owner-t"))
     return job_id
 
@@ -80,7 +80,17 @@ async def test_job_is_transcribed_with_the_real_model(worker, database, store, b
     for word in SPEECH_WORDS:
         assert word in text, text
     assert all(0 <= s.start_seconds < s.end_seconds <= 3.5 and 0 < s.confidence <= 1 for s in segments)
-    assert all(s.language == "ru" for s in segments)
+    assert all(s.language == "ru" and s.speaker == "S1" for s in segments)
+    assert job.language_shares == {"ru": 1.0} and job.speaker_count == 1 and job.engine == "whisper"
+    async with database() as session:
+        words = list(await session.scalars(select(Word).where(Word.job_id == job_id).order_by(Word.position)))
+        speakers = list(await session.scalars(select(Speaker).where(Speaker.job_id == job_id)))
+    assert [w.text.lower().strip(".,") for w in words if w.text.lower().strip(".,") in SPEECH_WORDS] == list(
+        SPEECH_WORDS
+    )
+    assert all(w.start_seconds <= w.end_seconds and 0 <= w.probability <= 1 and w.speaker == "S1" for w in words)
+    assert [w.start_seconds for w in words] == sorted(w.start_seconds for w in words)
+    assert [(s.label, s.segment_count) for s in speakers] == [("S1", len(segments))]
     assert await queued_messages(bus, settings) == 0  # acked
     assert progress_seen == sorted(progress_seen) and all(0 < p < 100 for p in progress_seen)
 
@@ -118,3 +128,22 @@ async def test_message_for_an_unknown_job_is_acked(worker, bus, settings):
             break
         await asyncio.sleep(0.1)
     assert await queued_messages(bus, settings) == 0
+
+
+async def test_three_speaker_conversation_comes_out_with_three_speakers(worker, database, store, bus):
+    job_id = await enqueue(database, store, bus, (FIXTURES / "conversation_3spk.flac").read_bytes())
+    job = await wait_for_state(database, job_id, {JobState.SUCCEEDED, JobState.FAILED}, timeout=240)
+    assert job.state == JobState.SUCCEEDED, job.error_message
+    assert job.speaker_count == 3
+    async with database() as session:
+        speakers = list(await session.scalars(select(Speaker).where(Speaker.job_id == job_id).order_by(Speaker.id)))
+        words = list(await session.scalars(select(Word).where(Word.job_id == job_id)))
+    segments = await segments_of(database, job_id)
+    assert [s.label for s in speakers] == ["S1", "S2", "S3"]
+    for speaker in speakers:
+        mine = [s for s in segments if s.speaker == speaker.label]
+        assert speaker.segment_count == len(mine)
+        assert speaker.speaking_seconds == pytest.approx(sum(s.end_seconds - s.start_seconds for s in mine), abs=0.01)
+    assert {w.speaker for w in words} == {"S1", "S2", "S3"}
+    assert sum(job.language_shares.values()) == pytest.approx(1.0, abs=0.01)
+    assert set(job.language_shares) <= {"kk", "ru"}

@@ -1,0 +1,266 @@
+"""Who spoke when: our own diarizer, the same for every engine.
+
+speech regions (Silero VAD, shipped inside faster-whisper)
+  → speaker embeddings of short overlapping windows (GE2E encoder, numpy)
+  → agglomerative clustering (cosine, average linkage; the count found from a
+    distance threshold, kept within the caller's min/max and MAX_SPEAKERS)
+  → one label per 10 ms frame by the windows covering it, short flips smoothed
+  → speaker turns (split at long pauses, at most MAX_TURN_SECONDS).
+
+Blocking CPU work: call `diarize` from a worker thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+from scipy.cluster.hierarchy import fcluster, linkage
+
+from kazru.audio import SAMPLE_RATE
+from services.transcriber.recognition import SpeechRegion
+from services.transcriber.voice_encoder import VoiceEncoder
+
+MAX_SPEAKERS = 10
+
+# Embedding windows: long enough for a stable voice print, short enough to
+# resolve quick exchanges.
+WINDOW_SECONDS = 1.5
+STEP_SECONDS = 0.75
+# Speech shorter than this gets no window of its own; it takes the label of its neighbours.
+MIN_WINDOW_SECONDS = 0.4
+
+# Cosine distance between cluster means (average linkage) above which two
+# clusters are different people: cosine similarity 0.7. Windows of one voice score
+# 0.75-0.85 with each other, of different voices 0.5-0.7 (measured on the fixtures).
+SPEAKER_DISTANCE_THRESHOLD = 0.3
+
+FRAME_SECONDS = 0.01
+# A run of one speaker shorter than this inside another's speech is a flip, not a turn.
+MIN_RUN_SECONDS = 0.6
+# A pause at least this long ends a turn even when the same person goes on.
+TURN_PAUSE_SECONDS = 1.0
+# Turns are recognised one at a time by Whisper, whose window is 30 s.
+MAX_TURN_SECONDS = 28.0
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    start: float
+    end: float
+    speaker: str
+
+
+@dataclass
+class Diarization:
+    turns: list[SpeakerTurn]
+    speech: list[SpeechRegion]
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(dict.fromkeys(turn.speaker for turn in self.turns))
+
+    def speaker_at(self, start: float, end: float) -> str | None:
+        """The speaker of the turn overlapping [start, end] most, else of the nearest turn."""
+        if not self.turns:
+            return None
+        best, best_overlap = None, 0.0
+        for turn in self.turns:
+            overlap = min(end, turn.end) - max(start, turn.start)
+            if overlap > best_overlap:
+                best, best_overlap = turn.speaker, overlap
+        if best is not None:
+            return best
+        middle = (start + end) / 2
+        nearest = min(self.turns, key=lambda turn: max(turn.start - middle, middle - turn.end, 0.0))
+        return nearest.speaker
+
+
+class Diarizer:
+    def __init__(self, encoder: VoiceEncoder, distance_threshold: float = SPEAKER_DISTANCE_THRESHOLD):
+        self._encoder = encoder
+        self._threshold = distance_threshold
+
+    def diarize(
+        self, samples: np.ndarray, min_speakers: int | None = None, max_speakers: int | None = None
+    ) -> Diarization:
+        stages: dict[str, float] = {}
+        started = time.perf_counter()
+        speech = detect_speech(samples)
+        stages["vad_seconds"] = time.perf_counter() - started
+        windows = embedding_windows(speech)
+        if not windows:
+            return Diarization(turns=[], speech=speech, stage_seconds=stages)
+
+        started = time.perf_counter()
+        embeddings = self._encoder.embed_windows(samples, windows)
+        stages["embedding_seconds"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        labels = cluster_speakers(embeddings, self._threshold, min_speakers, max_speakers)
+        turns = turns_from_windows(speech, windows, labels, len(samples) / SAMPLE_RATE)
+        stages["clustering_seconds"] = time.perf_counter() - started
+        return Diarization(turns=turns, speech=speech, stage_seconds=stages)
+
+
+def detect_speech(samples: np.ndarray) -> list[SpeechRegion]:
+    if len(samples) == 0:
+        return []
+    timestamps = get_speech_timestamps(
+        samples,
+        VadOptions(min_speech_duration_ms=150, min_silence_duration_ms=200, speech_pad_ms=60),
+        sampling_rate=SAMPLE_RATE,
+    )
+    return [SpeechRegion(t["start"] / SAMPLE_RATE, t["end"] / SAMPLE_RATE) for t in timestamps]
+
+
+def embedding_windows(speech: list[SpeechRegion]) -> list[tuple[float, float]]:
+    windows = []
+    for region in speech:
+        length = region.end - region.start
+        if length < MIN_WINDOW_SECONDS:
+            continue
+        if length <= WINDOW_SECONDS:
+            windows.append((region.start, region.end))
+            continue
+        count = int(np.ceil((length - WINDOW_SECONDS) / STEP_SECONDS)) + 1
+        # Spread the windows evenly so the last one ends exactly at the region's end.
+        step = (length - WINDOW_SECONDS) / (count - 1)
+        windows.extend((region.start + i * step, region.start + i * step + WINDOW_SECONDS) for i in range(count))
+    return windows
+
+
+def cluster_speakers(
+    embeddings: np.ndarray, threshold: float, min_speakers: int | None, max_speakers: int | None
+) -> np.ndarray:
+    """Cluster labels 0..k-1 for each embedding."""
+    upper = min(max_speakers or MAX_SPEAKERS, MAX_SPEAKERS, len(embeddings))
+    lower = min(max(min_speakers or 1, 1), upper)
+    if len(embeddings) == 1:
+        return np.zeros(1, dtype=int)
+    tree = linkage(embeddings, method="average", metric="cosine")
+    labels = fcluster(tree, t=threshold, criterion="distance")
+    count = len(set(labels))
+    if not lower <= count <= upper:
+        labels = fcluster(tree, t=min(max(count, lower), upper), criterion="maxclust")
+    labels = _reassign_to_centroids(embeddings, labels - 1)
+    return labels
+
+
+def _reassign_to_centroids(embeddings: np.ndarray, labels: np.ndarray, rounds: int = 2) -> np.ndarray:
+    """Average linkage fixes early merges for good; a couple of nearest-centroid passes
+    move windows that ended up with the wrong group (k-means refinement)."""
+    count = labels.max() + 1
+    for _ in range(rounds):
+        centroids = np.stack([embeddings[labels == k].mean(axis=0) for k in range(count)])
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        updated = np.argmax(embeddings @ centroids.T, axis=1)
+        if len(set(updated)) < count or np.array_equal(updated, labels):
+            break  # never lose a cluster to refinement
+        labels = updated
+    return labels
+
+
+def turns_from_windows(
+    speech: list[SpeechRegion], windows: list[tuple[float, float]], labels: np.ndarray, duration: float
+) -> list[SpeakerTurn]:
+    frames = int(np.ceil(duration / FRAME_SECONDS)) + 1
+    count = labels.max() + 1
+    votes = np.zeros((count, frames), dtype=np.float32)
+    for (start, end), label in zip(windows, labels, strict=True):
+        first, last = int(start / FRAME_SECONDS), int(np.ceil(end / FRAME_SECONDS))
+        # Windows weigh most at their centre, where their voice print is sure.
+        votes[label, first:last] += np.hanning(last - first + 2)[1:-1]
+    is_speech = np.zeros(frames, dtype=bool)
+    for region in speech:
+        is_speech[int(region.start / FRAME_SECONDS) : int(np.ceil(region.end / FRAME_SECONDS))] = True
+
+    frame_labels = np.full(frames, -1)
+    voted = votes.max(axis=0) > 0
+    frame_labels[voted] = votes[:, voted].argmax(axis=0)
+    frame_labels[~is_speech] = -1
+    _fill_unvoted_speech(frame_labels, is_speech)
+    _smooth_short_runs(frame_labels, int(MIN_RUN_SECONDS / FRAME_SECONDS))
+    return _relabel_by_first_appearance(_runs_to_turns(frame_labels))
+
+
+def _fill_unvoted_speech(frame_labels: np.ndarray, is_speech: np.ndarray) -> None:
+    """Speech too short for a window of its own takes the nearest labelled frame's speaker."""
+    labelled = np.flatnonzero(frame_labels >= 0)
+    if len(labelled) == 0:
+        return
+    missing = np.flatnonzero(is_speech & (frame_labels < 0))
+    if len(missing):
+        positions = np.clip(np.searchsorted(labelled, missing), 1, len(labelled) - 1)
+        left, right = labelled[positions - 1], labelled[positions]
+        nearest = np.where(missing - left <= right - missing, left, right)
+        frame_labels[missing] = frame_labels[nearest]
+
+
+def _smooth_short_runs(frame_labels: np.ndarray, min_frames: int, passes: int = 5) -> None:
+    """Relabel short runs of speech to the longer speaker beside them (flips inside one voice)."""
+    for _ in range(passes):
+        runs = _runs(frame_labels)
+        changed = False
+        for index, (label, start, end) in enumerate(runs):
+            if label >= 0 and end - start < min_frames:
+                neighbours = _speech_neighbours(runs, index)
+                if neighbours and max(neighbours)[1] != label:
+                    frame_labels[start:end] = max(neighbours)[1]
+                    changed = True
+        if not changed:
+            return
+
+
+def _speech_neighbours(runs: list[tuple[int, int, int]], index: int) -> list[tuple[int, int]]:
+    """(length, label) of the speech runs touching runs[index] (no pause between)."""
+    found = []
+    for other in (index - 1, index + 1):
+        if 0 <= other < len(runs) and runs[other][0] >= 0:
+            label, start, end = runs[other]
+            found.append((end - start, label))
+    return found
+
+
+def _runs(frame_labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """(label, first frame, end frame) of each run of equal labels."""
+    if len(frame_labels) == 0:
+        return []
+    boundaries = np.flatnonzero(np.diff(frame_labels)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [len(frame_labels)]))
+    return [(int(frame_labels[s]), int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+
+
+def _runs_to_turns(frame_labels: np.ndarray) -> list[SpeakerTurn]:
+    """Speech runs → turns: one speaker's speech joined across pauses shorter than
+    TURN_PAUSE_SECONDS, and cut so that no turn is longer than MAX_TURN_SECONDS."""
+    turns: list[SpeakerTurn] = []
+    for label, start, end in _runs(frame_labels):
+        if label < 0:
+            continue
+        begin, finish, speaker = start * FRAME_SECONDS, end * FRAME_SECONDS, str(label)
+        previous = turns[-1] if turns else None
+        if (
+            previous is not None
+            and previous.speaker == speaker
+            and begin - previous.end < TURN_PAUSE_SECONDS
+            and finish - previous.start <= MAX_TURN_SECONDS
+        ):
+            turns[-1] = SpeakerTurn(previous.start, finish, speaker)
+            continue
+        while finish - begin > MAX_TURN_SECONDS:  # one long stretch with no pause
+            turns.append(SpeakerTurn(begin, begin + MAX_TURN_SECONDS, speaker))
+            begin += MAX_TURN_SECONDS
+        turns.append(SpeakerTurn(begin, finish, speaker))
+    return turns
+
+
+def _relabel_by_first_appearance(turns: list[SpeakerTurn]) -> list[SpeakerTurn]:
+    names: dict[str, str] = {}
+    for turn in turns:
+        names.setdefault(turn.speaker, f"S{len(names) + 1}")
+    return [SpeakerTurn(turn.start, turn.end, names[turn.speaker]) for turn in turns]

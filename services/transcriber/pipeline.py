@@ -1,0 +1,98 @@
+"""One recording → one transcript: diarize, recognise each speaker turn, assemble.
+
+Plain domain code (no bus, no database): the worker and the accuracy
+benchmark both run exactly this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kazru.audio import SAMPLE_RATE
+from kazru.settings import Settings
+from services.transcriber.assembly import Transcript, assemble
+from services.transcriber.diarization import Diarizer
+from services.transcriber.recognition import ProgressCallback, SpeechEngine, SpeechRegion
+from services.transcriber.voice_encoder import VoiceEncoder
+
+# Share of the progress bar given to diarization; recognition takes the rest.
+DIARIZATION_PROGRESS_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class TranscriptionResult:
+    engine: str
+    transcript: Transcript
+    billed_seconds: float = 0.0
+    external_operation_id: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def segments(self):
+        return self.transcript.segments
+
+    @property
+    def speakers(self):
+        return self.transcript.speakers
+
+    @property
+    def language_shares(self) -> dict[str, float]:
+        return self.transcript.language_shares
+
+
+class TranscriptionPipeline:
+    def __init__(self, engine: SpeechEngine, diarizer: Diarizer):
+        self.engine = engine
+        self._diarizer = diarizer
+
+    async def run(
+        self,
+        samples: np.ndarray,
+        languages: Sequence[str],
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        on_progress: ProgressCallback = lambda fraction: None,
+    ) -> TranscriptionResult:
+        diarization = await asyncio.to_thread(self._diarizer.diarize, samples, min_speakers, max_speakers)
+        on_progress(DIARIZATION_PROGRESS_SHARE)
+        regions = [SpeechRegion(turn.start, turn.end) for turn in diarization.turns]
+
+        def engine_progress(fraction: float) -> None:
+            on_progress(DIARIZATION_PROGRESS_SHARE + (1 - DIARIZATION_PROGRESS_SHARE) * fraction)
+
+        started = time.perf_counter()
+        recognition = await self.engine.recognize(samples, languages, regions, engine_progress)
+        stages = {**diarization.stage_seconds, "engine_seconds": time.perf_counter() - started}
+        stages.update({f"engine_{name}": value for name, value in recognition.stage_seconds.items()})
+
+        started = time.perf_counter()
+        transcript = assemble(recognition, diarization)
+        stages["assembly_seconds"] = time.perf_counter() - started
+        stages["audio_seconds"] = len(samples) / SAMPLE_RATE
+        return TranscriptionResult(
+            engine=recognition.engine,
+            transcript=transcript,
+            billed_seconds=recognition.billed_seconds,
+            external_operation_id=recognition.external_operation_id,
+            stage_seconds=stages,
+        )
+
+
+def create_engine(settings: Settings) -> SpeechEngine:
+    if settings.engine == "speechkit":
+        from services.transcriber.speechkit import SpeechKitEngine  # only needed when chosen
+
+        return SpeechKitEngine(settings)
+    from services.transcriber.engine import WhisperEngine
+
+    return WhisperEngine(settings)
+
+
+def create_pipeline(settings: Settings) -> TranscriptionPipeline:
+    """Loads the engine and the speaker encoder once (blocking: seconds for the model)."""
+    return TranscriptionPipeline(create_engine(settings), Diarizer(VoiceEncoder.load()))

@@ -1,0 +1,87 @@
+"""Our diarizer on the committed conversations (real VAD, real GE2E encoder), scored with pyannote.metrics;
+and the same diarizer labelling what SpeechKit recognised (SpeechKit's own labels stop at two speakers)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, Segment, diarization_errors
+from kazru import audio
+from services.transcriber.diarization import Diarizer
+from services.transcriber.pipeline import TranscriptionPipeline
+from services.transcriber.speechkit import SpeechKitEngine
+from services.transcriber.voice_encoder import VoiceEncoder
+from tests.conftest import FIXTURES
+from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
+from tests.integration.test_speechkit import API_KEY, engine_settings
+
+CONVERSATIONS = {"conversation_3spk": 3, "conversation_2spk": 2}
+
+
+@pytest.fixture(scope="module")
+def diarizer() -> Diarizer:
+    return Diarizer(VoiceEncoder.load())
+
+
+def reference_turns(name: str) -> list[dict]:
+    return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+async def decoded(name: str):
+    return await audio.decode_pcm16k(str(FIXTURES / f"{name}.flac"), "")
+
+
+@pytest.mark.parametrize("name", CONVERSATIONS)
+async def test_diarizer_finds_who_spoke_when(diarizer, name):
+    samples = await decoded(name)
+    result = diarizer.diarize(samples)
+    assert len(result.speakers) == CONVERSATIONS[name]
+    reference = [Segment(t["start"], t["end"], t["speaker"], t["language"], t["text"]) for t in reference_turns(name)]
+    hypothesis = [Segment(t.start, t.end, t.speaker, "", "") for t in result.turns]
+    errors = diarization_errors(reference, hypothesis, len(samples) / audio.SAMPLE_RATE, DER_COLLAR_EACH_SIDE_S)
+    der = (errors["missed detection"] + errors["false alarm"] + errors["confusion"]) / errors["total"]
+    assert der <= 0.10, errors
+    # Turns are time-ordered, do not overlap, and speakers are numbered as they first speak.
+    assert all(a.end <= b.start for a, b in zip(result.turns, result.turns[1:], strict=False))
+    assert result.speakers == [f"S{i + 1}" for i in range(CONVERSATIONS[name])]
+
+
+async def test_speaker_hints_bound_the_count(diarizer):
+    samples = await decoded("conversation_3spk")
+    assert len(diarizer.diarize(samples, max_speakers=2).speakers) == 2
+    assert len(diarizer.diarize(samples, min_speakers=4).speakers) == 4
+    assert diarizer.diarize(samples[:0]).turns == []
+
+
+async def test_three_speakers_with_speechkit_words(diarizer):
+    """SpeechKit answers with words and no usable speaker labels; every word gets one of three speakers."""
+    turns = reference_turns("conversation_3spk")
+    utterances = []
+    for turn in turns:
+        words = turn["text"].split()
+        step = (turn["end"] - turn["start"]) / len(words)
+        timed = [(word, turn["start"] + i * step, turn["start"] + (i + 0.9) * step) for i, word in enumerate(words)]
+        code = {"kk": "kk-KZ", "ru": "ru-RU"}[turn["language"]]
+        utterances.append(Utterance(words=timed, languages=[(code, 0.9)], confidence=0.9))
+    fake = FakeSpeechKit(api_key=API_KEY, scenario=Scenario(utterances=utterances))
+    address = await fake.start()
+    engine = SpeechKitEngine(engine_settings(address))
+    try:
+        result = await TranscriptionPipeline(engine, diarizer).run(await decoded("conversation_3spk"), ("kk", "ru"))
+    finally:
+        await engine.close()
+        await fake.stop()
+    assert fake.problems == []
+    assert [speaker.label for speaker in result.speakers] == ["S1", "S2", "S3"]
+    # Each reference speaker maps to exactly one of ours, and every turn keeps its own language.
+    ours_by_reference: dict[str, set[str]] = {}
+    for turn in turns:
+        inside = [s for s in result.segments if turn["start"] - 0.1 <= s.start and s.end <= turn["end"] + 0.1]
+        assert inside, turn
+        ours_by_reference.setdefault(turn["speaker"], set()).update(s.speaker for s in inside)
+        assert {s.language for s in inside} == {turn["language"]}
+    assert all(len(ours) == 1 for ours in ours_by_reference.values()), ours_by_reference
+    assert len(set().union(*ours_by_reference.values())) == 3
+    assert result.engine == "speechkit" and result.billed_seconds >= 15
