@@ -1,0 +1,74 @@
+"""Words + speaker turns → segments: pure logic, no model."""
+
+from services.transcriber.assembly import assemble
+from services.transcriber.diarization import Diarization, SpeakerTurn, _runs_to_turns, _smooth_short_runs
+from services.transcriber.recognition import Recognition, RecognizedSpan, RecognizedWord
+
+
+def span(language: str, *words: tuple[str, float, float]) -> RecognizedSpan:
+    timed = tuple(RecognizedWord(start, end, text, 0.8) for text, start, end in words)
+    return RecognizedSpan(timed[0].start, timed[-1].end, language, timed)
+
+
+def test_each_turn_keeps_its_own_language_and_speaker():
+    diarization = Diarization(
+        turns=[SpeakerTurn(0.0, 2.0, "S7"), SpeakerTurn(2.5, 4.0, "S3"), SpeakerTurn(4.2, 6.0, "S7")], speech=[]
+    )
+    recognition = Recognition(
+        engine="test",
+        spans=[
+            span("ru", ("Погода", 0.1, 0.5), ("хорошая.", 0.6, 1.2)),
+            span("kk", ("Сәлеметсіз", 2.6, 3.2), ("бе?", 3.3, 3.6)),
+            span("ru", ("Да.", 4.3, 4.6)),
+        ],
+    )
+    transcript = assemble(recognition, diarization)
+    assert [(s.speaker, s.language, s.text) for s in transcript.segments] == [
+        ("S1", "ru", "Погода хорошая."),
+        ("S2", "kk", "Сәлеметсіз бе?"),
+        ("S1", "ru", "Да."),
+    ]
+    assert [(s.label, s.segment_count) for s in transcript.speakers] == [("S1", 2), ("S2", 1)]
+    assert transcript.speakers[0].speaking_seconds == 1.4  # 1.1 s + 0.3 s
+    assert list(transcript.language_shares) == ["ru", "kk"]
+    assert abs(sum(transcript.language_shares.values()) - 1) < 1e-3
+    assert transcript.main_language == "ru"
+    assert all(w.speaker == s.speaker for s in transcript.segments for w in s.words)
+
+
+def test_a_long_pause_splits_a_turn_and_a_speaker_change_inside_a_span_splits_it():
+    diarization = Diarization(turns=[SpeakerTurn(0.0, 5.0, "A"), SpeakerTurn(5.0, 8.0, "B")], speech=[])
+    recognition = Recognition(
+        engine="test",
+        spans=[span("ru", ("раз", 0.0, 0.4), ("два", 2.0, 2.4), ("три", 2.5, 2.9), ("четыре", 5.2, 5.8))],
+    )
+    segments = assemble(recognition, diarization).segments
+    assert [(s.speaker, s.text, s.start, s.end) for s in segments] == [
+        ("S1", "раз", 0.0, 0.4),
+        ("S1", "два три", 2.0, 2.9),
+        ("S2", "четыре", 5.2, 5.8),
+    ]
+    assert segments[1].confidence == 0.8
+
+
+def test_nothing_heard_is_an_empty_transcript():
+    transcript = assemble(Recognition(engine="test", spans=[]), Diarization(turns=[], speech=[]))
+    assert transcript.segments == [] and transcript.speakers == [] and transcript.language_shares == {}
+    assert transcript.main_language is None
+
+
+def test_words_without_diarized_speech_go_to_one_speaker():
+    transcript = assemble(Recognition(engine="t", spans=[span("kk", ("иә", 1.0, 1.2))]), Diarization([], []))
+    assert [s.speaker for s in transcript.segments] == ["S1"]
+
+
+def test_short_flips_are_smoothed_and_long_stretches_cut():
+    import numpy as np
+
+    frames = np.array([0] * 200 + [1] * 30 + [0] * 200 + [-1] * 50 + [1] * 300)  # 10 ms frames
+    _smooth_short_runs(frames, min_frames=60)
+    assert set(frames[:430]) == {0}  # the 0.3 s flip inside speaker 0 is gone
+    turns = _runs_to_turns(frames)
+    assert [(t.speaker, round(t.start, 2), round(t.end, 2)) for t in turns] == [("0", 0.0, 4.3), ("1", 4.8, 7.8)]
+    long = np.zeros(6000, dtype=int)  # 60 s of one voice with no pause
+    assert [round(t.end - t.start, 1) for t in _runs_to_turns(long)] == [28.0, 28.0, 4.0]
