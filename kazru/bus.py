@@ -11,7 +11,10 @@ Only ids travel on the bus, never audio (1 MB payload limit) or text.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from nats.aio.client import Client as NatsClient
 from nats.js.api import (
@@ -138,6 +141,29 @@ class Bus:
 
     async def publish_finished(self, event: events_pb2.JobFinished) -> None:
         await self.nc.publish(finished_subject(event.job_id), event.SerializeToString())
+
+    @contextlib.asynccontextmanager
+    async def job_events(self, job_id: str) -> AsyncIterator[asyncio.Event]:
+        """An Event set whenever the job reports progress, finishes or is cancelled, while inside.
+
+        Only a wake-up: core NATS may drop a message, and not every change is announced
+        (a worker claiming a job is not), so the holder re-reads the job's row.
+        `job_id` must be a real job id (it becomes part of a subject)."""
+        changed = asyncio.Event()
+
+        async def on_event(_message) -> None:
+            changed.set()
+
+        subjects = (progress_subject(job_id), finished_subject(job_id), cancel_subject(job_id))
+        subscriptions = [await self.nc.subscribe(subject, cb=on_event) for subject in subjects]
+        try:
+            # Subscribed on the server before the holder's first read, so no change falls in between.
+            await self.nc.flush(timeout=2)
+            yield changed
+        finally:
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):  # the connection may be closing
+                    await subscription.unsubscribe()
 
     async def ping(self) -> None:
         """Round trip to the server and JetStream."""

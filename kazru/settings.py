@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     anonymous_access: AnonymousAccess = AnonymousAccess.COOKIE
     bootstrap_api_key: SecretStr | None = None
 
+    # Live job updates (gRPC WatchJob, HTTP SSE). The row is re-read on every bus event and at least
+    # this often (events can be missed, and a worker claiming a job announces nothing).
+    watch_recheck_seconds: float = Field(default=5.0, gt=0)
+    # An SSE comment line this often, so proxies and browsers keep an idle stream open.
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+
     # Speech engine: "whisper" (local, offline) or "speechkit" (Yandex SpeechKit v3).
     engine: Literal["whisper", "speechkit"] = "whisper"
 

@@ -7,6 +7,7 @@ straight from PostgreSQL; health asks every dependency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -109,6 +110,31 @@ class Gateway:
         async with self._sessions() as session:
             found, next_token = await jobs.list_owned_jobs(session, owner_id, page_size, page_token)
             return [convert.job_to_proto(job) for job in found], next_token
+
+    async def watch_job(self, owner_id: str, job_id: str) -> AsyncIterator[job_pb2.Job]:
+        """The job now, then again each time its state or progress changes; ends after a terminal state.
+
+        Bus events only wake the watcher: the row is re-read each time (and every
+        `watch_recheck_seconds` anyway), so a missed or late event costs at most a delay.
+        """
+        async with self._sessions() as session:
+            # Refuses another owner's job or a malformed id before anything is subscribed.
+            job_id = str((await jobs.get_owned_job(session, job_id, owner_id)).id)
+        last: tuple[int, int] | None = None
+        async with self._bus.job_events(job_id) as changed:
+            while True:
+                changed.clear()
+                async with self._sessions() as session:
+                    job = await jobs.get_owned_job(session, job_id, owner_id)
+                    terminal = job.job_state.is_terminal
+                    current = convert.job_to_proto(job)
+                if (current.state, current.progress) != last:
+                    last = (current.state, current.progress)
+                    yield current
+                if terminal:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self._settings.watch_recheck_seconds)
 
     async def delete_job(self, owner_id: str, job_id: str) -> job_pb2.Job:
         """Cancel if pending or running, delete the audio and transcript now, keep a DELETED tombstone."""

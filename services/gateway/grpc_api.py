@@ -62,6 +62,15 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return job_service_pb2.ListJobsResponse(jobs=found, next_page_token=next_token)
 
     @translate
+    async def WatchJob(self, request: job_service_pb2.WatchJobRequest, context):
+        updates = self._gateway.watch_job(await self._owner(context), convert.job_id_from_name(request.name))
+        try:
+            async for job in updates:
+                yield job
+        finally:
+            await updates.aclose()
+
+    @translate
     async def DeleteJob(self, request: job_service_pb2.DeleteJobRequest, context) -> job_pb2.Job:
         return await self._gateway.delete_job(await self._owner(context), convert.job_id_from_name(request.name))
 

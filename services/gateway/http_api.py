@@ -5,6 +5,9 @@ status `HTTP_STATUS` assigns to the error's kind: the one HTTP mapping.
 """
 
 
+import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -282,6 +285,24 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     async def get_job(job_id: str, caller: Caller) -> dict:
         return job_json(await gateway.get_job(caller.owner_id, job_id))
 
+    @app.get(
+        "/api/v1/jobs/{job_id}/status",
+        summary="Live state and progress (Server-Sent Events) until the job ends",
+        description="One `data:` line with the job (as `GET /api/v1/jobs/{job_id}`) now and after each change of "
+        "state or progress; the stream ends after a terminal state. Comment lines keep an idle stream open. "
+        "A failure after the stream started comes as `event: error` with the usual error body.",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    )
+    async def job_status(job_id: str, caller: Caller) -> StreamingResponse:
+        updates = gateway.watch_job(caller.owner_id, job_id)
+        first = await anext(updates)  # an unknown or foreign job is answered as a plain 404
+        return StreamingResponse(
+            _server_sent_events(first, updates, settings.sse_heartbeat_seconds),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
     @app.delete("/api/v1/jobs/{job_id}", summary="Cancel if running; delete the audio and transcript now")
     async def delete_job(job_id: str, caller: Caller) -> dict:
         return job_json(await gateway.delete_job(caller.owner_id, job_id))
@@ -340,6 +361,46 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503)
 
     return app
+
+
+def _sse_message(data: dict, event: str | None = None) -> str:
+    prefix = f"event: {event}\n" if event else ""
+    return f"{prefix}data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+async def _server_sent_events(
+    first: job_pb2.Job, updates: AsyncIterator[job_pb2.Job], heartbeat_seconds: float
+) -> AsyncIterator[str]:
+    """The jobs as SSE messages, with a comment line whenever nothing happened for `heartbeat_seconds`."""
+    yield _sse_message(job_json(first))
+    waiting: asyncio.Future | None = None
+    try:
+        while True:
+            # The same pending read survives heartbeats: cancelling it would end the watch.
+            waiting = waiting or asyncio.ensure_future(anext(updates))
+            done, _ = await asyncio.wait({waiting}, timeout=heartbeat_seconds)
+            if not done:
+                yield ": keep-alive\n\n"
+                continue
+            read, waiting = waiting, None
+            try:
+                job = read.result()
+            except StopAsyncIteration:
+                return
+            except Exception as error:  # noqa: BLE001 - the status line is sent; report in the stream
+                failure = error if isinstance(error, KazruError) else errors.from_infrastructure(error)
+                if failure is None:
+                    log.exception("job status stream failed")
+                    failure = errors.Internal("internal error")
+                yield _sse_message(error_body(failure), event="error")
+                return
+            yield _sse_message(job_json(job))
+    finally:
+        if waiting is not None:
+            waiting.cancel()
+            with contextlib.suppress(BaseException):
+                await waiting
+        await updates.aclose()
 
 
 async def _upload_from_form(gateway: Gateway, owner_id: str, events: AsyncIterator[object], request_id: str = ""):
