@@ -28,6 +28,7 @@ from nats.js.api import (
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from kazru import tracing
 from kazru.settings import Settings
 from kazru.v1 import events_pb2
 
@@ -117,7 +118,8 @@ class Bus:
             SUBJECT_UPLOADED,
             event.SerializeToString(),
             stream=self._settings.jobs_stream,
-            headers={"Nats-Msg-Id": event.job_id},
+            # The trace context rides along, so the worker's spans join the upload's trace.
+            headers=tracing.inject({"Nats-Msg-Id": event.job_id}),
             timeout=5.0,
         )
         if ack.duplicate:

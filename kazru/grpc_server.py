@@ -1,4 +1,4 @@
-"""gRPC server plumbing shared by every service: health, reflection, graceful stop."""
+"""gRPC server plumbing shared by every service: health, reflection, metrics and tracing, graceful stop."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from kazru.grpc_telemetry import ServerTelemetry, client_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ class GrpcServer:
         service_names: Iterable[str],
         reflection_enabled: bool = False,
     ):
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[ServerTelemetry()])
         register(self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -59,7 +61,7 @@ class GrpcServer:
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=client_interceptors())
 
 
 async def check_health(chan: grpc.aio.Channel, timeout: float = 2.0) -> bool:

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
 
+    # Prometheus /metrics of ingest, exporter, transcriber and janitor (the gateway's is on its HTTP
+    # port). 0: off, the default for a local run, where the four would share one port; k8s sets 9464.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+
     @field_validator("whisper_temperatures", mode="before")
     @classmethod
     def _split_numbers(cls, value: object) -> object:

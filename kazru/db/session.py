@@ -18,6 +18,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         # A restarted PostgreSQL leaves dead connections in the pool: test each on checkout.
         pool_pre_ping=True,
+        # Errors (and so log lines) must not carry the statement's values: transcript text, file names.
+        hide_parameters=True,
     )
 
 

@@ -7,6 +7,7 @@ import logging
 
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
+from kazru.metrics import start_metrics_server
 from kazru.settings import Settings
 from kazru.telemetry import prepare_process
 from kazru.v1 import exporter_service_pb2, exporter_service_pb2_grpc
@@ -26,6 +27,7 @@ def create_server(settings: Settings, servicer: ExporterServicer) -> GrpcServer:
 async def main() -> None:
     settings = Settings()
     prepare_process("exporter", settings.log_level)
+    start_metrics_server(settings)  # a daemon thread: it ends with the process
     engine = create_engine(settings)
     server = create_server(settings, ExporterServicer(create_sessionmaker(engine)))
     await server.start()

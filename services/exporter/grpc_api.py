@@ -11,7 +11,7 @@ from sqlalchemy import Select, Text, cast, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncResult, AsyncSession, async_sessionmaker
 
-from kazru import errors
+from kazru import errors, tracing
 from kazru.db import jobs
 from kazru.db.models import Job, Segment, Speaker, Word
 from kazru.grpc_errors import translate
@@ -105,6 +105,7 @@ class ExporterServicer(exporter_service_pb2_grpc.ExporterServiceServicer):
     def __init__(self, sessions: async_sessionmaker[AsyncSession]):
         self._sessions = sessions
 
+    @tracing.traced("export")
     @translate
     async def Render(self, request, context):
         if request.format not in RENDERERS:

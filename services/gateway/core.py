@@ -16,13 +16,14 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import convert, errors, retention
+from kazru import convert, errors, retention, tracing
 from kazru.bus import Bus
 from kazru.db import jobs, transcript_edits
 from kazru.grpc_errors import from_rpc_error
 from kazru.grpc_server import check_health
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
+from services.gateway import status
 from kazru.v1 import (
     export_pb2,
     exporter_service_pb2,
@@ -67,6 +68,7 @@ class Gateway:
         self._ingest = ingest_service_pb2_grpc.IngestServiceStub(channels["ingest"])
         self._exporter = exporter_service_pb2_grpc.ExporterServiceStub(channels["exporter"])
 
+    @tracing.traced("upload")
     async def upload(self, owner_id: str, start: UploadStart, body: AsyncIterator[UploadItem]) -> job_pb2.Job:
         body_error: list[Exception] = []
 
@@ -193,6 +195,14 @@ class Gateway:
                 call.cancel()
 
         return first, rest()
+
+    async def service_status(self) -> dict:
+        """Queue length, workers, recent throughput and the estimated wait (services.gateway.status)."""
+        return await status.service_status(self._sessions, self._bus, self._settings)
+
+    async def refresh_metrics(self) -> None:
+        """Jobs by state and the queue, read into the Prometheus gauges before a scrape."""
+        await asyncio.wait_for(status.refresh_gauges(self._sessions, self._bus, self._settings), HEALTH_TIMEOUT_SECONDS)
 
     async def health(self) -> tuple[bool, dict[str, dict]]:
         checks: dict[str, Callable[[], Awaitable[object]]] = {

@@ -23,13 +23,14 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from kazru import errors, upload_protocol
+from kazru import errors, metrics, upload_protocol
 from kazru.errors import KazruError, Kind
 from kazru.settings import Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
 from services.gateway import multipart
 from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
 from services.gateway.core import Gateway, UploadItem, UploadStart
+from services.gateway.http_telemetry import RequestTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +361,20 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         healthy, checks = await gateway.health()
         return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503)
 
+    @app.get("/api/v1/status", summary="Queue length, active workers and the estimated wait for a new upload")
+    async def service_status() -> dict:
+        return await gateway.service_status()
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        try:
+            await gateway.refresh_metrics()
+        except Exception as error:  # noqa: BLE001 - the other metrics are still worth serving
+            log.warning("could not read jobs and queue for /metrics", extra={"error": type(error).__name__})
+        body, content_type = metrics.latest()
+        return Response(body, media_type=content_type)
+
+    app.add_middleware(RequestTelemetry)
     return app
 
 

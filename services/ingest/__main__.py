@@ -8,6 +8,7 @@ import logging
 from kazru.bus import Bus
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
+from kazru.metrics import start_metrics_server
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 from kazru.telemetry import prepare_process
@@ -29,6 +30,7 @@ def create_server(settings: Settings, uploads: UploadService) -> GrpcServer:
 async def main() -> None:
     settings = Settings()
     prepare_process("ingest", settings.log_level, streams_large_bodies=True)
+    start_metrics_server(settings)  # a daemon thread: it ends with the process
     engine = create_engine(settings)
     store = ObjectStore(settings)
     await store.ensure_bucket()

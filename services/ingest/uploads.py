@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import audio, errors, outbox, upload_protocol
+from kazru import audio, errors, metrics, outbox, tracing, upload_protocol
 from kazru.bus import Bus
 from kazru.db.models import Job, JobState
 from kazru.settings import Settings
@@ -179,7 +179,8 @@ class UploadService:
         try:
             # Outages of S3 or PostgreSQL surface as their own exceptions and are
             # answered UNAVAILABLE by the one error mapping (errors.from_infrastructure).
-            await self._store.put_stream(key, meter.checked(chunks), "application/octet-stream")
+            with tracing.span("store", attributes={"job_id": str(job_id)}):
+                await self._store.put_stream(key, meter.checked(chunks), "application/octet-stream")
             stored = True
             options = validate_options(late_options() or header.options, self._settings)
             info = await audio.probe(self._store.presigned_url(key), self._settings.ffmpeg_path)
@@ -196,6 +197,7 @@ class UploadService:
             raise
         await self._enqueue(job)
         log.info("upload accepted", extra={"job_id": str(job_id), "size_bytes": job.size_bytes})
+        metrics.observe_upload(job.size_bytes)
         return job
 
     async def _create_job(

@@ -8,6 +8,7 @@ import logging
 from kazru.bus import Bus
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
+from kazru.metrics import start_metrics_server
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 from kazru.telemetry import prepare_process
@@ -28,6 +29,7 @@ async def sweep_forever(janitor: Janitor, interval: float) -> None:
 async def main() -> None:
     settings = Settings()
     prepare_process("janitor", settings.log_level)
+    start_metrics_server(settings)  # a daemon thread: it ends with the process
     engine = create_engine(settings)
     store = ObjectStore(settings)
     await store.ensure_bucket()

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import lifecycle, outbox, retention
+from kazru import lifecycle, metrics, outbox, retention
 from kazru.bus import Bus
 from kazru.db.models import Job, JobState
 from kazru.v1 import events_pb2
@@ -71,6 +71,7 @@ class Janitor:
             await self._tell_worker_to_stop(job_id)
         for job in due:
             log.info("job expired", extra={"job_id": str(job.id)})
+        metrics.JANITOR_DELETIONS.labels("expired_jobs").inc(len(due))
         return len(due)
 
     async def _tell_worker_to_stop(self, job_id: uuid.UUID) -> None:
@@ -175,3 +176,4 @@ class Janitor:
             count = await step()
             if count:
                 log.info(name, extra={"count": count})
+                metrics.JANITOR_DELETIONS.labels(step.__name__).inc(count)

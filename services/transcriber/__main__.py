@@ -9,6 +9,7 @@ import logging
 from kazru.bus import Bus
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
+from kazru.metrics import start_metrics_server
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 from kazru.telemetry import prepare_process
@@ -21,6 +22,7 @@ log = logging.getLogger("services.transcriber")
 async def main() -> None:
     settings = Settings()
     prepare_process("transcriber", settings.log_level)
+    start_metrics_server(settings)  # a daemon thread: it ends with the process
     # The engine is chosen by KAZRU_ENGINE; models load before the health check says SERVING.
     pipeline = await asyncio.to_thread(create_pipeline, settings)
     database = create_engine(settings)

@@ -7,12 +7,14 @@ benchmark both run exactly this.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from kazru import metrics, tracing
 from kazru.audio import SAMPLE_RATE
 from kazru.settings import Settings
 from services.transcriber.assembly import Transcript, assemble
@@ -22,6 +24,16 @@ from services.transcriber.voice_encoder import VoiceEncoder
 
 # Share of the progress bar given to diarization; recognition takes the rest.
 DIARIZATION_PROGRESS_SHARE = 0.1
+
+
+@contextlib.contextmanager
+def metrics_of_failures(engine: str):
+    """Count a failure of the speech engine or the diarizer (and let it go on up)."""
+    try:
+        yield
+    except Exception as error:
+        metrics.ENGINE_ERRORS.labels(engine, type(error).__name__).inc()
+        raise
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,8 @@ class TranscriptionPipeline:
         max_speakers: int | None = None,
         on_progress: ProgressCallback = lambda fraction: None,
     ) -> TranscriptionResult:
-        diarization = await asyncio.to_thread(self._diarizer.diarize, samples, min_speakers, max_speakers)
+        with tracing.span("diarization"), metrics_of_failures("diarizer"):
+            diarization = await asyncio.to_thread(self._diarizer.diarize, samples, min_speakers, max_speakers)
         on_progress(DIARIZATION_PROGRESS_SHARE)
         regions = [SpeechRegion(turn.start, turn.end) for turn in diarization.turns]
 
@@ -66,7 +79,8 @@ class TranscriptionPipeline:
             on_progress(DIARIZATION_PROGRESS_SHARE + (1 - DIARIZATION_PROGRESS_SHARE) * fraction)
 
         started = time.perf_counter()
-        recognition = await self.engine.recognize(samples, languages, regions, engine_progress)
+        with tracing.span("engine", attributes={"engine": self.engine.name}), metrics_of_failures(self.engine.name):
+            recognition = await self.engine.recognize(samples, languages, regions, engine_progress)
         stages = {**diarization.stage_seconds, "engine_seconds": time.perf_counter() - started}
         stages.update({f"engine_{name}": value for name, value in recognition.stage_seconds.items()})
 

@@ -19,11 +19,12 @@ import nats.errors
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import audio, errors
+from kazru import audio, errors, metrics, tracing
 from kazru.bus import SUBJECT_UPLOADED, TRANSCRIBER_CONSUMER, Bus
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
+from kazru.telemetry import job_context
 from kazru.v1 import events_pb2
 from services.transcriber.pipeline import TranscriptionPipeline, TranscriptionResult
 
@@ -119,6 +120,15 @@ class TranscriptionWorker:
             await asyncio.shield(subscription.unsubscribe())
 
     async def handle(self, message) -> None:
+        """One message, in the upload's trace (its context rides in the message headers), with
+        the job id (the message id) on every log line."""
+        headers = message.headers or {}
+        with job_context(headers.get("Nats-Msg-Id")), tracing.span(
+            "transcribe", parent=tracing.extract(headers), kind=tracing.trace.SpanKind.CONSUMER
+        ):
+            await self._handle(message)
+
+    async def _handle(self, message) -> None:
         try:
             event = events_pb2.JobUploaded.FromString(message.data)
             job_id = uuid.UUID(event.job_id)
@@ -133,11 +143,12 @@ class TranscriptionWorker:
         heartbeat = asyncio.create_task(self._heartbeat(message))
         reporter: ProgressReporter | None = None
         stages: dict[str, float] = {"queue_seconds": (claimed.started_at - claimed.created_at).total_seconds()}
+        tracing.record_span("queue wait", claimed.created_at, claimed.started_at)
         try:
             # A storage outage raises here and is retried; a missing object cannot come back.
             if not await self._store.exists(claimed.object_key):
                 raise errors.FailedPrecondition("the uploaded audio is gone", code="AUDIO_MISSING")
-            with _timed(stages, "decode_seconds"):
+            with _timed(stages, "decode_seconds"), tracing.span("decode"):
                 samples = await audio.decode_pcm16k(
                     self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path
                 )
@@ -151,7 +162,7 @@ class TranscriptionWorker:
                     on_progress=reporter.from_engine_thread,
                 )
             reporter.stop()
-            with _timed(stages, "save_seconds"):
+            with _timed(stages, "save_seconds"), tracing.span("database write"):
                 await self._save(job_id, result)
                 await message.ack()
             await self._publish_finished(job_id, JobState.SUCCEEDED)
@@ -161,6 +172,10 @@ class TranscriptionWorker:
                 extra={"job_id": str(job_id), "segments": len(result.segments), "speakers": len(result.speakers),
                        **{k: round(v, 4) for k, v in {**result.stage_seconds, **stages}.items()}},
             )  # fmt: skip
+            metrics.JOBS_FINISHED.labels(JobState.SUCCEEDED.value).inc()
+            metrics.observe_transcription(
+                result.engine, {**result.stage_seconds, **stages}, result.billed_seconds, self._settings
+            )
         except errors.KazruError as error:
             # The input itself is bad: retrying cannot help.
             await self._fail(job_id, error.code, error.message)
@@ -251,6 +266,7 @@ class TranscriptionWorker:
                 .values(state=JobState.FAILED, error_code=code, error_message=message, finished_at=datetime.now(UTC))
             )
         await self._publish_finished(job_id, JobState.FAILED, code, message)
+        metrics.JOBS_FINISHED.labels(JobState.FAILED.value).inc()
         log.warning("job failed", extra={"job_id": str(job_id), "error_code": code})
 
     async def _retry_or_fail(self, job_id: uuid.UUID, message, error: Exception) -> None:

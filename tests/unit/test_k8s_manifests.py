@@ -215,9 +215,7 @@ def test_commands_name_modules_that_exist(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_configured_settings_exist_in_kazru_settings(overlay):
-    # KAZRU_METRICS_PORT belongs to the metrics work running in parallel; the others must be real settings.
-    pending = {"KAZRU_METRICS_PORT"}
-    known = {f"KAZRU_{field.upper()}" for field in Settings.model_fields} | pending
+    known = {f"KAZRU_{field.upper()}" for field in Settings.model_fields}
     names = set(get(overlay, "ConfigMap", "kazru-config")["data"])
     for name in APP_WORKLOADS:
         for container in containers(get(overlay, "Deployment", name)):

@@ -1,0 +1,118 @@
+"""What `GET /api/v1/status` and the gateway's `/metrics` read: the queue from JetStream, jobs
+and recent throughput from PostgreSQL.
+
+The queue is the transcriber's durable consumer: `num_pending` jobs not yet delivered (the
+consumer lag), `num_ack_pending` delivered and being worked on (each worker takes one at a
+time, so this is also the busy workers), `num_waiting` pull requests of idle workers (each
+idle worker keeps one open). Workers are counted from these, so a worker that died holding a
+job counts until JetStream redelivers it (one ack wait).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from nats.js.errors import NotFoundError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kazru import metrics
+from kazru.bus import TRANSCRIBER_CONSUMER, Bus
+from kazru.db.models import Job, JobState
+from kazru.settings import Settings
+
+THROUGHPUT_WINDOW = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class QueueState:
+    pending: int  # waiting for a worker
+    in_progress: int  # delivered, not yet acknowledged
+    idle_workers: int
+
+
+@dataclass(frozen=True)
+class Throughput:
+    finished: int  # jobs workers finished (or were stopped in) within the window
+    mean_processing_seconds: float | None  # claim to finish, over those jobs
+
+    @property
+    def per_second(self) -> float:
+        return self.finished / THROUGHPUT_WINDOW.total_seconds()
+
+
+async def queue_state(bus: Bus, settings: Settings) -> QueueState:
+    try:
+        info = await bus.js.consumer_info(settings.jobs_stream, TRANSCRIBER_CONSUMER)
+    except NotFoundError:
+        # No transcriber has ever started: whatever the stream holds is waiting.
+        try:
+            stream = await bus.js.stream_info(settings.jobs_stream)
+        except NotFoundError:
+            return QueueState(0, 0, 0)
+        return QueueState(stream.state.messages, 0, 0)
+    return QueueState(info.num_pending or 0, info.num_ack_pending or 0, info.num_waiting or 0)
+
+
+async def recent_throughput(sessions: async_sessionmaker[AsyncSession]) -> Throughput:
+    since = datetime.now(UTC) - THROUGHPUT_WINDOW
+    async with sessions() as session:
+        finished, mean = (
+            await session.execute(
+                select(func.count(), func.avg(func.extract("epoch", Job.finished_at - Job.started_at))).where(
+                    Job.finished_at >= since, Job.started_at.is_not(None)
+                )
+            )
+        ).one()
+    return Throughput(finished, float(mean) if mean is not None else None)
+
+
+def estimated_wait_seconds(queue: QueueState, throughput: Throughput) -> float | None:
+    """Until a job uploaded now is picked up. The rate is the recent throughput, or what the
+    workers there are now manage at the recent mean processing time if that is more (the
+    throughput undercounts capacity when workers were idle). None: no recent job to go by."""
+    if queue.pending == 0 and queue.idle_workers > 0:
+        return 0.0
+    workers = queue.in_progress + queue.idle_workers
+    rate = throughput.per_second
+    if throughput.mean_processing_seconds and workers:
+        rate = max(rate, workers / throughput.mean_processing_seconds)
+    if rate <= 0:
+        return None
+    # The jobs ahead, and with every worker busy, the one a worker must finish first.
+    ahead = queue.pending + (1 if queue.idle_workers == 0 else 0)
+    return round(ahead / rate, 1)
+
+
+async def service_status(sessions: async_sessionmaker[AsyncSession], bus: Bus, settings: Settings) -> dict:
+    queue = await queue_state(bus, settings)
+    throughput = await recent_throughput(sessions)
+    mean = throughput.mean_processing_seconds
+    return {
+        "queue": {"pending": queue.pending, "in_progress": queue.in_progress},
+        "workers": {
+            "active": queue.in_progress + queue.idle_workers,
+            "busy": queue.in_progress,
+            "idle": queue.idle_workers,
+        },
+        "throughput": {
+            "window_minutes": THROUGHPUT_WINDOW.total_seconds() / 60,
+            "jobs_finished": throughput.finished,
+            "jobs_per_minute": round(throughput.per_second * 60, 3),
+            "mean_processing_seconds": round(mean, 2) if mean is not None else None,
+        },
+        "estimated_wait_seconds": estimated_wait_seconds(queue, throughput),
+    }
+
+
+async def refresh_gauges(sessions: async_sessionmaker[AsyncSession], bus: Bus, settings: Settings) -> None:
+    """Read jobs by state and the queue into the gauges, just before a scrape."""
+    async with sessions() as session:
+        counts = dict((await session.execute(select(Job.state, func.count()).group_by(Job.state))).all())
+    for state in JobState:
+        metrics.JOBS.labels(state.value).set(counts.get(state.value, 0))
+    queue = await queue_state(bus, settings)
+    metrics.QUEUE_PENDING.set(queue.pending)
+    metrics.QUEUE_ACK_PENDING.set(queue.in_progress)
+    metrics.QUEUE_WAITING_PULLS.set(queue.idle_workers)
