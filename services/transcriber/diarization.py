@@ -33,9 +33,13 @@ STEP_SECONDS = 0.75
 MIN_WINDOW_SECONDS = 0.4
 
 # Cosine distance between cluster means (average linkage) above which two
-# clusters are different people: cosine similarity 0.7. Windows of one voice score
-# 0.75-0.85 with each other, of different voices 0.5-0.7 (measured on the fixtures).
-SPEAKER_DISTANCE_THRESHOLD = 0.3
+# clusters are different people (cosine similarity 0.73). Windows of one voice score
+# 0.75-0.85 with each other, of different voices 0.5-0.7; swept 0.15-0.33 on the
+# accuracy corpus (bench/accuracy, BENCHMARKS.md): 0.27 gave the lowest DER.
+SPEAKER_DISTANCE_THRESHOLD = 0.27
+
+# A cluster of fewer windows than this (about 2.5 s of speech) is not a speaker of its own.
+MIN_SPEAKER_WINDOWS = 3
 
 FRAME_SECONDS = 0.01
 # A run of one speaker shorter than this inside another's speech is a flip, not a turn.
@@ -146,7 +150,25 @@ def cluster_speakers(
     count = len(set(labels))
     if not lower <= count <= upper:
         labels = fcluster(tree, t=min(max(count, lower), upper), criterion="maxclust")
-    labels = _reassign_to_centroids(embeddings, labels - 1)
+    labels = _merge_small_clusters(embeddings, labels - 1, lower)
+    return _reassign_to_centroids(embeddings, labels)
+
+
+def _merge_small_clusters(embeddings: np.ndarray, labels: np.ndarray, lower: int) -> np.ndarray:
+    """A "speaker" heard in only a couple of windows is nearly always one voice's odd
+    moment (a laugh, a cough, a strained word): fold it into the nearest speaker."""
+    while True:
+        sizes = np.bincount(labels)
+        small = [k for k in np.argsort(sizes) if sizes[k] < MIN_SPEAKER_WINDOWS]
+        if not small or len(sizes) <= lower:
+            break
+        victim = small[0]
+        centroids = np.stack([embeddings[labels == k].mean(axis=0) for k in range(len(sizes))])
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        closeness = centroids @ centroids[victim]
+        closeness[victim] = -np.inf
+        labels = np.where(labels == victim, int(np.argmax(closeness)), labels)
+        labels = np.unique(labels, return_inverse=True)[1]
     return labels
 
 
