@@ -127,11 +127,30 @@ async def _run_ffmpeg(
     return process.returncode, stdout or b"", stderr.decode("utf-8", "replace")
 
 
+# What ffmpeg says when reading a URL failed, rather than the bytes it read: the object store is
+# down, restarting or refusing. Retrying can help; calling the audio undecodable would be wrong.
+_SOURCE_UNREACHABLE = re.compile(
+    r"Connection refused|Connection reset|Connection timed out|timed out|Server returned (?:5XX|5\d\d|4\d\d)"
+    r"|HTTP error|Input/output error|Network is unreachable|Broken pipe",
+    re.IGNORECASE,
+)
+
+
+def _check_source_reachable(source: str, stderr: str) -> None:
+    if "://" in source and _SOURCE_UNREACHABLE.search(stderr):
+        raise errors.Unavailable(
+            "object storage is unavailable; try again",
+            code="STORAGE_UNAVAILABLE",
+            details={"reason": _ffmpeg_reason(stderr)},
+        )
+
+
 async def probe(source: str, ffmpeg: str = "") -> AudioInfo:
     """Probe `source` (path or URL) and check that its first second really decodes."""
     code, _, stderr = await _run_ffmpeg(
         ffmpeg, ["-i", source, "-map", "0:a:0", "-t", "1", "-f", "null", "-"], capture_stdout=False
     )
+    _check_source_reachable(source, stderr)
     if code != 0:
         raise errors.UnsupportedMedia(
             "the file is not audio ffmpeg can decode",
@@ -150,6 +169,8 @@ async def decode_pcm16k(source: str, ffmpeg: str = "") -> np.ndarray:
         ["-v", "error", "-i", source, "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-"],
         capture_stdout=True,
     )
+    # Also when ffmpeg exits 0: a read cut off mid-stream must not pass for a shorter recording.
+    _check_source_reachable(source, stderr)
     if code != 0:
         raise errors.UnsupportedMedia(
             "the audio could not be decoded", code="AUDIO_UNDECODABLE", details={"reason": _ffmpeg_reason(stderr)}

@@ -103,3 +103,20 @@ async def usage_of_day(database, day) -> dict:
         return {}
     return {name: getattr(row, name) for name in ("files", "audio_seconds", "succeeded", "failed", "cancelled",
                                                    "engine_billed_seconds", "estimated_cost")}  # fmt: skip
+
+
+def long_speech(path, repeats: int = 1) -> bytes:
+    """About a minute of varied speech per repeat (every fixture clip, one after another), as FLAC:
+    long enough to act on a job in the middle of its work. (A single clip looped makes Whisper
+    hear nothing.)"""
+    import subprocess
+    from pathlib import Path
+
+    from kazru.audio import ffmpeg_exe
+
+    clips = sorted((Path(__file__).parent / "fixtures" / "audio").glob("*.flac")) * repeats
+    inputs = [arg for clip in clips for arg in ("-i", str(clip))]
+    joined = "".join(f"[{n}:a]" for n in range(len(clips))) + f"concat=n={len(clips)}:v=0:a=1"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *inputs, "-filter_complex", joined, "-ac", "1", "-ar", "16000",
+                    "-c:a", "flac", str(path)], check=True)  # fmt: skip
+    return Path(path).read_bytes()

@@ -3,7 +3,6 @@ leaves a tombstone that answers 410; a running job's worker stops within seconds
 next job; retried uploads are one job; expiry (shortened here) leaves nothing but the tombstone."""
 
 import asyncio
-import subprocess
 import time
 import uuid
 
@@ -13,12 +12,11 @@ import nats
 import pytest
 
 from kazru import grpc_server
-from kazru.audio import ffmpeg_exe
 from kazru.grpc_errors import from_rpc_error
 from kazru.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.conftest import SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, start_stack, stop_stack
-from tests.helpers import leftovers, remains_of
+from tests.helpers import leftovers, long_speech, remains_of
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 RETENTION_SECONDS = 60.0
@@ -37,11 +35,7 @@ def stack(infra, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory) -> bytes:
-    path = tmp_path_factory.mktemp("long") / "long.flac"
-    subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-stream_loop", "39", "-i", str(SPEECH_CLIP), "-c:a", "flac", str(path)], check=True
-    )
-    return path.read_bytes()
+    return long_speech(tmp_path_factory.mktemp("long") / "long.flac", repeats=2)
 
 
 def upload(client: httpx.Client, data: bytes = b"", **headers) -> dict:
@@ -100,12 +94,16 @@ async def test_delete_over_grpc(stack, store, database):
     metadata = (("authorization", f"Bearer {API_KEY}"),)
     data = SPEECH_CLIP.read_bytes()
 
+    request_id = f"grpc-retry-{uuid.uuid4()}"
+
     async def requests():
-        yield job_service_pb2.UploadAudioRequest(metadata=job_service_pb2.UploadMetadata(filename="g.flac"))
+        metadata_message = job_service_pb2.UploadMetadata(filename="g.flac", request_id=request_id)
+        yield job_service_pb2.UploadAudioRequest(metadata=metadata_message)
         yield job_service_pb2.UploadAudioRequest(chunk=data)
         yield job_service_pb2.UploadAudioRequest(complete=job_pb2.UploadComplete(size_bytes=len(data)))
 
     job = await stub.UploadAudio(requests(), metadata=metadata)
+    assert (await stub.UploadAudio(requests(), metadata=metadata)).name == job.name, "a retry is the same job"
     deleted = await stub.DeleteJob(job_service_pb2.DeleteJobRequest(name=job.name), metadata=metadata)
     assert deleted.state == job_pb2.Job.DELETED and deleted.name == job.name
     assert await remains_of(database, store, uuid.UUID(job.job_id)) == NOTHING

@@ -65,3 +65,18 @@ def test_parse_ffmpeg_probe_without_audio_stream():
     video_only = "Input #0, matroska,webm, from 'x.webm':\n  Stream #0:0: Video: vp9, yuv420p, 640x480\n"
     with pytest.raises(errors.UnsupportedMedia):
         audio.parse_ffmpeg_probe(video_only)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "unavailable"),
+    [("Error opening input files: Connection refused", True), ("Server returned 5XX Server Error reply", True),
+     ("Server returned 503 Service Unavailable", True), ("http://x: Input/output error", True),
+     ("Invalid data found when processing input", False), ("Header missing", False)],
+)  # fmt: skip
+def test_a_failed_read_of_a_url_is_an_outage_not_bad_audio(stderr, unavailable):
+    if unavailable:
+        with pytest.raises(errors.Unavailable):
+            audio._check_source_reachable("http://127.0.0.1:1/jobs/x/original", stderr)
+    else:
+        audio._check_source_reachable("http://127.0.0.1:1/jobs/x/original", stderr)
+    audio._check_source_reachable("/local/file.flac", stderr)  # a local file has no outage
