@@ -6,7 +6,6 @@ Owner ids are opaque strings; a job belongs to exactly one.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -16,16 +15,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru import errors
+from kazru.api_keys import hash_key
 from kazru.db.models import ApiKey
 from kazru.settings import AnonymousAccess, Settings
 
 SESSION_COOKIE = "kazru_session"
 LOCAL_OWNER = "local"
 BOOTSTRAP_OWNER = "bootstrap"
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,132 @@
+"""The `kazru` command line as a user runs it: a separate process against the whole stack over gRPC
+(and, for `kazru keys`, PostgreSQL). Output, files and the exit codes scripts rely on."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests import export_checks
+from tests.conftest import SPEECH_CLIP, SPEECH_WORDS
+from tests.e2e.conftest import API_KEY
+
+
+def kazru(stack, *args: str, api_key: str | None = API_KEY, server: str | None = None, timeout: float = 180):
+    environment = {
+        **os.environ,
+        **stack.settings.as_environment(),  # KAZRU_DATABASE_URL for `kazru keys`
+        "KAZRU_SERVER": server or stack.settings.public_grpc_address,
+    }
+    environment.pop("KAZRU_API_KEY", None)
+    if api_key:
+        environment["KAZRU_API_KEY"] = api_key
+    return subprocess.run(
+        [sys.executable, "-m", "kazru.cli", *args], env=environment, capture_output=True, timeout=timeout
+    )
+
+
+def one_error_line(result) -> str:
+    """The error: one line, the last on stderr (progress lines may come before it)."""
+    lines = result.stderr.decode().strip().splitlines()
+    assert [line for line in lines if line.startswith("kazru: ")] == lines[-1:], lines
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def finished_job(stack, tmp_path_factory) -> tuple[str, str]:
+    """`kazru transcribe` of the speech clip to SRT: (job id, the SRT file's text)."""
+    out = tmp_path_factory.mktemp("cli") / "speech.srt"
+    result = kazru(stack, "transcribe", str(SPEECH_CLIP), "--format", "srt", "-o", str(out), "--languages", "kk,ru")
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    assert result.stdout == b""  # the transcript went to the file
+    assert "upload: 100%" in stderr and "transcription: 100% succeeded" in stderr
+    job_id = next(line.split()[1] for line in stderr.splitlines() if line.startswith("job "))
+    return job_id, out.read_text(encoding="utf-8")
+
+
+def test_transcribe_writes_the_srt_with_the_spoken_words(finished_job):
+    _, srt_text = finished_job
+    captions = export_checks.parse_srt(srt_text.encode())
+    text = " ".join(caption.content for caption in captions).lower()
+    for word in SPEECH_WORDS:
+        assert word in text
+    assert captions[0].start.total_seconds() < captions[-1].end.total_seconds() <= 3.5  # a 2.9 s clip
+
+
+def test_jobs_show_and_export_to_stdout(stack, finished_job):
+    job_id, _ = finished_job
+    listed = kazru(stack, "jobs")
+    assert listed.returncode == 0 and any(
+        line.split()[:2] == [job_id, "SUCCEEDED"] for line in listed.stdout.decode().splitlines()
+    ), listed.stdout
+    shown = kazru(stack, "show", job_id)
+    assert shown.returncode == 0
+    job = json.loads(shown.stdout)
+    assert job["name"] == f"jobs/{job_id}" and job["state"] == "SUCCEEDED" and job["progress"] == 100
+    vtt = kazru(stack, "export", f"jobs/{job_id}", "--format", "vtt")
+    assert vtt.returncode == 0 and SPEECH_WORDS[0] in " ".join(c.text for c in export_checks.parse_vtt(vtt.stdout)).lower()
+
+
+def test_unknown_job_exits_3_with_the_servers_code(stack):
+    for args in (("show", str(uuid.uuid4())), ("export", str(uuid.uuid4()), "--format", "srt")):
+        result = kazru(stack, *args)
+        assert result.returncode == 3
+        assert one_error_line(result) == "kazru: JOB_NOT_FOUND: job not found"
+        assert result.stdout == b""
+
+
+def test_usage_errors_exit_2(stack, tmp_path):
+    assert kazru(stack, "export", str(uuid.uuid4())).returncode == 2  # --format is required
+    assert kazru(stack, "transcribe", str(tmp_path / "missing.flac")).returncode == 2
+    refused = kazru(stack, "transcribe", str(SPEECH_CLIP), "--speakers", "11")  # the server's limit is 10
+    assert refused.returncode == 2 and one_error_line(refused).startswith("kazru: INVALID_")
+
+
+def test_server_down_exits_5(stack):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = f"127.0.0.1:{probe.getsockname()[1]}"
+    result = kazru(stack, "jobs", server=free, timeout=60)
+    assert result.returncode == 5
+    assert one_error_line(result).startswith(f"kazru: UNAVAILABLE: {free}")
+
+
+def test_delete_then_the_transcript_is_gone(stack, finished_job):
+    job_id, _ = finished_job
+    deleted = kazru(stack, "delete", job_id)
+    assert deleted.returncode == 0 and deleted.stdout.decode().split() == [job_id, "DELETED"]
+    gone = kazru(stack, "export", job_id, "--format", "txt")
+    assert gone.returncode == 3 and one_error_line(gone).startswith("kazru: JOB_DELETED:")
+
+
+def test_keys_create_list_revoke_round_trip(stack):
+    name = "cli-" + uuid.uuid4().hex[:8]
+    created = kazru(stack, "keys", "create", name, api_key=None)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.decode().strip()
+    assert key.startswith("kz_") and len(key) > 40
+    key_id = created.stderr.decode().split()[2]
+
+    # The new key is its own owner: it works, and sees none of the test key's jobs.
+    as_new_owner = kazru(stack, "jobs", api_key=key)
+    assert as_new_owner.returncode == 0 and len(as_new_owner.stdout.decode().splitlines()) == 1
+
+    listed = kazru(stack, "keys", "list", api_key=None).stdout.decode()
+    row = next(line.split() for line in listed.splitlines() if line.startswith(key_id))
+    assert row[1] == name and row[-1] == "-" and key not in listed
+
+    assert kazru(stack, "keys", "revoke", key_id, api_key=None).returncode == 0
+    listed = kazru(stack, "keys", "list", api_key=None).stdout.decode()
+    assert next(line for line in listed.splitlines() if line.startswith(key_id)).split()[-1] != "-"
+    refused = kazru(stack, "jobs", api_key=key)
+    assert refused.returncode == 1 and one_error_line(refused) == "kazru: INVALID_API_KEY: the API key is not valid"
+
+    unknown = kazru(stack, "keys", "revoke", str(uuid.uuid4()), api_key=None)
+    assert unknown.returncode == 3 and one_error_line(unknown).startswith("kazru: API_KEY_NOT_FOUND")
