@@ -86,8 +86,9 @@ class Settings(BaseSettings):
     whisper_cpu_threads: int = Field(default=0, ge=0)  # 0: let CTranslate2 decide
     whisper_beam_size: int = Field(default=5, ge=1)
     # Decoding temperatures tried in turn when a decode looks wrong (repetitive or
-    # unlikely). Each retry above 0 samples several candidates: costly on CPU.
-    whisper_temperatures: Annotated[tuple[float, ...], NoDecode] = (0.0, 0.5)
+    # unlikely). Each retry above 0 samples several candidates: costly on CPU, so by
+    # default none (our decodes are already capped by region length and checked for loops).
+    whisper_temperatures: Annotated[tuple[float, ...], NoDecode] = (0.0,)
     # Comma-separated in the environment: KAZRU_DEFAULT_LANGUAGES=kk,ru
     default_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru")
     supported_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru", "en")
