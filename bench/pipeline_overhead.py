@@ -108,7 +108,10 @@ def main() -> None:
         servers = start_servers(root, durable=False)
         processes = {}
         try:
-            settings = servers.settings(**isolated_addresses(), anonymous_access="shared")
+            # 20 uploads in a row: past the default upload rate limit.
+            settings = servers.settings(
+                **isolated_addresses(), anonymous_access="shared", upload_rate_limit_per_minute=0
+            )
             processes = start_services(service_environment(settings), root / "logs")
             wait_until_healthy(settings, processes)
             engine_runs = asyncio.run(engine_seconds(settings))

@@ -21,6 +21,7 @@ class Kind(Enum):
     GONE = "GONE"
     TOO_LARGE = "TOO_LARGE"
     UNSUPPORTED_MEDIA = "UNSUPPORTED_MEDIA"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
@@ -71,6 +72,16 @@ class UnsupportedMedia(KazruError):
     kind, default_code = Kind.UNSUPPORTED_MEDIA, "UNSUPPORTED_MEDIA"
 
 
+# Detail of a RateLimited error: whole seconds until a request will be accepted.
+RETRY_AFTER_DETAIL = "retry_after_seconds"
+
+
+class RateLimited(KazruError):
+    """Too many requests of one kind; details[RETRY_AFTER_DETAIL] says when to try again."""
+
+    kind, default_code = Kind.RESOURCE_EXHAUSTED, "RATE_LIMITED"
+
+
 class Unavailable(KazruError):
     kind, default_code = Kind.UNAVAILABLE, "UNAVAILABLE"
 
@@ -83,7 +94,7 @@ BY_KIND: dict[Kind, type[KazruError]] = {
     cls.kind: cls
     for cls in (
         InvalidArgument, Unauthenticated, PermissionDenied, NotFound, FailedPrecondition, Gone,
-        UploadTooLarge, UnsupportedMedia, Unavailable, Internal,
+        UploadTooLarge, UnsupportedMedia, RateLimited, Unavailable, Internal,
     )
 }
 

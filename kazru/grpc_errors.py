@@ -37,6 +37,7 @@ GRPC_CODE: dict[Kind, grpc.StatusCode] = {
     Kind.GONE: grpc.StatusCode.NOT_FOUND,
     Kind.TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     Kind.UNSUPPORTED_MEDIA: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Kind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
@@ -53,7 +54,13 @@ def to_status(error: KazruError) -> grpc.Status:
     )
     detail = any_pb2.Any()
     detail.Pack(info)
-    status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
+    details = [detail]
+    if errors.RETRY_AFTER_DETAIL in error.details:
+        # AIP-193: a client that honours RetryInfo waits this long before trying again.
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay={"seconds": int(error.details[errors.RETRY_AFTER_DETAIL])}))
+        details.append(retry)
+    status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
     return rpc_status.to_status(status)
 
 

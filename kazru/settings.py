@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # Uploads.
     max_upload_bytes: int = Field(default=500 * MIB, gt=0)
     retention_hours: float = Field(default=24.0, gt=0)
+    # Uploads accepted per minute from one owner and, separately, from one client address
+    # (each gateway process counts on its own); 0: no limit.
+    upload_rate_limit_per_minute: int = Field(default=5, ge=0)
 
     # Auth.
     anonymous_access: AnonymousAccess = AnonymousAccess.COOKIE

@@ -24,6 +24,7 @@ from kazru.grpc_server import check_health
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 from services.gateway import status
+from services.gateway.ratelimit import SlidingWindowLimiter
 from kazru.v1 import (
     export_pb2,
     exporter_service_pb2,
@@ -67,9 +68,15 @@ class Gateway:
         self._channels = channels
         self._ingest = ingest_service_pb2_grpc.IngestServiceStub(channels["ingest"])
         self._exporter = exporter_service_pb2_grpc.ExporterServiceStub(channels["exporter"])
+        self._upload_limit = SlidingWindowLimiter("uploads", settings.upload_rate_limit_per_minute)
 
     @tracing.traced("upload")
-    async def upload(self, owner_id: str, start: UploadStart, body: AsyncIterator[UploadItem]) -> job_pb2.Job:
+    async def upload(
+        self, owner_id: str, start: UploadStart, body: AsyncIterator[UploadItem], *, client_address: str = ""
+    ) -> job_pb2.Job:
+        """`client_address`: the caller's IP, limited like the owner (empty: unknown, the owner's limit only)."""
+        # Before a byte is forwarded: a refused upload costs ingest and S3 nothing.
+        self._upload_limit.acquire(f"owner:{owner_id}", *([f"address:{client_address}"] if client_address else []))
         body_error: list[Exception] = []
 
         async def requests() -> AsyncIterator[ingest_service_pb2.IngestUploadRequest]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import unquote
 
 from kazru import convert, errors
 from kazru.grpc_errors import translate
@@ -46,7 +47,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             check_complete(None, received)
 
         try:
-            return await self._gateway.upload(owner_id, start, chunks())
+            return await self._gateway.upload(owner_id, start, chunks(), client_address=_peer_address(context))
         except errors.KazruError as error:
             await refuse_after_draining(request_iterator, error)
 
@@ -116,6 +117,14 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if change == "revert" and not request.revert:
             raise errors.InvalidArgument("revert must be true when set", code="SEGMENT_CHANGE_MISSING")
         return await self._gateway.edit_segment(owner_id, job_id, index, request.text if change == "text" else None)
+
+
+def _peer_address(context) -> str:
+    """The caller's IP from gRPC's peer ('ipv4:10.0.0.7:5123', 'ipv6:%5B::1%5D:5123'); '' if not IP."""
+    kind, _, rest = unquote(context.peer() or "").partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return ""
+    return rest.rpartition(":")[0].strip("[]")
 
 
 def _segment_from_name(name: str) -> tuple[str, int]:

@@ -30,6 +30,7 @@ from kazru.v1 import export_pb2, job_pb2, transcript_pb2
 from services.gateway import multipart
 from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
 from services.gateway.core import Gateway, UploadItem, UploadStart
+from services.gateway.security_headers import SecurityHeaders
 from services.gateway.http_telemetry import RequestTelemetry
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ HTTP_STATUS: dict[Kind, int] = {
     Kind.GONE: 410,
     Kind.TOO_LARGE: 413,
     Kind.UNSUPPORTED_MEDIA: 415,
+    Kind.RESOURCE_EXHAUSTED: 429,
     Kind.UNAVAILABLE: 503,
     Kind.INTERNAL: 500,
 }
@@ -67,7 +69,9 @@ def error_body(error: KazruError) -> dict:
 
 
 def error_response(error: KazruError) -> JSONResponse:
-    return JSONResponse(error_body(error), status_code=HTTP_STATUS[error.kind])
+    retry_after = error.details.get(errors.RETRY_AFTER_DETAIL)
+    headers = {"Retry-After": retry_after} if retry_after else None
+    return JSONResponse(error_body(error), status_code=HTTP_STATUS[error.kind], headers=headers)
 
 
 def _iso(stamp: Timestamp, present: bool) -> str | None:
@@ -231,6 +235,8 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         log.exception("unhandled error", extra={"path": request.url.path})
         return error_response(errors.Internal("internal error"))
 
+    app.add_middleware(SecurityHeaders, docs_path="/api/v1/docs")
+
     @app.middleware("http")
     async def session_cookie(request: Request, call_next):
         response = await call_next(request)
@@ -266,8 +272,9 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         events = multipart.read_form(_body(request), request.headers.get("content-type"))
         try:
             job = await _upload_from_form(
-                gateway, caller.owner_id, events, request.headers.get("idempotency-key", "")
-            )
+                gateway, caller.owner_id, events, request.headers.get("idempotency-key", ""),
+                request.client.host if request.client else "",
+            )  # fmt: skip
         except KazruError:
             await _drain(request)
             raise
@@ -418,14 +425,18 @@ async def _server_sent_events(
         await updates.aclose()
 
 
-async def _upload_from_form(gateway: Gateway, owner_id: str, events: AsyncIterator[object], request_id: str = ""):
+async def _upload_from_form(
+    gateway: Gateway, owner_id: str, events: AsyncIterator[object], request_id: str = "", client_address: str = ""
+):
     fields: dict[str, str] = {}
     async for event in events:
         if isinstance(event, multipart.Field):
             fields[event.name] = event.value
         elif isinstance(event, multipart.FileStart):
             start = UploadStart(event.filename, event.content_type, parse_options(fields), request_id)
-            return await gateway.upload(owner_id, start, _rest_of_form(events, fields))
+            return await gateway.upload(
+                owner_id, start, _rest_of_form(events, fields), client_address=client_address
+            )
     raise errors.InvalidArgument("the form has no 'file' field", code="FILE_FIELD_MISSING")
 
 

@@ -71,7 +71,8 @@ def test_jobs_show_and_export_to_stdout(stack, finished_job):
     job = json.loads(shown.stdout)
     assert job["name"] == f"jobs/{job_id}" and job["state"] == "SUCCEEDED" and job["progress"] == 100
     vtt = kazru(stack, "export", f"jobs/{job_id}", "--format", "vtt")
-    assert vtt.returncode == 0 and SPEECH_WORDS[0] in " ".join(c.text for c in export_checks.parse_vtt(vtt.stdout)).lower()
+    assert vtt.returncode == 0
+    assert SPEECH_WORDS[0] in " ".join(caption.text for caption in export_checks.parse_vtt(vtt.stdout)).lower()
 
 
 def test_unknown_job_exits_3_with_the_servers_code(stack):

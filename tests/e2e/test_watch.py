@@ -130,9 +130,8 @@ async def test_another_owner_cannot_watch(stack, intruder):
 
     async with grpc_server.channel(stack.settings.public_grpc_address) as channel:
         stub = job_service_pb2_grpc.JobServiceStub(channel)
-        call = stub.WatchJob(
-            job_service_pb2.WatchJobRequest(name=f"jobs/{job_id}"), metadata=(("authorization", intruder["Authorization"]),)
-        )
+        intruder_metadata = (("authorization", intruder["Authorization"]),)
+        call = stub.WatchJob(job_service_pb2.WatchJobRequest(name=f"jobs/{job_id}"), metadata=intruder_metadata)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await call.read()
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
