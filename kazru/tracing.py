@@ -16,7 +16,7 @@ import contextlib
 import functools
 import inspect
 import os
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
@@ -138,16 +138,6 @@ def current_trace_id() -> str | None:
     """The active span's trace id as 32 hex digits, for log lines; None outside any span."""
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
-
-
-@contextlib.contextmanager
-def attached(parent: otel_context.Context) -> Iterator[None]:
-    """Make `parent` the current context for the block (e.g. a message's remote parent)."""
-    token = otel_context.attach(parent)
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
 
 
 def _nanoseconds(moment: datetime) -> int:

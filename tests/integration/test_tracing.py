@@ -67,7 +67,9 @@ async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `s
     gateway = Gateway(database, bus, store, channels, settings=settings)
     app = create_app(settings, gateway, Authenticator(settings, database))
     engine = SpeechKitEngine(settings)
-    worker = TranscriptionWorker(settings, database, store, bus, TranscriptionPipeline(engine, Diarizer(VoiceEncoder.load())))
+    worker = TranscriptionWorker(
+        settings, database, store, bus, TranscriptionPipeline(engine, Diarizer(VoiceEncoder.load()))
+    )
     stop = asyncio.Event()
     working = asyncio.create_task(worker.run(stop))
     try:
@@ -141,12 +143,18 @@ async def test_one_upload_is_one_trace_with_nested_spans(stack, spans, database)
         assert transcribe.start_time <= one[stage].start_time <= one[stage].end_time <= transcribe.end_time
 
     # Metrics of the same run: the request counted by its route, the engine's billing recorded.
-    assert REGISTRY.get_sample_value(
-        "kazru_requests_total", {"transport": "http", "method": "POST /api/v1/upload", "code": "202"}
-    ) >= 1
-    assert REGISTRY.get_sample_value(
-        "kazru_requests_total", {"transport": "grpc", "method": "/kazru.v1.IngestService/Upload", "code": "OK"}
-    ) >= 1
+    assert (
+        REGISTRY.get_sample_value(
+            "kazru_requests_total", {"transport": "http", "method": "POST /api/v1/upload", "code": "202"}
+        )
+        >= 1
+    )
+    assert (
+        REGISTRY.get_sample_value(
+            "kazru_requests_total", {"transport": "grpc", "method": "/kazru.v1.IngestService/Upload", "code": "OK"}
+        )
+        >= 1
+    )
     billed = REGISTRY.get_sample_value("kazru_engine_billed_seconds_total", {"engine": "speechkit"})
     assert billed - billed_before == job.billed_seconds > 0
 

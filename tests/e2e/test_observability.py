@@ -1,0 +1,194 @@
+"""The stack as processes, each with its own metrics port: Prometheus metrics of every service
+and /api/v1/status after a real upload, then the logs of the whole run scanned: JSON lines with
+time, level and service, job ids, and none of the transcript's words, edited text, the upload's
+file name, the API key (right or wrong) or the S3 secret."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kazru.devservers import free_port
+from kazru.devstack import (
+    SERVICES,
+    Servers,
+    isolated_addresses,
+    service_environment,
+    start_services,
+    stop_services,
+    wait_until_healthy,
+)
+from kazru.settings import Settings
+from tests.conftest import SPEECH_CLIP, SPEECH_WORDS
+from tests.e2e.conftest import API_KEY
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+WRONG_KEY = "wrong-key-5d1e0b7a9c3f"
+FILENAME = "секретное-интервью-7c1f.flac"
+EDITED_TEXT = "Тайная правка 42b9"
+SPEAKER_NAME = "Айгерім Секретова"
+METRICS_SERVICES = ("ingest", "exporter", "transcriber", "janitor")
+
+
+@dataclass
+class ObservedStack:
+    settings: Settings
+    processes: dict
+    metrics_ports: dict[str, int]
+    logs: Path
+    s3_secret: str
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http_port}"
+
+    def metrics(self, service: str) -> dict[tuple[str, frozenset], float]:
+        url = (f"{self.http}/metrics" if service == "gateway"
+               else f"http://127.0.0.1:{self.metrics_ports[service]}/metrics")  # fmt: skip
+        response = httpx.get(url, timeout=10)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        }
+
+
+def value(samples: dict, name: str, **labels) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+@pytest.fixture(scope="module")
+def observed(infra: Servers, tmp_path_factory) -> Iterator[ObservedStack]:
+    logs = tmp_path_factory.mktemp("observed") / "logs"
+    settings = infra.settings(
+        **isolated_addresses(), bootstrap_api_key=API_KEY, shutdown_grace_seconds=3, metrics_host="127.0.0.1"
+    )
+    ports = {name: free_port() for name in METRICS_SERVICES}
+    environment = service_environment(settings)
+    processes: dict = {}
+    try:
+        for name in SERVICES:  # one at a time: each its own KAZRU_METRICS_PORT
+            env = {**environment, "KAZRU_METRICS_PORT": str(ports.get(name, 0))}
+            processes.update(start_services(env, logs, [name]))
+        wait_until_healthy(settings, processes)
+    except BaseException:
+        stop_services(processes, grace=15)
+        raise
+    yield ObservedStack(settings, processes, ports, logs, infra.s3.secret_key)
+    stop_services(processes, grace=15)
+
+
+@pytest.fixture(scope="module")
+def finished_job(observed: ObservedStack) -> dict:
+    """One upload through to its transcript, edits and an export: what the logs then must not give away."""
+    http = observed.http
+    assert httpx.get(f"{http}/api/v1/jobs", headers={"Authorization": f"Bearer {WRONG_KEY}"}).status_code == 401
+    response = httpx.post(f"{http}/api/v1/upload", headers=AUTH, files={"file": (FILENAME, SPEECH_CLIP.read_bytes())})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    deadline = time.monotonic() + 120
+    while (job := httpx.get(f"{http}/api/v1/jobs/{job_id}", headers=AUTH).json())["state"] not in (
+        "SUCCEEDED",
+        "FAILED",
+    ):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["state"] == "SUCCEEDED", job["error"]
+    transcript = httpx.get(f"{http}/api/v1/jobs/{job_id}/transcript", headers=AUTH).json()
+    text = " ".join(segment["text"] for segment in transcript["segments"]).lower()
+    assert all(word in text for word in SPEECH_WORDS)
+    speaker = transcript["speakers"][0]["id"]
+    renamed = httpx.put(
+        f"{http}/api/v1/jobs/{job_id}/speakers", headers=AUTH, json={"speakers": {speaker: SPEAKER_NAME}}
+    )
+    assert renamed.status_code == 200, renamed.text
+    edited = httpx.patch(f"{http}/api/v1/jobs/{job_id}/segments/0", headers=AUTH, json={"text": EDITED_TEXT})
+    assert edited.status_code == 200, edited.text
+    export = httpx.get(f"{http}/api/v1/jobs/{job_id}/export/txt", headers=AUTH)
+    assert export.status_code == 200 and EDITED_TEXT in export.text
+    return job
+
+
+def test_status_reports_queue_workers_and_throughput(observed, finished_job):
+    deadline = time.monotonic() + 10
+    while True:
+        status = httpx.get(f"{observed.http}/api/v1/status").json()
+        # The idle worker's pull request is renewed every 2 s: it may be between two.
+        if status["workers"]["active"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert status["queue"] == {"pending": 0, "in_progress": 0}
+    assert status["workers"] == {"active": 1, "busy": 0, "idle": 1}
+    assert status["throughput"]["jobs_finished"] >= 1 and status["throughput"]["mean_processing_seconds"] > 0
+    assert status["estimated_wait_seconds"] == 0.0
+
+
+def test_every_service_serves_its_metrics(observed, finished_job):
+    size = SPEECH_CLIP.stat().st_size
+    gateway = observed.metrics("gateway")
+    assert value(gateway, "kazru_requests_total", transport="http", method="POST /api/v1/upload", code="202") == 1
+    assert value(gateway, "kazru_requests_total", transport="http", method="GET /api/v1/jobs", code="401") == 1
+    assert value(gateway, "kazru_request_duration_seconds_count", transport="http", method="GET /api/v1/jobs/{job_id}/export/{fmt}") == 1  # fmt: skip
+    assert value(gateway, "kazru_jobs", state="SUCCEEDED") >= 1
+    assert value(gateway, "kazru_queue_pending_messages") == 0
+    assert value(gateway, "kazru_queue_ack_pending_messages") == 0
+
+    ingest = observed.metrics("ingest")
+    assert value(ingest, "kazru_upload_bytes_total") == size
+    assert (
+        value(ingest, "kazru_requests_total", transport="grpc", method="/kazru.v1.IngestService/Upload", code="OK") == 1
+    )
+
+    transcriber = observed.metrics("transcriber")
+    assert value(transcriber, "kazru_jobs_finished_total", state="SUCCEEDED") == 1
+    assert value(transcriber, "kazru_realtime_factor_count", engine="whisper") == 1
+    assert 0 < value(transcriber, "kazru_realtime_factor_sum", engine="whisper") < 20
+    for stage in ("queue", "decode", "pipeline", "save", "engine", "vad", "embedding", "clustering", "assembly"):
+        assert value(transcriber, "kazru_stage_duration_seconds_count", stage=stage) == 1, stage
+    assert value(transcriber, "kazru_transcribed_audio_seconds_total", engine="whisper") == pytest.approx(
+        2.92, abs=0.05
+    )
+
+    exporter = observed.metrics("exporter")
+    assert (
+        value(exporter, "kazru_requests_total", transport="grpc", method="/kazru.v1.ExporterService/Render", code="OK")
+        == 1
+    )
+
+    janitor = observed.metrics("janitor")  # answers the gateway's health checks
+    assert (
+        value(janitor, "kazru_requests_total", transport="grpc", method="/grpc.health.v1.Health/Check", code="OK") >= 1
+    )
+
+
+def test_logs_of_the_run_leak_nothing(observed, finished_job):
+    stop_services(observed.processes, grace=15)  # everything flushed, shutdown lines included
+    lines = [
+        (path.stem, line)
+        for path in sorted(observed.logs.glob("*.log"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    assert {service for service, _ in lines} == set(SERVICES)
+    entries = []
+    for service, line in lines:
+        entry = json.loads(line)  # every line is one JSON object
+        assert {"time", "level", "service", "message"} <= set(entry), line
+        assert entry["service"] == service
+        entries.append(entry)
+    forbidden = [*SPEECH_WORDS, EDITED_TEXT, SPEAKER_NAME, FILENAME, FILENAME.removesuffix(".flac"),
+                 API_KEY, WRONG_KEY, observed.s3_secret]  # fmt: skip
+    for service, line in lines:
+        for secret in forbidden:
+            assert secret.lower() not in line.lower(), f"{service} logged {secret!r}: {line}"
+    # The job's lines say which job they are about.
+    about_job = [entry for entry in entries if entry.get("job_id") == finished_job["job_id"]]
+    assert {"upload accepted", "job succeeded"} <= {entry["message"] for entry in about_job}
