@@ -21,7 +21,7 @@ from kazru.db.models import ApiKey
 from kazru.devstack import service_environment, start_services
 from kazru.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import hash_key
-from tests.conftest import FIXTURES, SPEECH_CLIP
+from tests.conftest import SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, start_stack, stop_stack
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -104,7 +104,7 @@ async def test_sse_follows_a_job_from_pending_to_succeeded_and_ends(stack, tmp_p
 async def test_grpc_watch_streams_until_terminal_and_a_finished_job_once(stack, tmp_path):
     ensure_transcriber(stack, tmp_path)
     async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
-        job_id = await upload(client, FIXTURES / "conversation_2spk.flac")
+        job_id = await upload(client)
     metadata = (("authorization", f"Bearer {API_KEY}"),)
     async with grpc_server.channel(stack.settings.public_grpc_address) as channel:
         stub = job_service_pb2_grpc.JobServiceStub(channel)
@@ -123,6 +123,13 @@ async def test_another_owner_cannot_watch(stack, intruder):
         job_id = await upload(client)
         foreign = await client.get(f"/api/v1/jobs/{job_id}/status", headers=intruder)
         unknown = await client.get(f"/api/v1/jobs/{uuid.uuid4()}/status")
+        # Deleting it ends a watch at once (the cancel signal wakes it) and spares the transcriber the work.
+        async with client.stream("GET", f"/api/v1/jobs/{job_id}/status") as watching:
+            assert (await client.delete(f"/api/v1/jobs/{job_id}")).status_code == 200
+            received: list[dict] = []
+            await asyncio.wait_for(read_events(watching, received, []), timeout=20)
+        # (SUCCEEDED only if a worker finished the clip between the upload and the delete.)
+        assert received[-1]["state"] in ("DELETED", "SUCCEEDED")
     for response in (foreign, unknown):
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/json"
