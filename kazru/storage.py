@@ -21,6 +21,7 @@ from kazru.settings import MIB, Settings
 
 # The smallest part S3 accepts: memory per upload stays near one part.
 PART_SIZE = 5 * MIB
+READ_CHUNK_BYTES = 256 * 1024
 _EOF = object()
 _ABORT = object()
 
@@ -187,6 +188,20 @@ class ObjectStore:
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         await asyncio.to_thread(self._client._abort_multipart_upload, self.bucket, key, upload_id)
+
+    async def read(self, key: str, offset: int = 0, length: int = 0) -> AsyncIterator[bytes]:
+        """`length` bytes of the object from `offset` (0: to the end), as they arrive from S3.
+
+        S3 is asked at the first `anext`, which raises a missing object or an outage: a caller
+        can pull the first chunk before it answers anything of its own.
+        """
+        response = await asyncio.to_thread(self._client.get_object, self.bucket, key, offset=offset, length=length)
+        try:
+            while chunk := await asyncio.to_thread(response.read, READ_CHUNK_BYTES):
+                yield chunk
+        finally:
+            response.close()
+            response.release_conn()
 
     def presigned_url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         """A URL ffmpeg can read the object from (range requests work, so it can seek)."""

@@ -36,8 +36,8 @@ async def get_owned_job(session: AsyncSession, job_id: str, owner_id: str) -> Jo
     return job
 
 
-def require_transcript(job: Job) -> None:
-    """Raise unless the job has a transcript to read."""
+def require_not_removed(job: Job) -> None:
+    """Raise Gone when the job's audio and transcript were deleted (expired or deleted by its owner)."""
     state = job.job_state
     if state in (JobState.EXPIRED, JobState.DELETED):
         raise errors.Gone(
@@ -45,6 +45,12 @@ def require_transcript(job: Job) -> None:
             code=f"JOB_{state.value}",
             details={"job_id": str(job.id)},
         )
+
+
+def require_transcript(job: Job) -> None:
+    """Raise unless the job has a transcript to read."""
+    require_not_removed(job)
+    state = job.job_state
     if state is not JobState.SUCCEEDED:
         raise errors.FailedPrecondition(
             f"the transcript is not ready: job is {state.value}",

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
+from minio.error import S3Error
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,6 +50,25 @@ class UploadStart:
 
 # What an upload body yields after its start: file bytes, or options that arrived late.
 UploadItem = bytes | job_pb2.TranscriptionOptions
+
+# Each stored container as the MIME type browsers play it by.
+CONTAINER_MEDIA_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "mp3": "audio/mpeg",
+    "mp4": "audio/mp4",
+    "webm": "audio/webm",
+}
+
+
+@dataclass(frozen=True)
+class StoredAudio:
+    """A job's original recording as uploaded."""
+
+    object_key: str
+    size_bytes: int
+    media_type: str
 
 
 class Gateway:
@@ -149,6 +169,26 @@ class Gateway:
         """Cancel if pending or running, delete the audio and transcript now, keep a DELETED tombstone."""
         job = await retention.delete_job(self._sessions, self._store, self._bus, self._settings, owner_id, job_id)
         return convert.job_to_proto(job)
+
+    async def audio(self, owner_id: str, job_id: str) -> StoredAudio:
+        """The owner's original recording; Gone once the job expired or was deleted."""
+        async with self._sessions() as session:
+            job = await jobs.get_owned_job(session, job_id, owner_id)
+        jobs.require_not_removed(job)
+        media_type = CONTAINER_MEDIA_TYPES.get(job.container, job.content_type or "application/octet-stream")
+        return StoredAudio(job.object_key, job.size_bytes, media_type)
+
+    async def read_audio(self, audio: StoredAudio, offset: int, length: int) -> tuple[bytes, AsyncIterator[bytes]]:
+        """The first chunk of `length` bytes from `offset` (errors are raised now) and an iterator over the rest."""
+        chunks = self._store.read(audio.object_key, offset, length)
+        try:
+            first = await anext(chunks, b"")
+        except S3Error as error:
+            if error.code not in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                raise
+            # Deleted between the row read and now (the janitor, or the owner's DELETE).
+            raise errors.Gone("the job's audio has been deleted", code="AUDIO_DELETED") from None
+        return first, chunks
 
     async def get_transcript(self, owner_id: str, job_id: str) -> tuple[job_pb2.Job, transcript_pb2.Transcript]:
         async with self._sessions() as session:

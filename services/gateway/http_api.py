@@ -27,7 +27,7 @@ from kazru import errors, metrics, upload_protocol
 from kazru.errors import KazruError, Kind
 from kazru.settings import Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
-from services.gateway import multipart
+from services.gateway import byte_ranges, multipart
 from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
 from services.gateway.core import Gateway, UploadItem, UploadStart
 from services.gateway.security_headers import SecurityHeaders
@@ -314,6 +314,37 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     @app.delete("/api/v1/jobs/{job_id}", summary="Cancel if running; delete the audio and transcript now")
     async def delete_job(job_id: str, caller: Caller) -> dict:
         return job_json(await gateway.delete_job(caller.owner_id, job_id))
+
+    @app.get(
+        "/api/v1/jobs/{job_id}/audio",
+        summary="The original recording, with HTTP range requests so a player can seek",
+        description="Send `Range: bytes=START-END` (or `bytes=-N` for the last N bytes) for `206` and a part; "
+        "a range outside the recording is `416`. A deleted or expired job's audio is `410`.",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}}},
+                   206: {"description": "The requested part", "content": {"audio/*": {}}}},
+    )  # fmt: skip
+    async def job_audio(job_id: str, caller: Caller, request: Request) -> Response:
+        audio = await gateway.audio(caller.owner_id, job_id)
+        headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store"}
+        try:
+            wanted = byte_ranges.parse_range(request.headers.get("range"), audio.size_bytes)
+        except byte_ranges.Unsatisfiable as error:
+            body = {"error": {"code": "RANGE_NOT_SATISFIABLE", "message": str(error),
+                              "details": {"size_bytes": str(error.size)}}}
+            return JSONResponse(body, 416, headers={**headers, "Content-Range": f"bytes */{error.size}"})
+        part = wanted or byte_ranges.ByteRange(0, audio.size_bytes - 1)
+        first, rest = await gateway.read_audio(audio, part.start, part.length)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in rest:
+                yield chunk
+
+        headers["Content-Length"] = str(part.length)
+        if wanted is not None:
+            headers["Content-Range"] = wanted.content_range(audio.size_bytes)
+        return StreamingResponse(body(), 206 if wanted else 200, headers=headers, media_type=audio.media_type)
 
     @app.get("/api/v1/jobs/{job_id}/transcript", summary="The transcript of a finished job")
     async def get_transcript(job_id: str, caller: Caller) -> dict:

@@ -1,0 +1,123 @@
+"""GET /api/v1/jobs/{id}/audio through the gateway process: the original object from S3 with HTTP
+range requests (what the page's <audio> seeks with), owner-only, 410 once the job is gone."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+
+from kazru.db.models import ApiKey, Job
+from services.gateway.auth import hash_key
+from tests.conftest import SPEECH_CLIP
+from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+INTRUDER_KEY = "audio-intruder-" + uuid.uuid4().hex
+CLIP = SPEECH_CLIP.read_bytes()
+SIZE = len(CLIP)
+
+
+@pytest.fixture(scope="module")
+def stack(infra, tmp_path_factory):
+    # No transcriber: the original recording is served whatever the job's state.
+    started = start_stack(infra, tmp_path_factory.mktemp("audio"), services=("ingest", "gateway"))
+    yield started
+    stop_stack(started)
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    with httpx.Client(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        yield client
+
+
+def upload(client: httpx.Client) -> str:
+    response = client.post("/api/v1/upload", files={"file": (SPEECH_CLIP.name, CLIP, "audio/flac")})
+    assert response.status_code == 202, response.text
+    return response.json()["job_id"]
+
+
+@pytest.fixture(scope="module")
+def job_id(client) -> str:
+    return upload(client)
+
+
+def test_whole_recording_without_a_range(client, job_id):
+    response = client.get(f"/api/v1/jobs/{job_id}/audio")
+    assert response.status_code == 200
+    assert response.content == CLIP
+    assert response.headers["accept-ranges"] == "bytes"
+    assert response.headers["content-type"] == "audio/flac"
+    assert int(response.headers["content-length"]) == SIZE
+    assert "content-range" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("header", "start", "end"),
+    [
+        ("bytes=0-99", 0, 99),
+        ("bytes=-100", SIZE - 100, SIZE - 1),
+        ("bytes=1000-", 1000, SIZE - 1),
+        (f"bytes=10-{SIZE + 5000}", 10, SIZE - 1),  # an end past the object is cut to its last byte
+        (f"bytes=-{SIZE * 2}", 0, SIZE - 1),  # a suffix longer than the object is all of it
+    ],
+)
+def test_ranges_answer_206_with_exactly_those_bytes(client, job_id, header, start, end):
+    response = client.get(f"/api/v1/jobs/{job_id}/audio", headers={"Range": header})
+    assert response.status_code == 206, response.text
+    assert response.content == CLIP[start : end + 1]
+    assert response.headers["content-range"] == f"bytes {start}-{end}/{SIZE}"
+    assert int(response.headers["content-length"]) == end - start + 1
+    assert response.headers["accept-ranges"] == "bytes"
+
+
+@pytest.mark.parametrize("header", [f"bytes={SIZE}-", f"bytes={SIZE + 10}-{SIZE + 20}", "bytes=-0"])
+def test_unsatisfiable_ranges_answer_416(client, job_id, header):
+    response = client.get(f"/api/v1/jobs/{job_id}/audio", headers={"Range": header})
+    assert response.status_code == 416
+    assert response.headers["content-range"] == f"bytes */{SIZE}"
+    assert response.json()["error"]["code"] == "RANGE_NOT_SATISFIABLE"
+
+
+@pytest.mark.parametrize("header", ["bytes=0-1,5-6", "items=0-5", "bytes=9-3", "bytes=abc"])
+def test_ranges_we_do_not_serve_are_ignored_for_the_whole_recording(client, job_id, header):
+    response = client.get(f"/api/v1/jobs/{job_id}/audio", headers={"Range": header})
+    assert response.status_code == 200
+    assert response.content == CLIP
+
+
+async def test_another_owner_gets_404_and_not_a_byte(stack, job_id, database):
+    async with database.begin() as session:
+        await session.execute(
+            insert(ApiKey)
+            .values(id=uuid.uuid4(), owner_id="audio-intruder", name="intruder", key_hash=hash_key(INTRUDER_KEY))
+            .on_conflict_do_nothing()
+        )
+    async with httpx.AsyncClient(base_url=stack.http) as intruder:
+        for headers in ({"Authorization": f"Bearer {INTRUDER_KEY}"}, {}):  # another key; a new browser
+            response = await intruder.get(f"/api/v1/jobs/{job_id}/audio", headers={**headers, "Range": "bytes=0-99"})
+            assert response.status_code == 404
+            assert response.json()["error"]["code"] == "JOB_NOT_FOUND"
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH) as owner:
+        missing = await owner.get(f"/api/v1/jobs/{uuid.uuid4()}/audio")
+        assert missing.status_code == 404
+
+
+def test_a_deleted_job_answers_410(client):
+    job_id = upload(client)
+    assert client.get(f"/api/v1/jobs/{job_id}/audio", headers={"Range": "bytes=0-0"}).status_code == 206
+    assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 200
+    gone = client.get(f"/api/v1/jobs/{job_id}/audio")
+    assert (gone.status_code, gone.json()["error"]["code"]) == (410, "JOB_DELETED")
+
+
+async def test_an_expired_job_answers_410(client, database):
+    job_id = upload(client)
+    async with database.begin() as session:
+        await session.execute(update(Job).where(Job.id == uuid.UUID(job_id)).values(state="EXPIRED"))
+    gone = client.get(f"/api/v1/jobs/{job_id}/audio")
+    assert (gone.status_code, gone.json()["error"]["code"]) == (410, "JOB_EXPIRED")
