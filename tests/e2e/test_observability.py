@@ -1,11 +1,14 @@
-"""The stack as processes, each with its own metrics port: Prometheus metrics of every service
-and /api/v1/status after a real upload, then the logs of the whole run scanned: JSON lines with
-time, level and service, job ids, and none of the transcript's words, edited text, the upload's
-file name, the API key (right or wrong) or the S3 secret."""
+"""The stack as processes, each with its own metrics port and tracing to a local OTLP receiver:
+after a real upload, Prometheus metrics of every service and /api/v1/status; the upload as one
+connected trace across gateway, ingest, transcriber and exporter; then the logs of the whole
+run scanned: JSON lines with time, level and service, job and trace ids, and none of the
+transcript's words, edited text, the upload's file name, the API key (right or wrong) or the
+S3 secret."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from kazru.devstack import (
 from kazru.settings import Settings
 from tests.conftest import SPEECH_CLIP, SPEECH_WORDS
 from tests.e2e.conftest import API_KEY
+from tests.fakes.otlp_collector import OtlpTraceCollector
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 WRONG_KEY = "wrong-key-5d1e0b7a9c3f"
@@ -35,6 +39,10 @@ FILENAME = "секретное-интервью-7c1f.flac"
 EDITED_TEXT = "Тайная правка 42b9"
 SPEAKER_NAME = "Айгерім Секретова"
 METRICS_SERVICES = ("ingest", "exporter", "transcriber", "janitor")
+# The client's own trace context (W3C): its upload and its export then belong to one trace.
+CLIENT_TRACE_ID = secrets.token_hex(16)
+CLIENT_SPAN_ID = secrets.token_hex(8)
+TRACED = {**AUTH, "traceparent": f"00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01"}
 
 
 @dataclass
@@ -44,6 +52,7 @@ class ObservedStack:
     metrics_ports: dict[str, int]
     logs: Path
     s3_secret: str
+    collector: OtlpTraceCollector
 
     @property
     def http(self) -> str:
@@ -66,13 +75,23 @@ def value(samples: dict, name: str, **labels) -> float | None:
 
 
 @pytest.fixture(scope="module")
-def observed(infra: Servers, tmp_path_factory) -> Iterator[ObservedStack]:
+def collector() -> Iterator[OtlpTraceCollector]:
+    receiver = OtlpTraceCollector()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def observed(infra: Servers, collector: OtlpTraceCollector, tmp_path_factory) -> Iterator[ObservedStack]:
     logs = tmp_path_factory.mktemp("observed") / "logs"
     settings = infra.settings(
         **isolated_addresses(), bootstrap_api_key=API_KEY, shutdown_grace_seconds=3, metrics_host="127.0.0.1"
     )
     ports = {name: free_port() for name in METRICS_SERVICES}
-    environment = service_environment(settings)
+    tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true",
+               "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
+    environment = {**service_environment(settings), **tracing}
     processes: dict = {}
     try:
         for name in SERVICES:  # one at a time: each its own KAZRU_METRICS_PORT
@@ -82,7 +101,7 @@ def observed(infra: Servers, tmp_path_factory) -> Iterator[ObservedStack]:
     except BaseException:
         stop_services(processes, grace=15)
         raise
-    yield ObservedStack(settings, processes, ports, logs, infra.s3.secret_key)
+    yield ObservedStack(settings, processes, ports, logs, infra.s3.secret_key, collector)
     stop_services(processes, grace=15)
 
 
@@ -91,7 +110,7 @@ def finished_job(observed: ObservedStack) -> dict:
     """One upload through to its transcript, edits and an export: what the logs then must not give away."""
     http = observed.http
     assert httpx.get(f"{http}/api/v1/jobs", headers={"Authorization": f"Bearer {WRONG_KEY}"}).status_code == 401
-    response = httpx.post(f"{http}/api/v1/upload", headers=AUTH, files={"file": (FILENAME, SPEECH_CLIP.read_bytes())})
+    response = httpx.post(f"{http}/api/v1/upload", headers=TRACED, files={"file": (FILENAME, SPEECH_CLIP.read_bytes())})
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     deadline = time.monotonic() + 120
@@ -112,7 +131,7 @@ def finished_job(observed: ObservedStack) -> dict:
     assert renamed.status_code == 200, renamed.text
     edited = httpx.patch(f"{http}/api/v1/jobs/{job_id}/segments/0", headers=AUTH, json={"text": EDITED_TEXT})
     assert edited.status_code == 200, edited.text
-    export = httpx.get(f"{http}/api/v1/jobs/{job_id}/export/txt", headers=AUTH)
+    export = httpx.get(f"{http}/api/v1/jobs/{job_id}/export/txt", headers=TRACED)
     assert export.status_code == 200 and EDITED_TEXT in export.text
     return job
 
@@ -169,6 +188,31 @@ def test_every_service_serves_its_metrics(observed, finished_job):
     )
 
 
+def test_one_upload_is_one_connected_trace_across_the_processes(observed, finished_job):
+    expected = {
+        ("kazru-gateway", "POST /api/v1/upload"), ("kazru-gateway", "upload"),
+        ("kazru-ingest", "kazru.v1.IngestService/Upload"), ("kazru-ingest", "store"),
+        ("kazru-transcriber", "transcribe"), ("kazru-transcriber", "queue wait"), ("kazru-transcriber", "decode"),
+        ("kazru-transcriber", "diarization"), ("kazru-transcriber", "engine"), ("kazru-transcriber", "database write"),
+        ("kazru-gateway", "GET /api/v1/jobs/{job_id}/export/{fmt}"),
+        ("kazru-exporter", "kazru.v1.ExporterService/Render"), ("kazru-exporter", "export"),
+    }  # fmt: skip
+    deadline = time.monotonic() + 15
+    while True:  # each process exports its spans in batches, 100 ms apart
+        trace = [span for span in observed.collector.spans() if span.trace_id == CLIENT_TRACE_ID]
+        if expected <= {(span.service, span.name) for span in trace} or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert expected <= {(span.service, span.name) for span in trace}
+    # Connected: every span's parent is in the trace, or is the client's own span.
+    ids = {span.span_id for span in trace} | {CLIENT_SPAN_ID}
+    assert all(span.parent_span_id in ids for span in trace), [s for s in trace if s.parent_span_id not in ids]
+    named = {span.name: span for span in trace}
+    assert named["transcribe"].parent_span_id == named["kazru.v1.IngestService/Upload"].span_id  # through NATS
+    assert named["kazru.v1.IngestService/Upload"].parent_span_id == named["upload"].span_id  # through gRPC
+    assert named["POST /api/v1/upload"].parent_span_id == CLIENT_SPAN_ID
+
+
 def test_logs_of_the_run_leak_nothing(observed, finished_job):
     stop_services(observed.processes, grace=15)  # everything flushed, shutdown lines included
     lines = [
@@ -192,3 +236,7 @@ def test_logs_of_the_run_leak_nothing(observed, finished_job):
     # The job's lines say which job they are about.
     about_job = [entry for entry in entries if entry.get("job_id") == finished_job["job_id"]]
     assert {"upload accepted", "job succeeded"} <= {entry["message"] for entry in about_job}
+    # ... and which trace: the client's.
+    assert {
+        entry.get("trace_id") for entry in about_job if entry["message"] in ("upload accepted", "job succeeded")
+    } == {CLIENT_TRACE_ID}
