@@ -4,6 +4,11 @@ Per message: claim the job (RUNNING), decode once to 16 kHz mono, run the
 engine while reporting progress and heartbeating the message, then write all
 segments and SUCCEEDED in one transaction, and only then ack. A redelivered
 message for a finished job is simply acked, so processing is idempotent.
+
+A job deleted or expired while it runs is cancelled: the worker hears it on
+`kazru.jobs.cancel.{id}` (or sees the row change at its next heartbeat), stops
+waiting for the engine at once, terminates the message and writes nothing; the
+engine thread, which cannot be killed, stops at its next progress check.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -19,8 +25,8 @@ import nats.errors
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import audio, errors, metrics, tracing
-from kazru.bus import SUBJECT_UPLOADED, TRANSCRIBER_CONSUMER, Bus
+from kazru import audio, errors, lifecycle, metrics, retention, tracing
+from kazru.bus import CANCEL_SUBJECTS, SUBJECT_UPLOADED, TRANSCRIBER_CONSUMER, Bus
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
@@ -33,6 +39,28 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_SECONDS = 0.5
 # Redelivery delays after transient failures (attempt 1, 2, ...).
 RETRY_DELAYS_SECONDS = (2.0, 10.0, 30.0, 60.0)
+
+
+class JobCancelled(Exception):
+    """The job was deleted or expired while it ran: stop, write nothing."""
+
+
+class CancelSwitch:
+    """Tripped from the event loop (cancel signal, heartbeat); checked by the engine thread too."""
+
+    def __init__(self) -> None:
+        self._flag = threading.Event()
+        self.tripped = asyncio.Event()
+
+    def trip(self) -> None:
+        self._flag.set()
+        self.tripped.set()
+
+    def check(self) -> None:
+        """Raise once tripped. Called from the progress callback, between engine segments:
+        raising there ends faster-whisper's generator, so the engine thread stops too."""
+        if self._flag.is_set():
+            raise JobCancelled()
 
 
 @contextlib.contextmanager
@@ -91,10 +119,19 @@ class TranscriptionWorker:
         self._store = store
         self._bus = bus
         self._pipeline = pipeline
+        # The job in hand and its cancel switch (a worker holds one job at a time).
+        self._current: tuple[uuid.UUID, CancelSwitch] | None = None
+
+    async def _on_cancel_signal(self, msg) -> None:
+        current = self._current
+        if current is not None and msg.subject.rsplit(".", 1)[-1] == str(current[0]):
+            log.info("cancel signal for the running job", extra={"job_id": str(current[0])})
+            current[1].trip()
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._bus.ensure_jobs_stream()
         await self._bus.ensure_transcriber_consumer()
+        cancels = await self._bus.nc.subscribe(CANCEL_SUBJECTS, cb=self._on_cancel_signal)
         subscription = await self._bus.js.pull_subscribe_bind(TRANSCRIBER_CONSUMER, stream=self._settings.jobs_stream)
         log.info("waiting for jobs", extra={"subject": SUBJECT_UPLOADED})
         try:
@@ -118,6 +155,8 @@ class TranscriptionWorker:
         finally:
             # A pull subscription left open makes the connection's drain wait for its timeout.
             await asyncio.shield(subscription.unsubscribe())
+            with contextlib.suppress(Exception):
+                await cancels.unsubscribe()
 
     async def handle(self, message) -> None:
         """One message, in the upload's trace (its context rides in the message headers), with
@@ -140,7 +179,9 @@ class TranscriptionWorker:
         if claimed is None:
             await message.ack()
             return
-        heartbeat = asyncio.create_task(self._heartbeat(message))
+        switch = CancelSwitch()
+        self._current = (job_id, switch)
+        heartbeat = asyncio.create_task(self._heartbeat(message, job_id, switch))
         reporter: ProgressReporter | None = None
         stages: dict[str, float] = {"queue_seconds": (claimed.started_at - claimed.created_at).total_seconds()}
         tracing.record_span("queue wait", claimed.created_at, claimed.started_at)
@@ -153,20 +194,30 @@ class TranscriptionWorker:
                     self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path
                 )
             reporter = ProgressReporter(self, job_id, len(samples) / audio.SAMPLE_RATE)
+
+            def on_progress(fraction: float, report=reporter.from_engine_thread) -> None:
+                switch.check()
+                report(fraction)
+
             with _timed(stages, "pipeline_seconds"):
-                result = await self._pipeline.run(
-                    samples,
-                    claimed.languages,
-                    min_speakers=claimed.min_speakers,
-                    max_speakers=claimed.max_speakers,
-                    on_progress=reporter.from_engine_thread,
+                result = await _until_cancelled(
+                    self._pipeline.run(
+                        samples,
+                        claimed.languages,
+                        min_speakers=claimed.min_speakers,
+                        max_speakers=claimed.max_speakers,
+                        on_progress=on_progress,
+                    ),
+                    switch,
                 )
             reporter.stop()
             with _timed(stages, "save_seconds"), tracing.span("database write"):
-                await self._save(job_id, result)
+                saved = await self._save(job_id, result)
                 await message.ack()
-            await self._publish_finished(job_id, JobState.SUCCEEDED)
             await self._forget_at_engine(job_id, result)
+            if not saved:
+                raise JobCancelled()
+            await self._publish_finished(job_id, JobState.SUCCEEDED)
             log.info(
                 "job succeeded",
                 extra={"job_id": str(job_id), "segments": len(result.segments), "speakers": len(result.speakers),
@@ -176,16 +227,27 @@ class TranscriptionWorker:
             metrics.observe_transcription(
                 result.engine, {**result.stage_seconds, **stages}, result.billed_seconds, self._settings
             )
+        except JobCancelled:
+            # Deleted or expired while running: the row is a tombstone already and nothing is written.
+            log.info("job cancelled; its work stopped", extra={"job_id": str(job_id)})
+            metrics.JOBS_FINISHED.labels(JobState.CANCELLED.value).inc()
+            with contextlib.suppress(Exception):  # already acked if it was cancelled while saving
+                await message.term()
         except errors.KazruError as error:
-            # The input itself is bad: retrying cannot help.
-            await self._fail(job_id, error.code, error.message)
-            await message.term()
+            if error.kind is errors.Kind.UNAVAILABLE:
+                # A dependency is down (e.g. S3 restarting mid-read): retried like any transient failure.
+                await self._retry_or_fail(job_id, message, error)
+            else:
+                # The input itself is bad: retrying cannot help.
+                await self._fail(job_id, error.code, error.message)
+                await message.term()
         except asyncio.CancelledError:
             await asyncio.shield(self._release(job_id, message))
             raise
         except Exception as error:
             await self._retry_or_fail(job_id, message, error)
         finally:
+            self._current = None
             if reporter is not None:
                 reporter.stop()
             heartbeat.cancel()
@@ -202,14 +264,28 @@ class TranscriptionWorker:
             job.started_at = datetime.now(UTC)
             return job
 
-    async def _heartbeat(self, message) -> None:
-        """Tell JetStream the job is alive so it is not redelivered to another worker."""
+    async def _heartbeat(self, message, job_id: uuid.UUID, switch: CancelSwitch) -> None:
+        """Tell JetStream the job is alive, so it is not redelivered to another worker, and the
+        database too (the janitor fails jobs whose worker died on their last delivery). A job
+        that is no longer RUNNING (deleted, expired) is cancelled even if its signal was missed."""
         while True:
             await asyncio.sleep(self._settings.job_ack_wait_seconds / 3)
             try:
                 await message.in_progress()
             except Exception:
-                log.warning("heartbeat failed", exc_info=True)
+                log.warning("heartbeat to the queue failed", exc_info=True)
+            try:
+                async with self._sessions.begin() as session:
+                    still_running = await session.scalar(
+                        update(Job)
+                        .where(Job.id == job_id, Job.state == JobState.RUNNING)
+                        .values(updated_at=datetime.now(UTC))
+                        .returning(Job.id)
+                    )
+                if still_running is None:
+                    switch.trip()
+            except Exception:
+                log.warning("heartbeat to the database failed", exc_info=True)
 
     async def record_progress(self, job_id: uuid.UUID, percent: int, position: float, duration: float) -> None:
         async with self._sessions.begin() as session:
@@ -222,13 +298,15 @@ class TranscriptionWorker:
             )
         )
 
-    async def _save(self, job_id: uuid.UUID, result: TranscriptionResult) -> None:
-        """Replace the job's transcript (segments, words, speakers) and mark it SUCCEEDED, in one transaction."""
+    async def _save(self, job_id: uuid.UUID, result: TranscriptionResult) -> bool:
+        """Replace the job's transcript (segments, words, speakers) and mark it SUCCEEDED, in one transaction.
+        False (and nothing written) if the job stopped being RUNNING meanwhile (deleted, expired)."""
         async with self._sessions.begin() as session:
             job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
             if job is None or job.job_state is not JobState.RUNNING:
                 log.info("job changed state while running; result discarded", extra={"job_id": str(job_id)})
-                return
+                return False
+            lifecycle.check_transition(job.state, JobState.SUCCEEDED, job_id)
             for table in (Word, Segment, Speaker):
                 await session.execute(delete(table).where(table.job_id == job_id))
             session.add_all(_transcript_rows(job_id, result))
@@ -244,6 +322,8 @@ class TranscriptionWorker:
             job.finished_at = datetime.now(UTC)
             job.error_code = None
             job.error_message = None
+            await retention.record_usage(session, job, self._settings)
+        return True
 
     async def _forget_at_engine(self, job_id: uuid.UUID, result: TranscriptionResult) -> None:
         """Delete the copy an external engine keeps, once ours is stored. If that fails,
@@ -260,11 +340,15 @@ class TranscriptionWorker:
 
     async def _fail(self, job_id: uuid.UUID, code: str, message: str) -> None:
         async with self._sessions.begin() as session:
-            await session.execute(
+            job = await session.scalar(
                 update(Job)
-                .where(Job.id == job_id, Job.state == JobState.RUNNING)
+                .where(Job.id == job_id, Job.state.in_(lifecycle.sources_of(JobState.FAILED)))
                 .values(state=JobState.FAILED, error_code=code, error_message=message, finished_at=datetime.now(UTC))
+                .returning(Job)
             )
+            if job is None:  # deleted or expired meanwhile: it stays what it is
+                return
+            await retention.record_usage(session, job, self._settings)
         await self._publish_finished(job_id, JobState.FAILED, code, message)
         metrics.JOBS_FINISHED.labels(JobState.FAILED.value).inc()
         log.warning("job failed", extra={"job_id": str(job_id), "error_code": code})
@@ -297,6 +381,23 @@ class TranscriptionWorker:
             )
         except Exception:
             log.warning("could not publish the finish event", extra={"job_id": str(job_id)}, exc_info=True)
+
+
+async def _until_cancelled(work, switch: CancelSwitch):
+    """Await `work`, or raise JobCancelled as soon as the switch trips, freeing the worker for
+    its next job. The engine thread cannot be killed: it stops at its next progress check."""
+    task = asyncio.ensure_future(work)
+    tripped = asyncio.create_task(switch.tripped.wait())
+    try:
+        await asyncio.wait({task, tripped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        tripped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    # Its outcome (JobCancelled from the engine thread, or a result nobody wants) is dropped.
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    raise JobCancelled()
 
 
 def _transcript_rows(job_id: uuid.UUID, result: TranscriptionResult) -> list[Segment | Word | Speaker]:
