@@ -10,14 +10,15 @@ import subprocess
 import sys
 import uuid
 
+import httpx
 import pytest
 
 from tests import export_checks
-from tests.conftest import SPEECH_CLIP, SPEECH_WORDS
+from tests.conftest import FIXTURES, SPEECH_CLIP, SPEECH_WORDS
 from tests.e2e.conftest import API_KEY
 
 
-def kazru(stack, *args: str, api_key: str | None = API_KEY, server: str | None = None, timeout: float = 180):
+def cli_environment(stack, api_key: str | None = API_KEY, server: str | None = None) -> dict[str, str]:
     environment = {
         **os.environ,
         **stack.settings.as_environment(),  # KAZRU_DATABASE_URL for `kazru keys`
@@ -26,9 +27,14 @@ def kazru(stack, *args: str, api_key: str | None = API_KEY, server: str | None =
     environment.pop("KAZRU_API_KEY", None)
     if api_key:
         environment["KAZRU_API_KEY"] = api_key
+    return environment
+
+
+def kazru(stack, *args: str, api_key: str | None = API_KEY, server: str | None = None, timeout: float = 180):
     return subprocess.run(
-        [sys.executable, "-m", "kazru.cli", *args], env=environment, capture_output=True, timeout=timeout
-    )
+        [sys.executable, "-m", "kazru.cli", *args], env=cli_environment(stack, api_key, server),
+        capture_output=True, timeout=timeout,
+    )  # fmt: skip
 
 
 def one_error_line(result) -> str:
@@ -97,6 +103,29 @@ def test_server_down_exits_5(stack):
     result = kazru(stack, "jobs", server=free, timeout=60)
     assert result.returncode == 5
     assert one_error_line(result).startswith(f"kazru: UNAVAILABLE: {free}")
+
+
+def test_a_job_that_ends_without_a_transcript_exits_4(stack, tmp_path):
+    out = tmp_path / "never.srt"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kazru.cli", "transcribe", str(FIXTURES / "conversation_3spk.flac"), "-o", str(out)],
+        env=cli_environment(stack), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        while not (lines and lines[-1].startswith("job ")):
+            lines.append(process.stderr.readline())
+            assert lines[-1], f"the CLI ended before naming its job: {lines}"
+        job_id = lines[-1].split()[1]
+        # The owner deletes it from elsewhere while the CLI is watching.
+        deleted = httpx.delete(f"{stack.http}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {API_KEY}"})
+        assert deleted.status_code == 200
+        assert process.wait(timeout=60) == 4
+        last = process.stderr.read().strip().splitlines()[-1]
+    finally:
+        process.kill()
+    assert last == "kazru: JOB_DELETED: the job ended DELETED", last
+    assert not out.exists()
 
 
 def test_delete_then_the_transcript_is_gone(stack, finished_job):
