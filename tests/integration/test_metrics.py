@@ -1,0 +1,57 @@
+"""Counters that only real work moves: the janitor's deletions, the engine's failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from kazru.audio import SAMPLE_RATE
+from kazru.db.models import Job, JobState
+from services.janitor.expiry import Janitor
+from services.transcriber.diarization import Diarizer
+from services.transcriber.pipeline import TranscriptionPipeline
+from services.transcriber.speechkit import SpeechKitEngine
+from services.transcriber.voice_encoder import VoiceEncoder
+from tests.fakes.speechkit_server import FakeSpeechKit, Scenario
+from tests.helpers import store_finished_job
+
+API_KEY = "AQVN-metrics-test"
+
+
+def total(name: str, **labels) -> float:
+    """Sum of a metric's samples whose labels include `labels`."""
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+async def test_janitor_counts_what_it_expires(settings, database, store):
+    before = total("kazru_janitor_deletions_total", kind="expired_jobs")
+    job = await store_finished_job(database, store, expires_in_hours=-0.01)
+    await Janitor(settings, database, store).sweep()
+    async with database() as session:
+        assert (await session.get(Job, job.id)).state == JobState.EXPIRED
+    assert total("kazru_janitor_deletions_total", kind="expired_jobs") >= before + 1
+
+
+async def test_a_failing_engine_is_counted_by_engine_and_error(infra):
+    fake = FakeSpeechKit(api_key=API_KEY, scenario=Scenario(operation_error=(3, "audio is broken")))
+    address = await fake.start()
+    settings = infra.settings(
+        engine="speechkit", speechkit_api_key=API_KEY, speechkit_endpoint=address,
+        speechkit_operation_endpoint=address, speechkit_tls=False, speechkit_poll_initial_seconds=0.2,
+    )  # fmt: skip
+    engine = SpeechKitEngine(settings)
+    before = total("kazru_engine_errors_total", engine="speechkit")
+    noise = (np.random.default_rng(3).standard_normal(3 * SAMPLE_RATE) * 0.01).astype(np.float32)
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - which one is the engine's business; counted either way
+            await TranscriptionPipeline(engine, Diarizer(VoiceEncoder.load())).run(noise, ["ru"])
+    finally:
+        await engine.close()
+        await fake.stop()
+    assert total("kazru_engine_errors_total", engine="speechkit") == before + 1
