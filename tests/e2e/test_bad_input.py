@@ -186,3 +186,28 @@ async def test_bad_query_values_are_400(stack, path, params, code):
     async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
         response = await client.get(path, params=params)
     assert (response.status_code, response.json()["error"]["code"]) == (400, code)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type"),
+    [("PUT", "/speakers", b'{"speakers": {"S1": ', "application/json"),
+     ("PUT", "/speakers", b"[1, 2, 3]", "application/json"),
+     ("PUT", "/speakers", b'{"speakers": "S1=Aigerim"}', "application/json"),
+     ("PUT", "/speakers", b"speakers=S1", "text/plain"),
+     ("PATCH", "/segments/0", b'{"text": "unterminated', "application/json"),
+     ("PATCH", "/segments/0", b"\xff\xfe{}", "application/json"),
+     ("PATCH", "/segments/first", b'{"text": "x"}', "application/json")],
+    ids=["put-speakers-cut-json", "put-speakers-array", "put-speakers-wrong-type", "put-speakers-not-json",
+         "patch-segment-cut-json", "patch-segment-bad-utf8", "patch-segment-index-not-a-number"],
+)  # fmt: skip
+async def test_malformed_json_edits_are_400_and_change_nothing(stack, store, database, method, path, body,
+                                                               content_type):  # fmt: skip
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        job = (await client.post("/api/v1/upload", files={"file": ("edit.flac", FLAC)})).json()
+        before = await snapshot(stack, store, database)
+        response = await client.request(method, f"/api/v1/jobs/{job['job_id']}{path}", content=body,
+                                        headers={"Content-Type": content_type})  # fmt: skip
+        assert (response.status_code, response.json()["error"]["code"]) == (400, "INVALID_REQUEST"), response.text
+        assert await snapshot(stack, store, database) == before
+        assert (await client.get(f"/api/v1/jobs/{job['job_id']}")).json()["state"] == "PENDING"
+        await client.delete(f"/api/v1/jobs/{job['job_id']}")

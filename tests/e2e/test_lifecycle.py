@@ -84,6 +84,10 @@ async def test_deleting_a_finished_job_leaves_a_tombstone_that_answers_410(stack
     for path in ("/transcript", "/export/txt", "/export/json"):
         gone = client.get(f"/api/v1/jobs/{job['job_id']}{path}")
         assert (gone.status_code, gone.json()["error"]["code"]) == (410, "JOB_DELETED"), path
+    edits = (("PUT", "/speakers", {"speakers": {"S1": "Aigerim"}}), ("PATCH", "/segments/0", {"text": "жаңа"}))
+    for method, path, body in edits:
+        refused = client.request(method, f"/api/v1/jobs/{job['job_id']}{path}", json=body)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (410, "JOB_DELETED"), path
     again = client.delete(f"/api/v1/jobs/{job['job_id']}")
     assert (again.status_code, again.json()["error"]["code"]) == (409, "JOB_ALREADY_DELETED")
 
