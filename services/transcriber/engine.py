@@ -2,14 +2,16 @@
 
 Whisper decides one language per 30 s window. We recognise each speech region
 (a speaker turn from the diarizer) on its own, so each turn gets its own
-language, chosen among the job's allowed languages only:
-1. Whisper's language head on the region's encoder output ranks the allowed languages;
-2. the region is decoded in the most likely one; when Whisper itself would call
-   that decode failed (average log-probability below -1, or repetitive text),
-   the next allowed language is tried from the same encoder output, and taken
-   only if its decode does not fail. Whisper's language head is biased towards
-   the languages it saw most in training (Russian far above Kazakh); a failed
-   decode is the evidence that the head was wrong.
+language, chosen among the job's allowed languages only: from one encoder pass,
+a short greedy decode in each allowed language, scored by log-probability per
+*character* of the text it produced; then a full decode (beam search, word
+timestamps) in the winner from the same encoder output.
+
+Why not Whisper's language head: restricted to kk/ru it says Russian for nearly
+all Kazakh speech (it saw far more Russian in training). Why per character, not
+per token: Whisper's tokenizer cuts Kazakh into more, shorter tokens than
+Russian, each easier to predict, so per-token scores favour Kazakh for any
+audio. Text that loops (Whisper's failure mode) scores nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +44,8 @@ LOG_PROB_THRESHOLD = -1.0
 COMPRESSION_RATIO_THRESHOLD = 2.4
 # Speech carries at most a few tokens a second; a decode far beyond that is a loop.
 MAX_TOKENS_PER_SECOND = 8
+# Tokens of the greedy decode that compares languages.
+LANGUAGE_PROBE_TOKENS = 64
 # Whisper's input window, in mel frames (30 s).
 WINDOW_FRAMES = 3000
 
@@ -106,38 +111,26 @@ class WhisperEngine:
         window = features[:, :WINDOW_FRAMES]
         window = np.pad(window, ((0, 0), (0, WINDOW_FRAMES - window.shape[1])))
         encoder_output = self._model.encode(window)
-        ranked = self.rank_languages(encoder_output, languages)
+        max_tokens = int(MAX_TOKENS_PER_SECOND * (region.end - region.start)) + 8
+        language = self.choose_language(encoder_output, languages, min(max_tokens, LANGUAGE_PROBE_TOKENS))
         stages["language_seconds"] += time.perf_counter() - started
 
         started = time.perf_counter()
-        max_tokens = int(MAX_TOKENS_PER_SECOND * (region.end - region.start)) + 8
-        chosen: tuple[str, list[RecognizedWord]] | None = None
-        for language in ranked:
-            quality, words = self._decode(features, encoder_output, language, region, max_tokens)
-            if chosen is None or quality >= LOG_PROB_THRESHOLD:
-                chosen = (language, words)
-            if quality >= LOG_PROB_THRESHOLD:
-                break
+        words = self._decode(features, encoder_output, language, region, max_tokens)
         stages["decode_seconds"] += time.perf_counter() - started
-        language, words = chosen
         if not words:
             return None
         return RecognizedSpan(start=region.start, end=region.end, language=language, words=tuple(words))
 
     def _decode(
         self, features: np.ndarray, encoder_output, language: str, region: SpeechRegion, max_tokens: int
-    ) -> tuple[float, list[RecognizedWord]]:
-        """(quality, words): quality is the token-weighted average log-probability,
-        -inf when the text shows Whisper's loop signs."""
+    ) -> list[RecognizedWord]:
         tokenizer = self._tokenizer(language)
         options = self._options(tokenizer, max_tokens)
-        pieces = list(self._model.generate_segments(features, tokenizer, options, False, encoder_output))
-        tokens = sum(len(piece.tokens) for piece in pieces)
-        if tokens == 0:
-            return -math.inf, []
-        quality = sum(piece.avg_logprob * len(piece.tokens) for piece in pieces) / tokens
         words = []
-        for piece in pieces:
+        for piece in self._model.generate_segments(features, tokenizer, options, False, encoder_output):
+            if piece.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
+                continue  # a loop, not speech
             for word in piece.words or ():
                 text = word.word.strip()
                 if not text:
@@ -145,18 +138,32 @@ class WhisperEngine:
                 start = min(region.start + word.start, region.end)
                 end = min(max(region.start + word.end, start), region.end)
                 words.append(RecognizedWord(round(start, 3), round(end, 3), text, float(word.probability)))
-        if _is_repetitive(pieces, words):
-            quality = -math.inf
-        return quality, words
+        return words
 
-    def rank_languages(self, encoder_output, languages: Sequence[str]) -> list[str]:
-        """The allowed languages, most likely first by Whisper's language head."""
+    def choose_language(self, encoder_output, languages: Sequence[str], probe_tokens: int) -> str:
         if len(languages) == 1:
-            return list(languages)
-        probabilities = {
-            token[2:-2]: probability for token, probability in self._model.model.detect_language(encoder_output)[0]
-        }
-        return sorted(languages, key=lambda language: probabilities.get(language, 0.0), reverse=True)
+            return languages[0]
+        scores = {language: self._language_score(encoder_output, language, probe_tokens) for language in languages}
+        return max(languages, key=lambda language: scores[language])
+
+    def _language_score(self, encoder_output, language: str, probe_tokens: int) -> float:
+        """Log-probability per character of a greedy decode in `language`."""
+        tokenizer = self._tokenizer(language)
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        result = self._model.model.generate(
+            encoder_output,
+            [prompt],
+            beam_size=1,
+            max_length=len(prompt) + probe_tokens,
+            return_scores=True,
+            suppress_blank=True,
+        )[0]
+        tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
+        text = tokenizer.decode(tokens).strip()
+        if not text or _loops(text):
+            return -math.inf
+        # CTranslate2 reports the log-probability divided by the length (length_penalty 1).
+        return result.scores[0] * len(result.sequences_ids[0]) / len(text)
 
     def _tokenizer(self, language: str) -> Tokenizer:
         if language not in self._tokenizers:
@@ -197,9 +204,10 @@ class WhisperEngine:
         )
 
 
-def _is_repetitive(pieces, words: Sequence[RecognizedWord]) -> bool:
+def _loops(text: str) -> bool:
     """Whisper's loop signs: text that compresses too well, or one word three times running."""
-    if any(piece.compression_ratio > COMPRESSION_RATIO_THRESHOLD for piece in pieces):
+    encoded = text.encode("utf-8")
+    if len(encoded) / len(zlib.compress(encoded)) > COMPRESSION_RATIO_THRESHOLD:
         return True
-    texts = [word.text.lower().strip(".,!?-") for word in words]
-    return any(texts[i] == texts[i + 1] == texts[i + 2] for i in range(len(texts) - 2))
+    words = [word.lower().strip(".,!?-") for word in text.split()]
+    return any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2))
