@@ -11,7 +11,7 @@ PROTOS := $(wildcard protos/kazru/v1/*.proto)
 help:
 	@echo "make run    - install everything and run the whole service locally"
 	@echo "make test   - run the test suite (starts its own servers)"
-	@echo "make bench  - run the benchmarks (prints JSON)"
+	@echo "make bench  - run the benchmarks (prints JSON; tens of minutes)"
 	@echo "make proto  - regenerate the gRPC/protobuf code"
 	@echo "make fixtures - regenerate the test speech (needs espeak-ng and sox)"
 
@@ -36,8 +36,13 @@ run: proto model
 test: proto model
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Each prints JSON; figures go to BENCHMARKS.md. The accuracy corpus is generated, not committed.
 bench: proto model
 	$(PY) bench/pipeline_overhead.py
+	$(PY) bench/export/run.py
+	$(PY) bench/throughput.py
+	$(PY) bench/accuracy/generate.py
+	$(PY) bench/accuracy/run.py
 
 fixtures:
 	bash scripts/make_fixtures.sh
