@@ -14,6 +14,7 @@ import mimetypes
 import os
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ EXIT_CODES = {
 DEFAULT_SERVER = "127.0.0.1:50051"
 CHUNK_BYTES = 256 * 1024
 CALL_TIMEOUT_SECONDS = 30.0
+WATCH_RECONNECT_SECONDS = 60.0
 FORMATS = {
     "txt": export_pb2.EXPORT_FORMAT_TXT,
     "srt": export_pb2.EXPORT_FORMAT_SRT,
@@ -164,11 +166,26 @@ class Client:
 
 
 async def follow(client: Client, job: job_pb2.Job, bar: ProgressBar) -> job_pb2.Job:
-    """Watch the job to its end, showing its progress; returns the last state seen."""
+    """Watch the job to its end, showing its progress; returns the last state seen.
+
+    The job goes on without us: if the server goes away (a restart, a new gateway replica),
+    the watch is picked up again for up to WATCH_RECONNECT_SECONDS."""
     last = job
-    async for update in client.watch(job.name):
-        last = update
-        bar.show(update.progress, State.Name(update.state).lower())
+    lost_since: float | None = None
+    while True:
+        try:
+            async for update in client.watch(job.name):
+                lost_since = None
+                last = update
+                bar.show(update.progress, State.Name(update.state).lower())
+            break
+        except grpc.RpcError as error:
+            if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                raise
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > WATCH_RECONNECT_SECONDS:
+                raise
+            await asyncio.sleep(1.0)
     bar.done()
     return last
 

@@ -13,6 +13,7 @@ import uuid
 import httpx
 import pytest
 
+from kazru.devstack import service_environment, start_services, stop_services
 from tests import export_checks
 from tests.conftest import FIXTURES, SPEECH_CLIP, SPEECH_WORDS
 from tests.e2e.conftest import API_KEY
@@ -160,3 +161,22 @@ def test_keys_create_list_revoke_round_trip(stack):
 
     unknown = kazru(stack, "keys", "revoke", str(uuid.uuid4()), api_key=None)
     assert unknown.returncode == 3 and one_error_line(unknown).startswith("kazru: API_KEY_NOT_FOUND")
+
+
+def test_transcribe_survives_a_gateway_restart_while_watching(stack, tmp_path):
+    out = tmp_path / "after-restart.txt"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kazru.cli", "transcribe", str(FIXTURES / "conversation_2spk.flac"), "-o", str(out)],
+        env=cli_environment(stack), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        line = ""
+        while not line.startswith("job "):
+            line = process.stderr.readline()
+            assert line, "the CLI ended before naming its job"
+        stop_services({"gateway": stack.processes.pop("gateway")}, grace=15)
+        stack.processes.update(start_services(service_environment(stack.settings), tmp_path / "logs", ("gateway",)))
+        assert process.wait(timeout=240) == 0, process.stderr.read()
+    finally:
+        process.kill()
+    assert out.read_text(encoding="utf-8").strip()
