@@ -1,81 +1,667 @@
 "use strict";
-const $ = (id) => document.getElementById(id);
+// The page: upload, the owner's jobs with live state, the transcript with playback and editing.
+// Everything comes from this origin; no inline script or style (the CSP forbids both).
 
-function clock(seconds) {
-  const s = Math.floor(seconds);
-  return [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60].map((n) => String(n).padStart(2, "0")).join(":");
+const $ = (id) => document.getElementById(id);
+const FORMATS = ["txt", "srt", "vtt", "json", "docx"];
+const TERMINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "DELETED"]);
+// Browsers allow six connections per origin over HTTP/1.1: keep most of them for the API.
+const MAX_LIVE_STREAMS = 3;
+const REFRESH_MS = 5000;
+const LANGUAGE_KEY = "kazru.ui-language";
+const SPEAKER_COLOURS = 10;
+
+const TEXT = {
+  en: {
+    tagline: "Kazakh · Russian · mixed speech to text. Everything is deleted 24 hours after upload.",
+    interfaceLanguage: "Interface", dropHint: "Drop an audio file here (WAV, FLAC, MP3, OGG, M4A) or",
+    chooseFile: "Choose a file", options: "Options", languages: "Languages", lang_kk: "Kazakh", lang_ru: "Russian",
+    lang_en: "English", speakers: "Speakers", speakersAuto: "automatic", yourJobs: "Your jobs",
+    noJobs: "No jobs yet: upload a recording above.", close: "Close", download: "Download",
+    speakersHeading: "Speakers", renameHint: "Type a name and press Enter to rename; Escape cancels.",
+    transcriptHeading: "Transcript",
+    editHint: "Click a turn to play from there. Click its text to correct it: Enter saves, Escape cancels.",
+    state_PENDING: "Queued", state_RUNNING: "Transcribing", state_SUCCEEDED: "Done", state_FAILED: "Failed",
+    state_CANCELLED: "Cancelled", state_EXPIRED: "Expired", state_DELETED: "Deleted",
+    open: "Open transcript", delete: "Delete", confirmDelete: "Delete “{name}” and its transcript now? This cannot be undone.",
+    deleted: "“{name}” was deleted.", uploading: "Uploading {name}…", checking: "Checking {name} on the server…",
+    uploaded: "{name} is uploaded; transcription starts shortly.", timeLeft: "about {time} left",
+    estimating: "estimating the time left…", expiresIn: "deleted in {time}", expiringNow: "being deleted now",
+    edited: "edited", saved: "Saved.", renamed: "Speaker renamed.", noLanguage: "Choose at least one language.",
+    speakerName: "Name of {id}", play: "Play from {time}", minutes: "min", seconds: "s",
+    err_NETWORK: "The server cannot be reached. Check your connection and try again.",
+    err_UPLOAD_TOO_LARGE: "The file is larger than the {limit} limit.",
+    err_NOT_AUDIO: "This is not an audio file we can read (WAV, FLAC, MP3, OGG, M4A, WebM).",
+    err_AUDIO_UNDECODABLE: "The recording could not be decoded: the file may be damaged.",
+    err_EMPTY: "The file is empty.", err_RATE_LIMITED: "Too many uploads in a short time: try again in {seconds} s.",
+    err_JOB_NOT_FOUND: "This job does not exist (or no longer does).",
+    err_JOB_EXPIRED: "This job has expired: its audio and transcript were deleted.",
+    err_JOB_DELETED: "This job was deleted.", err_TRANSCRIPT_NOT_READY: "The transcript is not ready yet.",
+    err_UNAVAILABLE: "The service is temporarily unavailable. Try again in a minute.",
+    err_INTERNAL: "Something went wrong on the server. Try again.",
+    err_AUTH: "Your session is not valid: reload the page.",
+    err_SPEAKER_NAME_EMPTY: "A speaker's name cannot be empty.", err_SPEAKER_NAME_TOO_LONG: "That name is too long.",
+    err_SPEAKER_NAME_INVALID: "That name has characters that cannot be used.",
+    err_SEGMENT_TEXT_TOO_LONG: "The text is too long (at most 10 000 characters).",
+    err_SEGMENT_TEXT_INVALID: "The text has characters that cannot be used.",
+    err_LANGUAGE_NOT_SUPPORTED: "One of the chosen languages is not supported.",
+    err_UPLOAD_INTERRUPTED: "The upload was interrupted. Try again.",
+    err_WORKER_LOST: "The transcription stopped unexpectedly. Please upload the file again.",
+    err_FORBIDDEN: "The page is out of date: reload it and try again.",
+    err_AUDIO_UNAVAILABLE: "The audio cannot be played.",
+  },
+  ru: {
+    tagline: "Казахская, русская и смешанная речь в текст. Всё удаляется через 24 часа после загрузки.",
+    interfaceLanguage: "Интерфейс", dropHint: "Перетащите сюда аудиофайл (WAV, FLAC, MP3, OGG, M4A) или",
+    chooseFile: "Выберите файл", options: "Параметры", languages: "Языки", lang_kk: "казахский", lang_ru: "русский",
+    lang_en: "английский", speakers: "Дикторы", speakersAuto: "автоматически", yourJobs: "Ваши задания",
+    noJobs: "Заданий пока нет: загрузите запись выше.", close: "Закрыть", download: "Скачать",
+    speakersHeading: "Дикторы", renameHint: "Введите имя и нажмите Enter; Escape — отмена.",
+    transcriptHeading: "Расшифровка",
+    editHint: "Нажмите на реплику, чтобы слушать с этого места. Нажмите на текст, чтобы исправить: Enter — сохранить, Escape — отмена.",
+    state_PENDING: "В очереди", state_RUNNING: "Расшифровка", state_SUCCEEDED: "Готово", state_FAILED: "Ошибка",
+    state_CANCELLED: "Отменено", state_EXPIRED: "Срок истёк", state_DELETED: "Удалено",
+    open: "Открыть расшифровку", delete: "Удалить",
+    confirmDelete: "Удалить «{name}» и расшифровку сейчас? Это нельзя отменить.",
+    deleted: "«{name}» удалён.", uploading: "Загрузка {name}…", checking: "Сервер проверяет {name}…",
+    uploaded: "{name} загружен; расшифровка скоро начнётся.", timeLeft: "осталось около {time}",
+    estimating: "оцениваем оставшееся время…", expiresIn: "удалится через {time}", expiringNow: "удаляется",
+    edited: "изменено", saved: "Сохранено.", renamed: "Диктор переименован.", noLanguage: "Выберите хотя бы один язык.",
+    speakerName: "Имя {id}", play: "Слушать с {time}", minutes: "мин", seconds: "с",
+    err_NETWORK: "Сервер недоступен. Проверьте подключение и попробуйте снова.",
+    err_UPLOAD_TOO_LARGE: "Файл больше допустимых {limit}.",
+    err_NOT_AUDIO: "Это не аудиофайл, который мы умеем читать (WAV, FLAC, MP3, OGG, M4A, WebM).",
+    err_AUDIO_UNDECODABLE: "Запись не удалось декодировать: возможно, файл повреждён.",
+    err_EMPTY: "Файл пуст.", err_RATE_LIMITED: "Слишком много загрузок подряд: повторите через {seconds} с.",
+    err_JOB_NOT_FOUND: "Такого задания нет (или уже нет).",
+    err_JOB_EXPIRED: "Срок задания истёк: запись и расшифровка удалены.",
+    err_JOB_DELETED: "Задание удалено.", err_TRANSCRIPT_NOT_READY: "Расшифровка ещё не готова.",
+    err_UNAVAILABLE: "Сервис временно недоступен. Попробуйте через минуту.",
+    err_INTERNAL: "На сервере что-то пошло не так. Попробуйте снова.",
+    err_AUTH: "Сеанс недействителен: обновите страницу.",
+    err_SPEAKER_NAME_EMPTY: "Имя диктора не может быть пустым.", err_SPEAKER_NAME_TOO_LONG: "Имя слишком длинное.",
+    err_SPEAKER_NAME_INVALID: "В имени недопустимые символы.",
+    err_SEGMENT_TEXT_TOO_LONG: "Текст слишком длинный (не более 10 000 символов).",
+    err_SEGMENT_TEXT_INVALID: "В тексте недопустимые символы.",
+    err_LANGUAGE_NOT_SUPPORTED: "Один из выбранных языков не поддерживается.",
+    err_UPLOAD_INTERRUPTED: "Загрузка прервалась. Попробуйте снова.",
+    err_WORKER_LOST: "Расшифровка неожиданно остановилась. Загрузите файл ещё раз.",
+    err_FORBIDDEN: "Страница устарела: обновите её и повторите.",
+    err_AUDIO_UNAVAILABLE: "Запись не удаётся воспроизвести.",
+  },
+  kk: {
+    tagline: "Қазақ, орыс және аралас сөйлеуді мәтінге айналдыру. Бәрі жүктелгеннен кейін 24 сағатта жойылады.",
+    interfaceLanguage: "Интерфейс", dropHint: "Аудиофайлды осында сүйреңіз (WAV, FLAC, MP3, OGG, M4A) немесе",
+    chooseFile: "Файлды таңдаңыз", options: "Баптаулар", languages: "Тілдер", lang_kk: "қазақша", lang_ru: "орысша",
+    lang_en: "ағылшынша", speakers: "Сөйлеушілер", speakersAuto: "автоматты", yourJobs: "Сіздің тапсырмаларыңыз",
+    noJobs: "Әзірге тапсырма жоқ: жоғарыда жазба жүктеңіз.", close: "Жабу", download: "Жүктеп алу",
+    speakersHeading: "Сөйлеушілер", renameHint: "Атын жазып, Enter басыңыз; Escape — бас тарту.",
+    transcriptHeading: "Транскрипция",
+    editHint: "Сол жерден тыңдау үшін сөйлемді басыңыз. Түзету үшін мәтінді басыңыз: Enter — сақтау, Escape — бас тарту.",
+    state_PENDING: "Кезекте", state_RUNNING: "Танылуда", state_SUCCEEDED: "Дайын", state_FAILED: "Қате",
+    state_CANCELLED: "Тоқтатылды", state_EXPIRED: "Мерзімі өтті", state_DELETED: "Жойылды",
+    open: "Транскрипцияны ашу", delete: "Жою",
+    confirmDelete: "«{name}» мен оның транскрипциясын қазір жою керек пе? Мұны қайтару мүмкін емес.",
+    deleted: "«{name}» жойылды.", uploading: "{name} жүктелуде…", checking: "Сервер {name} файлын тексеруде…",
+    uploaded: "{name} жүктелді; тану жақында басталады.", timeLeft: "шамамен {time} қалды",
+    estimating: "қалған уақыт бағалануда…", expiresIn: "{time} кейін жойылады", expiringNow: "жойылуда",
+    edited: "өзгертілді", saved: "Сақталды.", renamed: "Сөйлеуші атауы өзгертілді.", noLanguage: "Кемінде бір тілді таңдаңыз.",
+    speakerName: "{id} аты", play: "{time} бастап тыңдау", minutes: "мин", seconds: "с",
+    err_NETWORK: "Серверге қосылу мүмкін емес. Байланысты тексеріп, қайталап көріңіз.",
+    err_UPLOAD_TOO_LARGE: "Файл рұқсат етілген {limit} шегінен үлкен.",
+    err_NOT_AUDIO: "Бұл біз оқи алатын аудиофайл емес (WAV, FLAC, MP3, OGG, M4A, WebM).",
+    err_AUDIO_UNDECODABLE: "Жазбаны ашу мүмкін болмады: файл бүлінген болуы мүмкін.",
+    err_EMPTY: "Файл бос.", err_RATE_LIMITED: "Тым көп жүктеу: {seconds} с кейін қайталаңыз.",
+    err_JOB_NOT_FOUND: "Мұндай тапсырма жоқ (немесе енді жоқ).",
+    err_JOB_EXPIRED: "Тапсырманың мерзімі өтті: жазба мен транскрипция жойылды.",
+    err_JOB_DELETED: "Тапсырма жойылды.", err_TRANSCRIPT_NOT_READY: "Транскрипция әлі дайын емес.",
+    err_UNAVAILABLE: "Қызмет уақытша қолжетімсіз. Бір минуттан кейін қайталаңыз.",
+    err_INTERNAL: "Серверде қате шықты. Қайталап көріңіз.",
+    err_AUTH: "Сеанс жарамсыз: бетті қайта жүктеңіз.",
+    err_SPEAKER_NAME_EMPTY: "Сөйлеушінің аты бос болмауы керек.", err_SPEAKER_NAME_TOO_LONG: "Аты тым ұзын.",
+    err_SPEAKER_NAME_INVALID: "Атында рұқсат етілмеген таңбалар бар.",
+    err_SEGMENT_TEXT_TOO_LONG: "Мәтін тым ұзын (ең көбі 10 000 таңба).",
+    err_SEGMENT_TEXT_INVALID: "Мәтінде рұқсат етілмеген таңбалар бар.",
+    err_LANGUAGE_NOT_SUPPORTED: "Таңдалған тілдердің бірі қолдау көрсетілмейді.",
+    err_UPLOAD_INTERRUPTED: "Жүктеу үзілді. Қайталап көріңіз.",
+    err_WORKER_LOST: "Тану күтпеген жерден тоқтады. Файлды қайта жүктеңіз.",
+    err_FORBIDDEN: "Бет ескірген: оны қайта жүктеп, қайталаңыз.",
+    err_AUDIO_UNAVAILABLE: "Жазбаны ойнату мүмкін емес.",
+  },
+};
+
+// API error codes → the message key that explains them to a person.
+const ERROR_TEXT = {
+  UPLOAD_TOO_LARGE: "err_UPLOAD_TOO_LARGE", NOT_AUDIO: "err_NOT_AUDIO", UNSUPPORTED_MEDIA: "err_NOT_AUDIO",
+  AUDIO_UNDECODABLE: "err_AUDIO_UNDECODABLE", EMPTY_FILE: "err_EMPTY", AUDIO_EMPTY: "err_EMPTY",
+  RATE_LIMITED: "err_RATE_LIMITED", JOB_NOT_FOUND: "err_JOB_NOT_FOUND", JOB_EXPIRED: "err_JOB_EXPIRED",
+  JOB_DELETED: "err_JOB_DELETED", AUDIO_DELETED: "err_JOB_DELETED", TRANSCRIPT_NOT_READY: "err_TRANSCRIPT_NOT_READY",
+  STORAGE_UNAVAILABLE: "err_UNAVAILABLE", DATABASE_UNAVAILABLE: "err_UNAVAILABLE", BUS_UNAVAILABLE: "err_UNAVAILABLE",
+  SERVICE_UNAVAILABLE: "err_UNAVAILABLE", UNAVAILABLE: "err_UNAVAILABLE", INTERNAL: "err_INTERNAL",
+  API_KEY_REQUIRED: "err_AUTH", INVALID_API_KEY: "err_AUTH", INVALID_AUTHORIZATION: "err_AUTH",
+  SPEAKER_NAME_EMPTY: "err_SPEAKER_NAME_EMPTY", SPEAKER_NAME_TOO_LONG: "err_SPEAKER_NAME_TOO_LONG",
+  SPEAKER_NAME_INVALID: "err_SPEAKER_NAME_INVALID", SEGMENT_TEXT_TOO_LONG: "err_SEGMENT_TEXT_TOO_LONG",
+  SEGMENT_TEXT_INVALID: "err_SEGMENT_TEXT_INVALID", LANGUAGE_NOT_SUPPORTED: "err_LANGUAGE_NOT_SUPPORTED",
+  INVALID_LANGUAGE: "err_LANGUAGE_NOT_SUPPORTED", NO_LANGUAGE: "err_LANGUAGE_NOT_SUPPORTED",
+  UPLOAD_INTERRUPTED: "err_UPLOAD_INTERRUPTED", WORKER_LOST: "err_WORKER_LOST", NETWORK: "err_NETWORK",
+};
+// When a code is not one of the above, the HTTP status still says enough.
+const STATUS_TEXT = {
+  401: "err_AUTH", 403: "err_FORBIDDEN", 404: "err_JOB_NOT_FOUND", 413: "err_UPLOAD_TOO_LARGE", 415: "err_NOT_AUDIO",
+  429: "err_RATE_LIMITED", 500: "err_INTERNAL", 502: "err_UNAVAILABLE", 503: "err_UNAVAILABLE", 504: "err_UNAVAILABLE",
+};
+
+let language = chooseLanguage();
+const jobs = new Map(); // job_id → {job, element, samples: [[ms, progress]], stream}
+const uploadedHere = new Set();
+let shown = null; // {jobId, transcript, player turn elements}
+let noticeTimer = 0;
+
+function chooseLanguage() {
+  const saved = localStorage.getItem(LANGUAGE_KEY);
+  if (saved && TEXT[saved]) return saved;
+  for (const wanted of navigator.languages || [navigator.language || "en"]) {
+    const base = String(wanted).toLowerCase().split("-")[0];
+    if (TEXT[base]) return base;
+  }
+  return "en";
 }
 
-function say(text, isError = false) {
+function t(key, values = {}) {
+  const template = TEXT[language][key] ?? TEXT.en[key] ?? key;
+  return template.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+
+function applyLanguage() {
+  document.documentElement.lang = language;
+  $("ui-language").value = language;
+  for (const element of document.querySelectorAll("[data-i18n]")) element.textContent = t(element.dataset.i18n);
+  for (const entry of jobs.values()) renderJob(entry);
+  if (shown) renderTranscript();
+}
+
+// ---- API ----
+
+class ApiError extends Error {
+  constructor(status, code, message, details = {}, retryAfter = null) {
+    super(message || code);
+    Object.assign(this, { status, code, details, retryAfter });
+  }
+}
+
+function cookie(name) {
+  const found = document.cookie.split("; ").find((pair) => pair.startsWith(`${name}=`));
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
+}
+
+function writeHeaders(method) {
+  // A double-submit CSRF token, when the gateway hands one out in a readable cookie.
+  const token = cookie("kazru_csrf");
+  return method !== "GET" && token ? { "X-CSRF-Token": token } : {};
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json", ...writeHeaders(method) };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, "NETWORK", "");
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = (data && data.error) || {};
+    throw new ApiError(response.status, error.code || "", error.message || "", error.details || {}, response.headers.get("Retry-After"));
+  }
+  return data;
+}
+
+function bytesText(bytes) {
+  const mib = Number(bytes) / (1024 * 1024);
+  return mib >= 1024 ? `${(mib / 1024).toFixed(1)} GiB` : `${Math.round(mib)} MiB`;
+}
+
+function explain(error) {
+  // The code (or, without one, the status) as a sentence in the page's language; else the server's message.
+  const key = ERROR_TEXT[error.code] || (!error.message && (STATUS_TEXT[error.status] || "err_INTERNAL"));
+  if (!key) return error.message;
+  const details = error.details || {};
+  return t(key, {
+    seconds: error.retryAfter || details.retry_after_seconds || "60",
+    limit: details.max_bytes ? bytesText(details.max_bytes) : "500 MiB",
+  });
+}
+
+function notify(text, isError = false) {
+  const notice = $("notice");
+  notice.textContent = text;
+  notice.className = isError ? "notice error" : "notice";
+  notice.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { notice.hidden = true; }, isError ? 10000 : 4000);
+}
+
+function sayUpload(text, isError = false) {
   $("message").textContent = text;
   $("message").className = isError ? "error" : "";
 }
 
+// ---- time ----
+
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const hours = Math.floor(s / 3600);
+  const rest = `${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+  return hours ? `${hours}:${rest}` : rest;
+}
+
+function duration(seconds) {
+  const s = Math.max(1, Math.round(seconds));
+  if (s < 60) return `${s} ${t("seconds")}`;
+  const minutes = Math.floor(s / 60);
+  return s % 60 && minutes < 10 ? `${minutes} ${t("minutes")} ${s % 60} ${t("seconds")}` : `${minutes} ${t("minutes")}`;
+}
+
+function secondsLeft(entry) {
+  // From the progress seen over time on this page; before that, from the job's own start time.
+  const { job, samples } = entry;
+  if (job.progress <= 0) return null;
+  const [firstAt, firstProgress] = samples[0] || [0, 0];
+  const [lastAt, lastProgress] = samples[samples.length - 1] || [0, 0];
+  if (samples.length >= 2 && lastProgress > firstProgress && lastAt - firstAt >= 1000) {
+    const perSecond = (lastProgress - firstProgress) / ((lastAt - firstAt) / 1000);
+    return (100 - job.progress) / perSecond - (Date.now() - lastAt) / 1000;
+  }
+  if (job.started_at) {
+    const elapsed = (Date.now() - Date.parse(job.started_at)) / 1000;
+    if (elapsed > 1) return (elapsed * (100 - job.progress)) / job.progress;
+  }
+  return null;
+}
+
+// ---- upload ----
+
+function chosenLanguages() {
+  return [...document.querySelectorAll("input[name=language]:checked")].map((box) => box.value);
+}
+
 function upload(file) {
+  const languages = chosenLanguages();
+  if (!languages.length) { sayUpload(t("noLanguage"), true); return; }
   const form = new FormData();
+  form.append("language", languages.join(","));
+  if ($("max-speakers").value) form.append("max_speakers", $("max-speakers").value);
   form.append("file", file);
   const request = new XMLHttpRequest();
   request.open("POST", "/api/v1/upload");
+  for (const [name, value] of Object.entries(writeHeaders("POST"))) request.setRequestHeader(name, value);
+  request.setRequestHeader("Accept", "application/json");
+  const status = $("upload-status");
   const bar = $("upload-progress");
-  bar.hidden = false;
+  status.hidden = false;
   bar.value = 0;
-  request.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
-  request.onload = () => {
-    bar.hidden = true;
-    const body = JSON.parse(request.responseText || "{}");
-    if (request.status === 202) { say(`Uploaded ${file.name}`); refreshJobs(); }
-    else say(body.error ? body.error.message : `Upload failed (${request.status})`, true);
-  };
-  request.onerror = () => { bar.hidden = true; say("Upload failed: the connection was lost", true); };
-  say(`Uploading ${file.name}…`);
+  $("upload-percent").textContent = "0%";
+  request.upload.addEventListener("progress", (e) => {
+    if (!e.lengthComputable) return;
+    bar.value = (100 * e.loaded) / e.total;
+    $("upload-percent").textContent = `${Math.floor(bar.value)}%`;
+  });
+  request.upload.addEventListener("load", () => sayUpload(t("checking", { name: file.name })));
+  request.addEventListener("load", () => {
+    status.hidden = true;
+    let body = null;
+    try { body = JSON.parse(request.responseText); } catch { body = null; }
+    if (request.status === 202 && body) {
+      sayUpload(t("uploaded", { name: file.name }));
+      uploadedHere.add(body.job_id);
+      track(body);
+      placeJobs();
+      return;
+    }
+    const error = (body && body.error) || {};
+    sayUpload(explain(new ApiError(request.status, error.code || "", error.message || "", error.details || {},
+      request.getResponseHeader("Retry-After"))), true);
+  });
+  request.addEventListener("error", () => { status.hidden = true; sayUpload(t("err_NETWORK"), true); });
+  sayUpload(t("uploading", { name: file.name }));
   request.send(form);
 }
 
-async function refreshJobs() {
-  const response = await fetch("/api/v1/jobs?page_size=50");
-  if (!response.ok) return;
-  const { jobs } = await response.json();
-  const list = $("jobs");
-  list.replaceChildren(...jobs.map((job) => {
-    const item = document.createElement("li");
-    const name = document.createElement("span");
-    name.textContent = job.filename;
-    const state = document.createElement("span");
-    state.className = `state ${job.state}`;
-    state.textContent = job.state === "RUNNING" ? `RUNNING ${job.progress}%` : job.state;
-    const bar = document.createElement("progress");
-    bar.max = 100;
-    bar.value = job.progress;
-    item.append(name, state, bar);
-    item.onclick = () => showTranscript(job);
-    return item;
-  }));
+// ---- jobs ----
+
+function element(tag, className, text) {
+  const made = document.createElement(tag);
+  if (className) made.className = className;
+  if (text !== undefined) made.textContent = text;
+  return made;
 }
 
-async function showTranscript(job) {
-  $("transcript-view").hidden = false;
-  $("transcript-title").textContent = job.filename;
-  for (const format of ["txt", "srt", "vtt", "json", "docx"]) {
-    $(`dl-${format}`).href = `/api/v1/jobs/${job.job_id}/export/${format}`;
+function track(job) {
+  let entry = jobs.get(job.job_id);
+  if (!entry) {
+    entry = { job, samples: [], stream: null, element: buildJob(job.job_id) };
+    jobs.set(job.job_id, entry);
   }
-  const segments = $("segments");
-  segments.replaceChildren();
-  const response = await fetch(`/api/v1/jobs/${job.job_id}/transcript`);
-  const body = await response.json();
-  if (!response.ok) { segments.textContent = body.error.message; return; }
-  segments.replaceChildren(...body.segments.map((segment) => {
-    const item = document.createElement("li");
-    const time = document.createElement("time");
-    time.textContent = clock(segment.start);
-    const lang = document.createElement("span");
-    lang.className = "lang";
-    lang.textContent = segment.language;
-    item.append(time, lang, document.createTextNode(segment.text));
-    return item;
-  }));
+  const finishedNow = !TERMINAL.has(entry.job.state) && TERMINAL.has(job.state);
+  entry.job = job;
+  if (job.state === "RUNNING") {
+    const last = entry.samples[entry.samples.length - 1];
+    if (!last || last[1] !== job.progress) entry.samples.push([Date.now(), job.progress]);
+  }
+  renderJob(entry);
+  if (TERMINAL.has(job.state)) {
+    if (entry.stream) { entry.stream.close(); entry.stream = null; }
+    if (finishedNow && job.state === "SUCCEEDED" && uploadedHere.has(job.job_id) && !shown) openTranscript(job.job_id);
+  }
+  return entry;
 }
+
+function buildJob(jobId) {
+  const item = element("li", "job");
+  item.dataset.jobId = jobId;
+  const head = element("div", "job-head");
+  head.append(element("span", "job-name"), element("span", "state"));
+  const bar = element("progress", "job-progress");
+  bar.max = 100;
+  const meta = element("div", "job-meta");
+  meta.append(element("span", "eta"), element("span", "expiry"), element("span", "job-error"));
+  const actions = element("div", "job-actions");
+  const open = element("button", "open button small");
+  open.type = "button";
+  open.addEventListener("click", () => openTranscript(jobId));
+  const remove = element("button", "delete button small danger");
+  remove.type = "button";
+  remove.addEventListener("click", () => deleteJob(jobId));
+  actions.append(open, remove);
+  item.append(head, bar, meta, actions);
+  return item;
+}
+
+function renderJob(entry) {
+  const { job, element: item } = entry;
+  item.querySelector(".job-name").textContent = job.filename;
+  const state = item.querySelector(".state");
+  state.className = `state ${job.state}`;
+  state.textContent = job.state === "RUNNING" ? `${t("state_RUNNING")} ${job.progress}%` : t(`state_${job.state}`);
+  const bar = item.querySelector(".job-progress");
+  bar.value = job.progress;
+  bar.hidden = TERMINAL.has(job.state) && job.state !== "SUCCEEDED";
+  const failure = job.error ? explain(new ApiError(0, job.error.code || "", job.error.message || "")) : "";
+  item.querySelector(".job-error").textContent = failure;
+  item.querySelector(".open").textContent = t("open");
+  item.querySelector(".open").hidden = job.state !== "SUCCEEDED";
+  item.querySelector(".delete").textContent = t("delete");
+  item.querySelector(".delete").hidden = job.state === "EXPIRED" || job.state === "DELETED";
+  item.classList.toggle("selected", Boolean(shown && shown.jobId === job.job_id));
+  renderTimes(entry);
+}
+
+function renderTimes(entry) {
+  const { job, element: item } = entry;
+  let eta = "";
+  if (job.state === "RUNNING") {
+    const left = secondsLeft(entry);
+    eta = left === null ? t("estimating") : t("timeLeft", { time: duration(left) });
+  }
+  item.querySelector(".eta").textContent = eta;
+  let expiry = "";
+  if (job.expires_at && job.state !== "EXPIRED" && job.state !== "DELETED") {
+    const left = (Date.parse(job.expires_at) - Date.now()) / 1000;
+    expiry = left > 0 ? t("expiresIn", { time: clock(left) }) : t("expiringNow");
+  }
+  item.querySelector(".expiry").textContent = expiry;
+}
+
+function placeJobs() {
+  // Newest first, as the API lists them; nodes are kept so a click is never lost to a redraw.
+  const ordered = [...jobs.values()].sort((a, b) => String(b.job.created_at).localeCompare(String(a.job.created_at)));
+  const list = $("jobs");
+  ordered.forEach((entry, index) => {
+    if (list.children[index] !== entry.element) list.insertBefore(entry.element, list.children[index] || null);
+  });
+  $("no-jobs").hidden = jobs.size > 0;
+  watchLiveJobs();
+}
+
+function watchLiveJobs() {
+  let streams = [...jobs.values()].filter((entry) => entry.stream).length;
+  for (const entry of jobs.values()) {
+    if (streams >= MAX_LIVE_STREAMS) return;
+    if (entry.stream || TERMINAL.has(entry.job.state) || !window.EventSource) continue;
+    const stream = new EventSource(`/api/v1/jobs/${entry.job.job_id}/status`);
+    entry.stream = stream;
+    streams += 1;
+    stream.addEventListener("message", (e) => track(JSON.parse(e.data)));
+    stream.addEventListener("error", (e) => {
+      if (e.data) notify(explain(Object.assign(new ApiError(0, ""), JSON.parse(e.data).error || {})), true);
+      // A stream the server ended or refused is not retried: the periodic refresh takes over.
+      if (e.data || stream.readyState === EventSource.CLOSED) { stream.close(); entry.stream = null; }
+    });
+  }
+}
+
+async function refreshJobs() {
+  let body;
+  try {
+    body = await api("GET", "/api/v1/jobs?page_size=50");
+  } catch (error) {
+    notify(explain(error), true);
+    return;
+  }
+  const seen = new Set();
+  for (const job of body.jobs) {
+    seen.add(job.job_id);
+    const entry = jobs.get(job.job_id);
+    // The live stream is fresher than a list read that started before its last event.
+    if (!entry || !entry.stream) track(job);
+  }
+  for (const [jobId, entry] of jobs) {
+    if (seen.has(jobId) || uploadedHere.has(jobId)) continue;
+    if (entry.stream) entry.stream.close();
+    entry.element.remove();
+    jobs.delete(jobId);
+  }
+  placeJobs();
+}
+
+async function deleteJob(jobId) {
+  const entry = jobs.get(jobId);
+  const name = entry ? entry.job.filename : jobId;
+  if (!window.confirm(t("confirmDelete", { name }))) return;
+  try {
+    await api("DELETE", `/api/v1/jobs/${jobId}`);
+  } catch (error) {
+    if (error.code !== "JOB_DELETED" && error.code !== "JOB_NOT_FOUND") { notify(explain(error), true); return; }
+  }
+  if (entry) {
+    if (entry.stream) entry.stream.close();
+    entry.element.remove();
+    jobs.delete(jobId);
+  }
+  uploadedHere.delete(jobId);
+  if (shown && shown.jobId === jobId) closeTranscript();
+  $("no-jobs").hidden = jobs.size > 0;
+  notify(t("deleted", { name }));
+}
+
+// ---- transcript ----
+
+async function openTranscript(jobId) {
+  let transcript;
+  try {
+    transcript = await api("GET", `/api/v1/jobs/${jobId}/transcript`);
+  } catch (error) {
+    notify(explain(error), true);
+    return;
+  }
+  const player = $("player");
+  shown = { jobId, transcript, turns: [], current: -1 };
+  player.src = `/api/v1/jobs/${jobId}/audio`;
+  for (const format of FORMATS) $(`dl-${format}`).href = `/api/v1/jobs/${jobId}/export/${format}`;
+  $("transcript-view").hidden = false;
+  renderTranscript();
+  for (const entry of jobs.values()) renderJob(entry);
+  $("transcript-view").scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+function closeTranscript() {
+  const player = $("player");
+  player.pause();
+  player.removeAttribute("src");
+  player.load();
+  shown = null;
+  $("transcript-view").hidden = true;
+  for (const entry of jobs.values()) renderJob(entry);
+}
+
+function speakerColour(speakerId) {
+  const index = shown.transcript.speakers.findIndex((speaker) => speaker.id === speakerId);
+  return `spk-${(index < 0 ? 0 : index) % SPEAKER_COLOURS}`;
+}
+
+function speakerName(speakerId) {
+  const speaker = shown.transcript.speakers.find((s) => s.id === speakerId);
+  return (speaker && speaker.label) || speakerId || "—";
+}
+
+function renderTranscript() {
+  const { transcript, jobId } = shown;
+  const entry = jobs.get(jobId);
+  $("transcript-title").textContent = entry ? entry.job.filename : "";
+  $("speakers").replaceChildren(...transcript.speakers.map(buildSpeaker));
+  shown.turns = transcript.segments.map(buildTurn);
+  $("segments").replaceChildren(...shown.turns);
+  shown.current = -1;
+  highlightPlaying();
+}
+
+function buildSpeaker(speaker) {
+  const item = element("li", `speaker ${speakerColour(speaker.id)}`);
+  item.dataset.speaker = speaker.id;
+  const swatch = element("span", "swatch");
+  const label = element("label", "speaker-id", speaker.id);
+  const input = element("input", "speaker-name");
+  input.id = `speaker-${speaker.id}`;
+  label.htmlFor = input.id;
+  input.value = speaker.label || speaker.id;
+  input.maxLength = 100;
+  input.setAttribute("aria-label", t("speakerName", { id: speaker.id }));
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") { e.preventDefault(); renameSpeaker(speaker, input); }
+    if (e.key === "Escape") { input.value = speaker.label || speaker.id; input.blur(); }
+  });
+  const seconds = element("span", "speaker-time muted", clock(speaker.speaking_seconds));
+  item.append(swatch, label, input, seconds);
+  return item;
+}
+
+async function renameSpeaker(speaker, input) {
+  const name = input.value.trim();
+  if (name === (speaker.label || speaker.id)) return;
+  const jobId = shown.jobId;
+  try {
+    const transcript = await api("PUT", `/api/v1/jobs/${jobId}/speakers`, { speakers: { [speaker.id]: name } });
+    if (shown && shown.jobId === jobId) { shown.transcript = transcript; renderTranscript(); }
+    notify(t("renamed"));
+  } catch (error) {
+    notify(explain(error), true);
+    input.focus();
+  }
+}
+
+function buildTurn(segment, index) {
+  const item = element("li", `turn ${speakerColour(segment.speaker)}`);
+  item.dataset.index = segment.index;
+  item.dataset.start = String(segment.start);
+  const head = element("div", "turn-head");
+  const time = element("button", "time", clock(segment.start));
+  time.type = "button";
+  time.setAttribute("aria-label", t("play", { time: clock(segment.start) }));
+  const who = element("span", "who", speakerName(segment.speaker));
+  const lang = element("span", `lang lang-${segment.language}`, String(segment.language || "?").toUpperCase());
+  const edited = element("span", "edited-mark", t("edited"));
+  edited.hidden = !segment.edited;
+  head.append(time, who, lang, edited);
+  const text = element("p", "text", segment.text);
+  text.contentEditable = "true";
+  text.spellcheck = true;
+  text.lang = segment.language || "";
+  text.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); saveSegment(segment, text); }
+    if (e.key === "Escape") { e.preventDefault(); text.textContent = segment.text; text.blur(); }
+  });
+  text.addEventListener("blur", () => { if (text.textContent !== segment.text) saveSegment(segment, text); });
+  text.addEventListener("paste", (e) => {
+    // Plain text only: a pasted web page must not bring its markup into the transcript.
+    e.preventDefault();
+    document.execCommand("insertText", false, e.clipboardData.getData("text/plain"));
+  });
+  item.addEventListener("click", (e) => { if (!text.contains(e.target)) playFrom(index); });
+  item.append(head, text);
+  return item;
+}
+
+async function saveSegment(segment, text) {
+  const value = text.textContent.replace(/\s+/g, " ").trim();
+  if (value === segment.text || text.dataset.saving) return;
+  text.dataset.saving = "1";
+  const jobId = shown.jobId;
+  try {
+    const saved = await api("PATCH", `/api/v1/jobs/${jobId}/segments/${segment.index}`, { text: value });
+    Object.assign(segment, saved);
+    if (shown && shown.jobId === jobId) {
+      text.textContent = segment.text;
+      text.closest(".turn").querySelector(".edited-mark").hidden = !segment.edited;
+      text.blur();
+    }
+    notify(t("saved"));
+  } catch (error) {
+    notify(explain(error), true);
+  } finally {
+    delete text.dataset.saving;
+  }
+}
+
+function playFrom(index) {
+  const player = $("player");
+  const segment = shown.transcript.segments[index];
+  player.currentTime = segment.start;
+  const playing = player.play();
+  if (playing) playing.catch((error) => { if (error.name !== "AbortError") notify(t("err_AUDIO_UNAVAILABLE"), true); });
+  highlightPlaying();
+}
+
+function highlightPlaying() {
+  if (!shown) return;
+  // The turn under the playhead, once playback has started (a paused player keeps its place).
+  const now = $("player").currentTime;
+  const started = !$("player").paused || now > 0;
+  const index = started ? shown.transcript.segments.findIndex((s) => s.start <= now && now < s.end) : -1;
+  if (index === shown.current) return;
+  if (shown.current >= 0 && shown.turns[shown.current]) shown.turns[shown.current].classList.remove("playing");
+  shown.current = index;
+  if (index >= 0) {
+    shown.turns[index].classList.add("playing");
+    if (!document.activeElement || !document.activeElement.isContentEditable) shown.turns[index].scrollIntoView({ block: "nearest" });
+  }
+}
+
+// ---- start ----
 
 document.addEventListener("DOMContentLoaded", () => {
+  const notice = element("div", "notice");
+  notice.id = "notice";
+  notice.setAttribute("role", "alert");
+  notice.hidden = true;
+  notice.addEventListener("click", () => { notice.hidden = true; });
+  document.body.append(notice);
+
+  $("ui-language").addEventListener("change", (e) => {
+    language = TEXT[e.target.value] ? e.target.value : "en";
+    localStorage.setItem(LANGUAGE_KEY, language);
+    applyLanguage();
+  });
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -84,7 +670,20 @@ document.addEventListener("DOMContentLoaded", () => {
     drop.classList.remove("over");
     if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
   });
-  $("picker").addEventListener("change", (e) => { if (e.target.files.length) upload(e.target.files[0]); });
+  drop.addEventListener("keydown", (e) => {
+    if ((e.key === "Enter" || e.key === " ") && e.target === drop) { e.preventDefault(); $("picker").click(); }
+  });
+  $("picker").addEventListener("change", (e) => {
+    if (e.target.files.length) upload(e.target.files[0]);
+    e.target.value = "";
+  });
+  $("close-transcript").addEventListener("click", closeTranscript);
+  const player = $("player");
+  for (const name of ["timeupdate", "play", "pause", "seeked", "ended"]) player.addEventListener(name, highlightPlaying);
+  player.addEventListener("error", () => { if (shown && player.getAttribute("src")) notify(t("err_AUDIO_UNAVAILABLE"), true); });
+
+  applyLanguage();
   refreshJobs();
-  setInterval(refreshJobs, 2000);
+  setInterval(refreshJobs, REFRESH_MS);
+  setInterval(() => { for (const entry of jobs.values()) renderTimes(entry); }, 1000);
 });

@@ -1,0 +1,219 @@
+"""The web page in headless Chromium (Debian's /usr/bin/chromium driven by Playwright) against the whole
+stack: upload through the file input, watch the job finish, rename a speaker, correct a segment,
+download SRT, play from a turn, switch the interface to Kazakh, read it at phone width, delete.
+
+Throughout: no console error, and no request leaves the gateway's origin. A screenshot of the
+finished transcript is saved to tests/artifacts/ (ignored by git) and its path printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import SPEECH_CLIP
+
+playwright_api = pytest.importorskip(
+    "playwright.async_api", reason="BROWSER TESTS NOT RUN: the 'playwright' package is not installed"
+)
+expect = playwright_api.expect
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+FINISH_TIMEOUT_S = 240
+NEW_NAME = "Айгерім"
+NEW_TEXT = "Сәлем, әлем"
+PHONE_WIDTH = 360
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or (os.path.exists("/usr/bin/chromium") and "/usr/bin/chromium")
+    if found:
+        return found
+    if os.geteuid() == 0:
+        pytest.fail("chromium is missing although the tests run as root: install it (apt-get install -y chromium)")
+    pytest.skip("BROWSER TESTS NOT RUN: /usr/bin/chromium is missing and only root can install it")
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    executable = chromium_path()
+    async with playwright_api.async_playwright() as driver:
+        launched = await driver.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield launched
+        await launched.close()
+
+
+class Watched:
+    """What a page did: console errors, uncaught exceptions and every URL it requested."""
+
+    def __init__(self, page, origin: str):
+        self.origin = origin
+        self.errors: list[str] = []
+        self.urls: list[str] = []
+        page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        page.on("request", lambda request: self.urls.append(request.url))
+
+    def assert_clean(self) -> None:
+        assert not self.errors, f"console errors: {self.errors}"
+        foreign = [url for url in self.urls if not url.startswith(("data:", "blob:")) and origin_of(url) != self.origin]
+        assert not foreign, f"requests left the gateway's origin: {foreign}"
+        assert self.urls, "no request was recorded"
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+async def watch_states(page, job) -> list[str]:
+    """The job's state labels as the page shows them, until Done (or a failure)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + FINISH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        label = (await job.locator(".state").text_content() or "").strip()
+        if label and (not seen or seen[-1] != label):
+            seen.append(label)
+        if label in ("Done", "Failed"):
+            return seen
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the job did not finish in {FINISH_TIMEOUT_S}s; states seen: {seen}")
+
+
+async def test_upload_watch_edit_download_play_and_switch_language(stack, browser, tmp_path):
+    started = time.monotonic()
+    context = await browser.new_context(accept_downloads=True, locale="en-US", viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    watched = Watched(page, stack.http)
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+
+    await page.goto(stack.http + "/")
+    await expect(page.locator("h2[data-i18n=yourJobs]")).to_have_text("Your jobs")
+    await page.set_input_files("#picker", str(SPEECH_CLIP))
+    job = page.locator("#jobs li.job").first
+    await expect(job.locator(".job-name")).to_have_text(SPEECH_CLIP.name)
+    await expect(job.locator(".expiry")).to_have_text(re.compile(r"deleted in 2[34]:\d\d:\d\d"))
+    states = await watch_states(page, job)
+    assert states[-1] == "Done", states
+    assert await job.locator(".job-progress").evaluate("bar => bar.value") == 100
+
+    # A job uploaded on this page opens by itself when it finishes.
+    turns = page.locator("#segments li.turn")
+    await expect(turns.first).to_be_visible()
+    first_turn = turns.first
+    await expect(first_turn.locator(".lang")).to_have_text(re.compile(r"^(KK|RU)$"))
+    await expect(first_turn.locator(".who")).to_have_text("S1")
+
+    # Rename S1: Enter saves; every turn of S1 shows the new name.
+    name_input = page.locator('#speakers li[data-speaker="S1"] input')
+    await name_input.fill(NEW_NAME)
+    await name_input.press("Enter")
+    await expect(first_turn.locator(".who")).to_have_text(NEW_NAME)
+
+    # Escape cancels an edit; Enter saves one and marks the turn as edited.
+    text = first_turn.locator(".text")
+    original = await text.text_content()
+    await text.click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("discarded")
+    await page.keyboard.press("Escape")
+    await expect(text).to_have_text(original)
+    await expect(first_turn.locator(".edited-mark")).to_be_hidden()
+    await text.click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type(NEW_TEXT)
+    await page.keyboard.press("Enter")
+    await expect(first_turn.locator(".edited-mark")).to_be_visible()
+    await expect(first_turn.locator(".edited-mark")).to_have_text("edited")
+
+    # The SRT download carries both changes.
+    async with page.expect_download() as download_info:
+        await page.click("#dl-srt")
+    download = await download_info.value
+    assert download.suggested_filename.endswith(".srt"), download.suggested_filename
+    srt = Path(await download.path()).read_text(encoding="utf-8")
+    assert NEW_NAME in srt and NEW_TEXT in srt, srt
+    assert original.strip() not in srt
+
+    # Clicking a turn plays from its start, and the turn is highlighted while it plays.
+    last_turn = turns.last
+    start = float(await last_turn.get_attribute("data-start"))
+    await last_turn.locator(".who").click()
+    await page.wait_for_function("() => !document.getElementById('player').paused")
+    await page.wait_for_function(
+        "start => document.getElementById('player').currentTime > start + 0.2", arg=start, timeout=10_000
+    )
+    # Paused at once (the clip is short): a paused player keeps its turn highlighted.
+    await page.evaluate("() => document.getElementById('player').pause()")
+    played_at = await page.evaluate("() => document.getElementById('player').currentTime")
+    assert played_at > start
+    await expect(page.locator("#segments li.turn.playing")).to_have_count(1)
+    await expect(last_turn).to_have_class(re.compile(r"\bplaying\b"))
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "transcript.png"
+    await page.evaluate("() => { document.getElementById('notice').hidden = true; }")
+    await page.locator("#transcript-view").screenshot(path=str(screenshot))
+    await page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    print(f"\nscreenshot of the finished transcript: {screenshot} (whole page: {tmp_path / 'page.png'})")
+
+    # The interface switches to Kazakh, and stays Kazakh after a reload.
+    await page.select_option("#ui-language", "kk")
+    await expect(page.locator("h2[data-i18n=yourJobs]")).to_have_text("Сіздің тапсырмаларыңыз")
+    await expect(job.locator(".state")).to_have_text("Дайын")
+    await page.reload()
+    await expect(page.locator("h2[data-i18n=yourJobs]")).to_have_text("Сіздің тапсырмаларыңыз")
+    assert await page.evaluate("() => document.documentElement.lang") == "kk"
+
+    # Phone width: nothing wider than the screen, the transcript included.
+    await page.set_viewport_size({"width": PHONE_WIDTH, "height": 740})
+    await page.locator("#jobs li.job .open").first.click()
+    await expect(turns.first).to_be_visible()
+    widths = await page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert widths[0] <= widths[1] == PHONE_WIDTH, f"horizontal scroll at phone width: {widths}"
+    await page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
+
+    # Delete, confirmed in the dialog: gone from the list and from the server.
+    job_id = await page.locator("#jobs li.job").first.get_attribute("data-job-id")
+    await page.locator("#jobs li.job .delete").first.click()
+    await expect(page.locator("#jobs li.job")).to_have_count(0)
+    await expect(page.locator("#transcript-view")).to_be_hidden()
+    cookies = {c["name"]: c["value"] for c in await context.cookies()}
+    async with httpx.AsyncClient(base_url=stack.http, cookies=cookies) as client:
+        gone = await client.get(f"/api/v1/jobs/{job_id}")
+    assert gone.json()["state"] == "DELETED"
+
+    watched.assert_clean()
+    await context.close()
+    print(f"browser flow took {time.monotonic() - started:.1f}s; states seen: {states}")
+
+
+async def test_api_errors_are_explained_in_the_interface_language(stack, browser):
+    context = await browser.new_context(locale="ru-RU", viewport={"width": 1000, "height": 800})
+    page = await context.new_page()
+    watched = Watched(page, stack.http)
+    await page.goto(stack.http + "/")
+    # Chosen from the browser's language.
+    await expect(page.locator("h2[data-i18n=yourJobs]")).to_have_text("Ваши задания")
+    await page.set_input_files(
+        "#picker", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not audio at all " * 64}]
+    )
+    await expect(page.locator("#message")).to_have_text(re.compile("Это не аудиофайл"))
+    await expect(page.locator("#message")).to_have_class("error")
+    # The refused upload's 415 is the only console error the browser reports.
+    assert all("415" in error for error in watched.errors), watched.errors
+    watched.errors.clear()
+    watched.assert_clean()
+    await context.close()
