@@ -215,5 +215,28 @@ async def test_api_errors_are_explained_in_the_interface_language(stack, browser
     # The refused upload's 415 is the only console error the browser reports.
     assert all("415" in error for error in watched.errors), watched.errors
     watched.errors.clear()
+
+    explained = await page.evaluate("""() => [
+        explain(new ApiError(429, "RATE_LIMITED", "too many uploads", {}, "17")),
+        explain(new ApiError(413, "UPLOAD_TOO_LARGE", "too large", {max_bytes: "524288000"})),
+        explain(new ApiError(410, "JOB_EXPIRED", "the job's audio and transcript have been deleted")),
+        explain(new ApiError(503, "DATABASE_UNAVAILABLE", "the database is unavailable; try again")),
+        explain(new ApiError(0, "NETWORK", "")),
+        explain(new ApiError(409, "JOB_ALREADY_FAILED", "the job has already failed")),
+        explain(new ApiError(502, "", "")),
+    ]""")
+    assert explained == [
+        "Слишком много загрузок подряд: повторите через 17 с.",
+        "Файл больше допустимых 500 MiB.",
+        "Срок задания истёк: запись и расшифровка удалены.",
+        "Сервис временно недоступен. Попробуйте через минуту.",
+        "Сервер недоступен. Проверьте подключение и попробуйте снова.",
+        "the job has already failed",  # a code without a sentence of ours: the server's message
+        "Сервис временно недоступен. Попробуйте через минуту.",  # no body at all: the status
+    ]
+    # The time left comes from the progress seen over time: 50% in 10 s leaves about 10 s.
+    left = await page.evaluate("""() => secondsLeft({
+        job: {progress: 50, started_at: null}, samples: [[Date.now() - 10000, 0], [Date.now(), 50]]})""")
+    assert 9 <= left <= 10.5
     watched.assert_clean()
     await context.close()
