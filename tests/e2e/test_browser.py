@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from services.gateway.auth import SESSION_COOKIE, Authenticator
 from tests.conftest import SPEECH_CLIP
+from tests.transcripts import WordSpec, insert_transcript, segment_of_words
 
 playwright_api = pytest.importorskip(
     "playwright.async_api", reason="BROWSER TESTS NOT RUN: the 'playwright' package is not installed"
@@ -238,5 +240,47 @@ async def test_api_errors_are_explained_in_the_interface_language(stack, browser
     left = await page.evaluate("""() => secondsLeft({
         job: {progress: 50, started_at: null}, samples: [[Date.now() - 10000, 0], [Date.now(), 50]]})""")
     assert 9 <= left <= 10.5
+    watched.assert_clean()
+    await context.close()
+
+
+async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, browser, database):
+    """A finished two-speaker transcript (written as the transcriber writes it) for this browser's owner."""
+    context = await browser.new_context(locale="en-GB", viewport={"width": 1100, "height": 900})
+    page = await context.new_page()
+    watched = Watched(page, stack.http)
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.goto(stack.http + "/")
+    session = next(c["value"] for c in await context.cookies() if c["name"] == SESSION_COOKIE)
+    await insert_transcript(database, [
+        segment_of_words("S1", [WordSpec(0.5, 0.9, "Сәлем"), WordSpec(1.0, 1.4, "қалайсыз?")], "kk"),
+        segment_of_words("S2", [WordSpec(2.0, 2.4, "Привет,"), WordSpec(2.5, 2.9, "хорошо.")], "ru"),
+        segment_of_words("S1", [WordSpec(3.5, 3.9, "Жақсы,"), WordSpec(4.0, 4.4, "рахмет!")], "kk"),
+    ], owner_id=Authenticator._session_owner(session), filename="dialogue.flac")  # fmt: skip
+    await page.reload()
+    await page.locator("#jobs li.job .open").first.click()
+    turns = page.locator("#segments li.turn")
+    await expect(turns).to_have_count(3)
+    assert [await badge.text_content() for badge in await turns.locator(".lang").all()] == ["KK", "RU", "KK"]
+    colours = [await turn.evaluate("turn => getComputedStyle(turn).borderLeftColor") for turn in await turns.all()]
+    assert colours[0] == colours[2] != colours[1], colours
+
+    # S2 merged into S1 (confirmed): one speaker, every turn hers, one colour.
+    await page.select_option('#speakers li[data-speaker="S2"] select.merge', "S1")
+    await expect(page.locator("#speakers li.speaker")).to_have_count(1)
+    assert [await who.text_content() for who in await turns.locator(".who").all()] == ["S1", "S1", "S1"]
+    colours = {await turn.evaluate("turn => getComputedStyle(turn).borderLeftColor") for turn in await turns.all()}
+    assert len(colours) == 1
+
+    # An edit, then undo: the recognised text is back and the turn no longer says "edited".
+    text = turns.nth(1).locator(".text")
+    await text.click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("Привет, всё хорошо.")
+    await page.keyboard.press("Enter")
+    await expect(turns.nth(1).locator(".edited-mark")).to_be_visible()
+    await turns.nth(1).locator(".revert").click()
+    await expect(text).to_have_text("Привет, хорошо.")
+    await expect(turns.nth(1).locator(".edited-mark")).to_be_hidden()
     watched.assert_clean()
     await context.close()

@@ -28,6 +28,8 @@ const TEXT = {
     uploaded: "{name} is uploaded; transcription starts shortly.", timeLeft: "about {time} left",
     estimating: "estimating the time left…", expiresIn: "deleted in {time}", expiringNow: "being deleted now",
     edited: "edited", saved: "Saved.", renamed: "Speaker renamed.", noLanguage: "Choose at least one language.",
+    mergeInto: "Merge into…", confirmMerge: "Give all of {from}'s turns to {into}?", merged: "Speakers merged.",
+    revert: "undo", revertTitle: "Restore the recognised text: {text}", reverted: "The recognised text is back.",
     speakerName: "Name of {id}", play: "Play from {time}", minutes: "min", seconds: "s",
     err_NETWORK: "The server cannot be reached. Check your connection and try again.",
     err_UPLOAD_TOO_LARGE: "The file is larger than the {limit} limit.",
@@ -67,6 +69,8 @@ const TEXT = {
     uploaded: "{name} загружен; расшифровка скоро начнётся.", timeLeft: "осталось около {time}",
     estimating: "оцениваем оставшееся время…", expiresIn: "удалится через {time}", expiringNow: "удаляется",
     edited: "изменено", saved: "Сохранено.", renamed: "Диктор переименован.", noLanguage: "Выберите хотя бы один язык.",
+    mergeInto: "Объединить с…", confirmMerge: "Отдать все реплики {from} диктору {into}?", merged: "Дикторы объединены.",
+    revert: "вернуть", revertTitle: "Вернуть распознанный текст: {text}", reverted: "Распознанный текст возвращён.",
     speakerName: "Имя {id}", play: "Слушать с {time}", minutes: "мин", seconds: "с",
     err_NETWORK: "Сервер недоступен. Проверьте подключение и попробуйте снова.",
     err_UPLOAD_TOO_LARGE: "Файл больше допустимых {limit}.",
@@ -106,6 +110,8 @@ const TEXT = {
     uploaded: "{name} жүктелді; тану жақында басталады.", timeLeft: "шамамен {time} қалды",
     estimating: "қалған уақыт бағалануда…", expiresIn: "{time} кейін жойылады", expiringNow: "жойылуда",
     edited: "өзгертілді", saved: "Сақталды.", renamed: "Сөйлеуші атауы өзгертілді.", noLanguage: "Кемінде бір тілді таңдаңыз.",
+    mergeInto: "Біріктіру…", confirmMerge: "{from} сөйлемдерінің бәрін {into} сөйлеушісіне беру керек пе?", merged: "Сөйлеушілер біріктірілді.",
+    revert: "қайтару", revertTitle: "Танылған мәтінді қайтару: {text}", reverted: "Танылған мәтін қайтарылды.",
     speakerName: "{id} аты", play: "{time} бастап тыңдау", minutes: "мин", seconds: "с",
     err_NETWORK: "Серверге қосылу мүмкін емес. Байланысты тексеріп, қайталап көріңіз.",
     err_UPLOAD_TOO_LARGE: "Файл рұқсат етілген {limit} шегінен үлкен.",
@@ -553,7 +559,35 @@ function buildSpeaker(speaker) {
   });
   const seconds = element("span", "speaker-time muted", clock(speaker.speaking_seconds));
   item.append(swatch, label, input, seconds);
+  const others = shown.transcript.speakers.filter((other) => other.id !== speaker.id);
+  if (others.length) {
+    const merge = element("select", "merge");
+    merge.setAttribute("aria-label", t("mergeInto"));
+    merge.append(element("option", "", t("mergeInto")));
+    merge.firstChild.value = "";
+    for (const other of others) {
+      const option = element("option", "", other.label || other.id);
+      option.value = other.id;
+      merge.append(option);
+    }
+    merge.addEventListener("change", () => mergeSpeaker(speaker, merge));
+    item.append(merge);
+  }
   return item;
+}
+
+async function mergeSpeaker(speaker, select) {
+  const into = select.value;
+  select.value = "";
+  if (!into || !window.confirm(t("confirmMerge", { from: speakerName(speaker.id), into: speakerName(into) }))) return;
+  const jobId = shown.jobId;
+  try {
+    const transcript = await api("POST", `/api/v1/jobs/${jobId}/speakers/${encodeURIComponent(speaker.id)}/merge`, { into });
+    if (shown && shown.jobId === jobId) { shown.transcript = transcript; renderTranscript(); }
+    notify(t("merged"));
+  } catch (error) {
+    notify(explain(error), true);
+  }
 }
 
 async function renameSpeaker(speaker, input) {
@@ -581,8 +615,10 @@ function buildTurn(segment, index) {
   const who = element("span", "who", speakerName(segment.speaker));
   const lang = element("span", `lang lang-${segment.language}`, String(segment.language || "?").toUpperCase());
   const edited = element("span", "edited-mark", t("edited"));
-  edited.hidden = !segment.edited;
-  head.append(time, who, lang, edited);
+  const revert = element("button", "revert link-button", t("revert"));
+  revert.type = "button";
+  revert.addEventListener("click", (e) => { e.stopPropagation(); revertSegment(segment, item); });
+  head.append(time, who, lang, edited, revert);
   const text = element("p", "text", segment.text);
   text.contentEditable = "true";
   text.spellcheck = true;
@@ -599,7 +635,30 @@ function buildTurn(segment, index) {
   });
   item.addEventListener("click", (e) => { if (!text.contains(e.target)) playFrom(index); });
   item.append(head, text);
+  showEdited(item, segment);
   return item;
+}
+
+function showEdited(item, segment) {
+  item.querySelector(".edited-mark").hidden = !segment.edited;
+  const revert = item.querySelector(".revert");
+  revert.hidden = !segment.edited;
+  revert.title = segment.edited ? t("revertTitle", { text: segment.original_text || "" }) : "";
+}
+
+async function revertSegment(segment, item) {
+  const jobId = shown.jobId;
+  try {
+    const saved = await api("PATCH", `/api/v1/jobs/${jobId}/segments/${segment.index}`, { revert: true });
+    Object.assign(segment, saved);
+    if (shown && shown.jobId === jobId) {
+      item.querySelector(".text").textContent = segment.text;
+      showEdited(item, segment);
+    }
+    notify(t("reverted"));
+  } catch (error) {
+    notify(explain(error), true);
+  }
 }
 
 async function saveSegment(segment, text) {
@@ -612,7 +671,7 @@ async function saveSegment(segment, text) {
     Object.assign(segment, saved);
     if (shown && shown.jobId === jobId) {
       text.textContent = segment.text;
-      text.closest(".turn").querySelector(".edited-mark").hidden = !segment.edited;
+      showEdited(text.closest(".turn"), segment);
       text.blur();
     }
     notify(t("saved"));
