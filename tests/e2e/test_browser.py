@@ -27,6 +27,8 @@ playwright_api = pytest.importorskip(
     "playwright.async_api", reason="BROWSER TESTS NOT RUN: the 'playwright' package is not installed"
 )
 expect = playwright_api.expect
+# Generous: the whole suite shares two cores with the services and the speech model.
+expect.set_options(timeout=15_000)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM_ARGS = [
@@ -214,7 +216,16 @@ async def test_api_errors_are_explained_in_the_interface_language(stack, browser
     )
     await expect(page.locator("#message")).to_have_text(re.compile("Это не аудиофайл"))
     await expect(page.locator("#message")).to_have_class("error")
-    # The refused upload's 415 is the only console error the browser reports.
+    # The same through the drop zone.
+    await page.evaluate("""() => {
+        document.getElementById("message").textContent = "";
+        const dropped = new DataTransfer();
+        dropped.items.add(new File(["not audio at all ".repeat(64)], "dropped.txt", {type: "text/plain"}));
+        const drop = document.getElementById("drop");
+        drop.dispatchEvent(new DragEvent("drop", {dataTransfer: dropped, bubbles: true, cancelable: true}));
+    }""")
+    await expect(page.locator("#message")).to_have_text(re.compile("Это не аудиофайл"))
+    # The refused uploads' 415s are the only console errors the browser reports.
     assert all("415" in error for error in watched.errors), watched.errors
     watched.errors.clear()
 
