@@ -32,6 +32,8 @@ from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
 from services.gateway.core import Gateway, UploadItem, UploadStart
 from services.gateway.security_headers import SecurityHeaders
 from services.gateway.http_telemetry import RequestTelemetry
+from services.gateway import api_models, openapi_docs
+from services.gateway.api_models import error_responses
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # the client can read our answer instead of a reset connection.
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 SESSION_MAX_AGE_SECONDS = 30 * 24 * 3600
+INT32_MAX = 2**31 - 1
 
 
 def error_body(error: KazruError) -> dict:
@@ -172,6 +175,11 @@ class SegmentEdit(BaseModel):
     revert: bool = Field(default=False, description="Restore the machine's original text")
 
 
+TRANSCRIPT_EDIT_RESPONSES = {
+    200: {"model": api_models.Transcript}, **error_responses(400, 401, 403, 404, 409, 410, 503)
+}
+
+
 def content_disposition(filename: str) -> str:
     """RFC 6266 with an ASCII fallback and the exact UTF-8 name (RFC 5987)."""
     fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in filename)
@@ -192,6 +200,8 @@ def parse_options(fields: dict[str, str]) -> job_pb2.TranscriptionOptions:
                 raise errors.InvalidArgument(f"{name} must be a whole number", code=code) from None
             if value <= 0:
                 raise errors.InvalidArgument(f"{name} must be at least 1", code=code)
+            if value > INT32_MAX:  # the protobuf field is int32; ingest checks the real limit
+                raise errors.InvalidArgument(f"{name} is too large", code=code)
             setattr(options, name, value)
     return options
 
@@ -201,10 +211,11 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         title="KazRu-STT Pro",
         summary="Transcription of Kazakh, Russian and mixed Kazakh-Russian recordings",
         version="1.0.0",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by openapi_docs, without a CDN
         redoc_url=None,
-        openapi_url="/api/v1/openapi.json",
+        openapi_url=openapi_docs.OPENAPI_PATH,
     )
+    openapi_docs.install(app)
     static_dir = resources.files("services.gateway") / "static"
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
 
@@ -264,7 +275,11 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     async def page() -> HTMLResponse:
         return HTMLResponse(page_html)
 
-    @app.post("/api/v1/upload", status_code=202, summary="Upload an audio file (multipart 'file')")
+    @app.post(
+        "/api/v1/upload", status_code=202, summary="Upload an audio file (multipart 'file')",
+        openapi_extra={"requestBody": api_models.UPLOAD_REQUEST_BODY},
+        responses={202: {"model": api_models.Job}, **error_responses(400, 401, 403, 413, 415, 429, 503)},
+    )  # fmt: skip
     async def upload(request: Request, caller: Caller) -> JSONResponse:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
@@ -280,7 +295,10 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
             raise
         return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/api/v1/jobs/{job.job_id}"})
 
-    @app.get("/api/v1/jobs", summary="List your jobs, newest first")
+    @app.get(
+        "/api/v1/jobs", summary="List your jobs, newest first", response_model=None,
+        responses={200: {"model": api_models.JobList}, **error_responses(400, 401, 503)},
+    )  # fmt: skip
     async def list_jobs(
         caller: Caller,
         page_size: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -289,7 +307,10 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         found, next_token = await gateway.list_jobs(caller.owner_id, page_size, page_token)
         return {"jobs": [job_json(job) for job in found], "next_page_token": next_token or None}
 
-    @app.get("/api/v1/jobs/{job_id}", summary="A job's state and progress")
+    @app.get(
+        "/api/v1/jobs/{job_id}", summary="A job's state and progress", response_model=None,
+        responses={200: {"model": api_models.Job}, **error_responses(401, 404, 503)},
+    )  # fmt: skip
     async def get_job(job_id: str, caller: Caller) -> dict:
         return job_json(await gateway.get_job(caller.owner_id, job_id))
 
@@ -300,7 +321,10 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         "state or progress; the stream ends after a terminal state. Comment lines keep an idle stream open. "
         "A failure after the stream started comes as `event: error` with the usual error body.",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+        responses={
+            200: {"content": {"text/event-stream": {"schema": api_models.JOB_EVENT_SCHEMA}}},
+            **error_responses(401, 404, 503),
+        },
     )
     async def job_status(job_id: str, caller: Caller) -> StreamingResponse:
         updates = gateway.watch_job(caller.owner_id, job_id)
@@ -311,7 +335,11 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    @app.delete("/api/v1/jobs/{job_id}", summary="Cancel if running; delete the audio and transcript now")
+    @app.delete(
+        "/api/v1/jobs/{job_id}", summary="Cancel if running; delete the audio and transcript now",
+        response_model=None,
+        responses={200: {"model": api_models.Job}, **error_responses(401, 403, 404, 409, 503)},
+    )  # fmt: skip
     async def delete_job(job_id: str, caller: Caller) -> dict:
         return job_json(await gateway.delete_job(caller.owner_id, job_id))
 
@@ -322,7 +350,8 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         "a range outside the recording is `416`. A deleted or expired job's audio is `410`.",
         response_class=StreamingResponse,
         responses={200: {"content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}}},
-                   206: {"description": "The requested part", "content": {"audio/*": {}}}},
+                   206: {"description": "The requested part", "content": {"audio/*": {}}},
+                   **error_responses(401, 404, 410, 416, 503)},
     )  # fmt: skip
     async def job_audio(job_id: str, caller: Caller, request: Request) -> Response:
         audio = await gateway.audio(caller.owner_id, job_id)
@@ -346,12 +375,19 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
             headers["Content-Range"] = wanted.content_range(audio.size_bytes)
         return StreamingResponse(body(), 206 if wanted else 200, headers=headers, media_type=audio.media_type)
 
-    @app.get("/api/v1/jobs/{job_id}/transcript", summary="The transcript of a finished job")
+    @app.get(
+        "/api/v1/jobs/{job_id}/transcript", summary="The transcript of a finished job",
+        response_model=None,
+        responses={200: {"model": api_models.Transcript}, **error_responses(401, 404, 409, 410, 503)},
+    )  # fmt: skip
     async def get_transcript(job_id: str, caller: Caller) -> dict:
         job, transcript = await gateway.get_transcript(caller.owner_id, job_id)
         return transcript_json(job, transcript)
 
-    @app.put("/api/v1/jobs/{job_id}/speakers", summary="Name speakers; answers the updated transcript")
+    @app.put(
+        "/api/v1/jobs/{job_id}/speakers", summary="Name speakers; answers the updated transcript",
+        response_model=None, responses=TRANSCRIPT_EDIT_RESPONSES,
+    )
     async def rename_speakers(job_id: str, body: SpeakerNames, caller: Caller) -> dict:
         job, transcript = await gateway.rename_speakers(caller.owner_id, job_id, body.speakers)
         return transcript_json(job, transcript)
@@ -360,6 +396,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         "/api/v1/jobs/{job_id}/speakers/{speaker}/merge",
         summary="Merge a speaker into another; answers the updated transcript",
         description="The speaker's segments and words are relabelled as `into`, and the speaker is removed.",
+        response_model=None, responses=TRANSCRIPT_EDIT_RESPONSES,
     )
     async def merge_speaker(job_id: str, speaker: str, body: SpeakerMerge, caller: Caller) -> dict:
         job, transcript = await gateway.merge_speaker(caller.owner_id, job_id, speaker, body.into)
@@ -369,13 +406,19 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         "/api/v1/jobs/{job_id}/segments/{segment}",
         summary="Change a segment's text, or restore the machine's; answers the segment",
         description="The machine's text stays in `original_text` until the segment is reverted.",
-    )
+        response_model=None,
+        responses={200: {"model": api_models.Segment}, **error_responses(400, 401, 403, 404, 409, 410, 503)},
+    )  # fmt: skip
     async def edit_segment(job_id: str, segment: int, body: SegmentEdit, caller: Caller) -> dict:
         if (body.text is None) == (not body.revert):
             raise errors.InvalidArgument("send either 'text' or '\"revert\": true'", code="SEGMENT_CHANGE_MISSING")
         return segment_json(await gateway.edit_segment(caller.owner_id, job_id, segment, body.text))
 
-    @app.get("/api/v1/jobs/{job_id}/export/{fmt}", summary="Download the transcript as txt, srt, vtt, json or docx")
+    @app.get(
+        "/api/v1/jobs/{job_id}/export/{fmt}", summary="Download the transcript as txt, srt, vtt, json or docx",
+        response_class=StreamingResponse,
+        responses={200: {"content": api_models.EXPORT_CONTENT}, **error_responses(400, 401, 404, 409, 410, 503)},
+    )  # fmt: skip
     async def export(job_id: str, fmt: str, caller: Caller, timestamps: bool = True) -> Response:
         if fmt not in EXPORT_FORMATS:
             raise errors.InvalidArgument(
@@ -394,12 +437,18 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
             body(), media_type=first.content_type, headers={"Content-Disposition": content_disposition(first.filename)}
         )
 
-    @app.get("/api/v1/health", summary="Checks PostgreSQL, NATS, S3 and every service")
+    @app.get(
+        "/api/v1/health", summary="Checks PostgreSQL, NATS, S3 and every service",
+        responses={200: {"model": api_models.Health}, 503: {"model": api_models.Health, "description": "A check failed"}},
+    )  # fmt: skip
     async def health() -> JSONResponse:
         healthy, checks = await gateway.health()
         return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503)
 
-    @app.get("/api/v1/status", summary="Queue length, active workers and the estimated wait for a new upload")
+    @app.get(
+        "/api/v1/status", summary="Queue length, active workers and the estimated wait for a new upload",
+        response_model=None, responses={200: {"model": api_models.ServiceStatus}, **error_responses(503)},
+    )  # fmt: skip
     async def service_status() -> dict:
         return await gateway.service_status()
 

@@ -1,8 +1,8 @@
 """Security headers on every HTTP response of the gateway (pure ASGI, so streamed bodies stay streamed).
 
 The page loads only its own files (no inline script or style, no CDN), so its policy allows
-'self' alone. FastAPI's browsable docs are the exception: Swagger UI comes from jsDelivr and
-starts with an inline script, so only their paths get a policy that allows exactly that.
+'self' alone. The browsable API docs (Swagger UI, served by the gateway: openapi_docs.py) get the
+same policy plus what Swagger UI itself needs: inline styles and data: images.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ PAGE_POLICY = "; ".join((
 ))  # fmt: skip
 DOCS_POLICY = "; ".join((
     "default-src 'self'",
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-    "style-src 'self' https://cdn.jsdelivr.net",
-    "img-src 'self' data: https://fastapi.tiangolo.com",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data:",
     "connect-src 'self'",
     "object-src 'none'",
     "base-uri 'none'",
