@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -72,6 +73,9 @@ class Settings(BaseSettings):
     # Auth.
     anonymous_access: AnonymousAccess = AnonymousAccess.COOKIE
     bootstrap_api_key: SecretStr | None = None
+    # Other origins whose pages may call the HTTP API with an API key (CORS), comma-separated:
+    # KAZRU_CORS_ORIGINS=https://app.example.org. Empty: none. Cookies are never allowed cross-origin.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Live job updates (gRPC WatchJob, HTTP SSE). The row is re-read on every bus event and at least
     # this often (events can be missed, and a worker claiming a job announces nothing).
@@ -156,6 +160,17 @@ class Settings(BaseSettings):
     def _split_languages(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+        for origin in value if isinstance(value, tuple | list) else ():
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path):
+                raise ValueError(f"a CORS origin is scheme://host[:port] (or *), not {origin!r}")
         return value
 
     @model_validator(mode="after")

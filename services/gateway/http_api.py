@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -25,14 +26,14 @@ from starlette.requests import ClientDisconnect
 
 from kazru import errors, metrics, upload_protocol
 from kazru.errors import KazruError, Kind
-from kazru.settings import Settings
+from kazru.settings import AnonymousAccess, Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
 from services.gateway import byte_ranges, multipart
 from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
 from services.gateway.core import Gateway, UploadItem, UploadStart
 from services.gateway.security_headers import SecurityHeaders
 from services.gateway.http_telemetry import RequestTelemetry
-from services.gateway import api_models, openapi_docs
+from services.gateway import api_models, csrf, openapi_docs
 from services.gateway.api_models import error_responses
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,14 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         return error_response(errors.Internal("internal error"))
 
     app.add_middleware(SecurityHeaders, docs_path="/api/v1/docs")
+    if settings.cors_origins:
+        # For other sites' pages that call the API with a key: never with cookies (no credentials).
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Range"],
+            expose_headers=["Location", "Retry-After", "Content-Disposition", "Content-Range"], max_age=600,
+        )  # fmt: skip
 
     @app.middleware("http")
     async def session_cookie(request: Request, call_next):
@@ -257,12 +266,26 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
                 SESSION_COOKIE, token, max_age=SESSION_MAX_AGE_SECONDS, httponly=True, samesite="lax",
                 secure=request.url.scheme == "https", path="/",
             )  # fmt: skip
+        session = token or browser_session(request)
+        if session and request.cookies.get(csrf.CSRF_COOKIE) != csrf.token_for(session):
+            # Not HttpOnly: the page's script reads it and sends it back as X-CSRF-Token.
+            response.set_cookie(
+                csrf.CSRF_COOKIE, csrf.token_for(session), max_age=SESSION_MAX_AGE_SECONDS, httponly=False,
+                samesite="strict", secure=request.url.scheme == "https", path="/",
+            )  # fmt: skip
         return response
 
+    def browser_session(request: Request) -> str | None:
+        """The session cookie this request acts as, where browsers get sessions."""
+        if settings.anonymous_access is not AnonymousAccess.COOKIE:
+            return None
+        return request.cookies.get(SESSION_COOKIE)
+
     async def principal(request: Request) -> Principal:
-        found = await auth.authenticate(
-            request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE), browser=True
-        )
+        authorization = request.headers.get("authorization")
+        if not authorization and request.method not in csrf.SAFE_METHODS:
+            csrf.check_browser_write(request.headers, browser_session(request), request.headers.get("host", ""))
+        found = await auth.authenticate(authorization, request.cookies.get(SESSION_COOKIE), browser=True)
         if found.new_session_token:
             request.state.new_session_token = found.new_session_token
         return found
