@@ -190,8 +190,9 @@ class TranscriptionWorker:
             if not await self._store.exists(claimed.object_key):
                 raise errors.FailedPrecondition("the uploaded audio is gone", code="AUDIO_MISSING")
             with _timed(stages, "decode_seconds"), tracing.span("decode"):
-                samples = await audio.decode_pcm16k(
-                    self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path
+                samples = await _until_cancelled(
+                    audio.decode_pcm16k(self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path),
+                    switch,
                 )
             reporter = ProgressReporter(self, job_id, len(samples) / audio.SAMPLE_RATE)
 
