@@ -66,9 +66,16 @@ class Watched:
         self.origin = origin
         self.errors: list[str] = []
         self.urls: list[str] = []
+        # (method, path, X-CSRF-Token sent) of every write
+        self.writes: list[tuple[str, str, str | None]] = []
         page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
-        page.on("request", lambda request: self.urls.append(request.url))
+        page.on("request", self._record)
+
+    def _record(self, request) -> None:
+        self.urls.append(request.url)
+        if request.method not in ("GET", "HEAD"):
+            self.writes.append((request.method, urlsplit(request.url).path, request.headers.get("x-csrf-token")))
 
     def assert_clean(self) -> None:
         assert not self.errors, f"console errors: {self.errors}"
@@ -199,6 +206,10 @@ async def test_upload_watch_edit_download_play_and_switch_language(stack, browse
         gone = await client.get(f"/api/v1/jobs/{job_id}")
     assert gone.json()["state"] == "DELETED"
 
+    # Every write carried the session's CSRF token, where the gateway hands one out.
+    assert {method for method, _, _ in watched.writes} == {"POST", "PUT", "PATCH", "DELETE"}, watched.writes
+    if "kazru_csrf" in cookies:
+        assert {token for _, _, token in watched.writes} == {cookies["kazru_csrf"]}, watched.writes
     watched.assert_clean()
     await context.close()
     print(f"browser flow took {time.monotonic() - started:.1f}s; states seen: {states}")
