@@ -217,3 +217,13 @@ JOB_EVENT_SCHEMA = {
         },
     },
 }
+UPLOAD_PARAMETERS = [
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "Send the same key when retrying an upload: the job the first attempt made is answered "
+        "again instead of a second job",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$"},
+    }
+]

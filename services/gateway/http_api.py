@@ -300,7 +300,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
 
     @app.post(
         "/api/v1/upload", status_code=202, summary="Upload an audio file (multipart 'file')",
-        openapi_extra={"requestBody": api_models.UPLOAD_REQUEST_BODY},
+        openapi_extra={"requestBody": api_models.UPLOAD_REQUEST_BODY, "parameters": api_models.UPLOAD_PARAMETERS},
         responses={202: {"model": api_models.Job}, **error_responses(400, 401, 403, 413, 415, 429, 503)},
     )  # fmt: skip
     async def upload(request: Request, caller: Caller) -> JSONResponse:
