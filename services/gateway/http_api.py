@@ -462,7 +462,10 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
 
     @app.get(
         "/api/v1/health", summary="Checks PostgreSQL, NATS, S3 and every service",
-        responses={200: {"model": api_models.Health}, 503: {"model": api_models.Health, "description": "A check failed"}},
+        responses={
+            200: {"model": api_models.Health},
+            503: {"model": api_models.Health, "description": "A check failed"},
+        },
     )  # fmt: skip
     async def health() -> JSONResponse:
         healthy, checks = await gateway.health()
