@@ -7,7 +7,9 @@ They are documentation, not response_model: a field added to the JSON shows up i
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
+from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -195,12 +197,29 @@ UPLOAD_REQUEST_BODY = {
     },
 }
 EXPORT_CONTENT = {
-    media_type: {"schema": {"type": "string", "format": "binary"}}
-    for media_type in (
-        "text/plain", "application/x-subrip", "text/vtt", "application/json",
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    )
+    **{
+        media_type: {"schema": {"type": "string", "format": "binary"}}
+        for media_type in (
+            "text/plain", "application/x-subrip", "text/vtt",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        )
+    },
+    # The exporter's own JSON Schema, placed among the document's schemas by openapi_docs.
+    "application/json": {"schema": {"$ref": "#/components/schemas/TranscriptExport"}},
 }  # fmt: skip
+
+
+def transcript_export_schemas() -> dict[str, Any]:
+    """services/exporter/schemas/transcript.schema.json as OpenAPI component schemas: TranscriptExport and
+    its `$defs` as TranscriptExport_<name> (a `$ref` inside an OpenAPI document points from the document's root)."""
+    source = (resources.files("services.exporter") / "schemas" / "transcript.schema.json").read_text(encoding="utf-8")
+    schema = json.loads(source)
+    definitions = schema.pop("$defs", {})
+    for keyword in ("$schema", "$id"):
+        schema.pop(keyword, None)
+    named = {"TranscriptExport": schema, **{f"TranscriptExport_{name}": d for name, d in definitions.items()}}
+    text = json.dumps(named).replace('"#/$defs/', '"#/components/schemas/TranscriptExport_')
+    return json.loads(text)
 # One event of the job status stream (described as Open API 3.2 describes Server-Sent Events): `data` is
 # the job as JSON, or with `event: error`, the error that ended the stream.
 JOB_EVENT_SCHEMA = {

@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -59,6 +59,8 @@ EXPORT_FORMATS = {
     "json": export_pb2.EXPORT_FORMAT_JSON,
     "docx": export_pb2.EXPORT_FORMAT_DOCX,
 }
+# Documented as an enum; any other name is answered 400 UNSUPPORTED_FORMAT by the route itself.
+ExportFormatName = Annotated[str, Path(description="The file format", json_schema_extra={"enum": list(EXPORT_FORMATS)})]
 # multipart framing and small fields on top of the file itself
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # After rejecting an upload, read (and drop) at most this much more of the body so
@@ -442,7 +444,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         response_class=StreamingResponse,
         responses={200: {"content": api_models.EXPORT_CONTENT}, **error_responses(400, 401, 404, 409, 410, 503)},
     )  # fmt: skip
-    async def export(job_id: str, fmt: str, caller: Caller, timestamps: bool = True) -> Response:
+    async def export(job_id: str, fmt: ExportFormatName, caller: Caller, timestamps: bool = True) -> Response:
         if fmt not in EXPORT_FORMATS:
             raise errors.InvalidArgument(
                 f"unknown format '{fmt[:20]}'; available: {', '.join(EXPORT_FORMATS)}", code="UNSUPPORTED_FORMAT"

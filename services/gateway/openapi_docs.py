@@ -16,6 +16,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from services.gateway import api_models
+
 log = logging.getLogger(__name__)
 
 DOCS_PATH = "/api/v1/docs"
@@ -87,6 +89,7 @@ def install(app: FastAPI) -> None:
 
 def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any]:
     """Drop the 422 answers FastAPI adds to every operation with parameters (we answer 400 instead);
+    add the JSON export's schemas;
     say that job ids are UUIDs (any other id is simply not found: 404)."""
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
@@ -99,4 +102,5 @@ def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any
     schemas = document.get("components", {}).get("schemas", {})
     for name in FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
+    schemas.update(api_models.transcript_export_schemas())  # the export route's JSON
     return document
