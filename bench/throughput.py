@@ -85,6 +85,10 @@ async def wait_serving(address: str, timeout: float = 180) -> None:
 
 
 def main() -> None:
+    # Every process started here inherits these: no library may take more than the one core per
+    # worker that the engine is limited to (BLAS in the speaker encoder, OpenMP in onnxruntime).
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         servers = start_servers(root, durable=False)

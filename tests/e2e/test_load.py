@@ -15,7 +15,8 @@ from kazru.db.models import Job, Segment
 from tests.conftest import SPEECH_CLIP
 from tests.e2e.conftest import API_KEY
 
-pytestmark = pytest.mark.slow
+# One transcriber works through 50 jobs: minutes on a small machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 CLIENTS = 10
 UPLOADS = 50
