@@ -273,6 +273,9 @@ async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, br
     watched = Watched(page, stack.http)
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await page.goto(stack.http + "/")
+    # The session comes with the page's first API answer, which can land after the load event;
+    # the readable CSRF cookie arrives with it.
+    await page.wait_for_function("document.cookie.includes('kazru_csrf=')")
     session = next(c["value"] for c in await context.cookies() if c["name"] == SESSION_COOKIE)
     await insert_transcript(database, [
         segment_of_words("S1", [WordSpec(0.5, 0.9, "Сәлем"), WordSpec(1.0, 1.4, "қалайсыз?")], "kk"),
