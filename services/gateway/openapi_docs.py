@@ -45,6 +45,8 @@ MISSING_ASSETS_PAGE = f"""<!doctype html>
 <body><p>Swagger UI is not installed here (<code>pip install fastapi-offline</code>).
 The OpenAPI document: <a href="{OPENAPI_PATH}">{OPENAPI_PATH}</a>.</p></body></html>
 """
+# "Try it out" acts as this browser's session unless an API key is given (Authorize); a session's
+# writes need its CSRF token (services/gateway/csrf.py), sent here as the page sends it.
 DOCS_START = f""""use strict";
 window.ui = SwaggerUIBundle({{
   url: "{OPENAPI_PATH}",
@@ -52,8 +54,27 @@ window.ui = SwaggerUIBundle({{
   deepLinking: true,
   presets: [SwaggerUIBundle.presets.apis],
   layout: "BaseLayout",
+  requestInterceptor: (request) => {{
+    const csrf = document.cookie.split("; ").find((pair) => pair.startsWith("kazru_csrf="));
+    if (csrf) request.headers["X-CSRF-Token"] = csrf.slice("kazru_csrf=".length);
+    return request;
+  }},
 }});
 """
+# Either an API key or, for browsers, the session cookie (or nothing, where KAZRU_ANONYMOUS_ACCESS=shared).
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`kazru keys create`, or KAZRU_BOOTSTRAP_API_KEY): `Authorization: Bearer <key>`",
+    },
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "kazru_session",
+        "description": "The browser session the gateway sets itself (HttpOnly); its writes need `X-CSRF-Token`",
+    },
+}
 
 
 def install(app: FastAPI) -> None:
@@ -89,7 +110,7 @@ def install(app: FastAPI) -> None:
 
 def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any]:
     """Drop the 422 answers FastAPI adds to every operation with parameters (we answer 400 instead);
-    add the JSON export's schemas;
+    add the JSON export's schemas and the ways to authenticate;
     say that job ids are UUIDs (any other id is simply not found: 404)."""
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
@@ -103,4 +124,6 @@ def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any
     for name in FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
     schemas.update(api_models.transcript_export_schemas())  # the export route's JSON
+    document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    document["security"] = [{"apiKey": []}, {"session": []}, {}]
     return document
