@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 
 from kazru import grpc_server
@@ -76,7 +77,12 @@ async def wait_serving(address: str, timeout: float = 180) -> None:
     channel = grpc_server.channel(address)
     deadline = time.monotonic() + timeout
     try:
-        while not await grpc_server.check_health(channel):
+        while True:
+            try:
+                if await grpc_server.check_health(channel):
+                    return
+            except grpc.RpcError:  # not listening yet: it loads the model first
+                pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the second transcriber at {address} did not become healthy")
             await asyncio.sleep(0.5)
