@@ -2,16 +2,16 @@
 
 Whisper decides one language per 30 s window. We recognise each speech region
 (a speaker turn from the diarizer) on its own, so each turn gets its own
-language, chosen among the job's allowed languages only: from one encoder pass,
-a short greedy decode in each allowed language, scored by log-probability per
-*character* of the text it produced; then a full decode (beam search, word
-timestamps) in the winner from the same encoder output.
+language, chosen among the job's allowed languages only. From one encoder pass
+the turn is decoded in each allowed language; the decode with the higher
+log-probability per *character* wins, and its words are timed by Whisper's
+cross-attention alignment on the same encoder output.
 
 Why not Whisper's language head: restricted to kk/ru it says Russian for nearly
 all Kazakh speech (it saw far more Russian in training). Why per character, not
 per token: Whisper's tokenizer cuts Kazakh into more, shorter tokens than
 Russian, each easier to predict, so per-token scores favour Kazakh for any
-audio. Text that loops (Whisper's failure mode) scores nothing.
+audio. A decode that loops (Whisper's failure mode) never wins and is dropped.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import math
 import time
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+from faster_whisper.transcribe import get_suppressed_tokens, merge_punctuations
 
 from kazru import errors
 from kazru.audio import SAMPLE_RATE
@@ -39,13 +40,23 @@ from services.transcriber.recognition import (
     SpeechRegion,
 )
 
-# Whisper's own thresholds for a failed decode (faster-whisper's defaults).
-LOG_PROB_THRESHOLD = -1.0
+# Whisper's own threshold for text that loops (faster-whisper's default).
 COMPRESSION_RATIO_THRESHOLD = 2.4
 # Speech carries at most a few tokens a second; a decode far beyond that is a loop.
 MAX_TOKENS_PER_SECOND = 8
-# Tokens of the greedy decode that compares languages.
-LANGUAGE_PROBE_TOKENS = 64
+# faster-whisper's defaults: punctuation attached to the neighbouring word.
+PREPEND_PUNCTUATION = "\"'“¿([{-"
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True)
+class _Decode:
+    language: str
+    tokens: list[int]
+    # Log-probability per character; -inf for no text or a loop.
+    score: float
+
+
 # Whisper's input window, in mel frames (30 s).
 WINDOW_FRAMES = 3000
 
@@ -64,8 +75,8 @@ class WhisperEngine:
             cpu_threads=settings.whisper_cpu_threads,
         )
         self._beam_size = settings.whisper_beam_size
-        self._temperatures = list(settings.whisper_temperatures)
         self._tokenizers: dict[str, Tokenizer] = {}
+        self._suppressed: dict[str, list[int]] = {}
 
     async def recognize(
         self,
@@ -88,7 +99,7 @@ class WhisperEngine:
     ) -> Recognition:
         if not languages:
             raise errors.InvalidArgument("no language allowed for the job", code="NO_LANGUAGE")
-        stages = {"language_seconds": 0.0, "decode_seconds": 0.0}
+        stages = {"encode_seconds": 0.0, "decode_seconds": 0.0, "alignment_seconds": 0.0}
         total = sum(region.end - region.start for region in regions) or 1.0
         done = 0.0
         spans = []
@@ -111,59 +122,62 @@ class WhisperEngine:
         window = features[:, :WINDOW_FRAMES]
         window = np.pad(window, ((0, 0), (0, WINDOW_FRAMES - window.shape[1])))
         encoder_output = self._model.encode(window)
-        max_tokens = int(MAX_TOKENS_PER_SECOND * (region.end - region.start)) + 8
-        language = self.choose_language(encoder_output, languages, min(max_tokens, LANGUAGE_PROBE_TOKENS))
-        stages["language_seconds"] += time.perf_counter() - started
+        stages["encode_seconds"] += time.perf_counter() - started
 
         started = time.perf_counter()
-        words = self._decode(features, encoder_output, language, region, max_tokens)
+        max_tokens = int(MAX_TOKENS_PER_SECOND * (region.end - region.start)) + 8
+        decodes = [self._decode(encoder_output, language, max_tokens) for language in languages]
+        best = max(decodes, key=lambda decode: decode.score)
         stages["decode_seconds"] += time.perf_counter() - started
+        if best.score == -math.inf:
+            return None  # nothing but silence or loops in every language
+
+        started = time.perf_counter()
+        words = self._timed_words(best, encoder_output, min(features.shape[-1], WINDOW_FRAMES), region)
+        stages["alignment_seconds"] += time.perf_counter() - started
         if not words:
             return None
-        return RecognizedSpan(start=region.start, end=region.end, language=language, words=tuple(words))
+        return RecognizedSpan(start=region.start, end=region.end, language=best.language, words=tuple(words))
 
-    def _decode(
-        self, features: np.ndarray, encoder_output, language: str, region: SpeechRegion, max_tokens: int
-    ) -> list[RecognizedWord]:
-        tokenizer = self._tokenizer(language)
-        options = self._options(tokenizer, max_tokens)
-        words = []
-        for piece in self._model.generate_segments(features, tokenizer, options, False, encoder_output):
-            if piece.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
-                continue  # a loop, not speech
-            for word in piece.words or ():
-                text = word.word.strip()
-                if not text:
-                    continue
-                start = min(region.start + word.start, region.end)
-                end = min(max(region.start + word.end, start), region.end)
-                words.append(RecognizedWord(round(start, 3), round(end, 3), text, float(word.probability)))
-        return words
-
-    def choose_language(self, encoder_output, languages: Sequence[str], probe_tokens: int) -> str:
-        if len(languages) == 1:
-            return languages[0]
-        scores = {language: self._language_score(encoder_output, language, probe_tokens) for language in languages}
-        return max(languages, key=lambda language: scores[language])
-
-    def _language_score(self, encoder_output, language: str, probe_tokens: int) -> float:
-        """Log-probability per character of a greedy decode in `language`."""
+    def _decode(self, encoder_output, language: str, max_tokens: int) -> _Decode:
+        """The region's text in `language`, scored by log-probability per character."""
         tokenizer = self._tokenizer(language)
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         result = self._model.model.generate(
             encoder_output,
             [prompt],
-            beam_size=1,
-            max_length=len(prompt) + probe_tokens,
+            beam_size=self._beam_size,
+            max_length=len(prompt) + max_tokens,
             return_scores=True,
             suppress_blank=True,
+            suppress_tokens=self._suppressed_tokens(language),
         )[0]
-        tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
+        generated = result.sequences_ids[0]
+        tokens = [token for token in generated if token < tokenizer.eot]
         text = tokenizer.decode(tokens).strip()
         if not text or _loops(text):
-            return -math.inf
+            return _Decode(language, tokens, -math.inf)
         # CTranslate2 reports the log-probability divided by the length (length_penalty 1).
-        return result.scores[0] * len(result.sequences_ids[0]) / len(text)
+        return _Decode(language, tokens, result.scores[0] * len(generated) / len(text))
+
+    def _timed_words(self, decode: _Decode, encoder_output, frames: int, region: SpeechRegion) -> list[RecognizedWord]:
+        tokenizer = self._tokenizer(decode.language)
+        alignment = self._model.find_alignment(tokenizer, [decode.tokens], encoder_output, frames)[0]
+        merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
+        words = []
+        for word in alignment:
+            text = word["word"].strip()
+            if not text:
+                continue
+            start = min(region.start + float(word["start"]), region.end)
+            end = min(max(region.start + float(word["end"]), start), region.end)
+            words.append(RecognizedWord(round(start, 3), round(end, 3), text, float(word["probability"])))
+        return words
+
+    def _suppressed_tokens(self, language: str) -> list[int]:
+        if language not in self._suppressed:
+            self._suppressed[language] = get_suppressed_tokens(self._tokenizer(language), [-1])
+        return self._suppressed[language]
 
     def _tokenizer(self, language: str) -> Tokenizer:
         if language not in self._tokenizers:
@@ -171,37 +185,6 @@ class WhisperEngine:
                 self._model.hf_tokenizer, multilingual=True, task="transcribe", language=language
             )
         return self._tokenizers[language]
-
-    def _options(self, tokenizer: Tokenizer, max_new_tokens: int) -> TranscriptionOptions:
-        return TranscriptionOptions(
-            beam_size=self._beam_size,
-            best_of=5,
-            patience=1.0,
-            length_penalty=1.0,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            log_prob_threshold=LOG_PROB_THRESHOLD,
-            no_speech_threshold=0.6,
-            compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
-            # Conditioning on earlier text makes Whisper loop on repeated phrases.
-            condition_on_previous_text=False,
-            prompt_reset_on_temperature=0.5,
-            temperatures=self._temperatures,
-            initial_prompt=None,
-            prefix=None,
-            suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-            without_timestamps=False,
-            max_initial_timestamp=1.0,
-            word_timestamps=True,
-            prepend_punctuations="\"'“¿([{-",
-            append_punctuations="\"'.。,，!！?？:：”)]}、",
-            multilingual=False,
-            max_new_tokens=max_new_tokens,
-            clip_timestamps="0",
-            hallucination_silence_threshold=None,
-            hotwords=None,
-        )
 
 
 def _loops(text: str) -> bool:
