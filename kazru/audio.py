@@ -47,7 +47,13 @@ def sniff_container(head: bytes) -> str | None:
     if head[:3] == b"ID3":
         return "mp3"
     # MPEG audio frame sync: 11 set bits, then a valid version and layer.
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x18) != 0x08 and (head[1] & 0x06) != 0:
+    if (
+        len(head) >= 2
+        and head[0] == 0xFF
+        and (head[1] & 0xE0) == 0xE0
+        and (head[1] & 0x18) != 0x08
+        and (head[1] & 0x06) != 0
+    ):
         return "mp3"
     if len(head) >= 8 and head[4:8] == b"ftyp":
         return "mp4"

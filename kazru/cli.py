@@ -57,7 +57,6 @@ class JobFailed(Exception):
         super().__init__(f"{code}: {message}")
 
 
-
 class ProgressBar:
     """One line on stderr, redrawn in place on a terminal; on a pipe, a line per 25% step (or state)."""
 
@@ -294,16 +293,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_export_options(command: argparse.ArgumentParser, required: bool) -> None:
-        command.add_argument("--format", "-f", choices=FORMATS, default=None if required else "txt",
-                             required=required, help="export format" + ("" if required else " (default txt)"))
+        command.add_argument(
+            "--format",
+            "-f",
+            choices=FORMATS,
+            default=None if required else "txt",
+            required=required,
+            help="export format" + ("" if required else " (default txt)"),
+        )
         command.add_argument("-o", "--output", help="write here instead of stdout (replaced only when complete)")
         command.add_argument("--no-timestamps", action="store_true", help="TXT/DOCX without time stamps")
 
     transcribe = commands.add_parser("transcribe", help="upload a file, wait for the transcript, export it")
     transcribe.add_argument("file")
     add_export_options(transcribe, required=False)
-    transcribe.add_argument("--languages", type=_languages, default=[],
-                            help="allowed languages, comma-separated (e.g. kk,ru; default: the server's)")
+    transcribe.add_argument(
+        "--languages",
+        type=_languages,
+        default=[],
+        help="allowed languages, comma-separated (e.g. kk,ru; default: the server's)",
+    )
     transcribe.add_argument("--speakers", type=_positive, help="exactly this many speakers")
     transcribe.add_argument("--max-speakers", type=_positive, help="at most this many speakers")
     transcribe.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -87,7 +87,9 @@ class Servers:
 def start_servers(root: Path, durable: bool = True, s3_secret: str = "kazru-local-secret") -> Servers:
     """`durable=False` turns fsync off in PostgreSQL: faster, for throwaway data."""
     postgres = PostgresServer(root / "postgres", free_port(), fsync=durable)
-    servers = Servers(postgres, NatsServer(root / "nats", free_port()), S3Server(root / "s3", free_port(), secret_key=s3_secret))
+    servers = Servers(
+        postgres, NatsServer(root / "nats", free_port()), S3Server(root / "s3", free_port(), secret_key=s3_secret)
+    )
     _start_all([servers.postgres, servers.nats, servers.s3])
     try:
         upgrade(postgres.url)

@@ -93,8 +93,17 @@ class Internal(KazruError):
 BY_KIND: dict[Kind, type[KazruError]] = {
     cls.kind: cls
     for cls in (
-        InvalidArgument, Unauthenticated, PermissionDenied, NotFound, FailedPrecondition, Gone,
-        UploadTooLarge, UnsupportedMedia, RateLimited, Unavailable, Internal,
+        InvalidArgument,
+        Unauthenticated,
+        PermissionDenied,
+        NotFound,
+        FailedPrecondition,
+        Gone,
+        UploadTooLarge,
+        UnsupportedMedia,
+        RateLimited,
+        Unavailable,
+        Internal,
     )
 }
 

@@ -118,5 +118,3 @@ def translate(handler: Callable[..., Any]) -> Callable[..., Any]:
             await _abort(context, error)
 
     return unary_wrapper
-
-

@@ -137,8 +137,8 @@ def _patches(directory: Path, kustomization: Object) -> list[Object]:
     for entry in kustomization.get("patches", []):
         if set(entry) - {"path", "patch"}:
             raise UnsupportedKustomization(f"patches: only path/patch are supported, got {sorted(entry)}")
-        documents = load_documents(directory / entry["path"]) if "path" in entry else list(
-            yaml.safe_load_all(entry["patch"])
+        documents = (
+            load_documents(directory / entry["path"]) if "path" in entry else list(yaml.safe_load_all(entry["patch"]))
         )
         for document in documents:
             if isinstance(document, list) or "op" in document:
@@ -242,6 +242,7 @@ def _apply_image(objects: list[Object], image: Object) -> None:
                 container["image"] = f"{name}@{digest}"
             else:
                 container["image"] = f"{name}:{tag}" if tag else name
+
 
 def split_image(reference: str) -> tuple[str, str, str]:
     """(name, tag, digest) of an image reference; a registry's port is not a tag."""

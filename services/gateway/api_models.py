@@ -227,6 +227,8 @@ def transcript_export_schemas() -> dict[str, Any]:
     named = {"TranscriptExport": schema, **{f"TranscriptExport_{name}": d for name, d in definitions.items()}}
     text = json.dumps(named).replace('"#/$defs/', '"#/components/schemas/TranscriptExport_')
     return json.loads(text)
+
+
 # One event of the job status stream (described as Open API 3.2 describes Server-Sent Events): `data` is
 # the job as JSON, or with `event: error`, the error that ended the stream.
 JOB_EVENT_SCHEMA = {

@@ -24,8 +24,6 @@ from kazru.grpc_errors import from_rpc_error
 from kazru.grpc_server import check_health
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
-from services.gateway import status
-from services.gateway.ratelimit import SlidingWindowLimiter
 from kazru.v1 import (
     export_pb2,
     exporter_service_pb2,
@@ -35,6 +33,8 @@ from kazru.v1 import (
     job_pb2,
     transcript_pb2,
 )
+from services.gateway import status
+from services.gateway.ratelimit import SlidingWindowLimiter
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 
@@ -102,7 +102,10 @@ class Gateway:
         async def requests() -> AsyncIterator[ingest_service_pb2.IngestUploadRequest]:
             yield ingest_service_pb2.IngestUploadRequest(
                 header=ingest_service_pb2.IngestUploadHeader(
-                    owner_id=owner_id, filename=start.filename, content_type=start.content_type, options=start.options,
+                    owner_id=owner_id,
+                    filename=start.filename,
+                    content_type=start.content_type,
+                    options=start.options,
                     request_id=start.request_id,
                 )
             )

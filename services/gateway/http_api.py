@@ -4,7 +4,6 @@ Errors always come back as {"error": {"code", "message", "details"}} with the
 status `HTTP_STATUS` assigns to the error's kind: the one HTTP mapping.
 """
 
-
 import asyncio
 import contextlib
 import json
@@ -28,13 +27,12 @@ from kazru import errors, metrics, upload_protocol
 from kazru.errors import KazruError, Kind
 from kazru.settings import AnonymousAccess, Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
-from services.gateway import byte_ranges, multipart
+from services.gateway import api_models, byte_ranges, csrf, multipart, openapi_docs
+from services.gateway.api_models import error_responses
 from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
 from services.gateway.core import Gateway, UploadItem, UploadStart
-from services.gateway.security_headers import SecurityHeaders
 from services.gateway.http_telemetry import RequestTelemetry
-from services.gateway import api_models, csrf, openapi_docs
-from services.gateway.api_models import error_responses
+from services.gateway.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +177,8 @@ class SegmentEdit(BaseModel):
 
 
 TRANSCRIPT_EDIT_RESPONSES = {
-    200: {"model": api_models.Transcript}, **error_responses(400, 401, 403, 404, 409, 410, 503)
+    200: {"model": api_models.Transcript},
+    **error_responses(400, 401, 403, 404, 409, 410, 503),
 }
 
 
@@ -384,8 +383,13 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         try:
             wanted = byte_ranges.parse_range(request.headers.get("range"), audio.size_bytes)
         except byte_ranges.Unsatisfiable as error:
-            body = {"error": {"code": "RANGE_NOT_SATISFIABLE", "message": str(error),
-                              "details": {"size_bytes": str(error.size)}}}
+            body = {
+                "error": {
+                    "code": "RANGE_NOT_SATISFIABLE",
+                    "message": str(error),
+                    "details": {"size_bytes": str(error.size)},
+                }
+            }
             return JSONResponse(body, 416, headers={**headers, "Content-Range": f"bytes */{error.size}"})
         part = wanted or byte_ranges.ByteRange(0, audio.size_bytes - 1)
         first, rest = await gateway.read_audio(audio, part.start, part.length)
@@ -410,8 +414,10 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         return transcript_json(job, transcript)
 
     @app.put(
-        "/api/v1/jobs/{job_id}/speakers", summary="Name speakers; answers the updated transcript",
-        response_model=None, responses=TRANSCRIPT_EDIT_RESPONSES,
+        "/api/v1/jobs/{job_id}/speakers",
+        summary="Name speakers; answers the updated transcript",
+        response_model=None,
+        responses=TRANSCRIPT_EDIT_RESPONSES,
     )
     async def rename_speakers(job_id: str, body: SpeakerNames, caller: Caller) -> dict:
         job, transcript = await gateway.rename_speakers(caller.owner_id, job_id, body.speakers)
@@ -421,7 +427,8 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         "/api/v1/jobs/{job_id}/speakers/{speaker}/merge",
         summary="Merge a speaker into another; answers the updated transcript",
         description="The speaker's segments and words are relabelled as `into`, and the speaker is removed.",
-        response_model=None, responses=TRANSCRIPT_EDIT_RESPONSES,
+        response_model=None,
+        responses=TRANSCRIPT_EDIT_RESPONSES,
     )
     async def merge_speaker(job_id: str, speaker: str, body: SpeakerMerge, caller: Caller) -> dict:
         job, transcript = await gateway.merge_speaker(caller.owner_id, job_id, speaker, body.into)
@@ -542,9 +549,7 @@ async def _upload_from_form(
             fields[event.name] = event.value
         elif isinstance(event, multipart.FileStart):
             start = UploadStart(event.filename, event.content_type, parse_options(fields), request_id)
-            return await gateway.upload(
-                owner_id, start, _rest_of_form(events, fields), client_address=client_address
-            )
+            return await gateway.upload(owner_id, start, _rest_of_form(events, fields), client_address=client_address)
     raise errors.InvalidArgument("the form has no 'file' field", code="FILE_FIELD_MISSING")
 
 

@@ -42,9 +42,7 @@ class FileEnd:
 def boundary_of(content_type: str | None) -> bytes:
     media_type, params = parse_options_header(content_type or "")
     if media_type != b"multipart/form-data" or not params.get(b"boundary"):
-        raise errors.InvalidArgument(
-            "the upload must be multipart/form-data with a 'file' field", code="NOT_MULTIPART"
-        )
+        raise errors.InvalidArgument("the upload must be multipart/form-data with a 'file' field", code="NOT_MULTIPART")
     return params[b"boundary"]
 
 
@@ -114,9 +112,7 @@ class _PartCollector:
             return
         self._field_value.extend(data[start:end])
         if len(self._field_value) > MAX_FIELD_BYTES:
-            raise errors.InvalidArgument(
-                f"form field '{self._field_name}' is too long", code="FIELD_TOO_LONG"
-            )
+            raise errors.InvalidArgument(f"form field '{self._field_name}' is too long", code="FIELD_TOO_LONG")
 
     def _part_end(self) -> None:
         if self._in_file:
@@ -142,8 +138,6 @@ async def read_form(body: AsyncIterator[bytes], content_type: str | None) -> Asy
         raise errors.InvalidArgument("the multipart body is malformed", code="MALFORMED_MULTIPART") from error
     if parser.state != MultipartState.END:
         # A body cut off mid-file must not pass for a whole file: only the closing boundary says it is.
-        raise errors.InvalidArgument(
-            "the multipart body ended before its closing boundary", code="MALFORMED_MULTIPART"
-        )
+        raise errors.InvalidArgument("the multipart body ended before its closing boundary", code="MALFORMED_MULTIPART")
     for event in collector.events:
         yield event

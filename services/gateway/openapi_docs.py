@@ -100,7 +100,10 @@ def install(app: FastAPI) -> None:
         if app.openapi_schema is None:
             app.openapi_schema = without_fastapi_validation_errors(
                 get_openapi(
-                    title=app.title, version=app.version, summary=app.summary, description=app.description,
+                    title=app.title,
+                    version=app.version,
+                    summary=app.summary,
+                    description=app.description,
                     routes=app.routes,
                 )  # fmt: skip
             )

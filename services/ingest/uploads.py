@@ -190,7 +190,9 @@ class UploadService:
                 await self._discard_object(key)
                 return job
         except BaseException as error:
-            log.info("upload abandoned", extra={"job_id": str(job_id), "reason": type(error).__name__, "stored": stored})
+            log.info(
+                "upload abandoned", extra={"job_id": str(job_id), "reason": type(error).__name__, "stored": stored}
+            )
             if stored:
                 # Shielded: a cancelled upload (client gone) must still clean up.
                 await asyncio.shield(self._discard_object(key))
@@ -239,9 +241,7 @@ class UploadService:
 
     async def _job_with_request_id(self, owner_id: str, request_id: str) -> Job | None:
         async with self._sessions() as session:
-            return await session.scalar(
-                select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == request_id)
-            )
+            return await session.scalar(select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == request_id))
 
     async def _discard_object(self, key: str) -> None:
         try:
@@ -257,5 +257,6 @@ class UploadService:
             # The job is committed and stays PENDING without a queue sequence: the janitor's
             # outbox relay publishes it. The client has its job either way.
             log.warning(
-                "could not enqueue the job now; the outbox relay will", extra={"job_id": str(job.id), "error": repr(error)}
+                "could not enqueue the job now; the outbox relay will",
+                extra={"job_id": str(job.id), "error": repr(error)},
             )

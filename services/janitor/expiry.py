@@ -27,9 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kazru import lifecycle, metrics, outbox, retention
 from kazru.bus import Bus
 from kazru.db.models import Job, JobState
-from kazru.v1 import events_pb2
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
+from kazru.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,7 @@ class Janitor:
             return 0
         async with self._sessions() as session:
             alive = set(
-                await session.scalars(
-                    select(Job.id).where(Job.id.in_(candidates), Job.state.notin_(TOMBSTONE_STATES))
-                )
+                await session.scalars(select(Job.id).where(Job.id.in_(candidates), Job.state.notin_(TOMBSTONE_STATES)))
             )
         removed = 0
         for job_id, names in candidates.items():

@@ -162,8 +162,9 @@ class TranscriptionWorker:
         """One message, in the upload's trace (its context rides in the message headers), with
         the job id (the message id) on every log line."""
         headers = message.headers or {}
-        with job_context(headers.get("Nats-Msg-Id")), tracing.span(
-            "transcribe", parent=tracing.extract(headers), kind=tracing.trace.SpanKind.CONSUMER
+        with (
+            job_context(headers.get("Nats-Msg-Id")),
+            tracing.span("transcribe", parent=tracing.extract(headers), kind=tracing.trace.SpanKind.CONSUMER),
         ):
             await self._handle(message)
 

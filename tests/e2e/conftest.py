@@ -36,7 +36,9 @@ def start_stack(infra: Servers, tmp: Path, services=SERVICES, **overrides) -> St
     """`overrides`: settings for this stack (e.g. a short ack wait for fault tests)."""
     settings = infra.settings(
         **{
-            **isolated_addresses(), "bootstrap_api_key": API_KEY, "shutdown_grace_seconds": 3,
+            **isolated_addresses(),
+            "bootstrap_api_key": API_KEY,
+            "shutdown_grace_seconds": 3,
             # The tests upload far faster than a person; test_rate_limits.py sets its own limit.
             "upload_rate_limit_per_minute": 0,
             **overrides,

@@ -128,7 +128,9 @@ async def test_refused_upload_gets_its_error_and_leaves_nothing(stack, store, da
      ("\x1b[31mred\x07\t.flac", "[31mred.flac")],
     ids=["path-traversal", "windows-traversal", "1000-chars", "emoji", "control-characters"],
 )  # fmt: skip
-async def test_hostile_names_are_tamed_and_deleting_leaves_a_tombstone_only(stack, store, database, filename, stored_as):
+async def test_hostile_names_are_tamed_and_deleting_leaves_a_tombstone_only(
+    stack, store, database, filename, stored_as
+):
     before = await snapshot(stack, store, database)
     async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
         # Sent raw: httpx would percent-encode control characters in the name.

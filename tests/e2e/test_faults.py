@@ -103,7 +103,7 @@ async def test_restarting_nats_postgres_and_s3_mid_flow_every_job_ends(stack, in
         await asyncio.sleep(1.0)
         await asyncio.to_thread(server.start)
     # After all three restarts the services take new uploads again, without being restarted.
-    for attempt in range(100):
+    for _ in range(100):
         response = httpx.post(f"{stack.http}/api/v1/upload", headers=AUTH, files={"file": ("after.flac", data)},
                               timeout=60)  # fmt: skip
         if response.status_code == 202:

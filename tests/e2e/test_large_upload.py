@@ -29,7 +29,7 @@ def upload_stack(infra, tmp_path_factory):
 
 def multipart_body(file_bytes: int):
     head = (
-        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.wav\"\r\n"
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="long.wav"\r\n'
         f"Content-Type: audio/wav\r\n\r\n"
     ).encode()
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()

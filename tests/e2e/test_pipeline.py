@@ -107,7 +107,9 @@ async def test_grpc_upload_to_transcript_and_export(stack):
         await stub.GetJob(job_service_pb2.GetJobRequest(name=job.name))
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.GetJob(job_service_pb2.GetJobRequest(name="jobs/00000000-0000-0000-0000-000000000000"), metadata=metadata)
+        await stub.GetJob(
+            job_service_pb2.GetJobRequest(name="jobs/00000000-0000-0000-0000-000000000000"), metadata=metadata
+        )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     await channel.close()
 
@@ -166,7 +168,7 @@ async def test_client_that_disconnects_mid_upload_leaves_nothing(stack, store, d
     before = await leftovers(store, database)
     boundary = "cut-short"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.flac\"\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.flac"\r\n\r\n'
     ).encode() + SPEECH_CLIP.read_bytes()[:30_000]
     reader, writer = await asyncio.open_connection("127.0.0.1", stack.settings.http_port)
     writer.write(

@@ -72,7 +72,12 @@ async def test_accepted_upload_is_stored_recorded_and_queued(ingest, store, data
     assert job.state == job_pb2.Job.PENDING
     assert job.filename == "Сөз.flac"
     assert job.size_bytes == len(data)
-    assert (job.audio.container, job.audio.codec, job.audio.channels, job.audio.sample_rate) == ("flac", "flac", 1, 16000)
+    assert (job.audio.container, job.audio.codec, job.audio.channels, job.audio.sample_rate) == (
+        "flac",
+        "flac",
+        1,
+        16000,
+    )
     assert job.audio.duration_seconds == pytest.approx(2.92, abs=0.05)
     assert list(job.options.languages) == ["kk", "ru"]
     expires = job.expire_time.ToDatetime() - job.create_time.ToDatetime()
@@ -161,7 +166,9 @@ async def test_object_store_down_is_unavailable_and_leaves_no_row(infra, databas
 
 
 async def test_database_down_is_unavailable_and_leaves_no_object(infra, store, bus, settings, database):
-    dead = infra.settings(ingest_address="127.0.0.1:0", database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/kazru")
+    dead = infra.settings(
+        ingest_address="127.0.0.1:0", database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/kazru"
+    )
     engine = create_engine(dead)
     before = await leftovers(store, database)
     async with ingest_server(dead, create_sessionmaker(engine), store, bus) as stub:

@@ -48,7 +48,9 @@ async def test_a_job_gone_from_running_is_dropped_at_the_next_heartbeat(quick_wo
 
     # The worker is free: the next job runs at once.
     short = await enqueue(database, store, bus, SPEECH_CLIP.read_bytes())
-    assert (await wait_for_state(database, short, {JobState.SUCCEEDED, JobState.FAILED}, timeout=60)).state == "SUCCEEDED"
+    assert (
+        await wait_for_state(database, short, {JobState.SUCCEEDED, JobState.FAILED}, timeout=60)
+    ).state == "SUCCEEDED"
     await asyncio.sleep(1.0)
     remains = await remains_of(database, store, job_id)
     assert (remains["segments"], remains["words"], remains["speakers"]) == (0, 0, 0), "nothing written"

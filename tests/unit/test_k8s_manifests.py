@@ -305,8 +305,10 @@ def test_prod_keeps_a_pod_through_every_voluntary_disruption():
     """In prod every budgeted workload runs at least two pods, so maxUnavailable: 1 always leaves one serving."""
     minimum = {"gateway": get("prod", "HorizontalPodAutoscaler", "gateway")["spec"]["minReplicas"],
                "transcriber": get("prod", "ScaledObject", "transcriber")["spec"]["minReplicaCount"]}  # fmt: skip
-    budgets = {b["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]: b for b in objects("prod",
-                                                                                               "PodDisruptionBudget")}
+    budgets = {
+        b["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]: b
+        for b in objects("prod", "PodDisruptionBudget")
+    }
     assert {"gateway", "ingest", "exporter", "transcriber", "nats"} <= budgets.keys()
     for name, budget in budgets.items():
         kind = "StatefulSet" if name == "nats" else "Deployment"
@@ -416,8 +418,12 @@ def _allowed(overlay: str, source: dict, destination: dict, port: int) -> bool:
     policies = objects(overlay, "NetworkPolicy")
 
     def selecting(labels: dict, policy_type: str) -> list[dict]:
-        return [p for p in policies if policy_type in p["spec"]["policyTypes"]
-                and (p["spec"]["podSelector"] == {} or labels_match(p["spec"]["podSelector"]["matchLabels"], labels))]
+        return [
+            p
+            for p in policies
+            if policy_type in p["spec"]["policyTypes"]
+            and (p["spec"]["podSelector"] == {} or labels_match(p["spec"]["podSelector"]["matchLabels"], labels))
+        ]
 
     egress = selecting(source, "Egress")
     ingress = selecting(destination, "Ingress")

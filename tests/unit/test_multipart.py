@@ -47,7 +47,7 @@ async def test_fields_and_file_in_order_whatever_the_chunking(piece):
 
 async def test_rfc5987_filename_star_wins():
     body = (
-        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"; "
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"; '
         f"filename*=UTF-8''%D2%9B%D0%B0%D0%B7.wav\r\n\r\nRIFF\r\n--{BOUNDARY}--\r\n"
     ).encode()
     events = await events_of(body, 1000)
@@ -83,8 +83,9 @@ async def test_garbage_body_is_malformed():
 CLOSING = len(f"--{BOUNDARY}--\r\n")
 
 
-@pytest.mark.parametrize("cut", [CLOSING, CLOSING - 3, CLOSING + 2, 100], ids=["no-closing", "half-closing",
-                                                                                "no-crlf", "mid-file"])
+@pytest.mark.parametrize(
+    "cut", [CLOSING, CLOSING - 3, CLOSING + 2, 100], ids=["no-closing", "half-closing", "no-crlf", "mid-file"]
+)
 async def test_a_body_cut_before_its_closing_boundary_is_malformed(cut):
     body = form(("file", "a.flac", b"fLaC" + bytes(5000)))
     with pytest.raises(errors.InvalidArgument) as caught:

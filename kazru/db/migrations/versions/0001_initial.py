@@ -55,7 +55,9 @@ def upgrade() -> None:
     op.create_table(
         "segments",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
-        sa.Column("job_id", postgresql.UUID(as_uuid=True), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "job_id", postgresql.UUID(as_uuid=True), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("position", sa.Integer, nullable=False),
         sa.Column("start_seconds", sa.Float, nullable=False),
         sa.Column("end_seconds", sa.Float, nullable=False),

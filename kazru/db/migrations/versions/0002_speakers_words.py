@@ -28,7 +28,9 @@ def upgrade() -> None:
     op.create_table(
         "speakers",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
-        sa.Column("job_id", postgresql.UUID(as_uuid=True), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "job_id", postgresql.UUID(as_uuid=True), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("label", sa.String(32), nullable=False),
         sa.Column("name", sa.String(200)),
         sa.Column("speaking_seconds", sa.Float, nullable=False),
@@ -38,7 +40,9 @@ def upgrade() -> None:
     op.create_table(
         "words",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
-        sa.Column("job_id", postgresql.UUID(as_uuid=True), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "job_id", postgresql.UUID(as_uuid=True), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("segment_position", sa.Integer, nullable=False),
         sa.Column("position", sa.Integer, nullable=False),
         sa.Column("start_seconds", sa.Float, nullable=False),
@@ -54,5 +58,12 @@ def downgrade() -> None:
     op.drop_table("words")
     op.drop_table("speakers")
     op.drop_column("segments", "original_text")
-    for column in ("external_operation_id", "billed_seconds", "engine", "language_shares", "speaker_count", "min_speakers"):
+    for column in (
+        "external_operation_id",
+        "billed_seconds",
+        "engine",
+        "language_shares",
+        "speaker_count",
+        "min_speakers",
+    ):
         op.drop_column("jobs", column)
