@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy.dialects.postgresql import insert
 
+from kazru.api_keys import hash_key
+from kazru.db.models import ApiKey
 from kazru.devstack import (
     SERVICES,
     Servers,
@@ -20,6 +24,18 @@ from kazru.devstack import (
 from kazru.settings import Settings
 
 API_KEY = "e2e-test-key-0123456789abcdef"
+
+
+async def register_api_key(database, owner_id: str, key: str) -> dict[str, str]:
+    """Register `key` for another owner straight in the database (as `kazru keys create`
+    does); returns the request headers that use it."""
+    async with database.begin() as session:
+        await session.execute(
+            insert(ApiKey)
+            .values(id=uuid.uuid4(), owner_id=owner_id, name=owner_id, key_hash=hash_key(key))
+            .on_conflict_do_nothing()
+        )
+    return {"Authorization": f"Bearer {key}"}
 
 
 @dataclass

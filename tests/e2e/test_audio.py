@@ -8,12 +8,10 @@ import uuid
 import httpx
 import pytest
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert
 
-from kazru.db.models import ApiKey, Job
-from services.gateway.auth import hash_key
+from kazru.db.models import Job
 from tests.conftest import SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, register_api_key, start_stack, stop_stack
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 INTRUDER_KEY = "audio-intruder-" + uuid.uuid4().hex
@@ -91,12 +89,7 @@ def test_ranges_we_do_not_serve_are_ignored_for_the_whole_recording(client, job_
 
 
 async def test_another_owner_gets_404_and_not_a_byte(stack, job_id, database):
-    async with database.begin() as session:
-        await session.execute(
-            insert(ApiKey)
-            .values(id=uuid.uuid4(), owner_id="audio-intruder", name="intruder", key_hash=hash_key(INTRUDER_KEY))
-            .on_conflict_do_nothing()
-        )
+    await register_api_key(database, "audio-intruder", INTRUDER_KEY)
     async with httpx.AsyncClient(base_url=stack.http) as intruder:
         for headers in ({"Authorization": f"Bearer {INTRUDER_KEY}"}, {}):  # another key; a new browser
             response = await intruder.get(f"/api/v1/jobs/{job_id}/audio", headers={**headers, "Range": "bytes=0-99"})

@@ -9,14 +9,13 @@ from urllib.parse import quote
 import grpc
 import httpx
 import pytest
-from sqlalchemy.dialects.postgresql import insert
 
 from kazru import grpc_server
-from kazru.db.models import ApiKey, JobState
+from kazru.db.models import JobState
 from kazru.v1 import export_pb2, job_service_pb2, job_service_pb2_grpc
-from services.gateway.auth import BOOTSTRAP_OWNER, hash_key
+from services.gateway.auth import BOOTSTRAP_OWNER
 from tests import export_checks
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, register_api_key, start_stack, stop_stack
 from tests.transcripts import WordSpec, insert_transcript, segment_of_words
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -34,12 +33,7 @@ def stack(infra, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 async def intruder(database):
-    async with database.begin() as session:
-        await session.execute(
-            insert(ApiKey)
-            .values(id=uuid.uuid4(), owner_id="intruder", name="intruder", key_hash=hash_key(INTRUDER_KEY))
-            .on_conflict_do_nothing()
-        )
+    await register_api_key(database, "intruder", INTRUDER_KEY)
 
 
 def dialogue() -> list:

@@ -10,13 +10,10 @@ import uuid
 import grpc
 import httpx
 import pytest
-from sqlalchemy import insert
 
-from kazru.api_keys import hash_key
-from kazru.db.models import ApiKey
 from kazru.v1 import export_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.conftest import SPEECH_CLIP
-from tests.e2e.conftest import API_KEY
+from tests.e2e.conftest import API_KEY, register_api_key
 
 OWNER = {"Authorization": f"Bearer {API_KEY}"}
 INTRUDER_KEY = "isolation-intruder-" + uuid.uuid4().hex
@@ -32,11 +29,7 @@ PATH_VALUES = {"speaker": "S2", "segment": "0", "fmt": "txt"}
 
 @pytest.fixture(scope="module")
 async def intruder(database):
-    async with database.begin() as session:
-        await session.execute(
-            insert(ApiKey).values(id=uuid.uuid4(), owner_id="isolation-intruder", name="intruder",
-                                  key_hash=hash_key(INTRUDER_KEY))
-        )  # fmt: skip
+    await register_api_key(database, "isolation-intruder", INTRUDER_KEY)
 
 
 @pytest.fixture(scope="module")

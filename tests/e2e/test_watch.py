@@ -14,15 +14,12 @@ import uuid
 import grpc
 import httpx
 import pytest
-from sqlalchemy.dialects.postgresql import insert
 
 from kazru import grpc_server
-from kazru.db.models import ApiKey
 from kazru.devstack import service_environment, start_services
 from kazru.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
-from services.gateway.auth import hash_key
 from tests.conftest import SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, register_api_key, start_stack, stop_stack
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 INTRUDER_KEY = "watch-intruder-" + uuid.uuid4().hex
@@ -47,13 +44,7 @@ def ensure_transcriber(stack, logs) -> None:
 
 @pytest.fixture(scope="module")
 async def intruder(database):
-    async with database.begin() as session:
-        await session.execute(
-            insert(ApiKey)
-            .values(id=uuid.uuid4(), owner_id="watch-intruder", name="intruder", key_hash=hash_key(INTRUDER_KEY))
-            .on_conflict_do_nothing()
-        )
-    return {"Authorization": f"Bearer {INTRUDER_KEY}"}
+    return await register_api_key(database, "watch-intruder", INTRUDER_KEY)
 
 
 async def upload(client: httpx.AsyncClient, path=SPEECH_CLIP) -> str:
