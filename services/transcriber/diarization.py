@@ -2,8 +2,10 @@
 
 speech regions (Silero VAD, shipped inside faster-whisper)
   → speaker embeddings of short overlapping windows (GE2E encoder, numpy)
-  → agglomerative clustering (cosine, average linkage; the count found from a
-    distance threshold, kept within the caller's min/max and MAX_SPEAKERS)
+  → the number of speakers from the eigengap of the windows' pruned affinity
+    graph (spectral), kept within the caller's min/max and MAX_SPEAKERS
+  → agglomerative clustering into that many (cosine, average linkage), tiny
+    clusters folded into their nearest speaker, a nearest-centroid refinement
   → one label per 10 ms frame by the windows covering it, short flips smoothed
   → speaker turns (split at long pauses, at most MAX_TURN_SECONDS).
 
@@ -32,11 +34,11 @@ STEP_SECONDS = 0.75
 # Speech shorter than this gets no window of its own; it takes the label of its neighbours.
 MIN_WINDOW_SECONDS = 0.4
 
-# Cosine distance between cluster means (average linkage) above which two
-# clusters are different people (cosine similarity 0.73). Windows of one voice score
-# 0.75-0.85 with each other, of different voices 0.5-0.7; swept 0.15-0.33 on the
-# accuracy corpus (bench/accuracy, BENCHMARKS.md): 0.27 gave the lowest DER.
-SPEAKER_DISTANCE_THRESHOLD = 0.27
+# Each window keeps this share of its most similar windows as graph edges when the
+# speakers are counted (the "p-pruning" of spectral diarization): enough to join
+# one voice's windows, few enough not to bridge two voices. Swept 0.1-0.35 on the
+# accuracy corpus (bench/accuracy, BENCHMARKS.md): 0.2 gave the lowest DER.
+AFFINITY_KEEP = 0.2
 
 # A cluster of fewer windows than this (about 2.5 s of speech) is not a speaker of its own.
 MIN_SPEAKER_WINDOWS = 3
@@ -84,9 +86,8 @@ class Diarization:
 
 
 class Diarizer:
-    def __init__(self, encoder: VoiceEncoder, distance_threshold: float = SPEAKER_DISTANCE_THRESHOLD):
+    def __init__(self, encoder: VoiceEncoder):
         self._encoder = encoder
-        self._threshold = distance_threshold
 
     def diarize(
         self, samples: np.ndarray, min_speakers: int | None = None, max_speakers: int | None = None
@@ -104,7 +105,7 @@ class Diarizer:
         stages["embedding_seconds"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        labels = cluster_speakers(embeddings, self._threshold, min_speakers, max_speakers)
+        labels = cluster_speakers(embeddings, min_speakers, max_speakers)
         turns = turns_from_windows(speech, windows, labels, len(samples) / SAMPLE_RATE)
         stages["clustering_seconds"] = time.perf_counter() - started
         return Diarization(turns=turns, speech=speech, stage_seconds=stages)
@@ -137,21 +138,35 @@ def embedding_windows(speech: list[SpeechRegion]) -> list[tuple[float, float]]:
     return windows
 
 
-def cluster_speakers(
-    embeddings: np.ndarray, threshold: float, min_speakers: int | None, max_speakers: int | None
-) -> np.ndarray:
+def cluster_speakers(embeddings: np.ndarray, min_speakers: int | None, max_speakers: int | None) -> np.ndarray:
     """Cluster labels 0..k-1 for each embedding."""
     upper = min(max_speakers or MAX_SPEAKERS, MAX_SPEAKERS, len(embeddings))
     lower = min(max(min_speakers or 1, 1), upper)
     if len(embeddings) == 1:
         return np.zeros(1, dtype=int)
+    count = min(max(count_speakers(embeddings, upper), lower), upper)
     tree = linkage(embeddings, method="average", metric="cosine")
-    labels = fcluster(tree, t=threshold, criterion="distance")
-    count = len(set(labels))
-    if not lower <= count <= upper:
-        labels = fcluster(tree, t=min(max(count, lower), upper), criterion="maxclust")
+    labels = fcluster(tree, t=count, criterion="maxclust")
     labels = _merge_small_clusters(embeddings, labels - 1, lower)
     return _reassign_to_centroids(embeddings, labels)
+
+
+def count_speakers(embeddings: np.ndarray, upper: int) -> int:
+    """The eigengap of the normalised Laplacian of the pruned affinity graph: with k
+    well-separated voices the graph has k nearly disconnected parts, so k eigenvalues
+    sit near 0 and the largest jump follows them."""
+    count = len(embeddings)
+    if count < 3:
+        return 1
+    affinity = np.clip(embeddings @ embeddings.T, 0.0, None)
+    neighbours = max(2, int(np.ceil(AFFINITY_KEEP * count)))
+    kth_largest = -np.sort(-affinity, axis=1)[:, neighbours - 1 : neighbours]
+    pruned = np.where(affinity >= kth_largest, affinity, 0.0)
+    pruned = (pruned + pruned.T) / 2
+    scale = 1 / np.sqrt(np.maximum(pruned.sum(axis=1), 1e-9))
+    laplacian = np.eye(count) - scale[:, None] * pruned * scale[None, :]
+    eigenvalues = np.linalg.eigvalsh(laplacian)[: upper + 1]
+    return int(np.argmax(np.diff(eigenvalues)[:upper]) + 1)
 
 
 def _merge_small_clusters(embeddings: np.ndarray, labels: np.ndarray, lower: int) -> np.ndarray:
