@@ -14,6 +14,7 @@ Blocking CPU work: call `diarize` from a worker thread.
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass, field
 
@@ -64,24 +65,32 @@ class Diarization:
     turns: list[SpeakerTurn]
     speech: list[SpeechRegion]
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # Turn starts, for finding a word's turn by bisection (built on first use).
+    _starts: list[float] | None = field(default=None, init=False, repr=False)
 
     @property
     def speakers(self) -> list[str]:
         return list(dict.fromkeys(turn.speaker for turn in self.turns))
 
     def speaker_at(self, start: float, end: float) -> str | None:
-        """The speaker of the turn overlapping [start, end] most, else of the nearest turn."""
+        """The speaker of the turn overlapping [start, end] most, else of the nearest turn.
+        Turns are time-ordered and do not overlap, so only a few around `start` can match."""
         if not self.turns:
             return None
+        if self._starts is None:
+            self._starts = [turn.start for turn in self.turns]
+        first = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        last = bisect.bisect_left(self._starts, end, lo=first)
         best, best_overlap = None, 0.0
-        for turn in self.turns:
+        for turn in self.turns[first:last]:
             overlap = min(end, turn.end) - max(start, turn.start)
             if overlap > best_overlap:
                 best, best_overlap = turn.speaker, overlap
         if best is not None:
             return best
         middle = (start + end) / 2
-        nearest = min(self.turns, key=lambda turn: max(turn.start - middle, middle - turn.end, 0.0))
+        neighbours = self.turns[max(first - 1, 0) : last + 1]
+        nearest = min(neighbours, key=lambda turn: max(turn.start - middle, middle - turn.end, 0.0))
         return nearest.speaker
 
 

@@ -72,3 +72,29 @@ def test_short_flips_are_smoothed_and_long_stretches_cut():
     assert [(t.speaker, round(t.start, 2), round(t.end, 2)) for t in turns] == [("0", 0.0, 4.3), ("1", 4.8, 7.8)]
     long = np.zeros(6000, dtype=int)  # 60 s of one voice with no pause
     assert [round(t.end - t.start, 1) for t in _runs_to_turns(long)] == [28.0, 28.0, 4.0]
+
+
+def test_speaker_at_finds_the_most_overlapping_or_nearest_turn():
+    import random
+
+    rng = random.Random(5)
+    turns, at = [], 0.0
+    for index in range(300):
+        at += rng.uniform(0.0, 1.5)
+        length = rng.uniform(0.2, 6.0)
+        turns.append(SpeakerTurn(at, at + length, f"S{index % 4 + 1}"))
+        at += length
+    diarization = Diarization(turns=turns, speech=[])
+
+    def by_scanning_every_turn(start, end):
+        overlaps = [(min(end, t.end) - max(start, t.start), t.speaker) for t in turns]
+        best = max(overlaps, key=lambda item: item[0])
+        if best[0] > 0:
+            return best[1]
+        middle = (start + end) / 2
+        return min(turns, key=lambda t: max(t.start - middle, middle - t.end, 0.0)).speaker
+
+    for _ in range(2000):
+        start = rng.uniform(-2.0, at + 2.0)
+        end = start + rng.uniform(0.0, 2.0)
+        assert diarization.speaker_at(start, end) == by_scanning_every_turn(start, end), (start, end)
