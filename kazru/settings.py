@@ -150,15 +150,14 @@ class Settings(BaseSettings):
     @field_validator("default_languages", "supported_languages", mode="before")
     @classmethod
     def _split_languages(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return _comma_list(value)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+        value = _comma_list(value)
+        if isinstance(value, tuple):
+            value = tuple(origin.rstrip("/") for origin in value)
         for origin in value if isinstance(value, tuple | list) else ():
             parts = urlsplit(origin)
             if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path):
@@ -200,3 +199,10 @@ class Settings(BaseSettings):
     @property
     def whisper_model_path(self) -> str:
         return self.whisper_model or str(self.model_dir)
+
+
+def _comma_list(value: object) -> object:
+    """A comma-separated value from the environment ("kk, ru") as a tuple; anything else is left to pydantic."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value

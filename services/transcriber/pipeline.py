@@ -97,7 +97,7 @@ class TranscriptionPipeline:
         )
 
 
-def create_engine(settings: Settings) -> SpeechEngine:
+def create_speech_engine(settings: Settings) -> SpeechEngine:
     if settings.engine == "speechkit":
         from services.transcriber.speechkit import SpeechKitEngine  # only needed when chosen
 
@@ -109,4 +109,4 @@ def create_engine(settings: Settings) -> SpeechEngine:
 
 def create_pipeline(settings: Settings) -> TranscriptionPipeline:
     """Loads the engine and the speaker encoder once (blocking: seconds for the model)."""
-    return TranscriptionPipeline(create_engine(settings), Diarizer(VoiceEncoder.load()))
+    return TranscriptionPipeline(create_speech_engine(settings), Diarizer(VoiceEncoder.load()))
