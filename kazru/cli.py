@@ -23,7 +23,7 @@ from typing import IO
 import grpc
 from google.protobuf import json_format
 
-from kazru import errors
+from kazru import errors, export_formats
 from kazru.errors import KazruError, Kind
 from kazru.grpc_errors import from_rpc_error
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
@@ -39,13 +39,7 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 CHUNK_BYTES = 256 * 1024
 CALL_TIMEOUT_SECONDS = 30.0
 WATCH_RECONNECT_SECONDS = 60.0
-FORMATS = {
-    "txt": export_pb2.EXPORT_FORMAT_TXT,
-    "srt": export_pb2.EXPORT_FORMAT_SRT,
-    "vtt": export_pb2.EXPORT_FORMAT_VTT,
-    "json": export_pb2.EXPORT_FORMAT_JSON,
-    "docx": export_pb2.EXPORT_FORMAT_DOCX,
-}
+FORMATS = export_formats.BY_NAME
 State = job_pb2.Job.State
 
 

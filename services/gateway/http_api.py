@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from kazru import errors, metrics, upload_protocol
+from kazru import errors, export_formats, metrics, upload_protocol
 from kazru.errors import KazruError, Kind
 from kazru.settings import AnonymousAccess, Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
@@ -50,13 +50,7 @@ HTTP_STATUS: dict[Kind, int] = {
     Kind.INTERNAL: 500,
 }
 
-EXPORT_FORMATS = {
-    "txt": export_pb2.EXPORT_FORMAT_TXT,
-    "srt": export_pb2.EXPORT_FORMAT_SRT,
-    "vtt": export_pb2.EXPORT_FORMAT_VTT,
-    "json": export_pb2.EXPORT_FORMAT_JSON,
-    "docx": export_pb2.EXPORT_FORMAT_DOCX,
-}
+EXPORT_FORMATS = export_formats.BY_NAME
 # Documented as an enum; any other name is answered 400 UNSUPPORTED_FORMAT by the route itself.
 ExportFormatName = Annotated[str, Path(description="The file format", json_schema_extra={"enum": list(EXPORT_FORMATS)})]
 # multipart framing and small fields on top of the file itself

@@ -11,7 +11,7 @@ import pytest_asyncio
 import srt
 from sqlalchemy import select
 
-from kazru import errors, grpc_server
+from kazru import errors, export_formats, grpc_server
 from kazru.bus import Bus
 from kazru.db.models import JobState, Segment, Speaker, Word
 from kazru.v1 import export_pb2
@@ -22,13 +22,7 @@ from tests import export_checks
 from tests.transcripts import KAZAKH_LETTERS, WordSpec, insert_transcript, segment_of_words, synthetic
 
 OWNER = "owner-exports"
-FORMATS = {
-    "txt": export_pb2.EXPORT_FORMAT_TXT,
-    "srt": export_pb2.EXPORT_FORMAT_SRT,
-    "vtt": export_pb2.EXPORT_FORMAT_VTT,
-    "json": export_pb2.EXPORT_FORMAT_JSON,
-    "docx": export_pb2.EXPORT_FORMAT_DOCX,
-}
+FORMATS = export_formats.BY_NAME
 CONTENT_TYPES = {
     "txt": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
