@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import AsyncIterator, Iterator
 
@@ -49,6 +50,15 @@ async def leftovers(store: ObjectStore, sessions) -> dict[str, int]:
 async def queued_messages(bus, settings) -> int:
     info = await bus.js.stream_info(settings.jobs_stream)
     return info.state.messages
+
+
+async def messages_left_after_acks(bus, settings, settle_seconds: float = 5.0) -> int:
+    """Messages left once in-flight acks have landed: the worker acks only after its commit,
+    so a job can read SUCCEEDED or FAILED a moment before its message leaves the stream."""
+    deadline = asyncio.get_running_loop().time() + settle_seconds
+    while (left := await queued_messages(bus, settings)) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    return left
 
 
 async def store_finished_job(database, store, *, owner="owner-j", state="SUCCEEDED", expires_in_hours=1.0,

@@ -55,10 +55,17 @@ def wait_for(client: httpx.Client, job_id: str, states: set[str], timeout: float
         time.sleep(0.1)
 
 
-async def queued(settings) -> int:
+async def queued(settings, settle_seconds: float = 5.0) -> int:
+    """Messages left on the jobs stream once in-flight acks have landed: the worker acks
+    only after its commit, so a job can read SUCCEEDED a moment before its message goes."""
     connection = await nats.connect(settings.nats_url)
     try:
-        return (await connection.jetstream().stream_info(settings.jobs_stream)).state.messages
+        deadline = asyncio.get_running_loop().time() + settle_seconds
+        while True:
+            messages = (await connection.jetstream().stream_info(settings.jobs_stream)).state.messages
+            if messages == 0 or asyncio.get_running_loop().time() > deadline:
+                return messages
+            await asyncio.sleep(0.1)
     finally:
         await connection.close()
 

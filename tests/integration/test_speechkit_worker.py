@@ -17,7 +17,7 @@ from services.transcriber.voice_encoder import VoiceEncoder
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
-from tests.helpers import queued_messages
+from tests.helpers import messages_left_after_acks
 from tests.integration.test_speechkit import API_KEY, engine_settings
 from tests.integration.test_transcriber import enqueue, wait_for_state
 
@@ -94,4 +94,4 @@ async def test_bad_speechkit_answers_fail_the_job_without_a_partial_transcript(
         assert job.error_code == expected_code and job.error_message
         for table in (Segment, Word, Speaker):
             assert await rows(database, table, job_id) == 0
-        assert await queued_messages(bus, settings) == 0  # terminated, not looping
+        assert await messages_left_after_acks(bus, settings) == 0  # terminated, not looping

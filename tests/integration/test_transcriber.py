@@ -13,7 +13,7 @@ from kazru.v1 import events_pb2
 from services.transcriber.pipeline import TranscriptionPipeline, create_pipeline
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import FIXTURES, SPEECH_CLIP, SPEECH_WORDS
-from tests.helpers import aiter_of, queued_messages
+from tests.helpers import aiter_of, messages_left_after_acks, queued_messages
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +91,7 @@ async def test_job_is_transcribed_with_the_real_model(worker, database, store, b
     assert all(w.start_seconds <= w.end_seconds and 0 <= w.probability <= 1 and w.speaker == "S1" for w in words)
     assert [w.start_seconds for w in words] == sorted(w.start_seconds for w in words)
     assert [(s.label, s.segment_count) for s in speakers] == [("S1", len(segments))]
-    assert await queued_messages(bus, settings) == 0  # acked
+    assert await messages_left_after_acks(bus, settings) == 0  # acked
     assert progress_seen == sorted(progress_seen) and all(0 < p < 100 for p in progress_seen)
 
 
@@ -101,7 +101,7 @@ async def test_undecodable_object_fails_the_job_with_a_reason(worker, database, 
     assert job.state == JobState.FAILED
     assert job.error_code == "AUDIO_UNDECODABLE" and job.error_message
     assert await segments_of(database, job_id) == []
-    assert await queued_messages(bus, settings) == 0  # terminated, not redelivered forever
+    assert await messages_left_after_acks(bus, settings) == 0  # terminated, not redelivered forever
 
 
 async def test_redelivery_of_a_finished_job_changes_nothing(worker, database, store, bus, settings):
