@@ -73,7 +73,12 @@ class Diarization:
         return list(dict.fromkeys(turn.speaker for turn in self.turns))
 
     def speaker_at(self, start: float, end: float) -> str | None:
-        """The speaker of the turn overlapping [start, end] most, else of the nearest turn.
+        """The speaker of the turn overlapping [start, end] most, else of the nearest turn."""
+        index = self.turn_index_at(start, end)
+        return None if index is None else self.turns[index].speaker
+
+    def turn_index_at(self, start: float, end: float) -> int | None:
+        """Index of the turn overlapping [start, end] most, else of the nearest turn.
         Turns are time-ordered and do not overlap, so only a few around `start` can match."""
         if not self.turns:
             return None
@@ -82,16 +87,20 @@ class Diarization:
         first = max(bisect.bisect_right(self._starts, start) - 1, 0)
         last = bisect.bisect_left(self._starts, end, lo=first)
         best, best_overlap = None, 0.0
-        for turn in self.turns[first:last]:
+        for index in range(first, last):
+            turn = self.turns[index]
             overlap = min(end, turn.end) - max(start, turn.start)
             if overlap > best_overlap:
-                best, best_overlap = turn.speaker, overlap
+                best, best_overlap = index, overlap
         if best is not None:
             return best
         middle = (start + end) / 2
-        neighbours = self.turns[max(first - 1, 0) : last + 1]
-        nearest = min(neighbours, key=lambda turn: max(turn.start - middle, middle - turn.end, 0.0))
-        return nearest.speaker
+        neighbours = range(max(first - 1, 0), min(last + 1, len(self.turns)))
+        return min(neighbours, key=lambda index: self._distance(self.turns[index], middle))
+
+    @staticmethod
+    def _distance(turn: SpeakerTurn, moment: float) -> float:
+        return max(turn.start - moment, moment - turn.end, 0.0)
 
 
 class Diarizer:

@@ -1,6 +1,7 @@
 """The worker on the real queue with the real model: progress, results, ack after commit, failures."""
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -8,6 +9,8 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, diarization_errors
+from bench.accuracy.metrics import Segment as ScoredSegment
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.v1 import events_pb2
 from services.transcriber.pipeline import TranscriptionPipeline, create_pipeline
@@ -145,5 +148,15 @@ async def test_three_speaker_conversation_comes_out_with_three_speakers(worker, 
         assert speaker.segment_count == len(mine)
         assert speaker.speaking_seconds == pytest.approx(sum(s.end_seconds - s.start_seconds for s in mine), abs=0.01)
     assert {w.speaker for w in words} == {"S1", "S2", "S3"}
+    # The stored segments themselves (not only the diarizer's turns) say who spoke when:
+    # they span each turn's speech, not just the engine's word alignment.
+    reference = [
+        ScoredSegment(t["start"], t["end"], t["speaker"], t["language"], t["text"])
+        for t in json.loads((FIXTURES / "conversation_3spk.json").read_text(encoding="utf-8"))
+    ]
+    stored = [ScoredSegment(s.start_seconds, s.end_seconds, s.speaker, s.language, s.text) for s in segments]
+    duration = max(turn.end for turn in reference + stored) + 1.0
+    errors = diarization_errors(reference, stored, duration, DER_COLLAR_EACH_SIDE_S)
+    assert (errors["missed detection"] + errors["false alarm"] + errors["confusion"]) / errors["total"] <= 0.10, errors
     assert sum(job.language_shares.values()) == pytest.approx(1.0, abs=0.01)
     assert set(job.language_shares) <= {"kk", "ru"}

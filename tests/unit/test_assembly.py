@@ -29,7 +29,9 @@ def test_each_turn_keeps_its_own_language_and_speaker():
         ("S1", "ru", "Да."),
     ]
     assert [(s.label, s.segment_count) for s in transcript.speakers] == [("S1", 2), ("S2", 1)]
-    assert transcript.speakers[0].speaking_seconds == 1.4  # 1.1 s + 0.3 s
+    # Each segment spans its speaker's turn, wider than its words' alignment: 2.0 s + 1.8 s.
+    assert [(s.start, s.end) for s in transcript.segments] == [(0.0, 2.0), (2.5, 4.0), (4.2, 6.0)]
+    assert transcript.speakers[0].speaking_seconds == 3.8
     assert list(transcript.language_shares) == ["ru", "kk"]
     assert abs(sum(transcript.language_shares.values()) - 1) < 1e-3
     assert transcript.main_language == "ru"
@@ -43,12 +45,24 @@ def test_a_long_pause_splits_a_turn_and_a_speaker_change_inside_a_span_splits_it
         spans=[span("ru", ("раз", 0.0, 0.4), ("два", 2.0, 2.4), ("три", 2.5, 2.9), ("четыре", 5.2, 5.8))],
     )
     segments = assemble(recognition, diarization).segments
+    # The two segments sharing turn A keep their word edges where they meet, so they never
+    # overlap; the outer edges are the turns' (0.0, 5.0 and 8.0).
     assert [(s.speaker, s.text, s.start, s.end) for s in segments] == [
         ("S1", "раз", 0.0, 0.4),
-        ("S1", "два три", 2.0, 2.9),
-        ("S2", "четыре", 5.2, 5.8),
+        ("S1", "два три", 2.0, 5.0),
+        ("S2", "четыре", 5.0, 8.0),
     ]
     assert segments[1].confidence == 0.8
+
+
+def test_a_language_change_inside_a_turn_splits_at_the_words():
+    diarization = Diarization(turns=[SpeakerTurn(1.0, 6.0, "A")], speech=[])
+    recognition = Recognition(
+        engine="test", spans=[span("ru", ("Привет,", 1.3, 1.9)), span("kk", ("сәлем", 2.1, 2.6), ("бәрі", 2.7, 5.5))]
+    )
+    segments = assemble(recognition, diarization).segments
+    assert [(s.language, s.start, s.end) for s in segments] == [("ru", 1.0, 1.9), ("kk", 2.1, 6.0)]
+    assert segments[0].end <= segments[1].start
 
 
 def test_nothing_heard_is_an_empty_transcript():
