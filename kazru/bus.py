@@ -26,7 +26,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from kazru import tracing
 from kazru.settings import Settings
@@ -85,6 +85,8 @@ class Bus:
         return cls(nc, settings)
 
     async def ensure_jobs_stream(self) -> None:
+        """Create the jobs stream, or bring an existing one to this configuration (JetStream
+        changes the replica count of a live stream in place)."""
         config = StreamConfig(
             name=self._settings.jobs_stream,
             subjects=[SUBJECT_UPLOADED],
@@ -92,12 +94,21 @@ class Bus:
             storage=StorageType.FILE,
             discard=DiscardPolicy.NEW,
             duplicate_window=120.0,
+            num_replicas=self._settings.jobs_stream_replicas,
         )
         try:
-            await self.js.stream_info(config.name)
-            await self.js.update_stream(config)
-        except NotFoundError:
-            await self.js.add_stream(config)
+            try:
+                await self.js.stream_info(config.name)
+                await self.js.update_stream(config)
+            except NotFoundError:
+                await self.js.add_stream(config)
+        except APIError as error:
+            # Most often: more replicas than the cluster has servers. Say which setting to change.
+            raise RuntimeError(
+                f"JetStream refused the jobs stream {config.name!r} with {config.num_replicas} "
+                f"replica(s): {error.description or error}. KAZRU_JOBS_STREAM_REPLICAS must not exceed "
+                "the number of JetStream servers."
+            ) from error
 
     async def ensure_transcriber_consumer(self) -> None:
         await self.js.add_consumer(

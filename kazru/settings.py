@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # NATS JetStream.
     nats_url: str = "nats://127.0.0.1:54222"
     jobs_stream: str = "KAZRU_JOBS"
+    # Copies of the jobs stream kept by a JetStream cluster (at most 5, JetStream's limit).
+    # One server can hold only 1; a 3-server cluster should keep 3 so the queue survives a server.
+    jobs_stream_replicas: int = Field(default=1, ge=1, le=5)
     # How long JetStream waits for an ack before redelivering; the worker sends
     # in-progress heartbeats well inside this.
     job_ack_wait_seconds: float = 60.0

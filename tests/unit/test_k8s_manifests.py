@@ -348,6 +348,14 @@ def test_prod_runs_a_three_server_jetstream_cluster():
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_job_queue_is_kept_on_every_nats_server(overlay):
+    servers = get(overlay, "StatefulSet", "nats")["spec"].get("replicas", 1)
+    configured = get(overlay, "ConfigMap", "kazru-config")["data"].get("KAZRU_JOBS_STREAM_REPLICAS")
+    replicas = int(configured) if configured else Settings.model_fields["jobs_stream_replicas"].default
+    assert replicas == servers  # more would stop the services at start; fewer loses the queue with a server
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_keda_scales_the_transcriber_on_its_jetstream_consumer(overlay):
     scaled = get(overlay, "ScaledObject", "transcriber")
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
