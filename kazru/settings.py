@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # PostgreSQL (SQLAlchemy URL, async psycopg driver).
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:55432/kazru"
     database_pool_size: int = 5
+    # Connections opened beyond the pool under a burst, closed again when returned.
+    database_max_overflow: int = 10
 
     # NATS JetStream.
     nats_url: str = "nats://127.0.0.1:54222"

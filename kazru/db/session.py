@@ -16,6 +16,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
         # A restarted PostgreSQL leaves dead connections in the pool: test each on checkout.
         pool_pre_ping=True,
         # Errors (and so log lines) must not carry the statement's values: transcript text, file names.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 import pytest_asyncio
 import srt
@@ -14,7 +15,8 @@ from sqlalchemy import select
 from kazru import errors, export_formats, grpc_server
 from kazru.bus import Bus
 from kazru.db.models import JobState, Segment, Speaker, Word
-from kazru.v1 import export_pb2
+from kazru.db.session import create_engine, create_sessionmaker
+from kazru.v1 import export_pb2, exporter_service_pb2, exporter_service_pb2_grpc
 from services.exporter.__main__ import create_server
 from services.exporter.grpc_api import ExporterServicer
 from services.gateway.core import Gateway
@@ -301,3 +303,46 @@ async def test_concurrent_edits_do_not_lose_each_other(gateway, database):
     assert [s.text for s in transcript.segments] == [f"жаңа {n}" for n in range(6)]
     assert [s.original_text for s in transcript.segments] == [f"сөз{n}" for n in range(1, 7)]
     assert {w.speaker for s in transcript.segments for w in s.words} == {"S1"}
+
+
+async def test_a_slow_download_holds_no_database_connection(settings, database):
+    """A client that stops reading must not keep a pooled connection: with a pool of one,
+    a second export completes while the first download is still unread."""
+    one_connection = settings.model_copy(update={"database_pool_size": 1, "database_max_overflow": 0})
+    engine = create_engine(one_connection)
+    exporter = create_server(
+        one_connection.model_copy(update={"exporter_address": "127.0.0.1:0"}),
+        ExporterServicer(create_sessionmaker(engine)),
+    )
+    await exporter.start()
+    channel = grpc_server.channel(f"127.0.0.1:{exporter.port}")
+    stub = exporter_service_pb2_grpc.ExporterServiceStub(channel)
+    big = await insert_transcript(database, synthetic(), owner_id=OWNER)
+    small = await insert_transcript(database, conversation(), owner_id=OWNER)
+
+    def render(job_id):
+        return stub.Render(
+            exporter_service_pb2.RenderRequest(
+                job_id=str(job_id), owner_id=OWNER, format=export_pb2.EXPORT_FORMAT_JSON
+            )
+        )
+
+    async def read_all(call) -> bytes:
+        data = bytearray()
+        while (chunk := await call.read()) is not grpc.aio.EOF:
+            data += chunk.data
+        return bytes(data)
+
+    try:
+        slow = render(big)
+        first = await slow.read()  # then nothing more for a while: the download stalls
+        # A deadlock guard, not a timing goal: with the connection held this waits for the pool forever.
+        small_document = await asyncio.wait_for(read_all(render(small)), timeout=20)
+        assert len(export_checks.parse_json(small_document)["segments"]) == 4
+        rest = await read_all(slow)
+        document = export_checks.parse_json(first.data + rest)  # and the slow one still arrives whole
+        assert sum(len(segment["words"]) for segment in document["segments"]) == 30_000
+    finally:
+        await channel.close()
+        await exporter.stop(1)
+        await engine.dispose()
