@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from kazru.db.jobs import StoredTranscript
-from kazru.db.models import Job, Segment, Speaker, Word
+from kazru.db.models import Job, Speaker, Word
+from kazru.db.transcripts import StoredTranscript
 from kazru.v1 import job_pb2, transcript_pb2
 
 
@@ -71,7 +72,19 @@ def word_to_proto(word: Word) -> transcript_pb2.Word:
     )
 
 
-def segment_to_proto(segment: Segment, words: list[Word]) -> transcript_pb2.Segment:
+def stored_word_to_proto(word: dict) -> transcript_pb2.Word:
+    """A word as `kazru.db.transcripts` reads it: a JSON object aggregated by PostgreSQL."""
+    return transcript_pb2.Word(
+        start_seconds=word["start"],
+        end_seconds=word["end"],
+        text=word["text"],
+        probability=word["probability"],
+        speaker=word["speaker"] or "",
+    )
+
+
+def segment_to_proto(segment: Any, words: list[transcript_pb2.Word]) -> transcript_pb2.Segment:
+    """`segment`: a Segment, or a row of `kazru.db.transcripts.SEGMENT_COLUMNS` (same names)."""
     return transcript_pb2.Segment(
         index=segment.position,
         start_seconds=segment.start_seconds,
@@ -80,8 +93,8 @@ def segment_to_proto(segment: Segment, words: list[Word]) -> transcript_pb2.Segm
         language=segment.language,
         confidence=segment.confidence,
         speaker=segment.speaker or "",
-        words=[word_to_proto(word) for word in words],
-        edited=segment.edited,
+        words=words,
+        edited=segment.original_text is not None,
         original_text=segment.original_text or "",
     )
 
@@ -98,7 +111,9 @@ def speaker_to_proto(speaker: Speaker) -> transcript_pb2.Speaker:
 def transcript_to_proto(job: Job, stored: StoredTranscript) -> transcript_pb2.Transcript:
     return transcript_pb2.Transcript(
         job_id=str(job.id),
-        segments=[segment_to_proto(s, stored.words_of(s)) for s in stored.segments],
+        segments=[
+            segment_to_proto(s, [stored_word_to_proto(word) for word in stored.words_of(s)]) for s in stored.segments
+        ],
         duration_seconds=job.duration_seconds or 0.0,
         speakers=[speaker_to_proto(speaker) for speaker in stored.speakers],
     )

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kazru import errors
-from kazru.db.models import Job, JobState, Segment, Speaker, Word
+from kazru.db.models import Job, JobState
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -57,29 +55,6 @@ def require_transcript(job: Job) -> None:
             code="TRANSCRIPT_NOT_READY",
             details={"job_id": str(job.id), "state": state.value},
         )
-
-
-@dataclass
-class StoredTranscript:
-    segments: list[Segment]
-    speakers: list[Speaker]
-    # segments.position → its words in order
-    words: dict[int, list[Word]] = field(default_factory=dict)
-
-    def words_of(self, segment: Segment) -> list[Word]:
-        return self.words.get(segment.position, [])
-
-    def speaker_names(self) -> dict[str, str]:
-        return {speaker.label: speaker.display_name for speaker in self.speakers}
-
-
-async def load_transcript(session: AsyncSession, job_id: uuid.UUID) -> StoredTranscript:
-    segments = await session.scalars(select(Segment).where(Segment.job_id == job_id).order_by(Segment.position))
-    speakers = await session.scalars(select(Speaker).where(Speaker.job_id == job_id).order_by(Speaker.id))
-    words: dict[int, list[Word]] = defaultdict(list)
-    for word in await session.scalars(select(Word).where(Word.job_id == job_id).order_by(Word.position)):
-        words[word.segment_position].append(word)
-    return StoredTranscript(list(segments), list(speakers), dict(words))
 
 
 def _encode_page_token(job: Job) -> str:

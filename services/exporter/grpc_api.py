@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
-from enum import Enum
 from typing import Any
 
-from sqlalchemy import Select, Text, cast, func, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru import errors, tracing
 from kazru.db import jobs
-from kazru.db.models import Job, Segment, Speaker, Word
+from kazru.db.models import Job, Speaker
+from kazru.db.transcripts import Words, segments_query, speakers_query
 from kazru.grpc_errors import translate
 from kazru.v1 import export_pb2, exporter_service_pb2_grpc
 from services.exporter import formats
@@ -25,43 +22,6 @@ CHUNK_BYTES = 64 * 1024
 # (see `read_transcript`).
 SEGMENTS_PER_FETCH = 200
 
-# Plain columns, not ORM objects: for a 3-hour transcript (30 000 words) building
-# ORM objects took ~0.7 s, reading the same columns as rows ~0.08 s.
-SEGMENT_COLUMNS = (
-    Segment.position, Segment.start_seconds, Segment.end_seconds, Segment.text, Segment.language,
-    Segment.confidence, Segment.speaker, Segment.original_text,
-)  # fmt: skip
-
-
-class Words(Enum):
-    """Which words a format shows, and so how the segments' words are read."""
-
-    NONE = "none"
-    # `words`: [start, end, text] lists, for caption timing.
-    TIMINGS = "timings"
-    # `words_json`: the JSON array of word objects, as PostgreSQL wrote it.
-    JSON = "json"
-
-
-# PostgreSQL gathers each segment's words in one aggregate: decoding one JSON value per
-# segment costs less than one result row per word (30 000 for three hours), and the JSON
-# export embeds the text as it comes.
-_WORD_VALUES = {
-    Words.TIMINGS: func.json_build_array(Word.start_seconds, Word.end_seconds, Word.text),
-    Words.JSON: func.json_build_object(
-        "start",
-        Word.start_seconds,
-        "end",
-        Word.end_seconds,
-        "text",
-        Word.text,
-        "probability",
-        Word.probability,
-        "speaker",
-        Word.speaker,
-    ),  # fmt: skip
-}
-
 Renderer = Callable[[Job, formats.TranscriptStream, formats.RenderOptions], AsyncIterator[str | bytes]]
 # format → (file type, renderer, the words it shows)
 RENDERERS: dict[int, tuple[formats.Format, Renderer, Words]] = {
@@ -71,24 +31,6 @@ RENDERERS: dict[int, tuple[formats.Format, Renderer, Words]] = {
     export_pb2.EXPORT_FORMAT_JSON: (formats.JSON, formats.render_json, Words.JSON),
     export_pb2.EXPORT_FORMAT_DOCX: (formats.DOCX, formats.render_docx, Words.NONE),
 }
-
-
-def segments_query(job_id: uuid.UUID, words: Words) -> Select:
-    query = select(*SEGMENT_COLUMNS).where(Segment.job_id == job_id).order_by(Segment.position)
-    if words is Words.NONE:
-        return query
-    aggregate = func.json_agg(aggregate_order_by(_WORD_VALUES[words], Word.position))
-    per_segment = (
-        select(
-            Word.segment_position,
-            aggregate.label("words") if words is Words.TIMINGS else cast(aggregate, Text).label("words_json"),
-        )
-        .where(Word.job_id == job_id)
-        .group_by(Word.segment_position)
-        .subquery()
-    )
-    word_column = per_segment.c.words if words is Words.TIMINGS else per_segment.c.words_json
-    return query.add_columns(word_column).outerjoin(per_segment, per_segment.c.segment_position == Segment.position)
 
 
 _END_OF_ROWS = object()
@@ -113,9 +55,7 @@ async def read_transcript(
             async with sessions() as session:
                 job = await jobs.get_owned_job(session, job_id, owner_id)
                 jobs.require_transcript(job)
-                speakers = list(
-                    await session.scalars(select(Speaker).where(Speaker.job_id == job.id).order_by(Speaker.id))
-                )
+                speakers = list(await session.scalars(speakers_query(job.id)))
                 opened.set_result((job, speakers))
                 query = segments_query(job.id, words).execution_options(yield_per=SEGMENTS_PER_FETCH)
                 async for batch in (await session.stream(query)).partitions():

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru import convert, errors, retention, tracing
 from kazru.bus import Bus
-from kazru.db import jobs, transcript_edits
+from kazru.db import jobs, transcript_edits, transcripts
 from kazru.grpc_errors import from_rpc_error
 from kazru.grpc_server import check_health
 from kazru.settings import Settings
@@ -197,7 +197,7 @@ class Gateway:
         async with self._sessions() as session:
             job = await jobs.get_owned_job(session, job_id, owner_id)
             jobs.require_transcript(job)
-            stored = await jobs.load_transcript(session, job.id)
+            stored = await transcripts.load_transcript(session, job.id)
             return convert.job_to_proto(job), convert.transcript_to_proto(job, stored)
 
     async def rename_speakers(
@@ -219,7 +219,7 @@ class Gateway:
         async with self._sessions.begin() as session:
             segment = await transcript_edits.edit_segment(session, job_id, owner_id, index, text)
             words = await transcript_edits.segment_words(session, segment)
-            return convert.segment_to_proto(segment, words)
+            return convert.segment_to_proto(segment, [convert.word_to_proto(word) for word in words])
 
     async def export(
         self, owner_id: str, job_id: str, fmt: int, options: export_pb2.ExportOptions

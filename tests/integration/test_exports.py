@@ -21,7 +21,14 @@ from services.exporter.__main__ import create_server
 from services.exporter.grpc_api import ExporterServicer
 from services.gateway.core import Gateway
 from tests import export_checks
-from tests.transcripts import KAZAKH_LETTERS, WordSpec, insert_transcript, segment_of_words, synthetic
+from tests.transcripts import (
+    KAZAKH_LETTERS,
+    SegmentSpec,
+    WordSpec,
+    insert_transcript,
+    segment_of_words,
+    synthetic,
+)
 
 OWNER = "owner-exports"
 FORMATS = export_formats.BY_NAME
@@ -206,6 +213,32 @@ async def test_edits_show_in_every_export_and_the_machine_text_stays_recoverable
         assert await session.scalar(select(Speaker.name).where(Speaker.label == "S2", Speaker.job_id == job_id)) is None
 
 
+async def test_the_transcript_api_returns_every_stored_field(gateway, database):
+    segments = conversation()
+    segments.append(SegmentSpec(start=12.0, end=13.0, text="", speaker=None, language="ru"))  # no words, no speaker
+    job_id = str(await insert_transcript(database, segments, owner_id=OWNER, names={"S2": "Дәурен"}))
+    await gateway.edit_segment(OWNER, job_id, 2, "Погода прекрасная.")
+    job, transcript = await gateway.get_transcript(OWNER, job_id)
+    assert job.name.endswith(job_id) and transcript.duration_seconds == pytest.approx(13.0)
+    assert [(s.id, s.label, s.segment_count) for s in transcript.speakers] == [
+        ("S1", "S1", 1), ("S2", "Дәурен", 2), ("S3", "S3", 1)
+    ]  # fmt: skip
+    assert [s.index for s in transcript.segments] == [0, 1, 2, 3, 4]
+    for stored, returned in zip(segments, transcript.segments, strict=True):
+        assert (returned.start_seconds, returned.end_seconds) == (stored.start, stored.end)
+        assert (returned.language, returned.speaker, returned.confidence) == (
+            stored.language, stored.speaker or "", pytest.approx(stored.confidence)
+        )  # fmt: skip
+        assert [(w.start_seconds, w.end_seconds, w.text, w.speaker) for w in returned.words] == [
+            (w.start, w.end, w.text, stored.speaker or "") for w in stored.words
+        ]
+        assert [w.probability for w in returned.words] == pytest.approx([w.probability for w in stored.words])
+    edited = transcript.segments[2]
+    assert (edited.text, edited.edited, edited.original_text) == ("Погода прекрасная.", True, segments[2].text)
+    assert not transcript.segments[0].edited and transcript.segments[0].original_text == ""
+    assert transcript.segments[4].words == [] and transcript.segments[4].text == ""
+
+
 @pytest.mark.parametrize(
     ("names", "code"),
     [
@@ -322,9 +355,7 @@ async def test_a_slow_download_holds_no_database_connection(settings, database):
 
     def render(job_id):
         return stub.Render(
-            exporter_service_pb2.RenderRequest(
-                job_id=str(job_id), owner_id=OWNER, format=export_pb2.EXPORT_FORMAT_JSON
-            )
+            exporter_service_pb2.RenderRequest(job_id=str(job_id), owner_id=OWNER, format=export_pb2.EXPORT_FORMAT_JSON)
         )
 
     async def read_all(call) -> bytes:
