@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -196,3 +197,18 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RateLimitEvent(Base):
+    """One accepted event of a rate limit (services/gateway/ratelimit.py), kept while it is inside
+    its window. The key is hashed: it holds client addresses and owner ids."""
+
+    __tablename__ = "rate_limit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # sha256 of "<limit name>|<key>", hex, truncated to 32 characters.
+    key_hash: Mapped[str] = mapped_column(String(32))
+    # Seconds since the epoch, from the gateway's clock.
+    at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_rate_limit_events_key_at", "key_hash", "at"), Index("ix_rate_limit_events_at", "at"))

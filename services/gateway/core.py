@@ -88,7 +88,7 @@ class Gateway:
         self._channels = channels
         self._ingest = ingest_service_pb2_grpc.IngestServiceStub(channels["ingest"])
         self._exporter = exporter_service_pb2_grpc.ExporterServiceStub(channels["exporter"])
-        self._upload_limit = SlidingWindowLimiter("uploads", settings.upload_rate_limit_per_minute)
+        self._upload_limit = SlidingWindowLimiter(sessions, "uploads", settings.upload_rate_limit_per_minute)
 
     @tracing.traced("upload")
     async def upload(
@@ -96,7 +96,9 @@ class Gateway:
     ) -> job_pb2.Job:
         """`client_address`: the caller's IP, limited like the owner (empty: unknown, the owner's limit only)."""
         # Before a byte is forwarded: a refused upload costs ingest and S3 nothing.
-        self._upload_limit.acquire(f"owner:{owner_id}", *([f"address:{client_address}"] if client_address else []))
+        await self._upload_limit.acquire(
+            f"owner:{owner_id}", *([f"address:{client_address}"] if client_address else [])
+        )
         body_error: list[Exception] = []
 
         async def requests() -> AsyncIterator[ingest_service_pb2.IngestUploadRequest]:

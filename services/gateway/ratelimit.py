@@ -1,57 +1,88 @@
-"""Per-key sliding-window rate limits, held in this gateway process.
+"""Sliding-window rate limits shared by every gateway replica, counted in PostgreSQL.
 
-Each gateway replica counts on its own: with N replicas behind a balancer a client may
-get up to N times the limit. That is the price of needing no shared store for it.
+Each accepted event is a row (hashed key, time). A check takes a transaction-scoped
+advisory lock on each of its keys, counts the keys' rows inside the window and adds
+its own, so replicas racing for the last slot are serialised and N replicas still
+allow the limit once, not N times. Keys are stored hashed, since they hold client
+addresses and owner ids; a key's rows that left the window are deleted when the key
+comes back, and the janitor deletes the rest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-from collections import deque
+from collections import defaultdict
 from collections.abc import Callable
 
-from kazru import errors
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-# Above this many tracked keys, the ones with nothing inside the window are dropped.
-PRUNE_ABOVE_KEYS = 10_000
+from kazru import errors
+from kazru.db.models import RateLimitEvent
 
 
 class SlidingWindowLimiter:
     """At most `limit` events per `window_seconds` for every key; `limit` 0 turns it off."""
 
     def __init__(
-        self, what: str, limit: int, window_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        what: str,
+        limit: int,
+        window_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ):
+        self._sessions = sessions
         self._what = what
         self._limit = limit
         self._window = window_seconds
         self._clock = clock
-        self._events: dict[str, deque[float]] = {}
 
-    def acquire(self, *keys: str) -> None:
+    async def acquire(self, *keys: str) -> None:
         """Count one event for every key, or raise RateLimited (counting nothing) if any key is at its limit."""
-        if self._limit <= 0:
+        if self._limit <= 0 or not keys:
             return
         now = self._clock()
-        wait = 0.0
-        for key in keys:
-            events = self._recent(key, now)
-            if len(events) >= self._limit:
-                wait = max(wait, events[0] + self._window - now)
-        if wait > 0:
-            raise errors.RateLimited(
-                f"at most {self._limit} {self._what} per {self._window:g} s; try again in {math.ceil(wait)} s",
-                details={errors.RETRY_AFTER_DETAIL: max(1, math.ceil(wait))},
+        # Sorted, so two checks sharing keys lock them in the same order and cannot deadlock.
+        hashed = sorted({self._hash(key) for key in keys})
+        async with self._sessions.begin() as session:
+            for key_hash in hashed:
+                await session.execute(select(func.pg_advisory_xact_lock(_lock_id(key_hash))))
+            await session.execute(
+                delete(RateLimitEvent).where(
+                    RateLimitEvent.key_hash.in_(hashed), RateLimitEvent.at <= now - self._window
+                )
             )
-        for key in keys:
-            self._events.setdefault(key, deque()).append(now)
-        if len(self._events) > PRUNE_ABOVE_KEYS:
-            for key in [key for key in self._events if not self._recent(key, now)]:
-                del self._events[key]
+            recent: dict[str, list[float]] = defaultdict(list)
+            rows = await session.execute(
+                select(RateLimitEvent.key_hash, RateLimitEvent.at)
+                .where(RateLimitEvent.key_hash.in_(hashed))
+                .order_by(RateLimitEvent.at)
+            )
+            for key_hash, at in rows:
+                recent[key_hash].append(at)
+            # A full key frees a slot when its oldest event that still counts leaves the window.
+            wait = max(
+                (
+                    times[len(times) - self._limit] + self._window - now
+                    for times in recent.values()
+                    if len(times) >= self._limit
+                ),
+                default=0.0,
+            )
+            if wait > 0:
+                raise errors.RateLimited(
+                    f"at most {self._limit} {self._what} per {self._window:g} s; try again in {math.ceil(wait)} s",
+                    details={errors.RETRY_AFTER_DETAIL: max(1, math.ceil(wait))},
+                )
+            session.add_all(RateLimitEvent(key_hash=key_hash, at=now) for key_hash in hashed)
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        events = self._events.get(key, deque())
-        while events and events[0] <= now - self._window:
-            events.popleft()
-        return events
+    def _hash(self, key: str) -> str:
+        return hashlib.sha256(f"{self._what}|{key}".encode()).hexdigest()[:32]
+
+
+def _lock_id(key_hash: str) -> int:
+    """A signed 64-bit advisory lock id from the key's hash."""
+    return int.from_bytes(bytes.fromhex(key_hash[:16]), "big", signed=True)

@@ -8,7 +8,8 @@ Each sweep:
 - fails jobs whose worker died on their last delivery (JetStream will not hand them out
   again, so nobody else would ever finish them);
 - aborts multipart uploads abandoned by a crashed ingest;
-- removes objects whose job never came to be, or is already a tombstone.
+- removes objects whose job never came to be, or is already a tombstone;
+- deletes rate-limit events older than any limit's window.
 
 Batches are claimed with FOR UPDATE SKIP LOCKED, so several janitors never
 work on the same job. Objects are removed before the rows commit: if S3 fails
@@ -21,12 +22,12 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru import lifecycle, metrics, outbox, retention
 from kazru.bus import Bus
-from kazru.db.models import Job, JobState
+from kazru.db.models import Job, JobState, RateLimitEvent
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 from kazru.v1 import events_pb2
@@ -39,6 +40,8 @@ ORPHAN_GRACE = timedelta(hours=1)
 # A running job whose worker has not touched it for this many ack waits has lost its worker
 # (workers heartbeat every third of an ack wait).
 LOST_AFTER_ACK_WAITS = 3
+# Longer than any rate limit's window (the gateway's upload limit counts per minute).
+RATE_LIMIT_EVENTS_KEPT = timedelta(hours=1)
 
 
 class Janitor:
@@ -163,6 +166,12 @@ class Janitor:
                 removed += 1
         return removed
 
+    async def delete_old_rate_limit_events(self) -> int:
+        cutoff = (datetime.now(UTC) - RATE_LIMIT_EVENTS_KEPT).timestamp()
+        async with self._sessions.begin() as session:
+            result = await session.execute(delete(RateLimitEvent).where(RateLimitEvent.at < cutoff))
+        return result.rowcount or 0
+
     async def sweep(self) -> None:
         while await self.expire_due_jobs() == self._settings.janitor_batch_size:
             pass
@@ -170,7 +179,8 @@ class Janitor:
             pass
         for name, step in (("failed jobs lost on their last delivery", self.fail_jobs_lost_on_their_last_delivery),
                            ("aborted abandoned uploads", self.abort_abandoned_uploads),
-                           ("removed orphan objects", self.remove_orphan_objects)):  # fmt: skip
+                           ("removed orphan objects", self.remove_orphan_objects),
+                           ("deleted old rate-limit events", self.delete_old_rate_limit_events)):  # fmt: skip
             count = await step()
             if count:
                 log.info(name, extra={"count": count})
