@@ -103,12 +103,13 @@ class Bus:
             except NotFoundError:
                 await self.js.add_stream(config)
         except APIError as error:
-            # Most often: more replicas than the cluster has servers. Say which setting to change.
-            raise RuntimeError(
-                f"JetStream refused the jobs stream {config.name!r} with {config.num_replicas} "
-                f"replica(s): {error.description or error}. KAZRU_JOBS_STREAM_REPLICAS must not exceed "
-                "the number of JetStream servers."
-            ) from error
+            message = f"JetStream refused the jobs stream {config.name!r}: {error.description or error}"
+            if config.num_replicas > 1:  # the usual cause: more replicas than servers
+                message += (
+                    f" (it asks for {config.num_replicas} replicas: KAZRU_JOBS_STREAM_REPLICAS must not exceed "
+                    "the number of JetStream servers)"
+                )
+            raise RuntimeError(message) from error
 
     async def ensure_transcriber_consumer(self) -> None:
         await self.js.add_consumer(
