@@ -33,6 +33,7 @@ from kazru import errors
 from kazru.audio import SAMPLE_RATE
 from kazru.settings import Settings
 from services.transcriber.recognition import (
+    ExternalCopyCallback,
     ProgressCallback,
     Recognition,
     RecognizedSpan,
@@ -84,7 +85,9 @@ class WhisperEngine:
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
+        on_external_copy: ExternalCopyCallback | None = None,
     ) -> Recognition:
+        del on_external_copy  # everything stays on this machine
         return await asyncio.to_thread(self.recognize_blocking, samples, languages, regions, on_progress)
 
     async def forget(self, external_operation_id: str) -> None:

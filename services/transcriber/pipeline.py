@@ -19,7 +19,7 @@ from kazru.audio import SAMPLE_RATE
 from kazru.settings import Settings
 from services.transcriber.assembly import Transcript, assemble
 from services.transcriber.diarization import Diarizer
-from services.transcriber.recognition import ProgressCallback, SpeechEngine, SpeechRegion
+from services.transcriber.recognition import ExternalCopyCallback, ProgressCallback, SpeechEngine, SpeechRegion
 from services.transcriber.voice_encoder import VoiceEncoder
 
 # Share of the progress bar given to diarization; recognition takes the rest.
@@ -69,6 +69,7 @@ class TranscriptionPipeline:
         min_speakers: int | None = None,
         max_speakers: int | None = None,
         on_progress: ProgressCallback = lambda fraction: None,
+        on_external_copy: ExternalCopyCallback | None = None,
     ) -> TranscriptionResult:
         with tracing.span("diarization"), metrics_of_failures("diarizer"):
             diarization = await asyncio.to_thread(self._diarizer.diarize, samples, min_speakers, max_speakers)
@@ -80,7 +81,7 @@ class TranscriptionPipeline:
 
         started = time.perf_counter()
         with tracing.span("engine", attributes={"engine": self.engine.name}), metrics_of_failures(self.engine.name):
-            recognition = await self.engine.recognize(samples, languages, regions, engine_progress)
+            recognition = await self.engine.recognize(samples, languages, regions, engine_progress, on_external_copy)
         stages = {**diarization.stage_seconds, "engine_seconds": time.perf_counter() - started}
         stages.update({f"engine_{name}": value for name, value in recognition.stage_seconds.items()})
 

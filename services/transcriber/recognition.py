@@ -7,7 +7,7 @@ engine only has to say which words it heard, when, and in which language.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,6 +56,10 @@ class SpeechRegion:
 
 # Called with the fraction (0-1) of the engine's work done; may be called from any thread.
 ProgressCallback = Callable[[float], None]
+# Called with the id of a copy of the recording that the engine's provider keeps (a SpeechKit
+# operation), as soon as the copy exists: the job records it at once, so the copy can still be
+# deleted if this worker dies before the result is stored.
+ExternalCopyCallback = Callable[[str], Awaitable[None]]
 
 
 class SpeechEngine(Protocol):
@@ -67,6 +71,7 @@ class SpeechEngine(Protocol):
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
+        on_external_copy: ExternalCopyCallback | None = None,
     ) -> Recognition:
         """Recognise 16 kHz mono float32 `samples`; `regions` are the speech regions found
         by our VAD/diarizer (an engine may use them to skip silence or ignore them).

@@ -36,6 +36,7 @@ from kazru import errors
 from kazru.audio import SAMPLE_RATE, encode_ogg_opus, pcm16_bytes
 from kazru.settings import Settings
 from services.transcriber.recognition import (
+    ExternalCopyCallback,
     ProgressCallback,
     Recognition,
     RecognizedSpan,
@@ -111,6 +112,7 @@ class SpeechKitEngine:
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
+        on_external_copy: ExternalCopyCallback | None = None,
     ) -> Recognition:
         del regions  # SpeechKit finds speech itself; our diarizer labels speakers afterwards
         settings = self._settings
@@ -180,6 +182,8 @@ class SpeechKitEngine:
         # retrying it (a retry would upload and bill the recording again).
         deadline = started + settings.speechkit_timeout_seconds + duration * settings.speechkit_timeout_per_audio_second
         try:
+            if on_external_copy is not None:
+                await on_external_copy(operation_id)
             async with asyncio.timeout_at(_loop_time_at(deadline)):
                 waiting_started = time.monotonic()
                 await self._wait_until_done(operations, operation, metadata, duration, on_progress)

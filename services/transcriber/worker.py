@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -195,6 +196,8 @@ class TranscriptionWorker:
                     audio.decode_pcm16k(self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path),
                     switch,
                 )
+            # A worker that died on an earlier attempt may have left a copy at the engine's provider.
+            await self._forget_earlier_copy(claimed)
             reporter = ProgressReporter(self, job_id, len(samples) / audio.SAMPLE_RATE)
 
             def on_progress(fraction: float, report=reporter.from_engine_thread) -> None:
@@ -209,6 +212,7 @@ class TranscriptionWorker:
                         min_speakers=claimed.min_speakers,
                         max_speakers=claimed.max_speakers,
                         on_progress=on_progress,
+                        on_external_copy=functools.partial(self._remember_external_copy, job_id),
                     ),
                     switch,
                 )
@@ -326,6 +330,27 @@ class TranscriptionWorker:
             job.error_message = None
             await retention.record_usage(session, job, self._settings)
         return True
+
+    async def _remember_external_copy(self, job_id: uuid.UUID, operation_id: str) -> None:
+        """Record the engine provider's copy on the job before waiting for it: if this worker dies,
+        the next attempt (or the janitor at expiry) still knows what to delete."""
+        async with self._sessions.begin() as session:
+            await session.execute(update(Job).where(Job.id == job_id).values(external_operation_id=operation_id))
+
+    async def _forget_earlier_copy(self, job: Job) -> None:
+        """Delete the copy an earlier attempt left at the engine's provider (its worker died before
+        storing a result). Failing that, the job is retried: recording a new copy would lose this one."""
+        if not job.external_operation_id:
+            return
+        try:
+            await self._pipeline.engine.forget(job.external_operation_id)
+        except Exception as error:
+            raise errors.Unavailable(
+                "could not delete the engine's copy from an earlier attempt", code="ENGINE_COPY_NOT_DELETED"
+            ) from error
+        async with self._sessions.begin() as session:
+            await session.execute(update(Job).where(Job.id == job.id).values(external_operation_id=None))
+        log.info("deleted the engine's copy left by an earlier attempt", extra={"job_id": str(job.id)})
 
     async def _forget_at_engine(self, job_id: uuid.UUID, result: TranscriptionResult) -> None:
         """Delete the copy an external engine keeps, once ours is stored. If that fails,

@@ -128,6 +128,17 @@ class FakeSpeechKit(stt_service_pb2_grpc.AsyncRecognizerServicer, operation_serv
         if self._server is not None:
             await self._server.stop(0)
 
+    def operation_ids(self) -> set[str]:
+        """The recognitions held here now (not yet deleted)."""
+        return set(self._operations)
+
+    def leave_a_finished_recognition(self) -> str:
+        """A recognition already held here, as one left by a worker that died before storing it."""
+        operation_id = f"e03fake{next(self._ids):013d}"
+        now = time.monotonic()
+        self._operations[operation_id] = _Operation(operation_id, now, now)
+        return operation_id
+
     # -- AsyncRecognizer --------------------------------------------------------------------------
 
     async def RecognizeFile(  # noqa: N802

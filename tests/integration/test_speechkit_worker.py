@@ -9,7 +9,7 @@ import grpc
 import pytest_asyncio
 from sqlalchemy import func, select
 
-from kazru.db.models import JobState, Segment, Speaker, Word
+from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speechkit import SpeechKitEngine
@@ -95,3 +95,43 @@ async def test_bad_speechkit_answers_fail_the_job_without_a_partial_transcript(
         for table in (Segment, Word, Speaker):
             assert await rows(database, table, job_id) == 0
         assert await messages_left_after_acks(bus, settings) == 0  # terminated, not looping
+
+
+async def test_the_job_names_yandexs_copy_while_it_is_being_recognised(speechkit_worker, database, store, bus):
+    """Recorded before the wait, not after: a worker killed now leaves an id to delete."""
+    fake = speechkit_worker
+    fake.scenario = Scenario(utterances=[WEATHER], processing_seconds=3.0)
+    job_id = await enqueue(database, store, bus, SPEECH_CLIP.read_bytes())
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        async with database() as session:
+            job = await session.get(Job, job_id)
+        if job.external_operation_id:
+            break
+        assert job.state in (JobState.PENDING, JobState.RUNNING) and asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert job.state == JobState.RUNNING  # still being recognised at Yandex
+    recorded = job.external_operation_id
+    assert recorded in fake.operation_ids() and fake.deleted == []
+    job = await wait_for_state(database, job_id, {JobState.SUCCEEDED, JobState.FAILED})
+    assert job.state == JobState.SUCCEEDED, job.error_message
+    for _ in range(50):
+        if fake.deleted:
+            break
+        await asyncio.sleep(0.1)
+    assert fake.deleted == [recorded]
+
+
+async def test_a_copy_left_by_a_dead_worker_is_deleted_before_the_retry(speechkit_worker, database, store, bus):
+    fake = speechkit_worker
+    fake.scenario = Scenario(utterances=[WEATHER])
+    stale = fake.leave_a_finished_recognition()
+    job_id = await enqueue(database, store, bus, SPEECH_CLIP.read_bytes(), external_operation_id=stale)
+    job = await wait_for_state(database, job_id, {JobState.SUCCEEDED, JobState.FAILED})
+    assert job.state == JobState.SUCCEEDED, job.error_message
+    for _ in range(50):
+        if len(fake.deleted) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert fake.deleted[0] == stale and len(fake.deleted) == 2  # the stale copy first, then this attempt's
+    assert fake.operation_ids() == set()

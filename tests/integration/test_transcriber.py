@@ -34,8 +34,11 @@ async def worker(settings, database, store, bus, pipeline):
     await asyncio.wait_for(running, 30)
 
 
-async def enqueue(database, store, bus, data: bytes, languages=("kk", "ru"), max_speakers=None) -> uuid.UUID:
-    """What ingest does, minus validation: store the object, add the row, publish."""
+async def enqueue(
+    database, store, bus, data: bytes, languages=("kk", "ru"), max_speakers=None, external_operation_id=None
+) -> uuid.UUID:
+    """What ingest does, minus validation: store the object, add the row, publish.
+    `external_operation_id`: a copy at SpeechKit left by an earlier attempt."""
     job_id = uuid.uuid4()
     key = f"jobs/{job_id}/original"
     await store.put_stream(key, aiter_of([data]), "application/octet-stream")
@@ -43,7 +46,8 @@ async def enqueue(database, store, bus, data: bytes, languages=("kk", "ru"), max
     async with database.begin() as session:
         session.add(Job(id=job_id, owner_id="owner-t", state=JobState.PENDING, progress=0, filename="x.flac",
                         content_type="audio/flac", size_bytes=len(data), object_key=key, container="flac",
-                        languages=list(languages), max_speakers=max_speakers, created_at=now, expires_at=now + timedelta(hours=1)))  # fmt: skip
+                        languages=list(languages), max_speakers=max_speakers, created_at=now, expires_at=now + timedelta(hours=1),
+                        external_operation_id=external_operation_id))  # fmt: skip
     await bus.publish_uploaded(events_pb2.JobUploaded(job_id=str(job_id), owner_id="owner-t"))
     return job_id
 
