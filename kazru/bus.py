@@ -34,6 +34,9 @@ from kazru.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
+# JetStream's error code for a message sequence the stream does not hold.
+JS_NO_MESSAGE_FOUND = 10057
+
 SUBJECT_UPLOADED = "kazru.jobs.uploaded"
 TRANSCRIBER_CONSUMER = "transcriber"
 
@@ -139,11 +142,17 @@ class Bus:
         return ack.seq
 
     async def remove_queued(self, sequence: int) -> bool:
-        """Remove a job's JobUploaded message from the queue; False if it is no longer there."""
+        """Remove a job's JobUploaded message from the queue; False if it is no longer there
+        (taken by a worker, or lost with the stream): either way nothing of the job is queued."""
         try:
             return await self.js.delete_msg(self._settings.jobs_stream, sequence)
         except NotFoundError:
             return False
+        except APIError as error:
+            # JetStream answers a sequence it no longer holds with 500 / err_code 10057, not 404.
+            if error.err_code == JS_NO_MESSAGE_FOUND:
+                return False
+            raise
 
     async def publish_cancel(self, job_id: str) -> None:
         await self.nc.publish(cancel_subject(job_id), b"")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from nats.js.errors import NotFoundError
 
 from kazru.bus import Bus
+from kazru.v1 import events_pb2
 
 
 async def test_jobs_stream_is_created_with_the_configured_replicas_and_kept_on_restart(bus, settings):
@@ -30,3 +33,13 @@ async def test_more_replicas_than_servers_fails_at_start_naming_the_setting(bus,
     finally:
         await three.close()
         await bus.ensure_jobs_stream()  # as the other tests expect it
+
+
+async def test_removing_a_message_the_stream_no_longer_holds_is_not_an_error(bus, settings):
+    """A PENDING job whose message is gone (taken, or lost with the stream) must still be deletable:
+    the owner's DELETE and the janitor's expiry both take it off the queue first."""
+    sequence = await bus.publish_uploaded(events_pb2.JobUploaded(job_id=str(uuid.uuid4()), owner_id="o"))
+    assert await bus.remove_queued(sequence) is True
+    assert await bus.remove_queued(sequence) is False  # already removed
+    await bus.js.purge_stream(settings.jobs_stream)
+    assert await bus.remove_queued(sequence + 1) is False  # never held
