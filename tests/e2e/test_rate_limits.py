@@ -38,13 +38,16 @@ def stack(infra, tmp_path_factory):
     started = start_stack(
         infra, tmp_path_factory.mktemp("rate"), services=("ingest", "gateway"), upload_rate_limit_per_minute=LIMIT
     )
-    yield started
-    # No transcriber here: delete the jobs, so their queued messages do not wait for a later module's.
-    for key in (API_KEY, *OTHER_KEYS.values()):
-        with httpx.Client(base_url=started.http, headers={"Authorization": f"Bearer {key}"}) as client:
-            for job in client.get("/api/v1/jobs", params={"page_size": 100}).json().get("jobs", []):
-                client.delete(f"/api/v1/jobs/{job['job_id']}")
-    stop_stack(started)
+    try:
+        yield started
+        # No transcriber here: delete the jobs, so their queued messages do not wait for a later module's.
+        for key in (API_KEY, *OTHER_KEYS.values()):
+            with httpx.Client(base_url=started.http, headers={"Authorization": f"Bearer {key}"}) as client:
+                for job in client.get("/api/v1/jobs", params={"page_size": 100}).json().get("jobs", []):
+                    deleted = client.delete(f"/api/v1/jobs/{job['job_id']}")
+                    assert deleted.status_code in (200, 410), deleted.text
+    finally:
+        stop_stack(started)  # even when the clean-up fails: no server outlives the tests
 
 
 @pytest.fixture(scope="module")
