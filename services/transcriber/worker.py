@@ -212,7 +212,7 @@ class TranscriptionWorker:
                         min_speakers=claimed.min_speakers,
                         max_speakers=claimed.max_speakers,
                         on_progress=on_progress,
-                        on_external_copy=functools.partial(self._remember_external_copy, job_id),
+                        on_external_copy=functools.partial(self._record_external_copy, job_id),
                     ),
                     switch,
                 )
@@ -331,11 +331,16 @@ class TranscriptionWorker:
             await retention.record_usage(session, job, self._settings)
         return True
 
-    async def _remember_external_copy(self, job_id: uuid.UUID, operation_id: str) -> None:
-        """Record the engine provider's copy on the job before waiting for it: if this worker dies,
-        the next attempt (or the janitor at expiry) still knows what to delete."""
+    async def _record_external_copy(self, job_id: uuid.UUID, operation_id: str | None) -> None:
+        """The copy the engine's provider keeps of this job (None: none). Recorded as soon as it
+        exists, before waiting for it: if this worker dies, the next attempt (or the janitor at
+        expiry) still knows what to delete."""
         async with self._sessions.begin() as session:
             await session.execute(update(Job).where(Job.id == job_id).values(external_operation_id=operation_id))
+
+    async def _delete_external_copy(self, job_id: uuid.UUID, operation_id: str) -> None:
+        await self._pipeline.engine.forget(operation_id)
+        await self._record_external_copy(job_id, None)
 
     async def _forget_earlier_copy(self, job: Job) -> None:
         """Delete the copy an earlier attempt left at the engine's provider (its worker died before
@@ -343,13 +348,11 @@ class TranscriptionWorker:
         if not job.external_operation_id:
             return
         try:
-            await self._pipeline.engine.forget(job.external_operation_id)
+            await self._delete_external_copy(job.id, job.external_operation_id)
         except Exception as error:
             raise errors.Unavailable(
                 "could not delete the engine's copy from an earlier attempt", code="ENGINE_COPY_NOT_DELETED"
             ) from error
-        async with self._sessions.begin() as session:
-            await session.execute(update(Job).where(Job.id == job.id).values(external_operation_id=None))
         log.info("deleted the engine's copy left by an earlier attempt", extra={"job_id": str(job.id)})
 
     async def _forget_at_engine(self, job_id: uuid.UUID, result: TranscriptionResult) -> None:
@@ -358,9 +361,7 @@ class TranscriptionWorker:
         if not result.external_operation_id:
             return
         try:
-            await self._pipeline.engine.forget(result.external_operation_id)
-            async with self._sessions.begin() as session:
-                await session.execute(update(Job).where(Job.id == job_id).values(external_operation_id=None))
+            await self._delete_external_copy(job_id, result.external_operation_id)
         except Exception:
             log.warning("could not delete the engine's copy; the janitor will", extra={"job_id": str(job_id)},
                         exc_info=True)  # fmt: skip
