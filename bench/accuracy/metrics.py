@@ -9,6 +9,18 @@
   the turn longest in total; a turn no segment overlaps counts as wrong.
 - DER: `pyannote.metrics` DiarizationErrorRate. Its `collar` is the TOTAL width removed
   around each reference boundary, so NIST's ±0.25 s is `collar=0.5`. Overlap is scored.
+
+For real recordings (bench/accuracy/real.py), whose references are a whole-file transcript
+and/or RTTM speaker turns rather than timed turns with text:
+
+- whole-file WER/CER: the hypothesis text in time order against the transcript (`word_errors`).
+- language share: the share of hypothesis speech time labelled with the file's reference
+  language (a file the system hears nothing in adds no time).
+- speaker count: only speakers with at least 2 s of speech count, on both sides, so a
+  reference speaker who only says "mm" and a hypothesis speaker made of one stray window
+  do not decide the figure.
+- cut words: a segment whose last word is not in the transcript's vocabulary but is a
+  strict prefix of a word in it, i.e. the segment most likely ended inside that word.
 """
 
 from __future__ import annotations
@@ -232,8 +244,6 @@ def summarize(scores: Sequence[FileScore], collar_each_side: float = DER_COLLAR_
             correct[language] = correct.get(language, 0) + score.language_correct_by_language.get(language, 0)
         for name in der_sums:
             der_sums[name] += score.der_components.get(name, 0.0)
-    scored = der_sums["total"]
-    errors = der_sums["missed detection"] + der_sums["false alarm"] + der_sums["confusion"]
     return {
         "file_count": len(scores),
         "audio_seconds": round(sum(score.duration_s for score in scores), 3),
@@ -245,10 +255,7 @@ def summarize(scores: Sequence[FileScore], collar_each_side: float = DER_COLLAR_
             language: _round(correct[language] / count) for language, count in sorted(turns.items())
         },
         "reference_turns": dict(sorted(turns.items())),
-        "der": _round(errors / scored) if scored else None,
-        "der_missed": _round(der_sums["missed detection"] / scored) if scored else None,
-        "der_false_alarm": _round(der_sums["false alarm"] / scored) if scored else None,
-        "der_confusion": _round(der_sums["confusion"] / scored) if scored else None,
+        **{name: value for name, value in der_figures(der_sums).items() if name != "der_confusion_within_detected"},
         "der_collar_each_side_s": collar_each_side,
         "der_skip_overlap": False,
         "speaker_count_accuracy": _round(
@@ -257,6 +264,104 @@ def summarize(scores: Sequence[FileScore], collar_each_side: float = DER_COLLAR_
         if scores
         else None,
     }
+
+
+def der_figures(components: dict[str, float]) -> dict[str, float | None]:
+    """DER and its parts as fractions of scored reference speech, from summed `diarization_errors` seconds.
+
+    `der_confusion_within_detected` is confusion over the reference speech the system did detect
+    (total − missed): how often a detected stretch goes to the wrong speaker, apart from the VAD."""
+    scored = components.get("total", 0.0)
+    missed = components.get("missed detection", 0.0)
+    false_alarm = components.get("false alarm", 0.0)
+    confusion = components.get("confusion", 0.0)
+    detected = scored - missed
+    return {
+        "der": _round((missed + false_alarm + confusion) / scored) if scored else None,
+        "der_missed": _round(missed / scored) if scored else None,
+        "der_false_alarm": _round(false_alarm / scored) if scored else None,
+        "der_confusion": _round(confusion / scored) if scored else None,
+        "der_confusion_within_detected": _round(confusion / detected) if detected > 0 else None,
+    }
+
+
+# Speakers with less speech than this are not counted (see the module docstring).
+MIN_COUNTED_SPEAKER_SECONDS = 2.0
+
+
+def speech_seconds_by_speaker(segments: Iterable[Segment]) -> dict[str, float]:
+    """Each speaker's speech time: the union of their segments, so a speaker's own overlapping
+    RTTM lines are not counted twice."""
+    intervals: dict[str, list[tuple[float, float]]] = {}
+    for segment in segments:
+        if segment.end > segment.start:
+            intervals.setdefault(segment.speaker, []).append((segment.start, segment.end))
+    seconds = {}
+    for speaker, spans in intervals.items():
+        total, covered_until = 0.0, -float("inf")
+        for start, end in sorted(spans):
+            if end > covered_until:
+                total += end - max(start, covered_until)
+                covered_until = end
+        seconds[speaker] = total
+    return seconds
+
+
+def counted_speakers(segments: Iterable[Segment], min_seconds: float = MIN_COUNTED_SPEAKER_SECONDS) -> int:
+    return sum(seconds >= min_seconds for seconds in speech_seconds_by_speaker(segments).values())
+
+
+@dataclass
+class SecondsTally:
+    """Seconds of hypothesis speech that `matched` (e.g. carry the right language) out of `total`."""
+
+    matched: float = 0.0
+    total: float = 0.0
+
+    def add(self, other: SecondsTally) -> None:
+        self.matched += other.matched
+        self.total += other.total
+
+    @property
+    def share(self) -> float | None:
+        return self.matched / self.total if self.total else None
+
+
+def language_seconds(hypothesis: Iterable[Segment], reference_language: str) -> SecondsTally:
+    """Hypothesis speech time, and how much of it is labelled `reference_language` (duration-weighted)."""
+    tally = SecondsTally()
+    for segment in hypothesis:
+        seconds = max(0.0, segment.end - segment.start)
+        tally.total += seconds
+        if segment.language == reference_language:
+            tally.matched += seconds
+    return tally
+
+
+def time_ordered_text(hypothesis: Iterable[Segment]) -> str:
+    """The hypothesis as one text in time order, for a whole-file transcript reference."""
+    return " ".join(segment.text for segment in sorted(hypothesis, key=lambda segment: (segment.start, segment.end)))
+
+
+def cut_word_completions(word: str, vocabulary: set[str]) -> list[str]:
+    """The reference words that a (normalised) hypothesis `word` is a strict prefix of, unless the
+    word is itself a reference word; empty when it is not a cut word."""
+    if not word or word in vocabulary:
+        return []
+    return sorted(reference for reference in vocabulary if len(reference) > len(word) and reference.startswith(word))
+
+
+def cut_words(hypothesis: Iterable[Segment], reference_text: str) -> list[dict]:
+    """Segments whose last word looks cut off: one entry per such segment (its end, the word, the
+    reference words it could have been)."""
+    vocabulary = set(normalize_text(reference_text).split())
+    found = []
+    for segment in sorted(hypothesis, key=lambda segment: segment.start):
+        words = normalize_text(segment.text).split()
+        completions = cut_word_completions(words[-1], vocabulary) if words else []
+        if completions:
+            found.append({"end": round(segment.end, 3), "word": words[-1], "completions": completions})
+    return found
 
 
 def _round(value: float | None) -> float | None:

@@ -182,7 +182,7 @@ async def benchmark(args: argparse.Namespace) -> dict:
         **real_time_factors(stage_totals, wall_total, audio_seconds),
         "rtf_decode": round(decode_total / audio_seconds, 4),
         "model_load_seconds": round(load_seconds, 3),
-        "machine": {"cpus": _cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine_info(),
         "files": rows,
     }
 
@@ -223,10 +223,12 @@ def _model_name(settings) -> str:
     return settings.whisper_model_path if settings.engine == "whisper" else settings.speechkit_model
 
 
-def _cpu_count() -> int:
+def machine_info() -> dict:
+    """The CPUs this process may use (not the host's count), the platform and Python."""
     import os
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+    return {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version()}
 
 
 def main() -> None:
