@@ -1,0 +1,186 @@
+"""Real recordings with references, for bench/accuracy/real.py.
+
+A reference folder holds `<id>.{flac,wav,mp3,ogg,opus,m4a}` with `<id>.rttm` (speaker turns,
+standard RTTM; the file is taken as annotated throughout) and/or `<id>.txt` (the transcript of
+the whole file), as in ../shared/corpus/real. A file with neither is skipped (nothing to score).
+
+The reference language of a file is, in order: the content of `<id>.lang` (e.g. `kk`), the
+file-name prefix (`kk_`, `ru_`, `en_`), the script of the reference text (a Kazakh-only letter
+әғқңөұүһі → kk, other Cyrillic → ru, Latin → en).
+
+festvox-ru (Debian main, 620 real Russian utterances of one speaker) is fetched by the benchmark
+itself, without installing anything on the machine: `apt-get download` into a cache folder,
+`dpkg-deb -x` there.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.accuracy.metrics import Segment
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The shared corpus lives beside the repository checkout (read-only).
+DEFAULT_CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus" / "real"
+# Gitignored: the festvox-ru package and its extracted files (~240 MB).
+CACHE_DIR = REPO_ROOT / "bench" / ".cache"
+
+AUDIO_SUFFIXES = (".flac", ".wav", ".mp3", ".ogg", ".opus", ".m4a")
+KNOWN_LANGUAGES = ("kk", "ru", "en")
+# Letters of the Kazakh Cyrillic alphabet that Russian does not have.
+KAZAKH_ONLY_LETTERS = set("әғқңөұүһі")
+
+FESTVOX_PACKAGE = "festvox-ru"
+FESTVOX_VOICE_DIR = Path("usr/share/festival/voices/russian/msu_ru_nsh_clunits")
+FESTVOX_UTTERANCES = 620
+
+
+@dataclass(frozen=True)
+class ReferenceFile:
+    file_id: str
+    set_name: str
+    audio: Path
+    language: str
+    text: str | None  # the transcript of the whole file
+    turns: tuple[Segment, ...] | None  # RTTM speaker turns (no text, no language)
+
+
+def parse_rttm(text: str) -> dict[str, list[Segment]]:
+    """SPEAKER lines of an RTTM, grouped by file (uri): `SPEAKER uri channel start duration
+    <NA> <NA> label <NA> <NA>`. Comment lines (`#`, `;;`), blank lines and other record types are skipped."""
+    turns: dict[str, list[Segment]] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0] != "SPEAKER":
+            continue
+        uri, start, duration, speaker = fields[1], float(fields[3]), float(fields[4]), fields[7]
+        turns.setdefault(uri, []).append(Segment(start, start + duration, speaker, "", ""))
+    return turns
+
+
+def rttm_turns_for(file_id: str, rttm_text: str, source: Path) -> tuple[Segment, ...]:
+    """The turns of `file_id`. Recordings are often renamed without editing their RTTM (the shared
+    corpus's `en_pyannote_debug_trn03.rttm` says `trn03`), so an RTTM holding one file is that file's."""
+    by_file = parse_rttm(rttm_text)
+    if file_id in by_file:
+        return tuple(by_file[file_id])
+    if len(by_file) == 1:
+        return tuple(next(iter(by_file.values())))
+    if not by_file:
+        return ()
+    raise SystemExit(f"{source}: no SPEAKER lines for {file_id!r} among the files {sorted(by_file)}")
+
+
+def language_from_name(file_id: str) -> str | None:
+    prefix = file_id.split("_", 1)[0].lower()
+    return prefix if "_" in file_id and prefix in KNOWN_LANGUAGES else None
+
+
+def language_from_text(text: str) -> str | None:
+    letters = [char for char in text.lower() if char.isalpha()]
+    if any(char in KAZAKH_ONLY_LETTERS for char in letters):
+        return "kk"
+    cyrillic = sum("\u0400" <= char <= "\u04ff" for char in letters)
+    latin = sum("a" <= char <= "z" for char in letters)
+    if not cyrillic and not latin:
+        return None
+    return "ru" if cyrillic >= latin else "en"
+
+
+def reference_language(file_id: str, text: str | None, lang_file: Path | None = None) -> str | None:
+    if lang_file is not None and lang_file.is_file():
+        return lang_file.read_text(encoding="utf-8").strip()
+    return language_from_name(file_id) or (language_from_text(text) if text else None)
+
+
+def load_folder(set_name: str, folder: Path) -> list[ReferenceFile]:
+    if not folder.is_dir():
+        raise SystemExit(f"set {set_name!r}: {folder} is not a folder")
+    files = []
+    for audio in sorted(path for path in folder.iterdir() if path.suffix.lower() in AUDIO_SUFFIXES):
+        text_path, rttm_path = audio.with_suffix(".txt"), audio.with_suffix(".rttm")
+        text = text_path.read_text(encoding="utf-8").strip() if text_path.is_file() else None
+        turns = (
+            rttm_turns_for(audio.stem, rttm_path.read_text(encoding="utf-8"), rttm_path)
+            if rttm_path.is_file()
+            else None
+        )
+        if not text and not turns:
+            continue
+        language = reference_language(audio.stem, text, audio.with_suffix(".lang"))
+        if language is None:
+            raise SystemExit(f"{audio}: no reference language; write it (e.g. `kk`) into {audio.with_suffix('.lang')}")
+        files.append(ReferenceFile(audio.stem, set_name, audio, language, text or None, turns or None))
+    if not files:
+        raise SystemExit(f"set {set_name!r}: no audio file with a .rttm or .txt reference in {folder}")
+    return files
+
+
+# `( ru_0001 "text" )`, one utterance per line.
+_TXT_DONE_DATA_LINE = re.compile(r'^\(\s*(\S+)\s+"(.*)"\s*\)\s*$')
+
+
+def parse_txt_done_data(text: str) -> dict[str, str]:
+    """Festvox prompts: utterance id → text, with the `+` stress marks removed."""
+    prompts = {}
+    for line in text.splitlines():
+        match = _TXT_DONE_DATA_LINE.match(line.strip())
+        if match:
+            prompts[match.group(1)] = match.group(2).replace("+", "")
+    return prompts
+
+
+def evenly_spaced(items: list, count: int) -> list:
+    """`count` items spread evenly over `items` (the middle of each of `count` equal stretches),
+    so a subset samples the whole recording session, not its first hour."""
+    if count >= len(items):
+        return list(items)
+    return [items[(2 * index + 1) * len(items) // (2 * count)] for index in range(count)]
+
+
+def fetch_festvox_ru(cache_dir: Path = CACHE_DIR) -> Path:
+    """The extracted voice folder, downloading and unpacking the package on first use."""
+    voice_dir = cache_dir / FESTVOX_PACKAGE / FESTVOX_VOICE_DIR
+    if (voice_dir / "etc" / "txt.done.data").is_file():
+        return voice_dir
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise SystemExit("festvox-ru needs apt-get and dpkg-deb (Debian/Ubuntu); or pass --sets corpus")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # A scratch folder inside the cache, renamed into place only when complete: an interrupted run
+    # leaves no half-extracted voice that a later run would take as whole.
+    with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
+        download = subprocess.run(
+            ["apt-get", "download", FESTVOX_PACKAGE], cwd=scratch, capture_output=True, text=True, check=False
+        )
+        debs = list(Path(scratch).glob(f"{FESTVOX_PACKAGE}_*.deb"))
+        if download.returncode != 0 or not debs:
+            raise SystemExit(
+                f"`apt-get download {FESTVOX_PACKAGE}` failed: {download.stderr.strip()[-500:]}\n"
+                "If apt does not know the package, its lists are missing: run `apt-get update` (as root) and "
+                "retry, or pass --sets corpus to skip festvox-ru."
+            )
+        extracted = Path(scratch) / "root"
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(extracted)], check=True)
+        target = cache_dir / FESTVOX_PACKAGE
+        shutil.rmtree(target, ignore_errors=True)
+        extracted.rename(target)
+    return voice_dir
+
+
+def festvox_ru(count: int, cache_dir: Path = CACHE_DIR) -> list[ReferenceFile]:
+    voice_dir = fetch_festvox_ru(cache_dir)
+    prompts = parse_txt_done_data((voice_dir / "etc" / "txt.done.data").read_text(encoding="utf-8"))
+    utterances = [
+        (utterance, text)
+        for utterance, text in sorted(prompts.items())
+        if (voice_dir / "wav" / f"{utterance}.wav").is_file()
+    ]
+    return [
+        ReferenceFile(utterance, FESTVOX_PACKAGE, voice_dir / "wav" / f"{utterance}.wav", "ru", text, None)
+        for utterance, text in evenly_spaced(utterances, count)
+    ]

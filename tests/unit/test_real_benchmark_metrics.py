@@ -1,0 +1,211 @@
+"""The real-speech benchmark's reference loading (bench/accuracy/sets.py) and its added scores
+(bench/accuracy/metrics.py), on hand-checked cases; no model, no servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.accuracy.metrics import (
+    Segment,
+    counted_speakers,
+    cut_word_completions,
+    cut_words,
+    der_figures,
+    language_seconds,
+    speech_seconds_by_speaker,
+    time_ordered_text,
+)
+from bench.accuracy.real import allowed_languages
+from bench.accuracy.sets import (
+    evenly_spaced,
+    language_from_name,
+    language_from_text,
+    load_folder,
+    parse_rttm,
+    parse_txt_done_data,
+    reference_language,
+    rttm_turns_for,
+)
+
+RTTM = """\
+;; a comment line in the NIST style
+# and one in the common style
+SPEAKER meeting_a 1 0.000 1.500 <NA> <NA> alice <NA> <NA>
+SPEAKER meeting_a 1 1.200 2.300 <NA> <NA> bob <NA> <NA>
+
+SPEAKER meeting_b 1 5.25 0.75 <NA> <NA> carol <NA> <NA>
+SPKR-INFO meeting_b 1 <NA> <NA> <NA> unknown carol <NA> <NA>
+"""
+
+
+def turn(start, end, speaker="A", language="", text=""):
+    return Segment(start, end, speaker, language, text)
+
+
+# --- RTTM ---
+
+
+def test_rttm_lines_are_grouped_by_file_and_comments_skipped():
+    turns = parse_rttm(RTTM)
+    assert sorted(turns) == ["meeting_a", "meeting_b"]
+    assert turns["meeting_a"] == [turn(0.0, 1.5, "alice"), turn(1.2, 3.5, "bob")]
+    assert turns["meeting_b"] == [turn(5.25, 6.0, "carol")]
+
+
+def test_a_file_takes_its_own_turns_from_a_shared_rttm():
+    assert [t.speaker for t in rttm_turns_for("meeting_b", RTTM, source=None)] == ["carol"]
+
+
+def test_an_rttm_of_one_file_belongs_to_the_recording_whatever_its_uri():
+    # The shared corpus's en_pyannote_debug_trn03.rttm names its file `trn03`.
+    one_file = "SPEAKER trn03 1 0.000 1.184 <NA> <NA> MEE067 <NA> <NA>\n"
+    assert rttm_turns_for("en_pyannote_debug_trn03", one_file, source=None) == (turn(0.0, 1.184, "MEE067"),)
+
+
+def test_a_shared_rttm_without_the_file_is_an_error():
+    with pytest.raises(SystemExit, match="meeting_c"):
+        rttm_turns_for("meeting_c", RTTM, source=None)
+
+
+# --- reference language ---
+
+
+def test_language_from_the_file_name_prefix():
+    assert language_from_name("kk_is2ai_example_1") == "kk"
+    assert language_from_name("ru_0001") == "ru"
+    assert language_from_name("en_pyannote_sample") == "en"
+    assert language_from_name("de_something") is None
+    assert language_from_name("kk") is None  # a prefix needs its underscore
+
+
+def test_language_from_the_script_of_the_text():
+    assert language_from_text("Жарықты қос жазбаны оқы") == "kk"
+    # One Kazakh-only letter is enough, even in otherwise Russian-looking text.
+    assert language_from_text("Сәлем, как дела?") == "kk"
+    assert language_from_text("Погода в Алматы сегодня тёплая.") == "ru"
+    assert language_from_text("Hello? Oh, hello.") == "en"
+    assert language_from_text("123 ...") is None
+
+
+def test_the_lang_file_wins_over_the_name_and_the_name_over_the_text(tmp_path):
+    lang_file = tmp_path / "ru_mixed.lang"
+    assert reference_language("ru_mixed", "Hello", lang_file) == "ru"  # name, no .lang yet
+    lang_file.write_text("kk\n", encoding="utf-8")
+    assert reference_language("ru_mixed", "Hello", lang_file) == "kk"
+    assert reference_language("interview", "Hello there", None) == "en"
+
+
+def test_a_folder_is_loaded_with_its_references(tmp_path):
+    (tmp_path / "kk_call.flac").write_bytes(b"")
+    (tmp_path / "kk_call.txt").write_text("Сәлеметсіз бе\n", encoding="utf-8")
+    (tmp_path / "meeting.wav").write_bytes(b"")
+    (tmp_path / "meeting.rttm").write_text("SPEAKER x 1 0.5 2.0 <NA> <NA> s1 <NA> <NA>\n", encoding="utf-8")
+    (tmp_path / "meeting.lang").write_text("ru", encoding="utf-8")
+    (tmp_path / "unreferenced.mp3").write_bytes(b"")
+    files = {reference.file_id: reference for reference in load_folder("mine", tmp_path)}
+    assert sorted(files) == ["kk_call", "meeting"]
+    assert (files["kk_call"].language, files["kk_call"].text, files["kk_call"].turns) == ("kk", "Сәлеметсіз бе", None)
+    assert (files["meeting"].language, files["meeting"].text) == ("ru", None)
+    assert files["meeting"].turns == (turn(0.5, 2.5, "s1"),)
+
+
+def test_a_language_outside_the_allowed_set_is_allowed_alone():
+    assert allowed_languages(("kk", "ru"), "ru") == ("kk", "ru")
+    assert allowed_languages(("kk", "ru"), "en") == ("en",)
+
+
+# --- speaker count ---
+
+
+def test_speakers_count_only_with_two_seconds_of_speech():
+    segments = [turn(0, 1.5, "A"), turn(3, 3.6, "A"), turn(1.5, 2.5, "B"), turn(4, 5.9, "C"), turn(6, 6.2, "C")]
+    # A: 2.1 s, B: 1.0 s, C: 2.1 s.
+    assert counted_speakers(segments) == 2
+    assert counted_speakers(segments, min_seconds=2.2) == 0
+
+
+def test_a_speakers_own_overlapping_turns_are_not_counted_twice():
+    # 1.5 s of overlapping lines of one speaker are 1.5 s of speech, not 2.5 s.
+    segments = [turn(0, 1.0, "A"), turn(0.5, 1.5, "A"), turn(0.6, 0.9, "A")]
+    assert speech_seconds_by_speaker(segments) == {"A": pytest.approx(1.5)}
+    assert counted_speakers(segments) == 0
+
+
+# --- cut words ---
+
+
+def test_a_last_word_that_is_a_strict_prefix_of_a_reference_word_is_cut():
+    assert cut_word_completions("газет", {"американской", "газеты"}) == ["газеты"]
+    reference = "Корреспондент американской газеты Арчибальд"
+    found = cut_words([turn(0, 2, text="Корреспондент американской газ")], reference)
+    assert found == [{"end": 2, "word": "газ", "completions": ["газеты"]}]
+
+
+def test_whole_words_and_unrelated_words_are_not_cut():
+    vocabulary = {"она", "завела", "прядь"}
+    assert cut_word_completions("прядь", vocabulary) == []  # a reference word itself
+    assert cut_word_completions("завелась", vocabulary) == []  # longer, not a prefix
+    assert cut_word_completions("волосы", vocabulary) == []  # no reference word starts with it
+    assert cut_word_completions("", vocabulary) == []
+    # Only the segment's LAST word matters, after normalisation (case, punctuation).
+    segments = [turn(0, 1, text="Она зав завела."), turn(1, 2, text="ПРЯДЬ!"), turn(2, 3, text="  ")]
+    assert cut_words(segments, "Она завела прядь") == []
+
+
+def test_the_festvox_case_a_hypothesis_ending_inside_the_last_reference_word():
+    found = cut_words(
+        [turn(0.0, 4.0, text="Со спокойным мужеством Скайлс ожидал всего в этом безумном гор")],
+        ("Со спокойным мужеством, Скайлс, ожидал всего, в этом безумном городе."),
+    )
+    assert [(cut["word"], cut["completions"]) for cut in found] == [("гор", ["городе"])]
+
+
+# --- language share, text order, DER figures ---
+
+
+def test_language_share_is_weighted_by_segment_duration():
+    segments = [turn(0, 6, language="kk"), turn(6, 8, language="ru"), turn(8, 10, language="kk")]
+    tally = language_seconds(segments, "kk")
+    assert (tally.matched, tally.total) == (8.0, 10.0)
+    assert tally.share == pytest.approx(0.8)
+    # Counting segments instead would give 2/3; duration gives 0.2 for ru.
+    assert language_seconds(segments, "ru").share == pytest.approx(0.2)
+    assert language_seconds([], "kk").share is None
+
+
+def test_the_whole_file_hypothesis_is_read_in_time_order():
+    segments = [turn(5, 6, text="world"), turn(0, 1, text="hello"), turn(2, 3, text="big")]
+    assert time_ordered_text(segments) == "hello big world"
+
+
+def test_der_figures_include_confusion_within_detected_speech():
+    figures = der_figures({"total": 10.0, "missed detection": 2.0, "false alarm": 1.0, "confusion": 2.0})
+    assert figures["der"] == pytest.approx(0.5)
+    assert (figures["der_missed"], figures["der_false_alarm"], figures["der_confusion"]) == (0.2, 0.1, 0.2)
+    assert figures["der_confusion_within_detected"] == pytest.approx(2.0 / 8.0)
+    assert der_figures({"total": 0.0})["der"] is None
+
+
+# --- festvox-ru ---
+
+
+def test_festvox_prompts_are_read_without_stress_marks():
+    data = (
+        '( ru_0001 "Корреспондент, американской газеты." )\n'
+        '( ru_0002 "Она завела, прядь волнистых вол+ос за ухо." )\n'
+        "\n"
+        "not a prompt line\n"
+    )
+    assert parse_txt_done_data(data) == {
+        "ru_0001": "Корреспондент, американской газеты.",
+        "ru_0002": "Она завела, прядь волнистых волос за ухо.",
+    }
+
+
+def test_a_subset_is_spread_over_all_utterances_not_the_first_ones():
+    utterances = [f"ru_{number:04d}" for number in range(1, 621)]
+    chosen = evenly_spaced(utterances, 120)
+    assert len(chosen) == len(set(chosen)) == 120
+    assert chosen[0] == "ru_0003" and chosen[-1] == "ru_0618"
+    assert chosen == evenly_spaced(utterances, 120)  # deterministic
+    assert evenly_spaced(utterances[:5], 10) == utterances[:5]
