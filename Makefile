@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PROTOS := $(wildcard protos/kazru/v1/*.proto)
 
-.PHONY: run test proto model fixtures bench clean help
+.PHONY: run test proto model fixtures bench bench-real clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run    - install everything and run the whole service locally"
 	@echo "make test   - run the test suite (starts its own servers)"
 	@echo "make bench  - run the benchmarks (prints JSON; tens of minutes)"
+	@echo "make bench-real - the accuracy benchmark on real speech with its peers (~20 min on 2 cores)"
 	@echo "make proto  - regenerate the gRPC/protobuf code"
 	@echo "make fixtures - regenerate the test speech (needs espeak-ng and sox)"
 
@@ -43,6 +44,12 @@ bench: proto model
 	$(PY) bench/throughput.py
 	$(PY) bench/accuracy/generate.py
 	$(PY) bench/accuracy/run.py
+	$(MAKE) bench-real
+
+# Real recordings (../shared/corpus/real and festvox-ru, fetched into bench/.cache) with the peers
+# measured in the same run; needs apt-get and dpkg-deb for festvox-ru.
+bench-real: proto model
+	$(PY) bench/accuracy/real.py --json-out bench/results/accuracy-real.json
 
 fixtures:
 	bash scripts/make_fixtures.sh
