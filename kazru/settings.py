@@ -202,6 +202,10 @@ class Settings(BaseSettings):
         return self.data_dir / "models" / "whisper-base"
 
     @property
+    def speaker_model_dir(self) -> Path:
+        return self.data_dir / "models" / "campplus"
+
+    @property
     def whisper_model_path(self) -> str:
         return self.whisper_model or str(self.model_dir)
 
