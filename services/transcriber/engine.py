@@ -1,17 +1,26 @@
 """The local speech engine: faster-whisper (CTranslate2) with the offline default model.
 
-Whisper decides one language per 30 s window. We recognise each speech region
-(a speaker turn from the diarizer) on its own, so each turn gets its own
-language, chosen among the job's allowed languages only. From one encoder pass
-the turn is decoded in each allowed language; the decode with the higher
-log-probability per *character* wins, and its words are timed by Whisper's
-cross-attention alignment on the same encoder output.
+Whisper decides one language per 30 s window; people switch between Kazakh and
+Russian from one turn to the next. So:
 
-Why not Whisper's language head: restricted to kk/ru it says Russian for nearly
-all Kazakh speech (it saw far more Russian in training). Why per character, not
-per token: Whisper's tokenizer cuts Kazakh into more, shorter tokens than
-Russian, each easier to predict, so per-token scores favour Kazakh for any
-audio. A decode that loops (Whisper's failure mode) never wins and is dropped.
+1. The diarizer's speaker turns are grouped into *chunks* of consecutive turns,
+   each at most one Whisper window long, cut only between turns, where someone
+   paused (`plan_chunks`). A chunk is recognised with the speech around each turn
+   as context, as plain faster-whisper does, instead of one isolated turn at a time
+   (isolated turns lost their first and last words and the sentence's context:
+   WER 0.243 against plain faster-whisper's 0.182 on real Russian, BENCHMARKS.md).
+2. Each chunk is encoded once and decoded once per allowed language (greedy by
+   default); every decode's words are timed by Whisper's cross-attention alignment,
+   which also gives each token's probability.
+3. Each turn's language is chosen from all the signals (`language_choice.py`): how
+   likely each language's words in the turn are, text language ID of each decode,
+   Whisper's language head for the chunk, and the other turns of the same speaker
+   and recording. The turn's words are those of the chosen language's decode.
+
+A decode ends where Whisper ends it (its end-of-text) or at Whisper's own limit of
+224 new tokens; text that loops (Whisper's failure mode) is cut where the
+repetition starts, instead of capping every decode at a guessed rate of tokens per
+second, which cut fast speech mid-word.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from faster_whisper.transcribe import get_suppressed_tokens, merge_punctuations
 from kazru import errors
 from kazru.audio import SAMPLE_RATE
 from kazru.settings import Settings
+from services.transcriber.language_choice import Reading, TurnEvidence, choose_languages
 from services.transcriber.recognition import (
     ExternalCopyCallback,
     ProgressCallback,
@@ -43,23 +53,65 @@ from services.transcriber.recognition import (
 
 # Whisper's own threshold for text that loops (faster-whisper's default).
 COMPRESSION_RATIO_THRESHOLD = 2.4
-# Speech carries at most a few tokens a second; a decode far beyond that is a loop.
-MAX_TOKENS_PER_SECOND = 8
+# A phrase of up to this many words said three times running is a loop, not speech.
+MAX_LOOP_PHRASE_WORDS = 4
+# Whisper's own cap on new tokens per 30 s window (openai-whisper's sample_len).
+MAX_NEW_TOKENS = 224
 # faster-whisper's defaults: punctuation attached to the neighbouring word.
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 
+# Whisper's input window, in mel frames (30 s), and the chunk length that leaves room for context.
+WINDOW_FRAMES = 3000
+MAX_CHUNK_SECONDS = 28.0
+# A longer silence between turns starts a new chunk: Whisper invents words in long silences.
+CHUNK_GAP_SECONDS = 2.0
+# Audio kept before and after a chunk's speech (inside the pause), so first and last sounds are whole.
+CHUNK_PAD_SECONDS = 0.4
+
 
 @dataclass(frozen=True)
-class _Decode:
-    language: str
-    tokens: list[int]
-    # Log-probability per character; -inf for no text or a loop.
-    score: float
+class Chunk:
+    start: float
+    end: float
+    # Indices of the regions recognised in this chunk.
+    regions: tuple[int, ...]
 
 
-# Whisper's input window, in mel frames (30 s).
-WINDOW_FRAMES = 3000
+@dataclass(frozen=True)
+class _Word:
+    start: float
+    end: float
+    text: str
+    probability: float
+    log_probability: float
+
+
+def plan_chunks(regions: Sequence[SpeechRegion], duration: float) -> list[Chunk]:
+    """Consecutive regions grouped into windows of at most MAX_CHUNK_SECONDS, cut between
+    regions only, and at every silence longer than CHUNK_GAP_SECONDS. A region longer than
+    a window (the diarizer cuts turns before that) gets windows of its own."""
+    groups: list[list[int]] = []
+    for index, region in enumerate(regions):
+        if groups:
+            first, last = regions[groups[-1][0]], regions[groups[-1][-1]]
+            if region.start - last.end <= CHUNK_GAP_SECONDS and region.end - first.start <= MAX_CHUNK_SECONDS:
+                groups[-1].append(index)
+                continue
+        groups.append([index])
+    chunks = []
+    for number, members in enumerate(groups):
+        start, end = regions[members[0]].start, regions[members[-1]].end
+        # Pad into the pause, never into the neighbouring chunk's speech.
+        before = regions[groups[number - 1][-1]].end if number else 0.0
+        after = regions[groups[number + 1][0]].start if number + 1 < len(groups) else duration
+        padded_start = max(start - CHUNK_PAD_SECONDS, (before + start) / 2 if number else 0.0)
+        padded_end = min(end + CHUNK_PAD_SECONDS, (end + after) / 2 if number + 1 < len(groups) else duration)
+        while padded_end - padded_start > MAX_CHUNK_SECONDS + 2 * CHUNK_PAD_SECONDS:
+            chunks.append(Chunk(padded_start, padded_start + MAX_CHUNK_SECONDS, tuple(members)))
+            padded_start += MAX_CHUNK_SECONDS
+        chunks.append(Chunk(padded_start, padded_end, tuple(members)))
+    return chunks
 
 
 class WhisperEngine:
@@ -102,80 +154,140 @@ class WhisperEngine:
     ) -> Recognition:
         if not languages:
             raise errors.InvalidArgument("no language allowed for the job", code="NO_LANGUAGE")
+        languages = list(languages)
         stages = {"encode_seconds": 0.0, "decode_seconds": 0.0, "alignment_seconds": 0.0}
-        total = sum(region.end - region.start for region in regions) or 1.0
+        chunks = plan_chunks(regions, len(samples) / SAMPLE_RATE)
+        total = sum(chunk.end - chunk.start for chunk in chunks) or 1.0
         done = 0.0
-        spans = []
-        for region in regions:
-            span = self._recognize_region(samples, region, languages, stages)
-            if span is not None:
-                spans.append(span)
-            done += region.end - region.start
+        # Per region: each language's words, and the evidence for choosing among them.
+        words_by_region: list[dict[str, list[_Word]]] = [{} for _ in regions]
+        evidence = [TurnEvidence(region.end - region.start, region.speaker, {}) for region in regions]
+        for chunk in chunks:
+            self._recognize_chunk(samples, chunk, regions, languages, stages, words_by_region, evidence)
+            done += chunk.end - chunk.start
             on_progress(min(done / total, 1.0))
+
+        started = time.perf_counter()
+        chosen = choose_languages(evidence, languages)
+        stages["language_seconds"] = time.perf_counter() - started
+        # A chunk whose turns are in different languages: each run of same-language turns is
+        # recognised again on its own in its language, so that one language's forced decode
+        # over the other's speech (which may loop and swallow the rest) never supplies words.
+        for chunk in chunks:
+            for language, members in _language_runs(chunk, chosen):
+                if len(members) < len(chunk.regions):
+                    sub_chunk = _sub_chunk(chunk, members, regions)
+                    for index in members:
+                        words_by_region[index][language] = []
+                    self._recognize_chunk(samples, sub_chunk, regions, [language], stages, words_by_region)
+        spans = []
+        for region, language, words in zip(regions, chosen, words_by_region, strict=True):
+            recognised = [
+                RecognizedWord(round(w.start, 3), round(w.end, 3), w.text, w.probability)
+                for w in words.get(language, [])
+            ]
+            if recognised:
+                spans.append(RecognizedSpan(region.start, region.end, language, tuple(recognised)))
         return Recognition(engine=self.name, spans=spans, stage_seconds=stages)
 
-    def _recognize_region(
-        self, samples: np.ndarray, region: SpeechRegion, languages: Sequence[str], stages: dict[str, float]
-    ) -> RecognizedSpan | None:
-        chunk = samples[int(region.start * SAMPLE_RATE) : int(region.end * SAMPLE_RATE)]
-        if len(chunk) < SAMPLE_RATE // 10:
-            return None
+    def _recognize_chunk(
+        self,
+        samples: np.ndarray,
+        chunk: Chunk,
+        regions: Sequence[SpeechRegion],
+        languages: list[str],
+        stages: dict[str, float],
+        words_by_region: list[dict[str, list[_Word]]],
+        evidence: list[TurnEvidence] | None = None,
+    ) -> None:
+        audio = samples[int(chunk.start * SAMPLE_RATE) : int(chunk.end * SAMPLE_RATE)]
+        if len(audio) < SAMPLE_RATE // 10:
+            return
         started = time.perf_counter()
-        features = self._model.feature_extractor(chunk)
-        window = features[:, :WINDOW_FRAMES]
-        window = np.pad(window, ((0, 0), (0, WINDOW_FRAMES - window.shape[1])))
-        encoder_output = self._model.encode(window)
+        features = self._model.feature_extractor(audio)[:, :WINDOW_FRAMES]
+        frames = features.shape[-1]
+        encoder_output = self._model.encode(np.pad(features, ((0, 0), (0, WINDOW_FRAMES - frames))))
+        head = self._language_head(encoder_output, languages) if evidence is not None else {}
         stages["encode_seconds"] += time.perf_counter() - started
 
-        started = time.perf_counter()
-        max_tokens = int(MAX_TOKENS_PER_SECOND * (region.end - region.start)) + 8
-        decodes = [self._decode(encoder_output, language, max_tokens) for language in languages]
-        best = max(decodes, key=lambda decode: decode.score)
-        stages["decode_seconds"] += time.perf_counter() - started
-        if best.score == -math.inf:
-            return None  # nothing but silence or loops in every language
+        for language in languages:
+            started = time.perf_counter()
+            tokens = self._decode(encoder_output, language)
+            stages["decode_seconds"] += time.perf_counter() - started
+            started = time.perf_counter()
+            words = self._aligned_words(tokens, language, encoder_output, frames, chunk)
+            stages["alignment_seconds"] += time.perf_counter() - started
+            placed = _words_by_region(words, [regions[index] for index in chunk.regions])
+            for index, region_words in zip(chunk.regions, placed, strict=True):
+                words_by_region[index].setdefault(language, []).extend(region_words)
+        for index in chunk.regions if evidence is not None else ():
+            evidence[index].head = head
+            evidence[index].readings = {language: _reading(words) for language, words in words_by_region[index].items()}
 
-        started = time.perf_counter()
-        words = self._timed_words(best, encoder_output, min(features.shape[-1], WINDOW_FRAMES), region)
-        stages["alignment_seconds"] += time.perf_counter() - started
-        if not words:
-            return None
-        return RecognizedSpan(start=region.start, end=region.end, language=best.language, words=tuple(words))
+    def _language_head(self, encoder_output, languages: list[str]) -> dict[str, float]:
+        """Whisper's language probabilities for the chunk, renormalised over the allowed languages."""
+        if len(languages) < 2:
+            return {}
+        probabilities = {token[2:-2]: p for token, p in self._model.model.detect_language(encoder_output)[0]}
+        allowed = {language: probabilities.get(language, 0.0) for language in languages}
+        total = sum(allowed.values())
+        return {language: p / total for language, p in allowed.items()} if total > 0 else {}
 
-    def _decode(self, encoder_output, language: str, max_tokens: int) -> _Decode:
-        """The region's text in `language`, scored by log-probability per character."""
+    def _decode(self, encoder_output, language: str) -> list[int]:
+        """The chunk's text tokens in `language`, with any looping tail cut off."""
         tokenizer = self._tokenizer(language)
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         result = self._model.model.generate(
             encoder_output,
             [prompt],
             beam_size=self._beam_size,
-            max_length=len(prompt) + max_tokens,
-            return_scores=True,
+            max_length=len(prompt) + MAX_NEW_TOKENS,
             suppress_blank=True,
             suppress_tokens=self._suppressed_tokens(language),
         )[0]
-        generated = result.sequences_ids[0]
-        tokens = [token for token in generated if token < tokenizer.eot]
-        text = tokenizer.decode(tokens).strip()
-        if not text or _loops(text):
-            return _Decode(language, tokens, -math.inf)
-        # CTranslate2 reports the log-probability divided by the length (length_penalty 1).
-        return _Decode(language, tokens, result.scores[0] * len(generated) / len(text))
+        tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
+        return _without_loop(tokens, tokenizer)
 
-    def _timed_words(self, decode: _Decode, encoder_output, frames: int, region: SpeechRegion) -> list[RecognizedWord]:
-        tokenizer = self._tokenizer(decode.language)
-        alignment = self._model.find_alignment(tokenizer, [decode.tokens], encoder_output, frames)[0]
+    def _aligned_words(
+        self, tokens: list[int], language: str, encoder_output, frames: int, chunk: Chunk
+    ) -> list[_Word]:
+        """Words with times (cross-attention alignment) and their tokens' probabilities."""
+        if not tokens:
+            return []
+        tokenizer = self._tokenizer(language)
+        result = self._model.model.align(encoder_output, tokenizer.sot_sequence, [tokens], frames)[0]
+        words, word_tokens = tokenizer.split_to_word_tokens(tokens + [tokenizer.eot])
+        if len(word_tokens) <= 1:
+            return []
+        token_probabilities = np.asarray(result.text_token_probs, dtype=np.float64)
+        text_indices = np.array([pair[0] for pair in result.alignments])
+        time_indices = np.array([pair[1] for pair in result.alignments])
+        jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
+        jump_times = time_indices[jumps] / self._model.tokens_per_second
+        boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+        alignment = [
+            {
+                "word": word,
+                "tokens": word_token_ids,
+                "start": jump_times[first],
+                "end": jump_times[last],
+                "probability": float(np.mean(token_probabilities[first:last])),
+                "log_probability": float(np.log(np.maximum(token_probabilities[first:last], 1e-12)).sum()),
+            }
+            for word, word_token_ids, first, last in zip(
+                words, word_tokens, boundaries[:-1], boundaries[1:], strict=False
+            )
+        ]
         merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
-        words = []
+        timed = []
         for word in alignment:
             text = word["word"].strip()
             if not text:
                 continue
-            start = min(region.start + float(word["start"]), region.end)
-            end = min(max(region.start + float(word["end"]), start), region.end)
-            words.append(RecognizedWord(round(start, 3), round(end, 3), text, float(word["probability"])))
-        return words
+            start = min(chunk.start + float(word["start"]), chunk.end)
+            end = min(max(chunk.start + float(word["end"]), start), chunk.end)
+            timed.append(_Word(start, end, text, word["probability"], word["log_probability"]))
+        return timed
 
     def _suppressed_tokens(self, language: str) -> list[int]:
         if language not in self._suppressed:
@@ -190,10 +302,88 @@ class WhisperEngine:
         return self._tokenizers[language]
 
 
+def _words_by_region(words: list[_Word], regions: Sequence[SpeechRegion]) -> list[list[_Word]]:
+    """Each word goes to the region holding its midpoint, else the nearest one (words heard in a
+    pause between two turns belong to one of them)."""
+    placed: list[list[_Word]] = [[] for _ in regions]
+    for word in words:
+        middle = (word.start + word.end) / 2
+        nearest = min(
+            range(len(regions)),
+            key=lambda index: max(regions[index].start - middle, middle - regions[index].end, 0.0),
+        )
+        placed[nearest].append(word)
+    return placed
+
+
+def _language_runs(chunk: Chunk, chosen: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """The chunk's regions as runs of consecutive regions in one chosen language."""
+    runs: list[tuple[str, list[int]]] = []
+    for index in chunk.regions:
+        if runs and runs[-1][0] == chosen[index]:
+            runs[-1][1].append(index)
+        else:
+            runs.append((chosen[index], [index]))
+    return runs
+
+
+def _sub_chunk(chunk: Chunk, members: list[int], regions: Sequence[SpeechRegion]) -> Chunk:
+    """The part of `chunk` around `members`: from the pause before their first region to the
+    pause after their last (the chunk's own padding at its ends)."""
+    first, last = chunk.regions.index(members[0]), chunk.regions.index(members[-1])
+    start = chunk.start if first == 0 else (regions[chunk.regions[first - 1]].end + regions[members[0]].start) / 2
+    end = (
+        chunk.end
+        if last == len(chunk.regions) - 1
+        else (regions[members[-1]].end + regions[chunk.regions[last + 1]].start) / 2
+    )
+    return Chunk(start, end, tuple(members))
+
+
+def _reading(words: list[_Word]) -> Reading:
+    text = " ".join(word.text for word in words)
+    characters = sum(1 for char in text if char.isalnum())
+    return Reading(text, math.fsum(word.log_probability for word in words), characters)
+
+
+def _without_loop(tokens: list[int], tokenizer: Tokenizer) -> list[int]:
+    """Tokens up to where the text starts looping: a repeated phrase is kept once, text that
+    only compresses like a loop is cut before the compression test fails."""
+    text = tokenizer.decode(tokens)
+    if not _loops(text):
+        return tokens
+    keep_words = _loop_start(text)
+    if keep_words is None:  # no repeated phrase: the longest prefix that passes the compression test
+        low, high = 0, len(tokens)
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if _loops(tokenizer.decode(tokens[:middle])) else (middle, high)
+        return tokens[:low]
+    kept = 0
+    for end in range(1, len(tokens) + 1):
+        if len(tokenizer.decode(tokens[:end]).split()) > keep_words:
+            break
+        kept = end
+    return tokens[:kept]
+
+
 def _loops(text: str) -> bool:
-    """Whisper's loop signs: text that compresses too well, or one word three times running."""
+    """Whisper's loop signs: text that compresses too well, or a phrase said three times running."""
     encoded = text.encode("utf-8")
-    if len(encoded) / len(zlib.compress(encoded)) > COMPRESSION_RATIO_THRESHOLD:
-        return True
+    return len(encoded) / len(zlib.compress(encoded)) > COMPRESSION_RATIO_THRESHOLD or _loop_start(text) is not None
+
+
+def _loop_start(text: str) -> int | None:
+    """Words to keep before a phrase of up to MAX_LOOP_PHRASE_WORDS words said three times
+    running (the phrase itself once), or None when there is no such phrase."""
     words = [word.lower().strip(".,!?-") for word in text.split()]
-    return any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2))
+    for start in range(len(words)):
+        for size in range(1, MAX_LOOP_PHRASE_WORDS + 1):
+            phrase = words[start : start + size]
+            if (
+                len(words) >= start + 3 * size
+                and any(phrase)
+                and phrase == words[start + size : start + 2 * size] == words[start + 2 * size : start + 3 * size]
+            ):
+                return start + size
+    return None

@@ -52,6 +52,8 @@ class SpeechRegion:
 
     start: float
     end: float
+    # The diarizer's speaker label, where known: an engine may use the speaker's other turns as context.
+    speaker: str | None = None
 
 
 # Called with the fraction (0-1) of the engine's work done; may be called from any thread.
