@@ -1,11 +1,12 @@
 """Who spoke when: our own diarizer, the same for every engine.
 
 speech regions (Silero VAD, shipped inside faster-whisper)
-  → speaker embeddings of short overlapping windows (GE2E encoder, numpy)
+  → speaker embeddings of short overlapping windows (CAM++ on onnxruntime, speaker_embedding.py)
   → the number of speakers from the eigengap of the windows' pruned affinity
     graph (spectral), kept within the caller's min/max and MAX_SPEAKERS
   → agglomerative clustering into that many (cosine, average linkage), tiny
-    clusters folded into their nearest speaker, a nearest-centroid refinement
+    clusters folded into their nearest speaker, speakers whose centroids are as
+    close as one voice's merged, a nearest-centroid refinement
   → one label per 10 ms frame by the windows covering it, short flips smoothed
   → speaker turns (split at long pauses, at most MAX_TURN_SECONDS).
 
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -24,7 +27,6 @@ from scipy.cluster.hierarchy import fcluster, linkage
 
 from kazru.audio import SAMPLE_RATE
 from services.transcriber.recognition import SpeechRegion
-from services.transcriber.voice_encoder import VoiceEncoder
 
 MAX_SPEAKERS = 10
 
@@ -41,8 +43,12 @@ MIN_WINDOW_SECONDS = 0.4
 # accuracy corpus (bench/accuracy, BENCHMARKS.md): 0.2 gave the lowest DER.
 AFFINITY_KEEP = 0.2
 
-# A cluster of fewer windows than this (about 2.5 s of speech) is not a speaker of its own.
-MIN_SPEAKER_WINDOWS = 3
+# A cluster of fewer windows than this (about 3 s of speech) is not a speaker of its own, and
+# two speakers whose mean embeddings are closer than this are one: 3D-Speaker's own settings for
+# CAM++ (min_cluster_size 4, mer_cos 0.8). Measured on the real corpus (BENCHMARKS.md): with
+# them no single-speaker festvox-ru or Kazakh clip is split, and the meetings' count improves.
+MIN_SPEAKER_WINDOWS = 4
+MERGE_COSINE = 0.8
 
 FRAME_SECONDS = 0.01
 # A run of one speaker shorter than this inside another's speech is a flip, not a turn.
@@ -103,8 +109,14 @@ class Diarization:
         return max(turn.start - moment, moment - turn.end, 0.0)
 
 
+class SpeakerEncoder(Protocol):
+    def embed_windows(self, wav: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:
+        """(n, D) L2-normalised embeddings of the windows (seconds) of 16 kHz `wav`."""
+        ...
+
+
 class Diarizer:
-    def __init__(self, encoder: VoiceEncoder):
+    def __init__(self, encoder: SpeakerEncoder):
         self._encoder = encoder
 
     def diarize(
@@ -166,6 +178,7 @@ def cluster_speakers(embeddings: np.ndarray, min_speakers: int | None, max_speak
     tree = linkage(embeddings, method="average", metric="cosine")
     labels = fcluster(tree, t=count, criterion="maxclust")
     labels = _merge_small_clusters(embeddings, labels - 1, lower)
+    labels = _merge_close_clusters(embeddings, labels, lower)
     return _reassign_to_centroids(embeddings, labels)
 
 
@@ -196,8 +209,7 @@ def _merge_small_clusters(embeddings: np.ndarray, labels: np.ndarray, lower: int
         if not small or len(sizes) <= lower:
             break
         victim = small[0]
-        centroids = np.stack([embeddings[labels == k].mean(axis=0) for k in range(len(sizes))])
-        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        centroids = _centroids(embeddings, labels)
         closeness = centroids @ centroids[victim]
         closeness[victim] = -np.inf
         labels = np.where(labels == victim, int(np.argmax(closeness)), labels)
@@ -205,13 +217,30 @@ def _merge_small_clusters(embeddings: np.ndarray, labels: np.ndarray, lower: int
     return labels
 
 
+def _merge_close_clusters(embeddings: np.ndarray, labels: np.ndarray, lower: int) -> np.ndarray:
+    """Join the two speakers with the closest centroids while they are closer than MERGE_COSINE."""
+    while labels.max() + 1 > lower:
+        centroids = _centroids(embeddings, labels)
+        closeness = centroids @ centroids.T
+        np.fill_diagonal(closeness, -np.inf)
+        first, second = np.unravel_index(np.argmax(closeness), closeness.shape)
+        if closeness[first, second] < MERGE_COSINE:
+            break
+        labels = np.unique(np.where(labels == second, first, labels), return_inverse=True)[1]
+    return labels
+
+
+def _centroids(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    centroids = np.stack([embeddings[labels == k].mean(axis=0) for k in range(labels.max() + 1)])
+    return centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+
+
 def _reassign_to_centroids(embeddings: np.ndarray, labels: np.ndarray, rounds: int = 2) -> np.ndarray:
     """Average linkage fixes early merges for good; a couple of nearest-centroid passes
     move windows that ended up with the wrong group (k-means refinement)."""
     count = labels.max() + 1
     for _ in range(rounds):
-        centroids = np.stack([embeddings[labels == k].mean(axis=0) for k in range(count)])
-        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        centroids = _centroids(embeddings, labels)
         updated = np.argmax(embeddings @ centroids.T, axis=1)
         if len(set(updated)) < count or np.array_equal(updated, labels):
             break  # never lose a cluster to refinement

@@ -20,7 +20,7 @@ from kazru.settings import Settings
 from services.transcriber.assembly import Transcript, assemble
 from services.transcriber.diarization import Diarizer
 from services.transcriber.recognition import ExternalCopyCallback, ProgressCallback, SpeechEngine, SpeechRegion
-from services.transcriber.voice_encoder import VoiceEncoder
+from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 
 # Share of the progress bar given to diarization; recognition takes the rest.
 DIARIZATION_PROGRESS_SHARE = 0.1
@@ -74,7 +74,7 @@ class TranscriptionPipeline:
         with tracing.span("diarization"), metrics_of_failures("diarizer"):
             diarization = await asyncio.to_thread(self._diarizer.diarize, samples, min_speakers, max_speakers)
         on_progress(DIARIZATION_PROGRESS_SHARE)
-        regions = [SpeechRegion(turn.start, turn.end) for turn in diarization.turns]
+        regions = [SpeechRegion(turn.start, turn.end, turn.speaker) for turn in diarization.turns]
 
         def engine_progress(fraction: float) -> None:
             on_progress(DIARIZATION_PROGRESS_SHARE + (1 - DIARIZATION_PROGRESS_SHARE) * fraction)
@@ -108,6 +108,11 @@ def create_speech_engine(settings: Settings) -> SpeechEngine:
     return WhisperEngine(settings)
 
 
+def create_diarizer(settings: Settings) -> Diarizer:
+    """The diarizer with the CAM++ speaker encoder installed by `make model`."""
+    return Diarizer(CamPlusPlusEncoder.load(settings.speaker_model_dir))
+
+
 def create_pipeline(settings: Settings) -> TranscriptionPipeline:
     """Loads the engine and the speaker encoder once (blocking: seconds for the model)."""
-    return TranscriptionPipeline(create_speech_engine(settings), Diarizer(VoiceEncoder.load()))
+    return TranscriptionPipeline(create_speech_engine(settings), create_diarizer(settings))

@@ -11,8 +11,8 @@ from kazru.db.models import Job, JobState
 from services.janitor.expiry import Janitor
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
+from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from services.transcriber.speechkit import SpeechKitEngine
-from services.transcriber.voice_encoder import VoiceEncoder
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario
 from tests.helpers import store_finished_job
 
@@ -50,7 +50,7 @@ async def test_a_failing_engine_is_counted_by_engine_and_error(infra):
     noise = (np.random.default_rng(3).standard_normal(3 * SAMPLE_RATE) * 0.01).astype(np.float32)
     try:
         with pytest.raises(Exception):  # noqa: B017 - which one is the engine's business; counted either way
-            await TranscriptionPipeline(engine, Diarizer(VoiceEncoder.load())).run(noise, ["ru"])
+            await TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load())).run(noise, ["ru"])
     finally:
         await engine.close()
         await fake.stop()

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
+from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from services.transcriber.speechkit import SpeechKitEngine
-from services.transcriber.voice_encoder import VoiceEncoder
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
@@ -37,7 +37,7 @@ async def speechkit_worker(settings, database, store, bus):
         update={name: value for name, value in engine_settings(address) if name.startswith(("speechkit", "engine"))}
     )
     engine = SpeechKitEngine(worker_settings)
-    pipeline = TranscriptionPipeline(engine, Diarizer(VoiceEncoder.load()))
+    pipeline = TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load()))
     worker = TranscriptionWorker(worker_settings, database, store, bus, pipeline)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))

@@ -27,8 +27,8 @@ from services.ingest.__main__ import create_server as create_ingest
 from services.ingest.uploads import UploadService
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
+from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from services.transcriber.speechkit import SpeechKitEngine
-from services.transcriber.voice_encoder import VoiceEncoder
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
@@ -68,7 +68,7 @@ async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `s
     app = create_app(settings, gateway, Authenticator(settings, database))
     engine = SpeechKitEngine(settings)
     worker = TranscriptionWorker(
-        settings, database, store, bus, TranscriptionPipeline(engine, Diarizer(VoiceEncoder.load()))
+        settings, database, store, bus, TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load()))
     )
     stop = asyncio.Event()
     working = asyncio.create_task(worker.run(stop))
