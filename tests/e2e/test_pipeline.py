@@ -11,7 +11,7 @@ import pytest
 
 from kazru import grpc_server
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
-from tests.conftest import SPEECH_CLIP, SPEECH_WORDS
+from tests.conftest import REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS, SPEECH_CLIP
 from tests.e2e.conftest import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -36,7 +36,7 @@ def test_health_checks_every_dependency(stack):
 
 
 def test_http_upload_to_transcript_and_exports(stack):
-    with SPEECH_CLIP.open("rb") as audio:
+    with REAL_SPEECH_CLIP.open("rb") as audio:
         response = httpx.post(
             f"{stack.http}/api/v1/upload", headers=AUTH,
             files={"file": ("интервью.flac", audio, "audio/flac")}, data={"language": "kk,ru"},
@@ -49,17 +49,17 @@ def test_http_upload_to_transcript_and_exports(stack):
     job = wait_for_job(stack, accepted["job_id"])
     assert job["state"] == "SUCCEEDED", job["error"]
     assert job["progress"] == 100 and job["detected_language"] == "ru"
-    assert job["audio"]["duration_seconds"] == pytest.approx(2.92, abs=0.05)
+    assert job["audio"]["duration_seconds"] == pytest.approx(REAL_SPEECH_SECONDS, abs=0.05)
 
     transcript = httpx.get(f"{stack.http}/api/v1/jobs/{job['job_id']}/transcript", headers=AUTH).json()
     text = " ".join(segment["text"] for segment in transcript["segments"]).lower()
-    for word in SPEECH_WORDS:
+    for word in REAL_SPEECH_WORDS:
         assert word in text
 
     txt = httpx.get(f"{stack.http}/api/v1/jobs/{job['job_id']}/export/txt", headers=AUTH)
     assert txt.status_code == 200 and txt.headers["content-type"] == "text/plain; charset=utf-8"
     assert "filename*=UTF-8''%D0%B8%D0%BD%D1%82%D0%B5%D1%80%D0%B2%D1%8C%D1%8E.txt" in txt.headers["content-disposition"]
-    assert txt.text.startswith("[00:00:0") and "сегодня" in txt.text.lower()
+    assert txt.text.startswith("[00:00:0") and REAL_SPEECH_WORDS[0] in txt.text.lower()
 
     exported = httpx.get(f"{stack.http}/api/v1/jobs/{job['job_id']}/export/json", headers=AUTH)
     document = json.loads(exported.text)
@@ -73,7 +73,7 @@ async def test_grpc_upload_to_transcript_and_export(stack):
     channel = grpc_server.channel(stack.settings.public_grpc_address)
     stub = job_service_pb2_grpc.JobServiceStub(channel)
     metadata = (("authorization", f"Bearer {API_KEY}"),)
-    data = SPEECH_CLIP.read_bytes()
+    data = REAL_SPEECH_CLIP.read_bytes()
 
     async def requests():
         yield job_service_pb2.UploadAudioRequest(metadata=job_service_pb2.UploadMetadata(filename="grpc.flac"))
@@ -91,7 +91,7 @@ async def test_grpc_upload_to_transcript_and_export(stack):
     assert job.state == job_pb2.Job.SUCCEEDED
     transcript = await stub.GetTranscript(job_service_pb2.GetTranscriptRequest(name=job.name), metadata=metadata)
     text = " ".join(segment.text for segment in transcript.segments).lower()
-    assert all(word in text for word in SPEECH_WORDS)
+    assert all(word in text for word in REAL_SPEECH_WORDS)
 
     chunks = [
         chunk
@@ -100,7 +100,9 @@ async def test_grpc_upload_to_transcript_and_export(stack):
             metadata=metadata,
         )
     ]
-    assert chunks[0].filename == "grpc.txt" and "сегодня" in b"".join(c.data for c in chunks).decode().lower()
+    assert (
+        chunks[0].filename == "grpc.txt" and REAL_SPEECH_WORDS[0] in b"".join(c.data for c in chunks).decode().lower()
+    )
 
     # Another owner (no key: anonymous callers need a key over gRPC) sees nothing.
     with pytest.raises(grpc.aio.AioRpcError) as caught:
