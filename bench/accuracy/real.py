@@ -77,7 +77,8 @@ from bench.accuracy.sets import (  # noqa: E402
 SAMPLE_RATE = 16_000
 OURS = "ours"
 DEFAULT_LANGUAGES = ("kk", "ru")
-# 120 took ~2x the 20 minutes a run may take here (2 cores, shared); 100 is the least that is still a sample.
+# The whole default run (corpus + 100 utterances) took 38 min on 2 shared cores (load average 3.6-6.6 from
+# other work; 33 CPU-minutes); each utterance costs all four speech systems, so 120 would take ~20 % longer.
 DEFAULT_FESTVOX_COUNT = 100
 # faster-whisper's own default for transcribe().
 PEER_DEFAULT_BEAM = 5
@@ -110,10 +111,19 @@ def ge2e_diarizer():
     return Diarizer(VoiceEncoder.load())
 
 
+def _segmentation_peer(name: str):
+    """pyannote segmentation-3.0 + CAM++ as pyannote 3.x (segmentation_diarizer.py): overlapping turns, or not."""
+    from bench.accuracy import segmentation_diarizer
+
+    return getattr(segmentation_diarizer, name)()
+
+
 # Diarizers scored alone on files with RTTM: name → factory (called once). One line per peer.
 DIARIZER_PEERS: dict[str, Callable[[], object]] = {
     "diarizer_default": default_diarizer,
     "diarizer_ge2e": ge2e_diarizer,
+    "diarizer_segmentation_overlap": lambda: _segmentation_peer("overlap_peer"),
+    "diarizer_segmentation_dominant": lambda: _segmentation_peer("dominant_peer"),
 }
 
 
@@ -315,7 +325,10 @@ class Systems:
             for name, diarizer in self.diarizers.items():
                 started = time.perf_counter()
                 diarization = diarizer.diarize(samples)
-                turns = [Segment(turn.start, turn.end, turn.speaker, "", "") for turn in diarization.turns]
+                # Plain floats and strings: a diarizer may hand out numpy scalars, which JSON cannot write.
+                turns = [
+                    Segment(float(turn.start), float(turn.end), str(turn.speaker), "", "") for turn in diarization.turns
+                ]
                 runs[name] = SystemRun(
                     turns, time.perf_counter() - started, dict(diarization.stage_seconds), labels_speakers=True
                 )
