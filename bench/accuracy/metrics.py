@@ -308,7 +308,7 @@ def speech_seconds_by_speaker(segments: Iterable[Segment]) -> dict[str, float]:
 
 
 def counted_speakers(segments: Iterable[Segment], min_seconds: float = MIN_COUNTED_SPEAKER_SECONDS) -> int:
-    return sum(seconds >= min_seconds for seconds in speech_seconds_by_speaker(segments).values())
+    return int(sum(seconds >= min_seconds for seconds in speech_seconds_by_speaker(segments).values()))
 
 
 @dataclass
