@@ -111,10 +111,19 @@ def ge2e_diarizer():
     return Diarizer(VoiceEncoder.load())
 
 
+def _segmentation_peer(name: str):
+    """pyannote segmentation-3.0 + CAM++ as pyannote 3.x (segmentation_diarizer.py): overlapping turns, or not."""
+    from bench.accuracy import segmentation_diarizer
+
+    return getattr(segmentation_diarizer, name)()
+
+
 # Diarizers scored alone on files with RTTM: name → factory (called once). One line per peer.
 DIARIZER_PEERS: dict[str, Callable[[], object]] = {
     "diarizer_default": default_diarizer,
     "diarizer_ge2e": ge2e_diarizer,
+    "diarizer_segmentation_overlap": lambda: _segmentation_peer("overlap_peer"),
+    "diarizer_segmentation_dominant": lambda: _segmentation_peer("dominant_peer"),
 }
 
 
