@@ -29,7 +29,7 @@ from kazru.devstack import (
     wait_until_healthy,
 )
 from kazru.settings import Settings
-from tests.conftest import SPEECH_CLIP, SPEECH_WORDS
+from tests.conftest import REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS
 from tests.e2e.conftest import API_KEY
 from tests.fakes.otlp_collector import OtlpTraceCollector
 
@@ -110,7 +110,9 @@ def finished_job(observed: ObservedStack) -> dict:
     """One upload through to its transcript, edits and an export: what the logs then must not give away."""
     http = observed.http
     assert httpx.get(f"{http}/api/v1/jobs", headers={"Authorization": f"Bearer {WRONG_KEY}"}).status_code == 401
-    response = httpx.post(f"{http}/api/v1/upload", headers=TRACED, files={"file": (FILENAME, SPEECH_CLIP.read_bytes())})
+    response = httpx.post(
+        f"{http}/api/v1/upload", headers=TRACED, files={"file": (FILENAME, REAL_SPEECH_CLIP.read_bytes())}
+    )
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     deadline = time.monotonic() + 120
@@ -123,7 +125,7 @@ def finished_job(observed: ObservedStack) -> dict:
     assert job["state"] == "SUCCEEDED", job["error"]
     transcript = httpx.get(f"{http}/api/v1/jobs/{job_id}/transcript", headers=AUTH).json()
     text = " ".join(segment["text"] for segment in transcript["segments"]).lower()
-    assert all(word in text for word in SPEECH_WORDS)
+    assert all(word in text for word in REAL_SPEECH_WORDS)
     speaker = transcript["speakers"][0]["id"]
     renamed = httpx.put(
         f"{http}/api/v1/jobs/{job_id}/speakers", headers=AUTH, json={"speakers": {speaker: SPEAKER_NAME}}
@@ -151,7 +153,7 @@ def test_status_reports_queue_workers_and_throughput(observed, finished_job):
 
 
 def test_every_service_serves_its_metrics(observed, finished_job):
-    size = SPEECH_CLIP.stat().st_size
+    size = REAL_SPEECH_CLIP.stat().st_size
     gateway = observed.metrics("gateway")
     assert value(gateway, "kazru_requests_total", transport="http", method="POST /api/v1/upload", code="202") == 1
     assert value(gateway, "kazru_requests_total", transport="http", method="GET /api/v1/jobs", code="401") == 1
@@ -173,7 +175,7 @@ def test_every_service_serves_its_metrics(observed, finished_job):
     for stage in ("queue", "decode", "pipeline", "save", "engine", "vad", "embedding", "clustering", "assembly"):
         assert value(transcriber, "kazru_stage_duration_seconds_count", stage=stage) == 1, stage
     assert value(transcriber, "kazru_transcribed_audio_seconds_total", engine="whisper") == pytest.approx(
-        2.92, abs=0.05
+        REAL_SPEECH_SECONDS, abs=0.05
     )
 
     exporter = observed.metrics("exporter")
@@ -228,7 +230,7 @@ def test_logs_of_the_run_leak_nothing(observed, finished_job):
         assert {"time", "level", "service", "message"} <= set(entry), line
         assert entry["service"] == service
         entries.append(entry)
-    forbidden = [*SPEECH_WORDS, EDITED_TEXT, SPEAKER_NAME, FILENAME, FILENAME.removesuffix(".flac"),
+    forbidden = [*REAL_SPEECH_WORDS, EDITED_TEXT, SPEAKER_NAME, FILENAME, FILENAME.removesuffix(".flac"),
                  API_KEY, WRONG_KEY, observed.s3_secret]  # fmt: skip
     for service, line in lines:
         for secret in forbidden:
