@@ -109,10 +109,10 @@ class DiarizationOnly:
     for a quick DER and speaker-count check."""
 
     def __init__(self) -> None:
-        from services.transcriber.diarization import Diarizer
-        from services.transcriber.voice_encoder import VoiceEncoder
+        from kazru.settings import Settings
+        from services.transcriber.pipeline import create_diarizer
 
-        self._diarizer = Diarizer(VoiceEncoder.load())
+        self._diarizer = create_diarizer(Settings())
 
     async def run(self, samples, languages, min_speakers=None, max_speakers=None, on_progress=None):
         diarization = await asyncio.to_thread(self._diarizer.diarize, samples, min_speakers, max_speakers)
