@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import os
 import sys
@@ -85,30 +84,19 @@ PEER_DEFAULT_BEAM = 5
 
 
 def default_diarizer():
-    """The diarizer our pipeline uses. `services.transcriber.pipeline.create_diarizer` builds it once
-    that exists (the encoder is being replaced there); until then, what `create_pipeline` builds."""
-    from services.transcriber import pipeline
+    """The diarizer our pipeline uses."""
+    from kazru.settings import Settings
+    from services.transcriber.pipeline import create_diarizer
 
-    create_diarizer = getattr(pipeline, "create_diarizer", None)
-    if create_diarizer is not None:
-        # Like create_speech_engine(settings), it may want the settings.
-        if inspect.signature(create_diarizer).parameters:
-            from kazru.settings import Settings
-
-            return create_diarizer(Settings())
-        return create_diarizer()
-    from services.transcriber.diarization import Diarizer
-    from services.transcriber.voice_encoder import VoiceEncoder
-
-    return Diarizer(VoiceEncoder.load())
+    return create_diarizer(Settings())
 
 
 def ge2e_diarizer():
-    """Our diarizer with the GE2E encoder (the pipeline's previous one)."""
-    from services.transcriber.diarization import Diarizer
+    """The pipeline's previous diarizer: the GE2E encoder with the clustering limits it had."""
+    from services.transcriber.diarization import ClusteringLimits, Diarizer
     from services.transcriber.voice_encoder import VoiceEncoder
 
-    return Diarizer(VoiceEncoder.load())
+    return Diarizer(VoiceEncoder.load(), ClusteringLimits(min_speaker_windows=3, merge_cosine=None))
 
 
 def _segmentation_peer(name: str):

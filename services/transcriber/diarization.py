@@ -43,12 +43,21 @@ MIN_WINDOW_SECONDS = 0.4
 # accuracy corpus (bench/accuracy, BENCHMARKS.md): 0.2 gave the lowest DER.
 AFFINITY_KEEP = 0.2
 
-# A cluster of fewer windows than this (about 3 s of speech) is not a speaker of its own, and
-# two speakers whose mean embeddings are closer than this are one: 3D-Speaker's own settings for
-# CAM++ (min_cluster_size 4, mer_cos 0.8). Measured on the real corpus (BENCHMARKS.md): with
-# them no single-speaker festvox-ru or Kazakh clip is split, and the meetings' count improves.
-MIN_SPEAKER_WINDOWS = 4
-MERGE_COSINE = 0.8
+
+@dataclass(frozen=True)
+class ClusteringLimits:
+    """Limits that live in the speaker encoder's embedding space. The defaults are 3D-Speaker's
+    own for CAM++ (min_cluster_size 4, mer_cos 0.8): a cluster of fewer windows (about 3 s of
+    speech) is not a speaker of its own, and two speakers whose mean embeddings are closer are
+    one. Measured on real speech (BENCHMARKS.md): with them no single-speaker festvox-ru or
+    Kazakh clip is split, and the meetings' count is exact more often."""
+
+    min_speaker_windows: int = 4
+    # None: never merge by closeness (GE2E's setting before CAM++: 3 windows, no merge).
+    merge_cosine: float | None = 0.8
+
+
+CAMPLUS_LIMITS = ClusteringLimits()
 
 FRAME_SECONDS = 0.01
 # A run of one speaker shorter than this inside another's speech is a flip, not a turn.
@@ -116,8 +125,9 @@ class SpeakerEncoder(Protocol):
 
 
 class Diarizer:
-    def __init__(self, encoder: SpeakerEncoder):
+    def __init__(self, encoder: SpeakerEncoder, limits: ClusteringLimits = CAMPLUS_LIMITS):
         self._encoder = encoder
+        self._limits = limits
 
     def diarize(
         self, samples: np.ndarray, min_speakers: int | None = None, max_speakers: int | None = None
@@ -135,7 +145,7 @@ class Diarizer:
         stages["embedding_seconds"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        labels = cluster_speakers(embeddings, min_speakers, max_speakers)
+        labels = cluster_speakers(embeddings, min_speakers, max_speakers, self._limits)
         turns = turns_from_windows(speech, windows, labels, len(samples) / SAMPLE_RATE)
         stages["clustering_seconds"] = time.perf_counter() - started
         return Diarization(turns=turns, speech=speech, stage_seconds=stages)
@@ -168,7 +178,12 @@ def embedding_windows(speech: list[SpeechRegion]) -> list[tuple[float, float]]:
     return windows
 
 
-def cluster_speakers(embeddings: np.ndarray, min_speakers: int | None, max_speakers: int | None) -> np.ndarray:
+def cluster_speakers(
+    embeddings: np.ndarray,
+    min_speakers: int | None,
+    max_speakers: int | None,
+    limits: ClusteringLimits = CAMPLUS_LIMITS,
+) -> np.ndarray:
     """Cluster labels 0..k-1 for each embedding."""
     upper = min(max_speakers or MAX_SPEAKERS, MAX_SPEAKERS, len(embeddings))
     lower = min(max(min_speakers or 1, 1), upper)
@@ -177,8 +192,9 @@ def cluster_speakers(embeddings: np.ndarray, min_speakers: int | None, max_speak
     count = min(max(count_speakers(embeddings, upper), lower), upper)
     tree = linkage(embeddings, method="average", metric="cosine")
     labels = fcluster(tree, t=count, criterion="maxclust")
-    labels = _merge_small_clusters(embeddings, labels - 1, lower)
-    labels = _merge_close_clusters(embeddings, labels, lower)
+    labels = _merge_small_clusters(embeddings, labels - 1, lower, limits.min_speaker_windows)
+    if limits.merge_cosine is not None:
+        labels = _merge_close_clusters(embeddings, labels, lower, limits.merge_cosine)
     return _reassign_to_centroids(embeddings, labels)
 
 
@@ -200,12 +216,12 @@ def count_speakers(embeddings: np.ndarray, upper: int) -> int:
     return int(np.argmax(np.diff(eigenvalues)[:upper]) + 1)
 
 
-def _merge_small_clusters(embeddings: np.ndarray, labels: np.ndarray, lower: int) -> np.ndarray:
+def _merge_small_clusters(embeddings: np.ndarray, labels: np.ndarray, lower: int, min_windows: int) -> np.ndarray:
     """A "speaker" heard in only a couple of windows is nearly always one voice's odd
     moment (a laugh, a cough, a strained word): fold it into the nearest speaker."""
     while True:
         sizes = np.bincount(labels)
-        small = [k for k in np.argsort(sizes) if sizes[k] < MIN_SPEAKER_WINDOWS]
+        small = [k for k in np.argsort(sizes) if sizes[k] < min_windows]
         if not small or len(sizes) <= lower:
             break
         victim = small[0]
@@ -217,14 +233,14 @@ def _merge_small_clusters(embeddings: np.ndarray, labels: np.ndarray, lower: int
     return labels
 
 
-def _merge_close_clusters(embeddings: np.ndarray, labels: np.ndarray, lower: int) -> np.ndarray:
-    """Join the two speakers with the closest centroids while they are closer than MERGE_COSINE."""
+def _merge_close_clusters(embeddings: np.ndarray, labels: np.ndarray, lower: int, merge_cosine: float) -> np.ndarray:
+    """Join the two speakers with the closest centroids while they are closer than `merge_cosine`."""
     while labels.max() + 1 > lower:
         centroids = _centroids(embeddings, labels)
         closeness = centroids @ centroids.T
         np.fill_diagonal(closeness, -np.inf)
         first, second = np.unravel_index(np.argmax(closeness), closeness.shape)
-        if closeness[first, second] < MERGE_COSINE:
+        if closeness[first, second] < merge_cosine:
             break
         labels = np.unique(np.where(labels == second, first, labels), return_inverse=True)[1]
     return labels
