@@ -390,6 +390,12 @@ def test_gpu_overlay_puts_the_transcriber_on_a_gpu_in_float16():
     assert env["KAZRU_WHISPER_DEVICE"]["value"] == "cuda"
     assert env["KAZRU_WHISPER_COMPUTE_TYPE"]["value"] == "float16"
     assert container["image"].endswith("-gpu")
+    # The larger model from the read-only volume every GPU pod shares.
+    assert env["KAZRU_WHISPER_MODEL"]["value"] == "/models/whisper-large-v3"
+    assert {"name": "whisper-models", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
+    volume = next(v for v in pod_spec(transcriber)["volumes"] if v["name"] == "whisper-models")
+    claim = get("gpu", "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadOnlyMany"]
     spec = pod_spec(transcriber)
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     assert spec["nodeSelector"]
