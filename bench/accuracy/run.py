@@ -82,8 +82,8 @@ def hypothesis_segments(result: object) -> list[Segment]:
 
 # Keys of the pipeline's stage_seconds that are not time spent (the audio length is reported there too).
 NOT_A_STAGE = {"audio_seconds"}
-# The diarizer's own stages (diarization.py), summed for its real-time factor.
-DIARIZATION_STAGES = ("vad_seconds", "embedding_seconds", "clustering_seconds")
+# The diarizers' own stages (diarization.py, and the segmentation peer's), summed for their real-time factor.
+DIARIZATION_STAGES = ("vad_seconds", "segmentation_seconds", "embedding_seconds", "clustering_seconds")
 
 
 def real_time_factors(stage_seconds: dict[str, float], wall_seconds: float, audio_seconds: float) -> dict:
