@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, Segment, diarization_errors
@@ -14,7 +15,7 @@ from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from services.transcriber.speechkit import SpeechKitEngine
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, REAL_SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
 from tests.integration.test_speechkit import API_KEY, engine_settings
 
@@ -124,3 +125,19 @@ async def test_three_speakers_with_speechkit_words(diarizer):
     assert all(len(ours) == 1 for ours in ours_by_reference.values()), ours_by_reference
     assert len(set().union(*ours_by_reference.values())) == 3
     assert result.engine == "speechkit" and result.billed_seconds >= 15
+
+
+async def test_two_real_voices_talking_at_once_invent_no_third_speaker(diarizer):
+    """A real Russian voice, then a real Kazakh one starting 1.5 s before the first stops: the overlap
+    belongs to one of the two, and each keeps the speech they have alone."""
+    first = await audio.decode_pcm16k(str(REAL_SPEECH_CLIP), "")
+    second = await audio.decode_pcm16k(str(REAL_CORPUS / "kk_is2ai_example_1.flac"), "")
+    overlap = int(1.5 * audio.SAMPLE_RATE)
+    mixed = np.zeros(len(first) + len(second) - overlap, dtype=np.float32)
+    mixed[: len(first)] += first
+    mixed[len(first) - overlap :] += second
+    result = diarizer.diarize(mixed)
+    assert len(result.speakers) == 2, result.turns
+    first_alone = (0.5, len(first) / audio.SAMPLE_RATE - 1.6)
+    second_alone = (len(first) / audio.SAMPLE_RATE + 0.1, len(mixed) / audio.SAMPLE_RATE - 0.5)
+    assert result.speaker_at(*first_alone) != result.speaker_at(*second_alone)
