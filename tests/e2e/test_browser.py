@@ -84,6 +84,16 @@ class Watched:
         assert self.urls, "no request was recorded"
 
 
+async def wait_until(page, predicate: str, arg=None, timeout: float = 30.0) -> None:
+    """Poll `predicate` (a JS function) with page.evaluate. Playwright's wait_for_function evaluates its
+    predicate from a string inside the page once the first check fails, which the page's CSP (no
+    'unsafe-eval') refuses: it only worked when the condition already held, i.e. on a quiet machine."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await page.evaluate(predicate, arg):
+        assert asyncio.get_running_loop().time() < deadline, f"still false after {timeout} s: {predicate}"
+        await asyncio.sleep(0.05)
+
+
 def origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -162,10 +172,8 @@ async def test_upload_watch_edit_download_play_and_switch_language(stack, browse
     last_turn = turns.last
     start = float(await last_turn.get_attribute("data-start"))
     await last_turn.locator(".who").click()
-    await page.wait_for_function("() => !document.getElementById('player').paused")
-    await page.wait_for_function(
-        "start => document.getElementById('player').currentTime > start + 0.2", arg=start, timeout=10_000
-    )
+    await wait_until(page, "() => !document.getElementById('player').paused")
+    await wait_until(page, "start => document.getElementById('player').currentTime > start + 0.2", start, timeout=10)
     # Paused at once (the clip is short): a paused player keeps its turn highlighted.
     await page.evaluate("() => document.getElementById('player').pause()")
     played_at = await page.evaluate("() => document.getElementById('player').currentTime")
@@ -275,7 +283,7 @@ async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, br
     await page.goto(stack.http + "/")
     # The session comes with the page's first API answer, which can land after the load event;
     # the readable CSRF cookie arrives with it.
-    await page.wait_for_function("document.cookie.includes('kazru_csrf=')")
+    await wait_until(page, "() => document.cookie.includes('kazru_csrf=')")
     session = next(c["value"] for c in await context.cookies() if c["name"] == SESSION_COOKIE)
     await insert_transcript(database, [
         segment_of_words("S1", [WordSpec(0.5, 0.9, "Сәлем"), WordSpec(1.0, 1.4, "қалайсыз?")], "kk"),

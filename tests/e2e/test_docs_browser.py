@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.e2e.conftest import start_stack, stop_stack
-from tests.e2e.test_browser import Watched, browser, playwright_api  # noqa: F401 - the browser fixture
+from tests.e2e.test_browser import Watched, browser, playwright_api, wait_until  # noqa: F401 - the browser fixture
 
 pytest.importorskip("fastapi_offline", reason="Swagger UI's assets (fastapi-offline) are not installed")
 expect = playwright_api.expect
@@ -32,7 +32,7 @@ async def test_docs_render_from_the_gateway_and_try_it_out_acts_as_the_session(s
     watched.assert_clean()
 
     await page.evaluate("fetch('/api/v1/jobs')")  # the session starts, as on the page
-    await page.wait_for_function("document.cookie.includes('kazru_csrf=')")
+    await wait_until(page, "() => document.cookie.includes('kazru_csrf=')")
     delete = page.locator(".opblock-delete").first
     await delete.locator(".opblock-summary").click()
     await delete.locator(".try-out__btn").click()
