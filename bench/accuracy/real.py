@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -63,7 +62,7 @@ from bench.accuracy.metrics import (  # noqa: E402
     time_ordered_text,
     word_errors,
 )
-from bench.accuracy.run import hypothesis_segments, machine_info, real_time_factors  # noqa: E402
+from bench.accuracy.run import hypothesis_segments, machine_info, print_report, real_time_factors  # noqa: E402
 from bench.accuracy.sets import (  # noqa: E402
     DEFAULT_CORPUS_DIR,
     FESTVOX_PACKAGE,
@@ -495,11 +494,7 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
 
-    text = json.dumps(asyncio.run(benchmark(args)), ensure_ascii=False, indent=2)
-    print(text)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(text + "\n", encoding="utf-8")
+    print_report(asyncio.run(benchmark(args)), args.json_out)
 
 
 if __name__ == "__main__":

@@ -244,12 +244,16 @@ def main() -> None:
     parser.add_argument("--self-check", action="store_true", help="score the references against themselves, no model")
     args = parser.parse_args()
 
-    report = self_check(args) if args.self_check else asyncio.run(benchmark(args))
+    print_report(self_check(args) if args.self_check else asyncio.run(benchmark(args)), args.json_out)
+
+
+def print_report(report: dict, json_out: Path | None) -> None:
+    """The benchmark's JSON on stdout, and in `json_out` too when given."""
     text = json.dumps(report, ensure_ascii=False, indent=2)
     print(text)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(text + "\n", encoding="utf-8")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
