@@ -262,7 +262,10 @@ class WhisperEngine:
     def _aligned_words(
         self, tokens: list[int], language: str, encoder_output, frames: int, chunk: Chunk
     ) -> list[_Word]:
-        """Words with times (cross-attention alignment) and their tokens' probabilities."""
+        """Words with times (cross-attention alignment) and their tokens' probabilities. This is
+        faster-whisper's `find_alignment` for one sequence, kept here because the language choice
+        needs each word's summed token log-probability, and `find_alignment` returns only the mean
+        probability, from which the sum cannot be had back."""
         if not tokens:
             return []
         tokenizer = self._tokenizer(language)

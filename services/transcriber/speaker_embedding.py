@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from kazru.audio import SAMPLE_RATE
 from kazru.model_install import is_campplus_installed
 from kazru.settings import Settings
 
-SAMPLE_RATE = 16_000
 FRAME_LENGTH = 400  # 25 ms
 FRAME_SHIFT = 160  # 10 ms
 FFT_SIZE = 512  # the frame length rounded up to a power of two, as Kaldi does
