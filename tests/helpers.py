@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import numpy as np
 from sqlalchemy import func, select
 
 from kazru.db.models import Job
@@ -130,3 +132,18 @@ def long_speech(path, repeats: int = 1) -> bytes:
     subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *inputs, "-filter_complex", joined, "-ac", "1", "-ar", "16000",
                     "-c:a", "flac", str(path)], check=True)  # fmt: skip
     return Path(path).read_bytes()
+
+
+def load_reference(path: Path) -> dict[str, np.ndarray]:
+    """An encoder's reference outputs (tests/fixtures/*_reference.npz), with the clips they were made from."""
+    with np.load(path) as stored:
+        return dict(stored)
+
+
+def reference_clip(reference: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The exact 16 kHz waveform in [-1, 1] a reference was computed on (stored as int16 `pcm_<name>`)."""
+    return reference[f"pcm_{name}"].astype(np.float32) / 32768.0
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))

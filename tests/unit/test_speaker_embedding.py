@@ -24,6 +24,7 @@ from services.transcriber.speaker_embedding import (
     frame_count,
     kaldi_fbank,
 )
+from tests.helpers import cosine, load_reference, reference_clip
 
 REFERENCE = Path(__file__).resolve().parent.parent / "fixtures" / "campplus_reference.npz"
 CLIPS = ("sample_spk90_a", "sample_spk90_b", "sample_spk91_a", "sample_spk91_b", "kk_is2ai_1", "kk_city_f3")
@@ -37,17 +38,7 @@ def encoder() -> CamPlusPlusEncoder:
 
 @pytest.fixture(scope="module")
 def reference() -> dict[str, np.ndarray]:
-    with np.load(REFERENCE) as stored:
-        return dict(stored)
-
-
-def clip(reference: dict[str, np.ndarray], name: str) -> np.ndarray:
-    """The exact 16 kHz waveform in [-1, 1] the references were computed on."""
-    return reference[f"pcm_{name}"].astype(np.float32) / 32768.0
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return load_reference(REFERENCE)
 
 
 # -- features and network -------------------------------------------------------------------------------------------
@@ -55,7 +46,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("name", CLIPS)
 def test_fbank_matches_kaldi_native_fbank(reference, name):
-    wav = clip(reference, name)
+    wav = reference_clip(reference, name)
     stored = reference[f"fbank_{name}"]  # kaldi-native-fbank's log-mel, before 3D-Speaker's mean subtraction
     features = kaldi_fbank(wav)
     assert features.dtype == np.float32
@@ -66,11 +57,11 @@ def test_fbank_matches_kaldi_native_fbank(reference, name):
 @pytest.mark.parametrize("name", CLIPS)
 def test_onnx_encoder_on_numpy_features_matches_torch(encoder, reference, name):
     expected = reference[f"embedding_{name}"]  # torch CAM++ on kaldi-native-fbank features, not normalised
-    raw = encoder.raw_embeddings(kaldi_fbank(clip(reference, name))[None])[0]
+    raw = encoder.raw_embeddings(kaldi_fbank(reference_clip(reference, name))[None])[0]
     assert raw.shape == (EMBEDDING_SIZE,)
     assert cosine(raw, expected) >= 0.9999
     assert np.abs(raw - expected).max() <= 1e-4
-    embedding = encoder.embed_utterance(clip(reference, name))
+    embedding = encoder.embed_utterance(reference_clip(reference, name))
     assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(embedding, expected / np.linalg.norm(expected), atol=1e-5)
 
@@ -80,7 +71,7 @@ def test_embedding_size_comes_from_the_graph(encoder):
 
 
 def test_embed_windows_equals_the_embedding_of_each_cropped_window(encoder, reference):
-    wav = np.concatenate([clip(reference, "sample_spk90_a"), clip(reference, "sample_spk91_a")])
+    wav = np.concatenate([reference_clip(reference, "sample_spk90_a"), reference_clip(reference, "sample_spk91_a")])
     duration = len(wav) / SAMPLE_RATE
     # Two windows of 1.5 s (one batch), the 0.4 s minimum, odd lengths, one running past the end (cut there).
     windows = [(0.0, 1.5), (3.0, 4.5), (0.42, 1.97), (2.2, 2.6), (1.1, 3.9), (duration - 1.0, duration + 2.0)]
@@ -95,7 +86,7 @@ def test_embed_windows_equals_the_embedding_of_each_cropped_window(encoder, refe
 
 
 def test_embed_windows_refuses_windows_without_enough_audio(encoder, reference):
-    wav = clip(reference, "kk_city_f3")
+    wav = reference_clip(reference, "kk_city_f3")
     assert encoder.embed_windows(wav, []).shape == (0, EMBEDDING_SIZE)
     with pytest.raises(ValueError, match="CAM..? needs at least"):
         encoder.embed_windows(wav, [(0.0, 1.0), (10.0, 11.0)])
@@ -107,7 +98,7 @@ def test_embed_windows_refuses_windows_without_enough_audio(encoder, reference):
 
 def test_same_speaker_is_closer_than_another_speaker(encoder, reference):
     """Real voices (pyannote's sample): two crops of one speaker are closer than any crop of the other."""
-    embeddings = {name: encoder.embed_utterance(clip(reference, name)) for name in CLIPS}
+    embeddings = {name: encoder.embed_utterance(reference_clip(reference, name)) for name in CLIPS}
     same = [
         cosine(embeddings["sample_spk90_a"], embeddings["sample_spk90_b"]),
         cosine(embeddings["sample_spk91_a"], embeddings["sample_spk91_b"]),

@@ -14,6 +14,7 @@ from services.transcriber.voice_encoder import (
     normalize_volume,
     partial_slices,
 )
+from tests.helpers import cosine, load_reference, reference_clip
 
 REFERENCE = Path(__file__).resolve().parent.parent / "fixtures" / "ge2e_reference.npz"
 FIXTURES = ("ru_weather_m3", "ru_weather_f3", "kk_city_f3")
@@ -27,23 +28,13 @@ def encoder() -> VoiceEncoder:
 
 @pytest.fixture(scope="module")
 def reference() -> dict[str, np.ndarray]:
-    with np.load(REFERENCE) as stored:
-        return dict(stored)
-
-
-def clip(reference: dict[str, np.ndarray], name: str) -> np.ndarray:
-    """The exact 16 kHz waveform the torch reference was computed on."""
-    return reference[f"pcm_{name}"].astype(np.float32) / 32768.0
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return load_reference(REFERENCE)
 
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_mel_frames_match_resemblyzer(encoder, reference, name):
     expected = reference[f"mel_{name}"]
-    mel = encoder.mel_frames(clip(reference, name))
+    mel = encoder.mel_frames(reference_clip(reference, name))
     assert mel.shape == expected.shape
     assert mel.dtype == np.float32
     assert np.abs(mel - expected).max() <= 1e-5 * expected.max()
@@ -51,7 +42,7 @@ def test_mel_frames_match_resemblyzer(encoder, reference, name):
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_embed_utterance_matches_torch_reference(encoder, reference, name):
-    embedding, partials = encoder.embed_utterance(clip(reference, name), return_partials=True)
+    embedding, partials = encoder.embed_utterance(reference_clip(reference, name), return_partials=True)
     assert embedding.shape == (256,)
     assert partials.shape == reference[f"partials_{name}"].shape
     assert np.abs(partials - reference[f"partials_{name}"]).max() <= TOLERANCE
@@ -60,7 +51,7 @@ def test_embed_utterance_matches_torch_reference(encoder, reference, name):
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_volume_normalisation_matches_resemblyzer(encoder, reference, name):
-    quiet = clip(reference, name) * reference["quiet_gain"]
+    quiet = reference_clip(reference, name) * reference["quiet_gain"]
     embedding = encoder.embed_utterance(normalize_volume(quiet))
     assert np.abs(embedding - reference[f"quiet_normalized_embedding_{name}"]).max() <= TOLERANCE
     # The model is sensitive to level: without normalisation the quiet copy embeds elsewhere.
@@ -68,7 +59,7 @@ def test_volume_normalisation_matches_resemblyzer(encoder, reference, name):
 
 
 def test_embed_windows_of_one_window_equals_the_batch_of_its_frames(encoder, reference):
-    wav = clip(reference, "kk_city_f3")
+    wav = reference_clip(reference, "kk_city_f3")
     start, end = 0.42, 1.97
     [embedding] = encoder.embed_windows(wav, [(start, end)])
     frames = encoder.mel_frames(wav)[round(start * FRAMES_PER_SECOND) : round(end * FRAMES_PER_SECOND)]
@@ -76,7 +67,7 @@ def test_embed_windows_of_one_window_equals_the_batch_of_its_frames(encoder, ref
 
 
 def test_embed_windows_of_different_lengths_equal_each_window_alone(encoder, reference):
-    wav = normalize_volume(clip(reference, "ru_weather_f3"))
+    wav = normalize_volume(reference_clip(reference, "ru_weather_f3"))
     duration = len(wav) / 16_000
     windows = [(0.0, 1.5), (0.75, 1.6), (1.0, 3.0), (0.3, 0.8), (duration - 1.0, duration + 2.0)]
     together = encoder.embed_windows(wav, windows)
@@ -88,7 +79,7 @@ def test_embed_windows_of_different_lengths_equal_each_window_alone(encoder, ref
 
 
 def test_embed_windows_refuses_a_window_without_audio(encoder, reference):
-    wav = clip(reference, "ru_weather_m3")
+    wav = reference_clip(reference, "ru_weather_m3")
     assert encoder.embed_windows(wav, []).shape == (0, 256)
     with pytest.raises(ValueError, match="no audio frames"):
         encoder.embed_windows(wav, [(0.0, 1.0), (10.0, 11.0)])
@@ -103,7 +94,7 @@ def test_partial_slices_follow_resemblyzer(reference):
 
 def test_embeddings_separate_voices_not_sentences(encoder, reference):
     """Two espeak voices saying the same sentence lie further apart than two halves of one voice."""
-    wavs = {name: normalize_volume(clip(reference, name)) for name in FIXTURES}
+    wavs = {name: normalize_volume(reference_clip(reference, name)) for name in FIXTURES}
 
     def halves(name: str) -> tuple[np.ndarray, np.ndarray]:
         wav = wavs[name]
@@ -129,7 +120,7 @@ def test_live_against_resemblyzer_when_torch_is_installed(encoder, reference):
     with torch.no_grad():
         expected = torch_encoder(torch.from_numpy(mels)).numpy()
     assert np.abs(encoder.embed_frames_batch(mels) - expected).max() <= TOLERANCE
-    wav = clip(reference, "kk_city_f3")
+    wav = reference_clip(reference, "kk_city_f3")
     assert np.abs(encoder.embed_utterance(wav) - torch_encoder.embed_utterance(wav)).max() <= TOLERANCE
 
 
