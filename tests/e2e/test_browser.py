@@ -122,6 +122,9 @@ async def test_upload_watch_edit_download_play_and_switch_language(stack, browse
 
     await page.goto(stack.http + "/")
     await expect(page.locator("h2[data-i18n=yourJobs]")).to_have_text("Your jobs")
+    # The session (and its CSRF cookie) comes with the page's first API answer, which can land after
+    # the heading: picked before it, the upload goes out without a session and so without a token.
+    await wait_until(page, "() => document.cookie.includes('kazru_csrf=')")
     await page.set_input_files("#picker", str(SPEECH_CLIP))
     job = page.locator("#jobs li.job").first
     await expect(job.locator(".job-name")).to_have_text(SPEECH_CLIP.name)
