@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +161,20 @@ def wait_until_healthy(
     raise TimeoutError(f"the services did not become healthy within {timeout}s: {last}")
 
 
+def local_run_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The services' environment under `make run`: one person on their own machine, so curl, the CLI and
+    the browser share one owner, and all of them call from 127.0.0.1: they must not use up each other's
+    uploads. Each of these can still be set."""
+    return {
+        **environ,
+        "KAZRU_ANONYMOUS_ACCESS": environ.get("KAZRU_ANONYMOUS_ACCESS", AnonymousAccess.SHARED.value),
+        "KAZRU_UPLOAD_RATE_LIMIT_PER_MINUTE": environ.get("KAZRU_UPLOAD_RATE_LIMIT_PER_MINUTE", "0"),
+        "KAZRU_ANONYMOUS_ADDRESS_UPLOAD_RATE_LIMIT_PER_MINUTE": environ.get(
+            "KAZRU_ANONYMOUS_ADDRESS_UPLOAD_RATE_LIMIT_PER_MINUTE", "0"
+        ),
+    }
+
+
 def main() -> int:
     settings = Settings()
     data = settings.data_dir / "data"
@@ -181,12 +196,7 @@ def main() -> int:
         return 1
     processes: dict[str, subprocess.Popen] = {}
     try:
-        env = {
-            **os.environ,
-            # One person on their own machine: curl, the CLI and the browser share one owner.
-            "KAZRU_ANONYMOUS_ACCESS": os.environ.get("KAZRU_ANONYMOUS_ACCESS", AnonymousAccess.SHARED.value),
-            **overrides,
-        }
+        env = {**local_run_environment(os.environ), **overrides}
         upgrade(env["KAZRU_DATABASE_URL"])
         processes = start_services(env, settings.data_dir / "logs")
         print("Starting the services (the transcriber loads the model)…", flush=True)

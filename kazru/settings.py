@@ -71,9 +71,13 @@ class Settings(BaseSettings):
     # Uploads.
     max_upload_bytes: int = Field(default=500 * MIB, gt=0)
     retention_hours: float = Field(default=24.0, gt=0)
-    # Uploads accepted per minute from one owner and, separately, from one client address
-    # (each gateway process counts on its own); 0: no limit.
-    upload_rate_limit_per_minute: int = Field(default=5, ge=0)
+    # Uploads accepted per minute from one caller: an API key counts on its own, whatever address it
+    # calls from; an anonymous browser session likewise. 0: no limit. Counted in PostgreSQL, so shared
+    # by every gateway replica.
+    upload_rate_limit_per_minute: int = Field(default=10, ge=0)
+    # Uploads accepted per minute from one client address, for anonymous callers only (a new cookie
+    # is free to get, an address is not); callers with an API key never count here. 0: no limit.
+    anonymous_address_upload_rate_limit_per_minute: int = Field(default=30, ge=0)
 
     # Auth.
     anonymous_access: AnonymousAccess = AnonymousAccess.COOKIE

@@ -29,6 +29,12 @@ class Principal:
     owner_id: str
     # Set when this request started a new browser session: the caller sets the cookie.
     new_session_token: str | None = None
+    # The API key the caller presented (its record id); None for anonymous callers.
+    api_key_id: str | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.api_key_id is None
 
 
 class Authenticator:
@@ -47,14 +53,14 @@ class Authenticator:
                 .on_conflict_do_nothing(index_elements=["key_hash"])
             )
 
-    async def owner_of_key(self, key: str) -> str:
+    async def key_holder(self, key: str) -> Principal:
         async with self._sessions() as session:
             record = await session.scalar(
                 select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
             )
         if record is None:
             raise errors.Unauthenticated("the API key is not valid", code="INVALID_API_KEY")
-        return record.owner_id
+        return Principal(record.owner_id, api_key_id=str(record.id))
 
     @staticmethod
     def bearer_token(authorization: str | None) -> str | None:
@@ -69,7 +75,7 @@ class Authenticator:
         """Resolve the owner. `browser` callers (HTTP) may be given a session cookie."""
         token = self.bearer_token(authorization)
         if token is not None:
-            return Principal(await self.owner_of_key(token))
+            return await self.key_holder(token)
         mode = self._settings.anonymous_access
         if mode is AnonymousAccess.SHARED:
             return Principal(LOCAL_OWNER)

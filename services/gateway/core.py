@@ -34,6 +34,7 @@ from kazru.v1 import (
     transcript_pb2,
 )
 from services.gateway import status
+from services.gateway.auth import Principal
 from services.gateway.ratelimit import SlidingWindowLimiter
 
 HEALTH_TIMEOUT_SECONDS = 2.0
@@ -88,17 +89,28 @@ class Gateway:
         self._channels = channels
         self._ingest = ingest_service_pb2_grpc.IngestServiceStub(channels["ingest"])
         self._exporter = exporter_service_pb2_grpc.ExporterServiceStub(channels["exporter"])
-        self._upload_limit = SlidingWindowLimiter(sessions, "uploads", settings.upload_rate_limit_per_minute)
+        self._upload_limit = SlidingWindowLimiter(sessions, "uploads")
+
+    def upload_limits(self, caller: Principal, client_address: str) -> dict[str, int]:
+        """Rate-limit keys → limits for an upload. A key is limited by itself alone, whatever address it calls
+        from and whoever else shares that address; an anonymous session by itself and by its address, since a
+        new session costs nothing. `client_address` empty: unknown, the caller's own limit only."""
+        per_caller = self._settings.upload_rate_limit_per_minute
+        if not caller.anonymous:
+            return {f"key:{caller.api_key_id}": per_caller}
+        limits = {f"owner:{caller.owner_id}": per_caller}
+        if client_address:
+            limits[f"address:{client_address}"] = self._settings.anonymous_address_upload_rate_limit_per_minute
+        return limits
 
     @tracing.traced("upload")
     async def upload(
-        self, owner_id: str, start: UploadStart, body: AsyncIterator[UploadItem], *, client_address: str = ""
+        self, caller: Principal, start: UploadStart, body: AsyncIterator[UploadItem], *, client_address: str = ""
     ) -> job_pb2.Job:
-        """`client_address`: the caller's IP, limited like the owner (empty: unknown, the owner's limit only)."""
+        """`client_address`: the caller's IP, for the limits of anonymous callers (`upload_limits`)."""
+        owner_id = caller.owner_id
         # Before a byte is forwarded: a refused upload costs ingest and S3 nothing.
-        await self._upload_limit.acquire(
-            f"owner:{owner_id}", *([f"address:{client_address}"] if client_address else [])
-        )
+        await self._upload_limit.acquire(self.upload_limits(caller, client_address))
         body_error: list[Exception] = []
 
         async def requests() -> AsyncIterator[ingest_service_pb2.IngestUploadRequest]:

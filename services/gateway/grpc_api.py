@@ -9,7 +9,7 @@ from kazru import convert, errors
 from kazru.grpc_errors import translate
 from kazru.upload_protocol import check_complete, refuse_after_draining
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
-from services.gateway.auth import Authenticator
+from services.gateway.auth import Authenticator, Principal
 from services.gateway.core import Gateway, UploadItem, UploadStart
 
 
@@ -18,14 +18,16 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._gateway = gateway
         self._auth = auth
 
-    async def _owner(self, context) -> str:
+    async def _caller(self, context) -> Principal:
         metadata = dict(context.invocation_metadata() or ())
-        principal = await self._auth.authenticate(metadata.get("authorization"), None, browser=False)
-        return principal.owner_id
+        return await self._auth.authenticate(metadata.get("authorization"), None, browser=False)
+
+    async def _owner(self, context) -> str:
+        return (await self._caller(context)).owner_id
 
     @translate
     async def UploadAudio(self, request_iterator: AsyncIterator[job_service_pb2.UploadAudioRequest], context):
-        owner_id = await self._owner(context)
+        caller = await self._caller(context)
         first = await anext(request_iterator, None)
         if first is None or first.WhichOneof("payload") != "metadata":
             raise errors.InvalidArgument("the first message must carry the metadata", code="UPLOAD_HEADER_MISSING")
@@ -47,7 +49,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             check_complete(None, received)
 
         try:
-            return await self._gateway.upload(owner_id, start, chunks(), client_address=_peer_address(context))
+            return await self._gateway.upload(caller, start, chunks(), client_address=_peer_address(context))
         except errors.KazruError as error:
             await refuse_after_draining(request_iterator, error)
 

@@ -21,16 +21,15 @@ from fastapi.staticfiles import StaticFiles
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
-from kazru import errors, export_formats, metrics, upload_protocol
+from kazru import errors, export_formats, metrics
 from kazru.errors import KazruError, Kind
 from kazru.settings import AnonymousAccess, Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
-from services.gateway import api_models, byte_ranges, csrf, multipart, openapi_docs
+from services.gateway import api_models, byte_ranges, csrf, openapi_docs, upload_form
 from services.gateway.api_models import error_responses
 from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
-from services.gateway.core import Gateway, UploadItem, UploadStart
+from services.gateway.core import Gateway
 from services.gateway.http_telemetry import RequestTelemetry
 from services.gateway.security_headers import SecurityHeaders
 
@@ -53,13 +52,7 @@ HTTP_STATUS: dict[Kind, int] = {
 EXPORT_FORMATS = export_formats.BY_NAME
 # Documented as an enum; any other name is answered 400 UNSUPPORTED_FORMAT by the route itself.
 ExportFormatName = Annotated[str, Path(description="The file format", json_schema_extra={"enum": list(EXPORT_FORMATS)})]
-# multipart framing and small fields on top of the file itself
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
-# After rejecting an upload, read (and drop) at most this much more of the body so
-# the client can read our answer instead of a reset connection.
-DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 SESSION_MAX_AGE_SECONDS = 30 * 24 * 3600
-INT32_MAX = 2**31 - 1
 
 
 def error_body(error: KazruError) -> dict:
@@ -182,26 +175,6 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def parse_options(fields: dict[str, str]) -> job_pb2.TranscriptionOptions:
-    options = job_pb2.TranscriptionOptions()
-    if "language" in fields or "languages" in fields:
-        raw = fields.get("languages", fields.get("language", ""))
-        options.languages.extend(part.strip() for part in raw.split(",") if part.strip())
-    for name in ("min_speakers", "max_speakers"):
-        if fields.get(name, "").strip():
-            code = f"INVALID_{name.upper()}"
-            try:
-                value = int(fields[name])
-            except ValueError:
-                raise errors.InvalidArgument(f"{name} must be a whole number", code=code) from None
-            if value <= 0:
-                raise errors.InvalidArgument(f"{name} must be at least 1", code=code)
-            if value > INT32_MAX:  # the protobuf field is int32; ingest checks the real limit
-                raise errors.InvalidArgument(f"{name} is too large", code=code)
-            setattr(options, name, value)
-    return options
-
-
 def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> FastAPI:
     app = FastAPI(
         title="KazRu-STT Pro",
@@ -299,18 +272,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         responses={202: {"model": api_models.Job}, **error_responses(400, 401, 403, 413, 415, 429, 503)},
     )  # fmt: skip
     async def upload(request: Request, caller: Caller) -> JSONResponse:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
-            raise upload_protocol.too_large(settings.max_upload_bytes)
-        events = multipart.read_form(_body(request), request.headers.get("content-type"))
-        try:
-            job = await _upload_from_form(
-                gateway, caller.owner_id, events, request.headers.get("idempotency-key", ""),
-                request.client.host if request.client else "",
-            )  # fmt: skip
-        except KazruError:
-            await _drain(request)
-            raise
+        job = await upload_form.upload_from_request(request, gateway, caller, settings)
         return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/api/v1/jobs/{job.job_id}"})
 
     @app.get(
@@ -532,48 +494,3 @@ async def _server_sent_events(
             with contextlib.suppress(BaseException):
                 await waiting
         await updates.aclose()
-
-
-async def _upload_from_form(
-    gateway: Gateway, owner_id: str, events: AsyncIterator[object], request_id: str = "", client_address: str = ""
-):
-    fields: dict[str, str] = {}
-    async for event in events:
-        if isinstance(event, multipart.Field):
-            fields[event.name] = event.value
-        elif isinstance(event, multipart.FileStart):
-            start = UploadStart(event.filename, event.content_type, parse_options(fields), request_id)
-            return await gateway.upload(owner_id, start, _rest_of_form(events, fields), client_address=client_address)
-    raise errors.InvalidArgument("the form has no 'file' field", code="FILE_FIELD_MISSING")
-
-
-async def _rest_of_form(events: AsyncIterator[object], fields: dict[str, str]) -> AsyncIterator[UploadItem]:
-    """File bytes until the file ends; then any fields that came after it, as late options."""
-    async for event in events:
-        if isinstance(event, bytes):
-            yield event
-        elif isinstance(event, multipart.FileStart):
-            raise errors.InvalidArgument("send exactly one 'file' field", code="MULTIPLE_FILES")
-        elif isinstance(event, multipart.Field):
-            fields[event.name] = event.value
-            yield parse_options(fields)
-
-
-async def _body(request: Request) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in request.stream():
-            yield chunk
-    except ClientDisconnect:
-        # Raised into the upload stream, so ingest cancels it and keeps nothing.
-        raise errors.InvalidArgument("the client disconnected during the upload", code="UPLOAD_INTERRUPTED") from None
-
-
-async def _drain(request: Request) -> None:
-    drained = 0
-    try:
-        async for chunk in request.stream():
-            drained += len(chunk)
-            if drained > DRAIN_LIMIT_BYTES:
-                break
-    except Exception:  # noqa: BLE001 - the body is already consumed or the client left
-        pass

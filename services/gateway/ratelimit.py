@@ -14,7 +14,7 @@ import hashlib
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,29 +24,29 @@ from kazru.db.models import RateLimitEvent
 
 
 class SlidingWindowLimiter:
-    """At most `limit` events per `window_seconds` for every key; `limit` 0 turns it off."""
+    """At most a key's limit of events per `window_seconds`, each key with its own limit (0: none)."""
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         what: str,
-        limit: int,
         window_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
     ):
         self._sessions = sessions
         self._what = what
-        self._limit = limit
         self._window = window_seconds
         self._clock = clock
 
-    async def acquire(self, *keys: str) -> None:
-        """Count one event for every key, or raise RateLimited (counting nothing) if any key is at its limit."""
-        if self._limit <= 0 or not keys:
+    async def acquire(self, limits: Mapping[str, int]) -> None:
+        """Count one event for every key (key → its limit), or raise RateLimited (counting nothing)
+        if any key is at its limit. Keys with limit 0 are not limited and not counted."""
+        limited = {self._hash(key): limit for key, limit in limits.items() if limit > 0}
+        if not limited:
             return
         now = self._clock()
         # Sorted, so two checks sharing keys lock them in the same order and cannot deadlock.
-        hashed = sorted({self._hash(key) for key in keys})
+        hashed = sorted(limited)
         async with self._sessions.begin() as session:
             for key_hash in hashed:
                 await session.execute(select(func.pg_advisory_xact_lock(_lock_id(key_hash))))
@@ -64,17 +64,15 @@ class SlidingWindowLimiter:
             for key_hash, at in rows:
                 recent[key_hash].append(at)
             # A full key frees a slot when its oldest event that still counts leaves the window.
-            wait = max(
-                (
-                    times[len(times) - self._limit] + self._window - now
-                    for times in recent.values()
-                    if len(times) >= self._limit
-                ),
-                default=0.0,
-            )
+            waits = [
+                (times[len(times) - limit] + self._window - now, limit)
+                for key_hash, limit in limited.items()
+                if len(times := recent[key_hash]) >= limit
+            ]
+            wait, limit = max(waits, default=(0.0, 0))
             if wait > 0:
                 raise errors.RateLimited(
-                    f"at most {self._limit} {self._what} per {self._window:g} s; try again in {math.ceil(wait)} s",
+                    f"at most {limit} {self._what} per {self._window:g} s; try again in {math.ceil(wait)} s",
                     details={errors.RETRY_AFTER_DETAIL: max(1, math.ceil(wait))},
                 )
             session.add_all(RateLimitEvent(key_hash=key_hash, at=now) for key_hash in hashed)

@@ -1,5 +1,6 @@
-"""Upload rate limits per owner and per client address (HTTP 429 + Retry-After, gRPC RESOURCE_EXHAUSTED
-with RetryInfo), and the security headers of the gateway's HTTP responses."""
+"""Upload rate limits: per API key alone, per anonymous session and its client address (HTTP 429 +
+Retry-After, gRPC RESOURCE_EXHAUSTED with RetryInfo), and the security headers of the gateway's HTTP
+responses."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.conftest import SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, start_stack, stop_stack
 
 LIMIT = 2
+ADDRESS_LIMIT = 3
 OTHER_KEYS = {owner: f"{owner}-{uuid.uuid4().hex}" for owner in ("rate-second", "rate-third")}
 
 
@@ -36,8 +38,9 @@ async def no_earlier_uploads_counted(database):
 @pytest.fixture(scope="module")
 def stack(infra, tmp_path_factory):
     started = start_stack(
-        infra, tmp_path_factory.mktemp("rate"), services=("ingest", "gateway"), upload_rate_limit_per_minute=LIMIT
-    )
+        infra, tmp_path_factory.mktemp("rate"), services=("ingest", "gateway"),
+        upload_rate_limit_per_minute=LIMIT, anonymous_address_upload_rate_limit_per_minute=ADDRESS_LIMIT,
+    )  # fmt: skip
     try:
         yield started
         # No transcriber here: delete the jobs, so their queued messages do not wait for a later module's.
@@ -65,9 +68,41 @@ async def other_owners(database) -> dict[str, dict]:
 async def upload_from(stack, source_address: str, headers: dict) -> httpx.Response:
     """An HTTP upload from a chosen loopback address (Linux routes all of 127.0.0.0/8 locally)."""
     transport = httpx.AsyncHTTPTransport(local_address=source_address)
-    async with httpx.AsyncClient(base_url=stack.http, transport=transport, headers=headers, timeout=60) as client:
-        with SPEECH_CLIP.open("rb") as audio:
-            return await client.post("/api/v1/upload", files={"file": (SPEECH_CLIP.name, audio, "audio/flac")})
+    async with httpx.AsyncClient(base_url=stack.http, transport=transport, timeout=60) as client:
+        return await upload_with(client, headers)
+
+
+async def upload_with(client: httpx.AsyncClient, headers: dict) -> httpx.Response:
+    with SPEECH_CLIP.open("rb") as audio:
+        files = {"file": (SPEECH_CLIP.name, audio, "audio/flac")}
+        return await client.post("/api/v1/upload", files=files, headers=headers)
+
+
+class BrowserSession:
+    """An anonymous caller with its own session cookie, sending from one loopback address."""
+
+    def __init__(self, stack, address: str):
+        self.stack, self.address = stack, address
+        self.client = httpx.AsyncClient(
+            base_url=stack.http, transport=httpx.AsyncHTTPTransport(local_address=address), timeout=60
+        )
+        self.jobs: list[str] = []
+
+    async def upload(self) -> httpx.Response:
+        if "kazru_csrf" not in self.client.cookies:
+            await self.client.get("/api/v1/jobs")  # the session and its CSRF token, as the page gets them
+        headers = {"X-CSRF-Token": self.client.cookies["kazru_csrf"]}
+        response = await upload_with(self.client, headers)
+        if response.status_code == 202:
+            self.jobs.append(response.json()["job_id"])
+        return response
+
+    async def close(self) -> None:
+        # No transcriber here: delete the jobs, so their queued messages do not wait for a later module's.
+        headers = {"X-CSRF-Token": self.client.cookies.get("kazru_csrf", "")}
+        for job_id in self.jobs:
+            assert (await self.client.delete(f"/api/v1/jobs/{job_id}", headers=headers)).status_code == 200
+        await self.client.aclose()
 
 
 def assert_rate_limited(response: httpx.Response) -> None:
@@ -77,25 +112,42 @@ def assert_rate_limited(response: httpx.Response) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
-async def test_uploads_are_limited_per_owner_and_per_address(stack, other_owners):
+async def test_an_api_key_is_limited_by_itself_alone(stack, other_owners):
     owner = {"Authorization": f"Bearer {API_KEY}"}
     for _ in range(LIMIT):
         assert (await upload_from(stack, "127.0.0.1", owner)).status_code == 202
     assert_rate_limited(await upload_from(stack, "127.0.0.1", owner))
-    # Per owner: a new address does not help the same owner ...
+    # Per key: a new address does not help the same key ...
     assert_rate_limited(await upload_from(stack, "127.0.0.2", owner))
-    # ... per address: nor does another owner on the exhausted address.
-    assert_rate_limited(await upload_from(stack, "127.0.0.1", other_owners["rate-second"]))
-    # A refused attempt is not counted: the second owner still has its whole allowance elsewhere.
+    # ... and another key on the same address is not held back by it: all of its allowance is its own.
     for _ in range(LIMIT):
-        assert (await upload_from(stack, "127.0.0.3", other_owners["rate-second"])).status_code == 202
+        assert (await upload_from(stack, "127.0.0.1", other_owners["rate-second"])).status_code == 202
+    assert_rate_limited(await upload_from(stack, "127.0.0.1", other_owners["rate-second"]))
     # Reading is not limited.
     async with httpx.AsyncClient(base_url=stack.http, headers=owner) as client:
         assert (await client.get("/api/v1/jobs")).status_code == 200
 
 
+async def test_anonymous_sessions_are_limited_each_and_together_per_address(stack):
+    first, second, elsewhere = (BrowserSession(stack, address) for address in ("127.0.0.5", "127.0.0.5", "127.0.0.6"))
+    try:
+        for _ in range(LIMIT):
+            assert (await first.upload()).status_code == 202
+        assert_rate_limited(await first.upload())  # the session's own limit
+        # A new session (a cleared cookie) on the same address shares the address's allowance: one left.
+        assert (await second.upload()).status_code == 202
+        refused = await second.upload()
+        assert_rate_limited(refused)
+        assert f"at most {ADDRESS_LIMIT} uploads" in refused.json()["error"]["message"]
+        # Another address is another allowance; API keys never count here (the test above used 127.0.0.1).
+        assert (await elsewhere.upload()).status_code == 202
+    finally:
+        for session in (first, second, elsewhere):
+            await session.close()
+
+
 async def test_grpc_upload_over_the_limit_is_resource_exhausted_with_retry_info(stack, other_owners):
-    # A fresh owner, from 127.0.0.1, which the HTTP test (or this one) has used up.
+    # A key of its own: the limit it reaches is its own, by gRPC as by HTTP.
     metadata = (("authorization", other_owners["rate-third"]["Authorization"]),)
     data = SPEECH_CLIP.read_bytes()
 

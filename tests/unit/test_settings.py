@@ -1,6 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
+from kazru.devstack import local_run_environment
 from kazru.settings import AnonymousAccess, Settings
 
 
@@ -30,3 +31,18 @@ def test_settings_survive_a_round_trip_through_the_environment(monkeypatch):
     for name, value in original.as_environment().items():
         monkeypatch.setenv(name, value)
     assert Settings() == original
+
+
+def test_make_run_is_one_local_user_whose_tools_share_an_owner_and_no_upload_limit():
+    environment = local_run_environment({"PATH": "/bin"})
+    settings = Settings()  # the service defaults, for comparison
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        local = Settings()
+    assert local.anonymous_access is AnonymousAccess.SHARED
+    assert local.upload_rate_limit_per_minute == local.anonymous_address_upload_rate_limit_per_minute == 0
+    assert settings.upload_rate_limit_per_minute > 0 and settings.anonymous_address_upload_rate_limit_per_minute > 0
+    # Whatever the operator sets wins.
+    chosen = local_run_environment({"KAZRU_UPLOAD_RATE_LIMIT_PER_MINUTE": "7", "KAZRU_ANONYMOUS_ACCESS": "cookie"})
+    assert chosen["KAZRU_UPLOAD_RATE_LIMIT_PER_MINUTE"] == "7" and chosen["KAZRU_ANONYMOUS_ACCESS"] == "cookie"
