@@ -23,46 +23,23 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kazru import errors, export_formats, metrics
-from kazru.errors import KazruError, Kind
+from kazru.errors import KazruError
 from kazru.settings import AnonymousAccess, Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
-from services.gateway import api_models, byte_ranges, csrf, openapi_docs, upload_form
+from services.gateway import api_models, byte_ranges, csrf, openai_api, openapi_docs, upload_form
 from services.gateway.api_models import error_responses
 from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
 from services.gateway.core import Gateway
+from services.gateway.http_errors import error_body, error_response
 from services.gateway.http_telemetry import RequestTelemetry
 from services.gateway.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
-HTTP_STATUS: dict[Kind, int] = {
-    Kind.INVALID_ARGUMENT: 400,
-    Kind.UNAUTHENTICATED: 401,
-    Kind.PERMISSION_DENIED: 403,
-    Kind.NOT_FOUND: 404,
-    Kind.FAILED_PRECONDITION: 409,
-    Kind.GONE: 410,
-    Kind.TOO_LARGE: 413,
-    Kind.UNSUPPORTED_MEDIA: 415,
-    Kind.RESOURCE_EXHAUSTED: 429,
-    Kind.UNAVAILABLE: 503,
-    Kind.INTERNAL: 500,
-}
-
 EXPORT_FORMATS = export_formats.BY_NAME
 # Documented as an enum; any other name is answered 400 UNSUPPORTED_FORMAT by the route itself.
 ExportFormatName = Annotated[str, Path(description="The file format", json_schema_extra={"enum": list(EXPORT_FORMATS)})]
 SESSION_MAX_AGE_SECONDS = 30 * 24 * 3600
-
-
-def error_body(error: KazruError) -> dict:
-    return {"error": {"code": error.code, "message": error.message, "details": error.details}}
-
-
-def error_response(error: KazruError) -> JSONResponse:
-    retry_after = error.details.get(errors.RETRY_AFTER_DETAIL)
-    headers = {"Retry-After": retry_after} if retry_after else None
-    return JSONResponse(error_body(error), status_code=HTTP_STATUS[error.kind], headers=headers)
 
 
 def _iso(stamp: Timestamp, present: bool) -> str | None:
@@ -452,6 +429,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         body, content_type = metrics.latest()
         return Response(body, media_type=content_type)
 
+    app.include_router(openai_api.openai_router(settings, gateway, auth))
     app.add_middleware(RequestTelemetry)
     return app
 

@@ -4,8 +4,10 @@ and as its OpenAPI description says (status code documented, content type and bo
 
 Job ids are either generated (unknown: 404) or, for every other example, a finished job of the key's
 owner, so the transcript, export, edit and audio routes answer with real data too. DELETE gets a job of
-its own, so the other operations keep theirs. No operation is left out: the SSE status stream ends
-at once for an unknown job (404) and after its first message for a finished or deleted one.
+its own, so the other operations keep theirs. One operation is left out: the OpenAI-compatible
+transcription answers when its job ends, which needs the transcriber this stack lacks; the official
+`openai` client drives it in test_openai_api.py. The SSE status stream ends at once for an unknown job
+(404) and after its first message for a finished or deleted one.
 Deterministic (derandomized); about 700 requests in all.
 """
 
@@ -60,7 +62,7 @@ async def finished_jobs(stack, database, store) -> dict[str, str]:
 # test_the_gateway_serves_this_document checks that the running gateway serves the same one.
 # Defaults, not this environment's KAZRU_* (the document does not depend on them).
 DOCUMENT = create_app(Settings.model_construct(), gateway=None, auth=None).openapi()  # type: ignore[arg-type]
-schema = schemathesis.openapi.from_dict(DOCUMENT)
+schema = schemathesis.openapi.from_dict(DOCUMENT).exclude(method="POST", path="/v1/audio/transcriptions")
 # Per operation: its examples, schemathesis' coverage cases (boundaries, missing and wrong-typed values,
 # other methods), then this many generated requests, valid and invalid.
 schema.config.generation.update(modes=["positive", "negative"], max_examples=EXAMPLES_PER_OPERATION)
@@ -96,5 +98,10 @@ def test_docs_need_nothing_from_outside_the_gateway(stack):
     policy = page.headers["content-security-policy"]
     assert "http" not in policy and "script-src 'self';" in policy
     # Validation errors are 400 with the one error body, so FastAPI's 422 shape is nowhere in the document.
-    assert "HTTPValidationError" not in str(document) and "'422'" not in str(document)
+    assert "HTTPValidationError" not in str(document)
+    # The only 422 is the OpenAI-compatible route's job that failed after its upload, in OpenAI's error shape.
+    with_422 = {
+        path for path, operations in document["paths"].items() for op in operations.values() if "422" in op["responses"]
+    }
+    assert with_422 == {"/v1/audio/transcriptions"}
     assert document["paths"]["/api/v1/jobs/{job_id}"]["get"]["parameters"][0]["schema"]["format"] == "uuid"

@@ -1,6 +1,6 @@
 from kazru.errors import BY_KIND, Kind
 from kazru.grpc_errors import GRPC_CODE
-from services.gateway.http_api import HTTP_STATUS
+from services.gateway.http_errors import HTTP_STATUS
 
 
 def test_every_kind_has_one_http_status_and_grpc_code_and_class():
