@@ -2,14 +2,16 @@
 `kazru keys` is a local administrator's tool that talks to PostgreSQL (there is no admin RPC).
 
 Exit codes a script can rely on: 0 ok, 1 other error, 2 usage error (or options the server
-refuses), 3 not found (or deleted/expired), 4 the job failed, 5 the server is unavailable.
-Errors are one line on stderr: `kazru: CODE: message`.
+refuses, or an output that cannot be written), 3 not found (or deleted/expired), 4 the job failed,
+5 the server is unavailable. Errors are one line on stderr: `kazru: CODE: message`. A reader that
+goes away (`kazru jobs | head`) ends the command quietly, with 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import mimetypes
 import os
 import sys
@@ -21,9 +23,9 @@ from pathlib import Path
 from typing import IO
 
 import grpc
-from google.protobuf import json_format
 
 from kazru import errors, export_formats
+from kazru.api_json import job_json
 from kazru.errors import KazruError, Kind
 from kazru.grpc_errors import from_rpc_error
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
@@ -40,6 +42,8 @@ CHUNK_BYTES = 256 * 1024
 CALL_TIMEOUT_SECONDS = 30.0
 WATCH_RECONNECT_SECONDS = 60.0
 FORMATS = export_formats.BY_NAME
+# Formats that are not text: never written to a terminal, where they would only garble it.
+BINARY_FORMATS = frozenset({"docx"})
 State = job_pb2.Job.State
 
 
@@ -137,6 +141,7 @@ class Client:
 
     async def export(self, name: str, fmt: str, timestamps: bool, out: str | None) -> None:
         """Write the rendered file to `out` (replaced only once complete) or to stdout."""
+        check_output(out, fmt)
         request = job_service_pb2.ExportTranscriptRequest(
             name=name, format=FORMATS[fmt], options=export_pb2.ExportOptions(timestamps=timestamps)
         )
@@ -147,15 +152,44 @@ class Client:
             sys.stdout.buffer.flush()
             return
         target = Path(out)
-        handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        except OSError as error:
+            raise unwritable(out, error.strerror or str(error)) from None
         try:
             with os.fdopen(handle, "wb") as file:
                 async for chunk in chunks:
                     file.write(chunk.data)
             os.replace(partial, target)
+        except OSError as error:
+            Path(partial).unlink(missing_ok=True)
+            raise unwritable(out, error.strerror or str(error)) from None
         except BaseException:
             Path(partial).unlink(missing_ok=True)
             raise
+
+
+def unwritable(out: str, reason: str) -> errors.InvalidArgument:
+    return errors.InvalidArgument(f"cannot write {out}: {reason}", code="OUTPUT_NOT_WRITABLE")
+
+
+def check_output(out: str | None, fmt: str) -> None:
+    """Refuse, before anything is uploaded or fetched, an output that cannot take the file."""
+    if out is None or out == "-":
+        if fmt in BINARY_FORMATS and sys.stdout.isatty():
+            raise errors.InvalidArgument(
+                f"{fmt} is a binary file and stdout is a terminal; write it with -o FILE.{fmt} (or redirect stdout)",
+                code="BINARY_TO_TERMINAL",
+            )
+        return
+    target = Path(out)
+    if target.is_dir():
+        raise unwritable(out, "it is a folder; name a file")
+    folder = target.parent
+    if not folder.is_dir():
+        raise unwritable(out, f"the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise unwritable(out, f"the folder {folder} is not writable")
 
 
 async def follow(client: Client, job: job_pb2.Job, bar: ProgressBar) -> job_pb2.Job:
@@ -190,11 +224,13 @@ async def cmd_transcribe(client: Client, args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise errors.InvalidArgument(f"no such file: {args.file}", code="FILE_NOT_FOUND")
+    check_output(args.output, args.format)  # before the upload: a job whose transcript has nowhere to go is waste
     options = job_pb2.TranscriptionOptions(languages=args.languages)
     if args.speakers:
         options.min_speakers = options.max_speakers = args.speakers
-    elif args.max_speakers:
-        options.max_speakers = args.max_speakers
+    else:
+        options.min_speakers = args.min_speakers or 0
+        options.max_speakers = args.max_speakers or 0
     size = path.stat().st_size
     upload_bar = ProgressBar("upload", sys.stderr, not args.quiet)
     job = await client.upload(path, options, lambda sent: upload_bar.show(100 * sent // size if size else 100))
@@ -227,7 +263,7 @@ async def cmd_show(client: Client, args: argparse.Namespace) -> int:
     job = await client.get(job_name(args.job))
     if args.watch and job.state in (State.PENDING, State.RUNNING):
         job = await follow(client, job, ProgressBar("transcription", sys.stderr))
-    print(json_format.MessageToJson(job, preserving_proto_field_name=True, ensure_ascii=False))
+    print(json.dumps(job_json(job), ensure_ascii=False, indent=2))
     return EXIT_OK
 
 
@@ -307,8 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="allowed languages, comma-separated (e.g. kk,ru; default: the server's)",
     )
-    transcribe.add_argument("--speakers", type=_positive, help="exactly this many speakers")
-    transcribe.add_argument("--max-speakers", type=_positive, help="at most this many speakers")
+    # The API's min_speakers/max_speakers; the page's "Speakers, at most" is --max-speakers.
+    speakers = transcribe.add_mutually_exclusive_group()
+    speakers.add_argument("--speakers", type=_positive, help="exactly this many speakers (min = max)")
+    transcribe.add_argument("--min-speakers", type=_positive, help="at least this many speakers")
+    speakers.add_argument("--max-speakers", type=_positive, help="at most this many speakers")
     transcribe.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     transcribe.set_defaults(run=cmd_transcribe)
 
@@ -316,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=_positive, default=20, help="at most this many (default %(default)s)")
     jobs.set_defaults(run=cmd_jobs)
 
-    show = commands.add_parser("show", help="one job as JSON")
+    show = commands.add_parser("show", help="one job as JSON, with the HTTP API's fields")
     show.add_argument("job", help="job id or jobs/{id}")
     show.add_argument("--watch", action="store_true", help="wait until the job ends first")
     show.set_defaults(run=cmd_show)
@@ -373,8 +412,17 @@ def _fail(code: int, reason: str, message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "speakers", None) and getattr(args, "min_speakers", None):
+        build_parser().error("--speakers means exactly; it goes with neither --min-speakers nor --max-speakers")
     try:
-        return asyncio.run(_run(args))
+        code = asyncio.run(_run(args))
+        sys.stdout.flush()  # here, where a closed pipe is still ours to handle
+        return code
+    except BrokenPipeError:
+        # The reader went away (`| head`): it has what it wanted. Nothing more may reach the closed pipe,
+        # not even the interpreter's last flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except grpc.RpcError as error:
         failure = from_rpc_error(error)
         if _has_error_info(error):

@@ -124,6 +124,8 @@ async def delete_job(
     async with sessions.begin() as session:
         owned = await jobs.get_owned_job(session, job_id, owner_id)
         job = await session.scalar(select(Job).where(Job.id == owned.id).with_for_update())
+        # Deleting what is already gone answers as every other route on it does: 410, not a state conflict.
+        jobs.require_not_removed(job)
         was_active = await end_job(session, store, bus, job, JobState.DELETED, settings)
     if was_active:
         # After the commit: a worker that hears this finds the row already changed.

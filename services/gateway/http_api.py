@@ -1,7 +1,7 @@
 """HTTP adapter: the /api/v1 contract of ARCHITECTURE.md §3, the page, and health.
 
 Errors always come back as {"error": {"code", "message", "details"}} with the
-status `HTTP_STATUS` assigns to the error's kind: the one HTTP mapping.
+status `http_errors.HTTP_STATUS` assigns to the error's kind: the one HTTP mapping.
 """
 
 import asyncio
@@ -18,11 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kazru import errors, export_formats, metrics
+from kazru.api_json import job_json
 from kazru.errors import KazruError
 from kazru.settings import AnonymousAccess, Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
@@ -40,46 +40,6 @@ EXPORT_FORMATS = export_formats.BY_NAME
 # Documented as an enum; any other name is answered 400 UNSUPPORTED_FORMAT by the route itself.
 ExportFormatName = Annotated[str, Path(description="The file format", json_schema_extra={"enum": list(EXPORT_FORMATS)})]
 SESSION_MAX_AGE_SECONDS = 30 * 24 * 3600
-
-
-def _iso(stamp: Timestamp, present: bool) -> str | None:
-    return stamp.ToDatetime().isoformat() + "Z" if present else None
-
-
-def job_json(job: job_pb2.Job) -> dict:
-    return {
-        "job_id": job.job_id,
-        "name": job.name,
-        "state": job_pb2.Job.State.Name(job.state),
-        "progress": job.progress,
-        "filename": job.filename,
-        "size_bytes": job.size_bytes,
-        "audio": {
-            "duration_seconds": job.audio.duration_seconds,
-            "codec": job.audio.codec,
-            "channels": job.audio.channels,
-            "sample_rate": job.audio.sample_rate,
-            "container": job.audio.container,
-        },
-        "languages": list(job.options.languages),
-        "max_speakers": job.options.max_speakers or None,
-        "min_speakers": job.options.min_speakers or None,
-        "detected_language": job.detected_language or None,
-        "language_shares": dict(job.language_shares),
-        "speaker_count": job.speaker_count or None,
-        "engine": job.engine or None,
-        "billed_seconds": job.billed_seconds,
-        "created_at": _iso(job.create_time, job.HasField("create_time")),
-        "started_at": _iso(job.start_time, job.HasField("start_time")),
-        "finished_at": _iso(job.end_time, job.HasField("end_time")),
-        "expires_at": _iso(job.expire_time, job.HasField("expire_time")),
-        "error": {"code": job.error.code, "message": job.error.message} if job.HasField("error") else None,
-        "links": {
-            "self": f"/api/v1/jobs/{job.job_id}",
-            "transcript": f"/api/v1/jobs/{job.job_id}/transcript",
-            "export": f"/api/v1/jobs/{job.job_id}/export/{{format}}",
-        },
-    }
 
 
 def transcript_json(job: job_pb2.Job, transcript: transcript_pb2.Transcript) -> dict:
@@ -295,7 +255,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     @app.delete(
         "/api/v1/jobs/{job_id}", summary="Cancel if running; delete the audio and transcript now",
         response_model=None,
-        responses={200: {"model": api_models.Job}, **error_responses(401, 403, 404, 409, 503)},
+        responses={200: {"model": api_models.Job}, **error_responses(401, 403, 404, 409, 410, 503)},
     )  # fmt: skip
     async def delete_job(job_id: str, caller: Caller) -> dict:
         return job_json(await gateway.delete_job(caller.owner_id, job_id))

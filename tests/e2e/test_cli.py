@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import socket
 import subprocess
 import sys
@@ -84,6 +85,84 @@ def test_jobs_show_and_export_to_stdout(stack, finished_job):
     assert REAL_SPEECH_WORDS[0] in " ".join(caption.text for caption in export_checks.parse_vtt(vtt.stdout)).lower()
 
 
+def test_show_prints_the_job_as_the_http_api_answers_it(stack, finished_job):
+    job_id, _ = finished_job
+    shown = json.loads(kazru(stack, "show", job_id).stdout)
+    answered = httpx.get(f"{stack.http}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {API_KEY}"}).json()
+    assert shown == answered  # the same names and the same types: created_at, size_bytes as a number, ...
+    assert isinstance(shown["size_bytes"], int) and shown["created_at"].endswith("Z")
+
+
+def test_binary_export_is_never_written_to_a_terminal(stack, finished_job):
+    job_id, _ = finished_job
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "kazru.cli", "export", job_id, "--format", "docx"],
+            env=cli_environment(stack), stdout=terminal, stderr=subprocess.PIPE, timeout=60,
+        )  # fmt: skip
+        os.set_blocking(controller, False)
+        try:
+            written = os.read(controller, 65536)
+        except BlockingIOError:
+            written = b""
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == (
+        "kazru: BINARY_TO_TERMINAL: docx is a binary file and stdout is a terminal; "
+        "write it with -o FILE.docx (or redirect stdout)"
+    )
+    assert b"PK" not in written  # no ZIP bytes reached the terminal
+    # Redirected, it is written as asked.
+    assert kazru(stack, "export", job_id, "--format", "docx").stdout.startswith(b"PK")
+
+
+def test_a_closed_pipe_ends_quietly(stack, finished_job):
+    job_id, _ = finished_job
+    for args in (("export", job_id, "--format", "txt"), ("jobs",), ("show", job_id)):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kazru.cli", *args], env=cli_environment(stack),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        process.stdout.close()  # the reader is gone before a byte is written (`| head` that has had enough)
+        assert process.wait(timeout=60) == 0, args
+        assert process.stderr.read() == b"", args
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_upload(stack, finished_job, tmp_path):
+    jobs_before = kazru(stack, "jobs", "--limit", "100").stdout.count(b"\n")
+    missing = tmp_path / "no such folder" / "speech.srt"
+    refused = kazru(stack, "transcribe", str(REAL_SPEECH_CLIP), "-o", str(missing))
+    assert refused.returncode == 2
+    assert one_error_line(refused) == (
+        f"kazru: OUTPUT_NOT_WRITABLE: cannot write {missing}: the folder {missing.parent} does not exist"
+    )
+    assert kazru(stack, "jobs", "--limit", "100").stdout.count(b"\n") == jobs_before  # nothing was uploaded
+    job_id, _ = finished_job
+    into_a_folder = kazru(stack, "export", job_id, "--format", "srt", "-o", str(tmp_path))
+    assert into_a_folder.returncode == 2
+    assert (
+        one_error_line(into_a_folder)
+        == f"kazru: OUTPUT_NOT_WRITABLE: cannot write {tmp_path}: it is a folder; name a file"
+    )
+    assert list(tmp_path.iterdir()) == []  # no partial file left
+
+
+def test_speaker_bounds_mean_what_the_api_means(stack, tmp_path):
+    both = kazru(stack, "transcribe", str(REAL_SPEECH_CLIP), "--speakers", "2", "--max-speakers", "3")
+    assert both.returncode == 2 and b"not allowed with argument" in both.stderr
+    bounded = kazru(
+        stack, "transcribe", str(REAL_SPEECH_CLIP), "--min-speakers", "1", "--max-speakers", "3",
+        "-o", str(tmp_path / "bounded.txt"),
+    )  # fmt: skip
+    assert bounded.returncode == 0, bounded.stderr
+    job_id = next(line.split()[1] for line in bounded.stderr.decode().splitlines() if line.startswith("job "))
+    shown = json.loads(kazru(stack, "show", job_id).stdout)
+    assert (shown["min_speakers"], shown["max_speakers"]) == (1, 3)
+
+
 def test_unknown_job_exits_3_with_the_servers_code(stack):
     for args in (("show", str(uuid.uuid4())), ("export", str(uuid.uuid4()), "--format", "srt")):
         result = kazru(stack, *args)
@@ -137,6 +216,8 @@ def test_delete_then_the_transcript_is_gone(stack, finished_job):
     assert deleted.returncode == 0 and deleted.stdout.decode().split() == [job_id, "DELETED"]
     gone = kazru(stack, "export", job_id, "--format", "txt")
     assert gone.returncode == 3 and one_error_line(gone).startswith("kazru: JOB_DELETED:")
+    again = kazru(stack, "delete", job_id)  # deleting what is deleted: not found, as the README says
+    assert again.returncode == 3 and one_error_line(again).startswith("kazru: JOB_DELETED:")
 
 
 def test_keys_create_list_revoke_round_trip(stack):

@@ -96,7 +96,7 @@ async def test_deleting_a_finished_job_leaves_a_tombstone_that_answers_410(stack
         refused = client.request(method, f"/api/v1/jobs/{job['job_id']}{path}", json=body)
         assert (refused.status_code, refused.json()["error"]["code"]) == (410, "JOB_DELETED"), path
     again = client.delete(f"/api/v1/jobs/{job['job_id']}")
-    assert (again.status_code, again.json()["error"]["code"]) == (409, "JOB_ALREADY_DELETED")
+    assert (again.status_code, again.json()["error"]["code"]) == (410, "JOB_DELETED")
 
 
 async def test_delete_over_grpc(stack, store, database):
