@@ -13,13 +13,35 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kazru.v1 import job_pb2
 
 log = logging.getLogger(__name__)
 
 JobState = StrEnum("JobState", {name: name for name in job_pb2.Job.State.keys()})  # noqa: SIM118 - protobuf map
+
+
+# The document's description: how to use the API from nothing to a downloaded transcript.
+QUICK_START = """
+Transcription of Kazakh, Russian and mixed recordings, split by speaker, with timings and the language of
+each segment. Everything uploaded or derived is deleted 24 hours after upload, or at once on `DELETE`.
+
+**Quick start** (with an API key; under `make run` no key is needed):
+
+1. Upload: `curl -H "Authorization: Bearer $KEY" -F file=@interview.m4a -F languages=kk,ru
+   http://HOST:8080/api/v1/upload` answers `202` with the job (`state` `PENDING`) and its `Location`.
+2. Follow: `GET /api/v1/jobs/{job_id}/status` streams the job (Server-Sent Events) at each change of state
+   or progress until it ends; or poll `GET /api/v1/jobs/{job_id}`. `SUCCEEDED` means the transcript is ready.
+3. Read: `GET /api/v1/jobs/{job_id}/transcript`: speakers, and segments with speaker, start, end, language,
+   text and words. Name speakers with `PUT .../speakers`, fix text with `PATCH .../segments/{n}`.
+4. Export: `GET /api/v1/jobs/{job_id}/export/srt` (or `txt`, `vtt`, `json`, `docx`).
+5. Delete now: `DELETE /api/v1/jobs/{job_id}`.
+
+**Errors** are `{"error": {"code", "message", "details"}}`; each route lists its codes and status.
+`429` carries `Retry-After`. **OpenAI-compatible**: `POST /v1/audio/transcriptions` and `GET /v1/models`
+take OpenAI's SDKs and tools unchanged (errors there in OpenAI's shape).
+"""
 
 
 class ErrorDetail(BaseModel):
@@ -51,7 +73,38 @@ class JobLinks(BaseModel):
     export: str = Field(description="A template: replace `{format}` with txt, srt, vtt, json or docx")
 
 
+JOB_EXAMPLE = {
+    "job_id": "5b0f3c8e-2d4a-4f7e-9a51-0c6d2e8b7f10",
+    "name": "jobs/5b0f3c8e-2d4a-4f7e-9a51-0c6d2e8b7f10",
+    "state": "PENDING",
+    "progress": 0,
+    "filename": "Сұхбат 1.m4a",
+    "size_bytes": 1843200,
+    "audio": {"duration_seconds": 612.4, "codec": "aac", "channels": 1, "sample_rate": 44100, "container": "mp4"},
+    "languages": ["kk", "ru"],
+    "max_speakers": None,
+    "min_speakers": None,
+    "detected_language": None,
+    "language_shares": {},
+    "speaker_count": None,
+    "engine": None,
+    "billed_seconds": 0.0,
+    "created_at": "2026-12-01T09:30:00Z",
+    "started_at": None,
+    "finished_at": None,
+    "expires_at": "2026-12-02T09:30:00Z",
+    "error": None,
+    "links": {
+        "self": "/api/v1/jobs/5b0f3c8e-2d4a-4f7e-9a51-0c6d2e8b7f10",
+        "transcript": "/api/v1/jobs/5b0f3c8e-2d4a-4f7e-9a51-0c6d2e8b7f10/transcript",
+        "export": "/api/v1/jobs/5b0f3c8e-2d4a-4f7e-9a51-0c6d2e8b7f10/export/{format}",
+    },
+}
+
+
 class Job(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+
     job_id: str = Field(json_schema_extra={"format": "uuid"})
     name: str = Field(description="The resource name, `jobs/{job_id}`")
     state: JobState
@@ -169,10 +222,78 @@ ERROR_DESCRIPTIONS = {
     503: "A dependency (database, bus, storage, a service) is unavailable; retry later",
 }
 
+# Every error code the API answers with, and a message it really sends with it (for the examples).
+# tests/unit/test_api_docs.py checks that each is raised somewhere in the code.
+ERROR_MESSAGES = {
+    "INVALID_REQUEST": "query.page_size: Input should be less than or equal to 100",
+    "INVALID_PAGE_TOKEN": "page_token is not valid",
+    "NOT_MULTIPART": "the upload must be multipart/form-data with a 'file' field",
+    "MALFORMED_MULTIPART": "the multipart body is malformed",
+    "FILE_FIELD_MISSING": "the form has no 'file' field",
+    "MULTIPLE_FILES": "send exactly one 'file' field",
+    "TOO_MANY_FIELDS": "too many form fields",
+    "FIELD_TOO_LONG": "form field 'languages' is too long",
+    "EMPTY_FILE": "the file is empty",
+    "INVALID_LANGUAGE": "unsupported language(s): de; supported: kk, ru, en",
+    "INVALID_MIN_SPEAKERS": "min_speakers must not exceed max_speakers",
+    "INVALID_MAX_SPEAKERS": "max_speakers must be a whole number",
+    "INVALID_IDEMPOTENCY_KEY": "the idempotency key must be 1-128 printable ASCII characters without spaces",
+    "UPLOAD_INTERRUPTED": "the client disconnected during the upload",
+    "UNSUPPORTED_FORMAT": "unknown format 'pdf'; available: txt, srt, vtt, json, docx",
+    "SPEAKERS_EMPTY": "name at least one speaker",
+    "SPEAKER_NAME_EMPTY": "the name for S1 is empty",
+    "SPEAKER_NAME_INVALID": "the name for S1 contains control characters",
+    "SPEAKER_NAME_TOO_LONG": "the name for S1 has 140 characters; at most 100 are allowed",
+    "MERGE_INTO_SELF": "a speaker cannot be merged into itself",
+    "SEGMENT_CHANGE_MISSING": "send either 'text' or '\"revert\": true'",
+    "SEGMENT_TEXT_INVALID": "the text contains control characters",
+    "SEGMENT_TEXT_TOO_LONG": "the text has 12000 characters; at most 10000 are allowed",
+    "API_KEY_REQUIRED": "an API key is required",
+    "INVALID_API_KEY": "the API key is not valid",
+    "INVALID_AUTHORIZATION": "use 'Authorization: Bearer <api key>'",
+    "CSRF_TOKEN_MISSING": "send the kazru_csrf cookie's value as the X-CSRF-Token header",
+    "CSRF_TOKEN_INVALID": "the X-CSRF-Token header does not match the session",
+    "CSRF_ORIGIN_REFUSED": "cross-origin writes are refused; call the API with an API key",
+    "JOB_NOT_FOUND": "job not found",
+    "SPEAKER_NOT_FOUND": "the job has no speaker 'S9'",
+    "SEGMENT_NOT_FOUND": "the transcript has no segment 99",
+    "TRANSCRIPT_NOT_READY": "the transcript is not ready: job is RUNNING",
+    "ILLEGAL_STATE_TRANSITION": "a PENDING job cannot become SUCCEEDED",
+    "JOB_DELETED": "the job's audio and transcript have been deleted",
+    "JOB_EXPIRED": "the job's audio and transcript have been deleted",
+    "AUDIO_DELETED": "the job's audio has been deleted",
+    "UPLOAD_TOO_LARGE": "the file is larger than the 500 MiB limit",
+    "NOT_AUDIO": "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A, WebM)",
+    "AUDIO_UNDECODABLE": "the file is not audio ffmpeg can decode",
+    "AUDIO_EMPTY": "the file holds no audio samples",
+    "RANGE_NOT_SATISFIABLE": "the requested range is outside the 73012 bytes of the audio",
+    "RATE_LIMITED": "at most 10 uploads per 60 s; try again in 42 s",
+    "DATABASE_UNAVAILABLE": "the database is unavailable; try again",
+    "BUS_UNAVAILABLE": "the message bus is unavailable; try again",
+    "STORAGE_UNAVAILABLE": "object storage is unavailable; try again",
+    "SERVICE_UNAVAILABLE": "an internal service is unavailable, try again shortly",
+}
+AUTH_ERRORS = {401: ("INVALID_API_KEY", "INVALID_AUTHORIZATION", "API_KEY_REQUIRED")}
+WRITE_ERRORS = {403: ("CSRF_TOKEN_MISSING", "CSRF_TOKEN_INVALID", "CSRF_ORIGIN_REFUSED")}
+UNAVAILABLE = {503: ("DATABASE_UNAVAILABLE", "BUS_UNAVAILABLE", "STORAGE_UNAVAILABLE", "SERVICE_UNAVAILABLE")}
+NOT_FOUND = {404: ("JOB_NOT_FOUND",)}
+REMOVED = {410: ("JOB_DELETED", "JOB_EXPIRED")}
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these error statuses, all with the one error body."""
-    return {status: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[status]} for status in statuses}
+
+def error_responses(codes: dict[int, tuple[str, ...]]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route's error statuses, each with the codes it answers and an example of each."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, status_codes in sorted(codes.items()):
+        examples = {
+            code: {"summary": code, "value": {"error": {"code": code, "message": ERROR_MESSAGES[code], "details": {}}}}
+            for code in status_codes
+        }
+        responses[status] = {
+            "model": ErrorResponse,
+            "description": f"{ERROR_DESCRIPTIONS[status]}. Codes: {', '.join(f'`{code}`' for code in status_codes)}",
+            "content": {"application/json": {"examples": examples}},
+        }
+    return responses
 
 
 # The upload is read as a stream (services/gateway/multipart.py), so FastAPI does not see its form;

@@ -27,7 +27,7 @@ from kazru.errors import KazruError
 from kazru.settings import AnonymousAccess, Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
 from services.gateway import api_models, byte_ranges, csrf, openai_api, openapi_docs, upload_form
-from services.gateway.api_models import error_responses
+from services.gateway.api_models import AUTH_ERRORS, NOT_FOUND, REMOVED, UNAVAILABLE, WRITE_ERRORS, error_responses
 from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
 from services.gateway.core import Gateway
 from services.gateway.http_errors import error_body, error_response
@@ -100,10 +100,12 @@ class SegmentEdit(BaseModel):
     revert: bool = Field(default=False, description="Restore the machine's original text")
 
 
-TRANSCRIPT_EDIT_RESPONSES = {
-    200: {"model": api_models.Transcript},
-    **error_responses(400, 401, 403, 404, 409, 410, 503),
-}
+# Errors every route can answer with: a bad key, a dependency down; writes: the page's CSRF rules.
+COMMON_ERRORS = {**AUTH_ERRORS, **UNAVAILABLE}
+WRITE_COMMON_ERRORS = {**COMMON_ERRORS, **WRITE_ERRORS}
+EDIT_ERRORS = {
+    **WRITE_COMMON_ERRORS, 404: ("JOB_NOT_FOUND", "SPEAKER_NOT_FOUND"), 409: ("TRANSCRIPT_NOT_READY",), **REMOVED
+}  # fmt: skip
 
 
 def content_disposition(filename: str) -> str:
@@ -116,6 +118,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     app = FastAPI(
         title="KazRu-STT Pro",
         summary="Transcription of Kazakh, Russian and mixed Kazakh-Russian recordings",
+        description=api_models.QUICK_START,
         version="1.0.0",
         docs_url=None,  # served by openapi_docs, without a CDN
         redoc_url=None,
@@ -206,7 +209,13 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     @app.post(
         "/api/v1/upload", status_code=202, summary="Upload an audio file (multipart 'file')",
         openapi_extra={"requestBody": api_models.UPLOAD_REQUEST_BODY, "parameters": api_models.UPLOAD_PARAMETERS},
-        responses={202: {"model": api_models.Job}, **error_responses(400, 401, 403, 413, 415, 429, 503)},
+        responses={202: {"model": api_models.Job}, **error_responses({
+            400: ("NOT_MULTIPART", "MALFORMED_MULTIPART", "FILE_FIELD_MISSING", "MULTIPLE_FILES", "TOO_MANY_FIELDS",
+                  "FIELD_TOO_LONG", "EMPTY_FILE", "INVALID_LANGUAGE", "INVALID_MIN_SPEAKERS", "INVALID_MAX_SPEAKERS",
+                  "INVALID_IDEMPOTENCY_KEY", "UPLOAD_INTERRUPTED"),
+            413: ("UPLOAD_TOO_LARGE",), 415: ("NOT_AUDIO", "AUDIO_UNDECODABLE", "AUDIO_EMPTY"), 429: ("RATE_LIMITED",),
+            **WRITE_COMMON_ERRORS,
+        })},
     )  # fmt: skip
     async def upload(request: Request, caller: Caller) -> JSONResponse:
         job = await upload_form.upload_from_request(request, gateway, caller, settings)
@@ -214,7 +223,8 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
 
     @app.get(
         "/api/v1/jobs", summary="List your jobs, newest first", response_model=None,
-        responses={200: {"model": api_models.JobList}, **error_responses(400, 401, 503)},
+        responses={200: {"model": api_models.JobList},
+                   **error_responses({400: ("INVALID_REQUEST", "INVALID_PAGE_TOKEN"), **COMMON_ERRORS})},
     )  # fmt: skip
     async def list_jobs(
         caller: Caller,
@@ -226,7 +236,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
 
     @app.get(
         "/api/v1/jobs/{job_id}", summary="A job's state and progress", response_model=None,
-        responses={200: {"model": api_models.Job}, **error_responses(401, 404, 503)},
+        responses={200: {"model": api_models.Job}, **error_responses({**NOT_FOUND, **COMMON_ERRORS})},
     )  # fmt: skip
     async def get_job(job_id: str, caller: Caller) -> dict:
         return job_json(await gateway.get_job(caller.owner_id, job_id))
@@ -240,7 +250,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         response_class=StreamingResponse,
         responses={
             200: {"content": {"text/event-stream": {"schema": api_models.JOB_EVENT_SCHEMA}}},
-            **error_responses(401, 404, 503),
+            **error_responses({**NOT_FOUND, **COMMON_ERRORS}),
         },
     )
     async def job_status(job_id: str, caller: Caller) -> StreamingResponse:
@@ -255,7 +265,8 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     @app.delete(
         "/api/v1/jobs/{job_id}", summary="Cancel if running; delete the audio and transcript now",
         response_model=None,
-        responses={200: {"model": api_models.Job}, **error_responses(401, 403, 404, 409, 410, 503)},
+        responses={200: {"model": api_models.Job},
+                   **error_responses({**NOT_FOUND, 409: ("ILLEGAL_STATE_TRANSITION",), **REMOVED, **WRITE_COMMON_ERRORS})},
     )  # fmt: skip
     async def delete_job(job_id: str, caller: Caller) -> dict:
         return job_json(await gateway.delete_job(caller.owner_id, job_id))
@@ -268,7 +279,8 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         response_class=StreamingResponse,
         responses={200: {"content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}}},
                    206: {"description": "The requested part", "content": {"audio/*": {}}},
-                   **error_responses(401, 404, 410, 416, 503)},
+                   **error_responses({**NOT_FOUND, 410: ("JOB_DELETED", "JOB_EXPIRED", "AUDIO_DELETED"),
+                                      416: ("RANGE_NOT_SATISFIABLE",), **COMMON_ERRORS})},
     )  # fmt: skip
     async def job_audio(job_id: str, caller: Caller, request: Request) -> Response:
         audio = await gateway.audio(caller.owner_id, job_id)
@@ -300,7 +312,8 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     @app.get(
         "/api/v1/jobs/{job_id}/transcript", summary="The transcript of a finished job",
         response_model=None,
-        responses={200: {"model": api_models.Transcript}, **error_responses(401, 404, 409, 410, 503)},
+        responses={200: {"model": api_models.Transcript},
+                   **error_responses({**NOT_FOUND, 409: ("TRANSCRIPT_NOT_READY",), **REMOVED, **COMMON_ERRORS})},
     )  # fmt: skip
     async def get_transcript(job_id: str, caller: Caller) -> dict:
         job, transcript = await gateway.get_transcript(caller.owner_id, job_id)
@@ -310,7 +323,21 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         "/api/v1/jobs/{job_id}/speakers",
         summary="Name speakers; answers the updated transcript",
         response_model=None,
-        responses=TRANSCRIPT_EDIT_RESPONSES,
+        responses={
+            200: {"model": api_models.Transcript},
+            **error_responses(
+                {
+                    **EDIT_ERRORS,
+                    400: (
+                        "INVALID_REQUEST",
+                        "SPEAKERS_EMPTY",
+                        "SPEAKER_NAME_EMPTY",
+                        "SPEAKER_NAME_INVALID",
+                        "SPEAKER_NAME_TOO_LONG",
+                    ),
+                }
+            ),
+        },
     )
     async def rename_speakers(job_id: str, body: SpeakerNames, caller: Caller) -> dict:
         job, transcript = await gateway.rename_speakers(caller.owner_id, job_id, body.speakers)
@@ -321,7 +348,10 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         summary="Merge a speaker into another; answers the updated transcript",
         description="The speaker's segments and words are relabelled as `into`, and the speaker is removed.",
         response_model=None,
-        responses=TRANSCRIPT_EDIT_RESPONSES,
+        responses={
+            200: {"model": api_models.Transcript},
+            **error_responses({**EDIT_ERRORS, 400: ("INVALID_REQUEST", "MERGE_INTO_SELF")}),
+        },
     )
     async def merge_speaker(job_id: str, speaker: str, body: SpeakerMerge, caller: Caller) -> dict:
         job, transcript = await gateway.merge_speaker(caller.owner_id, job_id, speaker, body.into)
@@ -332,7 +362,10 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         summary="Change a segment's text, or restore the machine's; answers the segment",
         description="The machine's text stays in `original_text` until the segment is reverted.",
         response_model=None,
-        responses={200: {"model": api_models.Segment}, **error_responses(400, 401, 403, 404, 409, 410, 503)},
+        responses={200: {"model": api_models.Segment}, **error_responses({
+            **EDIT_ERRORS, 404: ("JOB_NOT_FOUND", "SEGMENT_NOT_FOUND"),
+            400: ("INVALID_REQUEST", "SEGMENT_CHANGE_MISSING", "SEGMENT_TEXT_INVALID", "SEGMENT_TEXT_TOO_LONG"),
+        })},
     )  # fmt: skip
     async def edit_segment(job_id: str, segment: int, body: SegmentEdit, caller: Caller) -> dict:
         if (body.text is None) == (not body.revert):
@@ -342,7 +375,10 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     @app.get(
         "/api/v1/jobs/{job_id}/export/{fmt}", summary="Download the transcript as txt, srt, vtt, json or docx",
         response_class=StreamingResponse,
-        responses={200: {"content": api_models.EXPORT_CONTENT}, **error_responses(400, 401, 404, 409, 410, 503)},
+        responses={200: {"content": api_models.EXPORT_CONTENT}, **error_responses({
+            400: ("UNSUPPORTED_FORMAT", "INVALID_REQUEST"), **NOT_FOUND, 409: ("TRANSCRIPT_NOT_READY",), **REMOVED,
+            **COMMON_ERRORS,
+        })},
     )  # fmt: skip
     async def export(job_id: str, fmt: ExportFormatName, caller: Caller, timestamps: bool = True) -> Response:
         if fmt not in EXPORT_FORMATS:
@@ -375,7 +411,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
 
     @app.get(
         "/api/v1/status", summary="Queue length, active workers and the estimated wait for a new upload",
-        response_model=None, responses={200: {"model": api_models.ServiceStatus}, **error_responses(503)},
+        response_model=None, responses={200: {"model": api_models.ServiceStatus}, **error_responses(UNAVAILABLE)},
     )  # fmt: skip
     async def service_status() -> dict:
         return await gateway.service_status()

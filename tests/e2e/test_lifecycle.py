@@ -123,7 +123,7 @@ async def test_delete_over_grpc(stack, store, database):
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND and from_rpc_error(gone.value).code == "JOB_DELETED"
     with pytest.raises(grpc.aio.AioRpcError) as again:
         await stub.DeleteJob(job_service_pb2.DeleteJobRequest(name=job.name), metadata=metadata)
-    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert again.value.code() == grpc.StatusCode.NOT_FOUND and from_rpc_error(again.value).code == "JOB_DELETED"
     with pytest.raises(grpc.aio.AioRpcError) as anonymous:
         await stub.DeleteJob(job_service_pb2.DeleteJobRequest(name=job.name))
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
