@@ -1,4 +1,5 @@
-"""What a person may change in a finished transcript: speaker names, merges, segment text.
+"""What a person may change in a finished transcript: speaker names, merges, a segment's text, language
+and speaker (the last also splits a merge back, turn by turn).
 
 Every edit runs in the caller's transaction and first locks the job's row
 (SELECT ... FOR UPDATE), so concurrent edits of one job queue up instead of
@@ -8,6 +9,7 @@ owner's job is NOT_FOUND, as everywhere.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from sqlalchemy import delete, select, update
@@ -16,11 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kazru import errors
 from kazru.db import jobs
 from kazru.db.models import Job, Segment, Speaker, Word
+from kazru.language_shares import language_shares
 
 MAX_SPEAKER_NAME_CHARS = 100
 MAX_SEGMENT_TEXT_CHARS = 10_000
 # segments.position is a 32-bit integer: a larger index cannot exist.
 MAX_SEGMENT_INDEX = 2**31 - 1
+# A speaker a segment is moved to that the job does not have yet gets a label of the diarizer's kind.
+NEW_SPEAKER_LABEL = re.compile(r"S[1-9][0-9]?")
 
 
 def _has_control_characters(text: str) -> bool:
@@ -132,14 +137,7 @@ async def merge_speaker(session: AsyncSession, job_id: str, owner_id: str, speak
     job.speaker_count = len(speakers) - 1
 
 
-async def edit_segment(session: AsyncSession, job_id: str, owner_id: str, index: int, text: str | None) -> Segment:
-    """Set a segment's text (timing kept), or with `text=None` restore the machine's text.
-
-    The machine's text is stored once, at the first edit; a later edit keeps it, and
-    text equal to it clears the edited state.
-    """
-    new_text = None if text is None else clean_segment_text(text)
-    job = await lock_editable_job(session, job_id, owner_id)
+async def _locked_segment(session: AsyncSession, job: Job, index: int) -> Segment:
     segment = None
     if 0 <= index <= MAX_SEGMENT_INDEX:
         segment = await session.scalar(
@@ -151,11 +149,82 @@ async def edit_segment(session: AsyncSession, job_id: str, owner_id: str, index:
             code="SEGMENT_NOT_FOUND",
             details={"job_id": str(job.id), "segment": str(index)},
         )
+    return segment
+
+
+async def edit_segment(session: AsyncSession, job_id: str, owner_id: str, index: int, text: str | None) -> Segment:
+    """Set a segment's text (timing kept), or with `text=None` restore the machine's text.
+
+    The machine's text is stored once, at the first edit; a later edit keeps it, and
+    text equal to it clears the edited state.
+    """
+    new_text = None if text is None else clean_segment_text(text)
+    job = await lock_editable_job(session, job_id, owner_id)
+    segment = await _locked_segment(session, job, index)
     machine_text = segment.original_text if segment.original_text is not None else segment.text
     if new_text is None or new_text == machine_text:
         segment.text, segment.original_text = machine_text, None
     else:
         segment.text, segment.original_text = new_text, machine_text
+    return segment
+
+
+async def set_segment_language(
+    session: AsyncSession, job_id: str, owner_id: str, index: int, language: str, supported: tuple[str, ...]
+) -> Segment:
+    """Correct a segment's language (a wrong KK/RU badge); the job's language shares and main language follow."""
+    language = language.strip().lower()
+    if language not in supported:
+        raise errors.InvalidArgument(
+            f"unsupported language '{language[:8]}'; supported: {', '.join(supported)}", code="INVALID_LANGUAGE"
+        )
+    job = await lock_editable_job(session, job_id, owner_id)
+    segment = await _locked_segment(session, job, index)
+    segment.language = language
+    await session.flush()
+    spans = await session.execute(
+        select(Segment.language, Segment.end_seconds - Segment.start_seconds).where(Segment.job_id == job.id)
+    )
+    job.language_shares = language_shares((row[0], row[1]) for row in spans)
+    job.detected_language = next(iter(job.language_shares), None)
+    return segment
+
+
+async def set_segment_speaker(session: AsyncSession, job_id: str, owner_id: str, index: int, label: str) -> Segment:
+    """Give a segment (and its words) to another speaker: an existing one, or a new label such as the one a
+    merge removed (so a merge can be split back). A speaker left without segments is removed."""
+    job = await lock_editable_job(session, job_id, owner_id)
+    segment = await _locked_segment(session, job, index)
+    speakers = await _speakers(session, job)
+    if label not in speakers and not NEW_SPEAKER_LABEL.fullmatch(label):
+        raise errors.InvalidArgument(
+            f"'{label[:32]}' is neither a speaker of the job nor a new label S1-S99", code="SPEAKER_LABEL_INVALID"
+        )
+    previous = segment.speaker
+    if previous == label:
+        return segment
+    length = max(segment.end_seconds - segment.start_seconds, 0.0)
+    target = speakers.get(label)
+    if target is None:
+        target = Speaker(job_id=job.id, label=label, speaking_seconds=0.0, segment_count=0)
+        session.add(target)
+    target.speaking_seconds += length
+    target.segment_count += 1
+    if previous in speakers:
+        source = speakers[previous]
+        source.speaking_seconds = max(source.speaking_seconds - length, 0.0)
+        source.segment_count -= 1
+        if source.segment_count <= 0:
+            await session.delete(source)
+    segment.speaker = label
+    await session.execute(
+        update(Word)
+        .where(Word.job_id == job.id, Word.segment_position == segment.position)
+        .values(speaker=label)
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+    job.speaker_count = len(await _speakers(session, job))
     return segment
 
 

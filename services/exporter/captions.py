@@ -50,6 +50,8 @@ class CaptionSource:
     # The recognised words, or empty when they cannot be used (none, or the text was edited):
     # TimedWord, or any sequence that starts with start, end, text.
     words: Sequence[Sequence[Any]] = ()
+    # The segment's language, where captions should say it (a transcript in more than one); else None.
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Caption:
     # first of a new speaker, which shows the name before the text.
     speaker_name: str | None = None
     announce: bool = False
+    language: str | None = None
 
     @property
     def text(self) -> str:
@@ -72,8 +75,12 @@ def caption_name(name: str) -> str:
     return name if len(name) <= MAX_CAPTION_NAME_CHARS else name[: MAX_CAPTION_NAME_CHARS - 1] + "…"
 
 
-def name_prefix(name: str | None) -> str:
-    return f"{caption_name(name)}: " if name else ""
+def name_prefix(name: str | None, language: str | None = None) -> str:
+    """`Aigerim: `, or with the language where captions say it, `Aigerim (kk): ` (`(kk): ` without a name)."""
+    label = caption_name(name) if name else ""
+    if language:
+        label = f"{label} ({language})".strip()
+    return f"{label}: " if label else ""
 
 
 class _Token(NamedTuple):
@@ -237,19 +244,23 @@ class CaptionBuilder:
         self._pending: Caption | None = None
         self._previous_end = 0
         self._speaker: str | None = None
+        self._language: str | None = None
 
     def add(self, source: CaptionSource) -> list[Caption]:
         tokens = _tokens(source)
         if not tokens:
             return []
-        announce = source.speaker is not None and source.speaker != self._speaker
+        announce = (source.speaker is not None and source.speaker != self._speaker) or (
+            source.language is not None and source.language != self._language
+        )
         if source.speaker is not None:
             self._speaker = source.speaker
+        self._language = source.language
         name = source.speaker_name or source.speaker
-        first_line_chars = MAX_LINE_CHARS - len(name_prefix(name if announce else None))
+        first_line_chars = MAX_LINE_CHARS - len(name_prefix(name, source.language) if announce else "")
         done = []
         for number, (group, lines) in enumerate(_groups(tokens, first_line_chars)):
-            draft = Caption(group[0].start_ms, group[-1].end_ms, lines, name, announce and number == 0)
+            draft = Caption(group[0].start_ms, group[-1].end_ms, lines, name, announce and number == 0, source.language)
             if self._pending is not None:
                 done.append(self._time(self._pending, draft.start_ms))
             self._pending = draft
@@ -264,15 +275,15 @@ class CaptionBuilder:
     def _time(self, draft: Caption, next_start: int | None) -> Caption:
         """No overlaps; at least 1 s and slow enough to read where the next caption allows; at most 7 s."""
         start = max(draft.start_ms, self._previous_end)
-        shown_name = draft.speaker_name if draft.announce else None
-        chars = sum(len(line) for line in draft.lines) + len(name_prefix(shown_name))
+        shown = name_prefix(draft.speaker_name, draft.language) if draft.announce else ""
+        chars = sum(len(line) for line in draft.lines) + len(shown)
         wanted = max(draft.end_ms - start, MIN_MS, -(-chars * 1000 // MAX_CHARS_PER_SECOND))
         end = start + min(wanted, MAX_MS)
         if next_start is not None:
             end = min(end, max(next_start, start + 1))
         end = max(end, start + 1)
         self._previous_end = end
-        return Caption(start, end, draft.lines, draft.speaker_name, draft.announce)
+        return Caption(start, end, draft.lines, draft.speaker_name, draft.announce, draft.language)
 
 
 def build_captions(sources: Iterable[CaptionSource]) -> list[Caption]:

@@ -3,7 +3,9 @@
 Each renderer is an async generator (of str, or of bytes for DOCX) over a
 TranscriptStream, so the exporter streams large transcripts as it reads them.
 
-Speakers appear by their display name: the name a person gave, else the label.
+Speakers appear by their display name: the name a person gave, else the label. A transcript in more than
+one language says each turn's language in every format (`Aigerim (kk):`, VTT's `<lang kk>`, JSON's
+`language`), so a person's correction of a segment's language shows wherever the transcript goes.
 """
 
 from __future__ import annotations
@@ -73,39 +75,54 @@ def speaker_names(speakers: Iterable[Any]) -> dict[str, str]:
     return {speaker.label: speaker.name or speaker.label for speaker in speakers}
 
 
+def says_languages(job: Job) -> bool:
+    """Whether turns say their language: the transcript has more than one."""
+    return len(job.language_shares or {}) > 1
+
+
+def who_says(name: str | None, language: str | None) -> str:
+    """`Aigerim: `, `Aigerim (kk): `, `(kk): ` or nothing: the head of a turn."""
+    label = (f"{name or ''} ({language})" if language else name or "").strip()
+    return f"{label}: " if label else ""
+
+
 def turn_text(segments: list[Any]) -> str:
     return " ".join(text for text in (segment.text.strip() for segment in segments) if text)
 
 
-async def turns(transcript: TranscriptStream) -> AsyncIterator[tuple[str | None, list[Any]]]:
-    """Consecutive segments of one speaker with some text: (speaker label, segments).
-    (A person may empty a segment's text, e.g. words made up over noise.)"""
-    speaker, turn = None, []
+async def turns(
+    transcript: TranscriptStream, by_language: bool = False
+) -> AsyncIterator[tuple[str | None, str | None, list[Any]]]:
+    """Consecutive segments of one speaker (and, `by_language`, one language) with some text:
+    (speaker label, language or None, segments). (A person may empty a segment's text, e.g. words made
+    up over noise.)"""
+    key, turn = None, []
     async for segment in transcript.segments:
         if not segment.text.strip():
             continue
-        if turn and segment.speaker != speaker:
-            yield speaker, turn
+        segment_key = (segment.speaker, segment.language if by_language else None)
+        if turn and segment_key != key:
+            yield *key, turn
             turn = []
-        speaker = segment.speaker
+        key = segment_key
         turn.append(segment)
     if turn:
-        yield speaker, turn
+        yield *key, turn
 
 
 async def render_txt(job: Job, transcript: TranscriptStream, options: RenderOptions) -> AsyncIterator[str]:
     """One paragraph per speaker turn: `[00:01:23] Aigerim: …`, a blank line between turns."""
     names = speaker_names(transcript.speakers)
     index = 0
-    async for speaker, segments in turns(transcript):
+    async for speaker, language, segments in turns(transcript, by_language=says_languages(job)):
         prefix = f"[{clock(segments[0].start_seconds)}] " if options.timestamps else ""
-        who = f"{names.get(speaker, speaker)}: " if speaker else ""
+        who = who_says(names.get(speaker, speaker) if speaker else None, language)
         text = turn_text(segments)
         yield f"{chr(10) if index else ''}{prefix}{who}{text}\n"
         index += 1
 
 
-async def caption_sources(transcript: TranscriptStream) -> AsyncIterator[captions.CaptionSource]:
+async def caption_sources(transcript: TranscriptStream, languages: bool) -> AsyncIterator[captions.CaptionSource]:
     names = speaker_names(transcript.speakers)
     async for segment in transcript.segments:
         yield captions.CaptionSource(
@@ -116,6 +133,7 @@ async def caption_sources(transcript: TranscriptStream) -> AsyncIterator[caption
             speaker_name=names.get(segment.speaker, segment.speaker) if segment.speaker else None,
             # A person's edit leaves the machine's words behind: the new text is timed by characters.
             words=(segment.words or ()) if segment.original_text is None else (),
+            language=segment.language if languages else None,
         )
 
 
@@ -128,9 +146,9 @@ def _cue_safe(line: str) -> str:
     return line.replace("-->", "->")
 
 
-async def timed_captions(transcript: TranscriptStream) -> AsyncIterator[captions.Caption]:
+async def timed_captions(transcript: TranscriptStream, languages: bool) -> AsyncIterator[captions.Caption]:
     builder = captions.CaptionBuilder()
-    async for source in caption_sources(transcript):
+    async for source in caption_sources(transcript, languages):
         for caption in builder.add(source):
             yield caption
     for caption in builder.finish():
@@ -139,11 +157,11 @@ async def timed_captions(transcript: TranscriptStream) -> AsyncIterator[captions
 
 async def render_srt(job: Job, transcript: TranscriptStream, options: RenderOptions) -> AsyncIterator[str]:
     number = 0
-    async for caption in timed_captions(transcript):
+    async for caption in timed_captions(transcript, says_languages(job)):
         number += 1
         lines = [_cue_safe(line) for line in caption.lines]
         if caption.announce:
-            lines[0] = (captions.name_prefix(caption.speaker_name) + lines[0]).rstrip()
+            lines[0] = (captions.name_prefix(caption.speaker_name, caption.language) + lines[0]).rstrip()
         timing = f"{_subtitle_time(caption.start_ms, ',')} --> {_subtitle_time(caption.end_ms, ',')}"
         yield f"{number}\n{timing}\n" + "\n".join(lines) + "\n\n"
 
@@ -153,12 +171,15 @@ def _vtt_escape(text: str) -> str:
 
 
 async def render_vtt(job: Job, transcript: TranscriptStream, options: RenderOptions) -> AsyncIterator[str]:
-    """WebVTT; every cue carries its speaker as a voice tag (`<v Aigerim>`), which players use for styling."""
+    """WebVTT; every cue carries its speaker as a voice tag (`<v Aigerim>`), which players use for styling,
+    and in a transcript of several languages its language as a language span (`<lang kk>`)."""
     yield "WEBVTT\n\n"
     number = 0
-    async for caption in timed_captions(transcript):
+    async for caption in timed_captions(transcript, says_languages(job)):
         number += 1
         lines = [_vtt_escape(_cue_safe(line)) for line in caption.lines]
+        if caption.language:
+            lines[0], lines[-1] = f"<lang {caption.language}>{lines[0]}", f"{lines[-1]}</lang>"
         if caption.speaker_name:
             lines[0] = f"<v {_vtt_escape(caption.speaker_name)}>{lines[0]}"
         timing = f"{_subtitle_time(caption.start_ms, '.')} --> {_subtitle_time(caption.end_ms, '.')}"
@@ -206,6 +227,8 @@ async def render_json(job: Job, transcript: TranscriptStream, options: RenderOpt
             "confidence": segment.confidence,
             "edited": segment.original_text is not None,
             "original_text": segment.original_text,
+            # After an edit the words are still the machine's: they time `original_text`, not `text`.
+            "words_of": "text" if segment.original_text is None else "original_text",
         }
         # The words come as JSON text already (see TranscriptStream): spliced in, not re-encoded.
         words = f', "words": {segment.words_json or "[]"}}}'
@@ -237,8 +260,8 @@ async def render_docx(job: Job, transcript: TranscriptStream, options: RenderOpt
             with target.open(entry.filename, "w") as part:
                 part.write(head)
                 yield sink.take()
-                async for speaker, segments in turns(transcript):
-                    part.write(_turn_xml(speaker, segments, names, options).encode("utf-8"))
+                async for speaker, language, segments in turns(transcript, by_language=says_languages(job)):
+                    part.write(_turn_xml(speaker, language, segments, names, options).encode("utf-8"))
                     if sink.size >= DOCX_CHUNK_BYTES:
                         yield sink.take()
                 part.write(tail)
@@ -277,10 +300,11 @@ def _xml_text(text: str) -> str:
     return xml_escape(text.translate(_XML_ILLEGAL))
 
 
-def _turn_xml(speaker: str | None, segments: list[Any], names: dict[str, str], options: RenderOptions) -> str:
+def _turn_xml(
+    speaker: str | None, language: str | None, segments: list[Any], names: dict[str, str], options: RenderOptions
+) -> str:
     head = f"[{clock(segments[0].start_seconds)}] " if options.timestamps else ""
-    if speaker:
-        head += f"{names.get(speaker, speaker)}: "
+    head += who_says(names.get(speaker, speaker) if speaker else None, language)
     text = turn_text(segments)
     bold = f'<w:r><w:rPr><w:b/></w:rPr><w:t xml:space="preserve">{_xml_text(head)}</w:t></w:r>' if head else ""
     return f'<w:p>{bold}<w:r><w:t xml:space="preserve">{_xml_text(text)}</w:t></w:r></w:p>'

@@ -49,6 +49,14 @@ class UploadStart:
     request_id: str = ""
 
 
+@dataclass(frozen=True)
+class SegmentChange:
+    """What to change in a segment: `field` is "text", "revert", "language" or "speaker"."""
+
+    field: str
+    value: str = ""
+
+
 # What an upload body yields after its start: file bytes, or options that arrived late.
 UploadItem = bytes | job_pb2.TranscriptionOptions
 
@@ -228,10 +236,21 @@ class Gateway:
             await transcript_edits.merge_speaker(session, job_id, owner_id, speaker, into)
         return await self.get_transcript(owner_id, job_id)
 
-    async def edit_segment(self, owner_id: str, job_id: str, index: int, text: str | None) -> transcript_pb2.Segment:
-        """New text for a segment, or `None` for the machine's text back."""
+    async def edit_segment(
+        self, owner_id: str, job_id: str, index: int, change: SegmentChange
+    ) -> transcript_pb2.Segment:
+        """One change of a segment: new text, the machine's text back, its language, or its speaker."""
         async with self._sessions.begin() as session:
-            segment = await transcript_edits.edit_segment(session, job_id, owner_id, index, text)
+            if change.field == "text" or change.field == "revert":
+                text = change.value if change.field == "text" else None
+                segment = await transcript_edits.edit_segment(session, job_id, owner_id, index, text)
+            elif change.field == "language":
+                supported = self._settings.supported_languages
+                segment = await transcript_edits.set_segment_language(
+                    session, job_id, owner_id, index, change.value, supported
+                )
+            else:
+                segment = await transcript_edits.set_segment_speaker(session, job_id, owner_id, index, change.value)
             words = await transcript_edits.segment_words(session, segment)
             return convert.segment_to_proto(segment, [convert.word_to_proto(word) for word in words])
 

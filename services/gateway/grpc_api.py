@@ -10,7 +10,7 @@ from kazru.grpc_errors import translate
 from kazru.upload_protocol import check_complete, refuse_after_draining
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import Authenticator, Principal
-from services.gateway.core import Gateway, UploadItem, UploadStart
+from services.gateway.core import Gateway, SegmentChange, UploadItem, UploadStart
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
@@ -115,10 +115,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         job_id, index = _segment_from_name(request.name)
         change = request.WhichOneof("change")
         if change is None:
-            raise errors.InvalidArgument("set either text or revert", code="SEGMENT_CHANGE_MISSING")
+            raise errors.InvalidArgument("set one of text, revert, language or speaker", code="SEGMENT_CHANGE_MISSING")
         if change == "revert" and not request.revert:
             raise errors.InvalidArgument("revert must be true when set", code="SEGMENT_CHANGE_MISSING")
-        return await self._gateway.edit_segment(owner_id, job_id, index, request.text if change == "text" else None)
+        value = "" if change == "revert" else getattr(request, change)
+        return await self._gateway.edit_segment(owner_id, job_id, index, SegmentChange(change, str(value)))
 
 
 def _peer_address(context) -> str:

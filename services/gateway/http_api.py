@@ -29,7 +29,7 @@ from kazru.v1 import export_pb2, job_pb2, transcript_pb2
 from services.gateway import api_models, byte_ranges, csrf, openai_api, openapi_docs, upload_form
 from services.gateway.api_models import AUTH_ERRORS, NOT_FOUND, REMOVED, UNAVAILABLE, WRITE_ERRORS, error_responses
 from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
-from services.gateway.core import Gateway
+from services.gateway.core import Gateway, SegmentChange
 from services.gateway.http_errors import error_body, error_response
 from services.gateway.http_telemetry import RequestTelemetry
 from services.gateway.security_headers import SecurityHeaders
@@ -94,10 +94,24 @@ class SpeakerMerge(BaseModel):
 
 
 class SegmentEdit(BaseModel):
-    """Send `text` to change the segment's text, or `"revert": true` to restore the machine's text."""
+    """One change: `text` (new text), `"revert": true` (the machine's text back), `language` (correct the
+    segment's language) or `speaker` (give the segment to another speaker, or a new one: splits a merge back)."""
 
     text: str | None = Field(default=None, description="New text, at most 10 000 characters; timing is kept")
     revert: bool = Field(default=False, description="Restore the machine's original text")
+    language: str | None = Field(default=None, max_length=8, description="The segment's language (kk, ru, en)")
+    speaker: str | None = Field(
+        default=None, max_length=32, description="A speaker id of the job, or a new one (S1-S99)"
+    )
+
+    def change(self) -> SegmentChange:
+        given = [name for name in ("text", "language", "speaker") if getattr(self, name) is not None]
+        given += ["revert"] if self.revert else []
+        if len(given) != 1:
+            raise errors.InvalidArgument(
+                "send one of 'text', '\"revert\": true', 'language' or 'speaker'", code="SEGMENT_CHANGE_MISSING"
+            )
+        return SegmentChange(given[0], "" if given[0] == "revert" else getattr(self, given[0]))
 
 
 # Errors every route can answer with: a bad key, a dependency down; writes: the page's CSRF rules.
@@ -359,18 +373,19 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
 
     @app.patch(
         "/api/v1/jobs/{job_id}/segments/{segment}",
-        summary="Change a segment's text, or restore the machine's; answers the segment",
-        description="The machine's text stays in `original_text` until the segment is reverted.",
+        summary="Change a segment's text, language or speaker, or restore the machine's text; answers the segment",
+        description="One change per request. The machine's text stays in `original_text` until the segment is "
+        "reverted. A corrected `language` updates the job's language shares. `speaker` moves the segment and its "
+        "words to another speaker, or to a new one (`S1`-`S99`), which splits a merge back turn by turn.",
         response_model=None,
         responses={200: {"model": api_models.Segment}, **error_responses({
             **EDIT_ERRORS, 404: ("JOB_NOT_FOUND", "SEGMENT_NOT_FOUND"),
-            400: ("INVALID_REQUEST", "SEGMENT_CHANGE_MISSING", "SEGMENT_TEXT_INVALID", "SEGMENT_TEXT_TOO_LONG"),
+            400: ("INVALID_REQUEST", "SEGMENT_CHANGE_MISSING", "SEGMENT_TEXT_INVALID", "SEGMENT_TEXT_TOO_LONG",
+                  "INVALID_LANGUAGE", "SPEAKER_LABEL_INVALID"),
         })},
     )  # fmt: skip
     async def edit_segment(job_id: str, segment: int, body: SegmentEdit, caller: Caller) -> dict:
-        if (body.text is None) == (not body.revert):
-            raise errors.InvalidArgument("send either 'text' or '\"revert\": true'", code="SEGMENT_CHANGE_MISSING")
-        return segment_json(await gateway.edit_segment(caller.owner_id, job_id, segment, body.text))
+        return segment_json(await gateway.edit_segment(caller.owner_id, job_id, segment, body.change()))
 
     @app.get(
         "/api/v1/jobs/{job_id}/export/{fmt}", summary="Download the transcript as txt, srt, vtt, json or docx",

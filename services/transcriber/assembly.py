@@ -13,6 +13,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from kazru.language_shares import language_shares
 from services.transcriber.diarization import TURN_PAUSE_SECONDS, Diarization
 from services.transcriber.recognition import Recognition
 
@@ -148,11 +149,4 @@ def _speaker_summaries(segments: list[TranscriptSegment]) -> list[SpeakerSummary
 
 
 def _language_shares(segments: list[TranscriptSegment]) -> dict[str, float]:
-    seconds: dict[str, float] = defaultdict(float)
-    for segment in segments:
-        seconds[segment.language] += max(segment.end - segment.start, 0.0)
-    total = math.fsum(seconds.values())
-    if total <= 0:
-        return {}
-    ranked = sorted(seconds.items(), key=lambda item: item[1], reverse=True)
-    return {language: round(value / total, 4) for language, value in ranked}
+    return language_shares((segment.language, segment.end - segment.start) for segment in segments)

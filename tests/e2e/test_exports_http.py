@@ -103,6 +103,16 @@ async def test_edit_over_http_then_export(stack, database, intruder):
         reverted = await client.patch(f"/api/v1/jobs/{job_id}/segments/1", json={"revert": True})
         assert reverted.json()["text"] == "Жақсы, рахмет!" and not reverted.json()["edited"]
 
+        # The merge split back (segment 1 to a new S2), and a language corrected: the job and exports follow.
+        given_back = await client.patch(f"/api/v1/jobs/{job_id}/segments/1", json={"speaker": "S2"})
+        assert given_back.status_code == 200 and given_back.json()["speaker"] == "S2"
+        relabelled = await client.patch(f"/api/v1/jobs/{job_id}/segments/1", json={"language": "ru"})
+        assert relabelled.json()["language"] == "ru"
+        job = (await client.get(f"/api/v1/jobs/{job_id}")).json()
+        assert set(job["language_shares"]) == {"kk", "ru"} and job["speaker_count"] == 2
+        txt = (await client.get(f"/api/v1/jobs/{job_id}/export/txt", params={"timestamps": "false"})).text
+        assert txt == "Айгерім (kk): Сәлем қалың қалай\n\nS2 (ru): Жақсы, рахмет!\n"
+
         openapi = (await client.get("/api/v1/openapi.json")).json()
         assert "/api/v1/jobs/{job_id}/speakers/{speaker}/merge" in openapi["paths"]
         assert "SegmentEdit" in openapi["components"]["schemas"]
@@ -121,6 +131,15 @@ async def test_clear_errors_over_http(stack, database, intruder):
         ("patch", f"/api/v1/jobs/{job_id}/segments/9", {"text": "мәтін"}, 404, "SEGMENT_NOT_FOUND"),
         ("patch", f"/api/v1/jobs/{job_id}/segments/x", {"text": "мәтін"}, 400, "INVALID_REQUEST"),
         ("patch", f"/api/v1/jobs/{job_id}/segments/0", {}, 400, "SEGMENT_CHANGE_MISSING"),
+        (
+            "patch",
+            f"/api/v1/jobs/{job_id}/segments/0",
+            {"text": "мәтін", "language": "ru"},
+            400,
+            "SEGMENT_CHANGE_MISSING",
+        ),
+        ("patch", f"/api/v1/jobs/{job_id}/segments/0", {"language": "xx"}, 400, "INVALID_LANGUAGE"),
+        ("patch", f"/api/v1/jobs/{job_id}/segments/0", {"speaker": "Guest"}, 400, "SPEAKER_LABEL_INVALID"),
         ("patch", f"/api/v1/jobs/{job_id}/segments/0", {"text": "ә" * 10_001}, 400, "SEGMENT_TEXT_TOO_LONG"),
         ("put", f"/api/v1/jobs/{running}/speakers", {"speakers": {"S1": "Әлия"}}, 409, "TRANSCRIPT_NOT_READY"),
         ("get", f"/api/v1/jobs/{job_id}/export/pdf", None, 400, "UNSUPPORTED_FORMAT"),

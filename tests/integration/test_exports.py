@@ -19,7 +19,7 @@ from kazru.db.session import create_engine, create_sessionmaker
 from kazru.v1 import export_pb2, exporter_service_pb2, exporter_service_pb2_grpc
 from services.exporter.__main__ import create_server
 from services.exporter.grpc_api import ExporterServicer
-from services.gateway.core import Gateway
+from services.gateway.core import Gateway, SegmentChange
 from tests import export_checks
 from tests.transcripts import (
     KAZAKH_LETTERS,
@@ -162,11 +162,11 @@ async def test_edits_show_in_every_export_and_the_machine_text_stays_recoverable
     assert [s.speaker for s in transcript.segments] == ["S1", "S2", "S2", "S2"]
     assert {w.speaker for w in transcript.segments[2].words} == {"S2"}
 
-    edited = await gateway.edit_segment(OWNER, job_id, 2, "Ауа райы  тамаша,\nрақмет.")
+    edited = await gateway.edit_segment(OWNER, job_id, 2, SegmentChange("text", "Ауа райы  тамаша,\nрақмет."))
     assert edited.text == "Ауа райы тамаша, рақмет." and edited.edited
     assert edited.original_text == "Погода отличная, спасибо."
     assert (edited.start_seconds, edited.end_seconds) == (7.0, 7.0 + 0.5 * 2 + 0.4)
-    again = await gateway.edit_segment(OWNER, job_id, 2, "Ауа райы керемет.")
+    again = await gateway.edit_segment(OWNER, job_id, 2, SegmentChange("text", "Ауа райы керемет."))
     assert again.original_text == "Погода отличная, спасибо.", "the machine's text is kept from the first edit"
 
     txt = (await export(gateway, job_id, "txt")).decode()
@@ -198,10 +198,10 @@ async def test_edits_show_in_every_export_and_the_machine_text_stays_recoverable
     assert "Дәурен: " in "\n".join(export_checks.open_docx(await export(gateway, job_id, "docx")))
 
     # the same text as the machine's clears the edit; revert restores it
-    same = await gateway.edit_segment(OWNER, job_id, 2, "Погода отличная, спасибо.")
+    same = await gateway.edit_segment(OWNER, job_id, 2, SegmentChange("text", "Погода отличная, спасибо."))
     assert not same.edited and same.original_text == ""
-    await gateway.edit_segment(OWNER, job_id, 1, "Өзгертілген мәтін")
-    reverted = await gateway.edit_segment(OWNER, job_id, 1, None)
+    await gateway.edit_segment(OWNER, job_id, 1, SegmentChange("text", "Өзгертілген мәтін"))
+    reverted = await gateway.edit_segment(OWNER, job_id, 1, SegmentChange("revert"))
     assert reverted.text == "Күн ашық, һәм жылы. Ұлы дала өңірі." and not reverted.edited
     document = export_checks.parse_json(await export(gateway, job_id, "json"))
     assert not any(s["edited"] for s in document["segments"])
@@ -213,11 +213,58 @@ async def test_edits_show_in_every_export_and_the_machine_text_stays_recoverable
         assert await session.scalar(select(Speaker.name).where(Speaker.label == "S2", Speaker.job_id == job_id)) is None
 
 
+async def test_a_corrected_language_shows_in_every_export_and_in_the_jobs_shares(gateway, database):
+    job_id = str(await insert_transcript(database, conversation(), owner_id=OWNER))
+    corrected = await gateway.edit_segment(OWNER, job_id, 0, SegmentChange("language", "RU"))
+    assert corrected.language == "ru"
+    job, transcript = await gateway.get_transcript(OWNER, job_id)
+    spans = {s.index: s.end_seconds - s.start_seconds for s in transcript.segments}
+    russian = (spans[0] + spans[2]) / sum(spans.values())
+    assert dict(job.language_shares) == pytest.approx({"ru": russian, "kk": 1 - russian}, abs=1e-3)
+    assert job.detected_language == ("ru" if russian > 0.5 else "kk")
+
+    txt = (await export(gateway, job_id, "txt")).decode()
+    assert txt.startswith("[00:00:00] S1 (ru): Сәлеметсіз бе") and "S2 (kk): Күн ашық" in txt
+    subtitles = export_checks.parse_srt(await export(gateway, job_id, "srt"))
+    export_checks.check_caption_rules(subtitles)
+    assert subtitles[0].content.startswith("S1 (ru): ")
+    vtt = (await export(gateway, job_id, "vtt")).decode()
+    assert "<v S1><lang ru>Сәлеметсіз" in vtt and "<lang kk>" in vtt
+    export_checks.parse_vtt(vtt.encode())
+    document = export_checks.parse_json(await export(gateway, job_id, "json"))
+    assert [s["language"] for s in document["segments"]] == ["ru", "kk", "ru", "kk"]
+    assert "[00:00:00] S1 (ru): Сәлеметсіз бе, бүгін ауа райы қандай?" in export_checks.open_docx(
+        await export(gateway, job_id, "docx")
+    )
+    with pytest.raises(errors.InvalidArgument) as unsupported:
+        await gateway.edit_segment(OWNER, job_id, 0, SegmentChange("language", "de"))
+    assert unsupported.value.code == "INVALID_LANGUAGE"
+
+
+async def test_a_merge_is_split_back_by_giving_segments_to_a_speaker(gateway, database):
+    job_id = str(await insert_transcript(database, conversation(), owner_id=OWNER))
+    _, before = await gateway.get_transcript(OWNER, job_id)
+    await gateway.merge_speaker(OWNER, job_id, "S3", "S2")
+    moved = await gateway.edit_segment(OWNER, job_id, 2, SegmentChange("speaker", "S3"))  # S3 is new again
+    assert moved.speaker == "S3" and {w.speaker for w in moved.words} == {"S3"}
+    job, after = await gateway.get_transcript(OWNER, job_id)
+    figures = lambda t: {(s.id, s.segment_count, round(s.speaking_seconds, 3)) for s in t.speakers}  # noqa: E731
+    assert figures(after) == figures(before) and job.speaker_count == 3
+    assert [s.speaker for s in after.segments] == [s.speaker for s in before.segments]
+    # Moving a speaker's only segment away removes the speaker.
+    await gateway.edit_segment(OWNER, job_id, 0, SegmentChange("speaker", "S2"))
+    job, transcript = await gateway.get_transcript(OWNER, job_id)
+    assert [s.id for s in transcript.speakers] == ["S2", "S3"] and job.speaker_count == 2
+    with pytest.raises(errors.InvalidArgument) as invalid:
+        await gateway.edit_segment(OWNER, job_id, 0, SegmentChange("speaker", "Guest"))
+    assert invalid.value.code == "SPEAKER_LABEL_INVALID"
+
+
 async def test_the_transcript_api_returns_every_stored_field(gateway, database):
     segments = conversation()
     segments.append(SegmentSpec(start=12.0, end=13.0, text="", speaker=None, language="ru"))  # no words, no speaker
     job_id = str(await insert_transcript(database, segments, owner_id=OWNER, names={"S2": "Дәурен"}))
-    await gateway.edit_segment(OWNER, job_id, 2, "Погода прекрасная.")
+    await gateway.edit_segment(OWNER, job_id, 2, SegmentChange("text", "Погода прекрасная."))
     job, transcript = await gateway.get_transcript(OWNER, job_id)
     assert job.name.endswith(job_id) and transcript.duration_seconds == pytest.approx(13.0)
     assert [(s.id, s.label, s.segment_count) for s in transcript.speakers] == [
@@ -276,17 +323,17 @@ async def test_unknown_speakers_segments_and_unfinished_jobs(gateway, database):
         await gateway.merge_speaker(OWNER, job_id, "S1", "S1")
     for index in (4, -1, 2**40):
         with pytest.raises(errors.NotFound) as missing:
-            await gateway.edit_segment(OWNER, job_id, index, "мәтін")
+            await gateway.edit_segment(OWNER, job_id, index, SegmentChange("text", "мәтін"))
         assert missing.value.code == "SEGMENT_NOT_FOUND"
     with pytest.raises(errors.InvalidArgument) as too_long:
-        await gateway.edit_segment(OWNER, job_id, 0, "ә" * 10_001)
+        await gateway.edit_segment(OWNER, job_id, 0, SegmentChange("text", "ә" * 10_001))
     assert too_long.value.code == "SEGMENT_TEXT_TOO_LONG"
 
     running = str(await insert_transcript(database, conversation(), owner_id=OWNER, state=JobState.RUNNING))
     with pytest.raises(errors.FailedPrecondition):
         await gateway.rename_speakers(OWNER, running, {"S1": "Әлия"})
     with pytest.raises(errors.FailedPrecondition):
-        await gateway.edit_segment(OWNER, running, 0, "мәтін")
+        await gateway.edit_segment(OWNER, running, 0, SegmentChange("text", "мәтін"))
     with pytest.raises(errors.FailedPrecondition):
         await export(gateway, running, "srt")
 
@@ -308,8 +355,10 @@ async def test_another_owner_can_neither_see_nor_edit(gateway, database):
     attempts = [
         gateway.rename_speakers(intruder, str(job_id), {"S1": "Хакер"}),
         gateway.merge_speaker(intruder, str(job_id), "S2", "S1"),
-        gateway.edit_segment(intruder, str(job_id), 0, "бұзылған"),
-        gateway.edit_segment(intruder, str(job_id), 0, None),
+        gateway.edit_segment(intruder, str(job_id), 0, SegmentChange("text", "бұзылған")),
+        gateway.edit_segment(intruder, str(job_id), 0, SegmentChange("revert")),
+        gateway.edit_segment(intruder, str(job_id), 0, SegmentChange("language", "ru")),
+        gateway.edit_segment(intruder, str(job_id), 0, SegmentChange("speaker", "S2")),
         gateway.get_transcript(intruder, str(job_id)),
         export(gateway, job_id, "json", owner=intruder),
     ]
@@ -327,7 +376,7 @@ async def test_concurrent_edits_do_not_lose_each_other(gateway, database):
     # renames and text edits run beside them.
     await asyncio.gather(
         *(gateway.merge_speaker(OWNER, job_id, f"S{n}", "S1") for n in range(2, 7)),
-        *(gateway.edit_segment(OWNER, job_id, n, f"жаңа {n}") for n in range(6)),
+        *(gateway.edit_segment(OWNER, job_id, n, SegmentChange("text", f"жаңа {n}")) for n in range(6)),
         gateway.rename_speakers(OWNER, job_id, {"S1": "Бәрі"}),
     )
     _, transcript = await gateway.get_transcript(OWNER, job_id)
