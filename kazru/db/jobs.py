@@ -73,11 +73,13 @@ def _decode_page_token(token: str) -> tuple[datetime, uuid.UUID]:
 async def list_owned_jobs(
     session: AsyncSession, owner_id: str, page_size: int, page_token: str
 ) -> tuple[list[Job], str]:
-    """Newest first, keyset-paginated (AIP-158): stable while jobs are added."""
+    """Newest first, keyset-paginated (AIP-158): stable while jobs are added. Jobs their owner deleted are
+    not listed (they asked for them to go); their tombstone still answers GET by id, and expired jobs stay
+    listed so their owner sees what happened to them."""
     if page_size < 0 or page_size > MAX_PAGE_SIZE:
         raise errors.InvalidArgument(f"page_size must be between 1 and {MAX_PAGE_SIZE}", code="INVALID_PAGE_SIZE")
     page_size = page_size or DEFAULT_PAGE_SIZE
-    query = select(Job).where(Job.owner_id == owner_id)
+    query = select(Job).where(Job.owner_id == owner_id, Job.state != JobState.DELETED)
     if page_token:
         created, job_id = _decode_page_token(page_token)
         query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))

@@ -1,6 +1,8 @@
 """The web page in headless Chromium (Debian's /usr/bin/chromium driven by Playwright) against the whole
 stack: upload through the file input, watch the job finish, rename a speaker, correct a segment,
-download SRT, play from a turn, switch the interface to Kazakh, read it at phone width, delete.
+download SRT, play from a turn, switch the interface to Kazakh, read it at phone width, delete; several
+files dropped at once; search, word highlighting, shortcuts, speed, copy and language correction in a
+transcript; a 429 followed by the upload going by itself; merge and undo; the header in every language.
 
 Throughout: no console error, and no request leaves the gateway's origin. A screenshot of the
 finished transcript is saved to tests/artifacts/ (ignored by git) and its path printed.
@@ -9,6 +11,7 @@ finished transcript is saved to tests/artifacts/ (ignored by git) and its path p
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import shutil
@@ -18,9 +21,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from kazru.db.models import Job
 from services.gateway.auth import SESSION_COOKIE, Authenticator
-from tests.conftest import SPEECH_CLIP
+from tests import export_checks
+from tests.conftest import FIXTURES, REAL_SPEECH_CLIP, SPEECH_CLIP
+from tests.helpers import aiter_of
 from tests.transcripts import WordSpec, insert_transcript, segment_of_words
 
 playwright_api = pytest.importorskip(
@@ -128,7 +135,7 @@ async def test_upload_watch_edit_download_play_and_switch_language(stack, browse
     await page.set_input_files("#picker", str(SPEECH_CLIP))
     job = page.locator("#jobs li.job").first
     await expect(job.locator(".job-name")).to_have_text(SPEECH_CLIP.name)
-    await expect(job.locator(".expiry")).to_have_text(re.compile(r"deleted in 2[34]:\d\d:\d\d"))
+    await expect(job.locator(".expiry")).to_have_text(re.compile(r"^deleted in (23 h \d+|24 h 0) min$"))
     states = await watch_states(page, job)
     assert states[-1] == "Done", states
     assert await job.locator(".job-progress").evaluate("bar => bar.value") == 100
@@ -149,13 +156,13 @@ async def test_upload_watch_edit_download_play_and_switch_language(stack, browse
     # Escape cancels an edit; Enter saves one and marks the turn as edited.
     text = first_turn.locator(".text")
     original = await text.text_content()
-    await text.click()
+    await text.dblclick()
     await page.keyboard.press("Control+A")
     await page.keyboard.type("discarded")
     await page.keyboard.press("Escape")
     await expect(text).to_have_text(original)
     await expect(first_turn.locator(".edited-mark")).to_be_hidden()
-    await text.click()
+    await text.dblclick()
     await page.keyboard.press("Control+A")
     await page.keyboard.type(NEW_TEXT)
     await page.keyboard.press("Enter")
@@ -236,17 +243,20 @@ async def test_api_errors_are_explained_in_the_interface_language(stack, browser
     await page.set_input_files(
         "#picker", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not audio at all " * 64}]
     )
-    await expect(page.locator("#message")).to_have_text(re.compile("Это не аудиофайл"))
-    await expect(page.locator("#message")).to_have_class("error")
+    refused = page.locator("#uploads li.upload.error")
+    await expect(refused.locator(".upload-message")).to_have_text(re.compile("Это не аудиофайл"))
+    await expect(refused.locator(".upload-name")).to_have_text("notes.txt")
+    # The file's row stays with its reason until dismissed.
+    await refused.locator(".dismiss").click()
+    await expect(refused).to_have_count(0)
     # The same through the drop zone.
     await page.evaluate("""() => {
-        document.getElementById("message").textContent = "";
         const dropped = new DataTransfer();
         dropped.items.add(new File(["not audio at all ".repeat(64)], "dropped.txt", {type: "text/plain"}));
         const drop = document.getElementById("drop");
         drop.dispatchEvent(new DragEvent("drop", {dataTransfer: dropped, bubbles: true, cancelable: true}));
     }""")
-    await expect(page.locator("#message")).to_have_text(re.compile("Это не аудиофайл"))
+    await expect(refused.locator(".upload-message")).to_have_text(re.compile("Это не аудиофайл"))
     # The refused uploads' 415s are the only console errors the browser reports.
     assert all("415" in error for error in watched.errors), watched.errors
     watched.errors.clear()
@@ -273,11 +283,23 @@ async def test_api_errors_are_explained_in_the_interface_language(stack, browser
     left = await page.evaluate("""() => secondsLeft({
         job: {progress: 50, started_at: null}, samples: [[Date.now() - 10000, 0], [Date.now(), 50]]})""")
     assert 9 <= left <= 10.5
+    # The time left shown moves steadily: estimates of 12, 21, 30 and 7 s a second apart (progress standing
+    # still, then a jump) move it by at most a few seconds at a time.
+    shown = await page.evaluate("""() => {
+        let state = null; const shown = [];
+        [12, 21, 30, 7].forEach((estimate, i) => { state = steadyEstimate(state, estimate, 1000 * i); shown.push(state.value); });
+        return shown;
+    }""")
+    steps = [abs(b - a) for a, b in zip(shown, shown[1:], strict=False)]
+    assert shown[0] == 12 and max(steps) <= 4, shown
+    # An expiry reads as a time left, never as a time of day.
+    assert await page.evaluate("() => hoursMinutes(23 * 3600 + 57 * 60)") == "23 ч 57 мин"
+    assert await page.evaluate("() => hoursMinutes(125)") == "3 мин"
     watched.assert_clean()
     await context.close()
 
 
-async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, browser, database):
+async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, browser, database, store):
     """A finished two-speaker transcript (written as the transcriber writes it) for this browser's owner."""
     context = await browser.new_context(locale="en-GB", viewport={"width": 1100, "height": 900})
     page = await context.new_page()
@@ -288,11 +310,16 @@ async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, br
     # the readable CSRF cookie arrives with it.
     await wait_until(page, "() => document.cookie.includes('kazru_csrf=')")
     session = next(c["value"] for c in await context.cookies() if c["name"] == SESSION_COOKIE)
-    await insert_transcript(database, [
+    job_id = await insert_transcript(database, [
         segment_of_words("S1", [WordSpec(0.5, 0.9, "Сәлем"), WordSpec(1.0, 1.4, "қалайсыз?")], "kk"),
         segment_of_words("S2", [WordSpec(2.0, 2.4, "Привет,"), WordSpec(2.5, 2.9, "хорошо.")], "ru"),
         segment_of_words("S1", [WordSpec(3.5, 3.9, "Жақсы,"), WordSpec(4.0, 4.4, "рахмет!")], "kk"),
     ], owner_id=Authenticator._session_owner(session), filename="dialogue.flac")  # fmt: skip
+    # Its recording, which the page's player reads (the durations and the metadata before play).
+    audio = SPEECH_CLIP.read_bytes()
+    await store.put_stream(f"jobs/{job_id}", aiter_of([audio]), "audio/flac")
+    async with database.begin() as session:
+        await session.execute(update(Job).where(Job.id == job_id).values(size_bytes=len(audio)))
     await page.reload()
     await page.locator("#jobs li.job .open").first.click()
     turns = page.locator("#segments li.turn")
@@ -307,10 +334,16 @@ async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, br
     assert [await who.text_content() for who in await turns.locator(".who").all()] == ["S1", "S1", "S1"]
     colours = {await turn.evaluate("turn => getComputedStyle(turn).borderLeftColor") for turn in await turns.all()}
     assert len(colours) == 1
+    # ... and undone from the notice: S2 and her turn are back.
+    await page.locator("#notice .notice-action").click()
+    await expect(page.locator("#speakers li.speaker")).to_have_count(2)
+    assert [await who.text_content() for who in await turns.locator(".who").all()] == ["S1", "S2", "S1"]
+    await page.select_option('#speakers li[data-speaker="S2"] select.merge', "S1")  # merged again, for what follows
+    await expect(page.locator("#speakers li.speaker")).to_have_count(1)
 
     # An edit, then undo: the recognised text is back and the turn no longer says "edited".
     text = turns.nth(1).locator(".text")
-    await text.click()
+    await text.dblclick()
     await page.keyboard.press("Control+A")
     await page.keyboard.type("Привет, всё хорошо.")
     await page.keyboard.press("Enter")
@@ -318,5 +351,199 @@ async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, br
     await turns.nth(1).locator(".revert").click()
     await expect(text).to_have_text("Привет, хорошо.")
     await expect(turns.nth(1).locator(".edited-mark")).to_be_hidden()
+    watched.assert_clean()
+    await context.close()
+
+
+async def open_page(browser, stack, **context_options):
+    context = await browser.new_context(
+        **{"locale": "en-US", "viewport": {"width": 1280, "height": 900}, **context_options}
+    )
+    page = await context.new_page()
+    watched = Watched(page, stack.http)
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.goto(stack.http + "/")
+    await wait_until(page, "() => document.cookie.includes('kazru_csrf=')")
+    return context, page, watched
+
+
+async def drop_files(page, paths) -> None:
+    """Drop these files on the drop zone at once, as a person drags them from a file manager."""
+    files = [{"name": path.name, "data": base64.b64encode(path.read_bytes()).decode()} for path in paths]
+    await page.evaluate(
+        """(files) => {
+        const dropped = new DataTransfer();
+        for (const file of files) {
+            const bytes = Uint8Array.from(atob(file.data), (c) => c.charCodeAt(0));
+            dropped.items.add(new File([bytes], file.name, {type: "audio/flac"}));
+        }
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dropped, bubbles: true, cancelable: true}));
+    }""",
+        files,
+    )
+
+
+async def test_three_files_dropped_at_once_become_three_jobs_and_a_deleted_one_stays_gone(stack, browser):
+    context, page, watched = await open_page(browser, stack)
+    clips = [REAL_SPEECH_CLIP, SPEECH_CLIP, FIXTURES / "kk_greeting_m3.flac"]
+    await drop_files(page, clips)
+    jobs = page.locator("#jobs li.job")
+    await expect(jobs).to_have_count(3, timeout=60_000)
+    assert sorted([await name.text_content() for name in await jobs.locator(".job-name").all()]) == sorted(
+        c.name for c in clips
+    )
+    await expect(page.locator("#uploads li.upload")).to_have_count(0)  # each row gave way to its job
+    for job in await jobs.all():
+        assert (await watch_states(page, job))[-1] == "Done"
+    # Delete one; after a reload the list shows the other two and no "Deleted" row.
+    doomed = await jobs.first.get_attribute("data-job-id")
+    await jobs.first.locator(".delete").click()
+    await expect(jobs).to_have_count(2)
+    await page.reload()
+    await expect(jobs).to_have_count(2)
+    assert doomed not in [await job.get_attribute("data-job-id") for job in await jobs.all()]
+    await expect(page.locator("#jobs .state.DELETED")).to_have_count(0)
+    watched.assert_clean()
+    await context.close()
+
+
+async def test_search_words_playback_shortcuts_speed_copy_and_a_corrected_language(stack, browser):
+    context, page, watched = await open_page(browser, stack)
+    await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.http)
+    await page.set_input_files("#picker", str(FIXTURES / "conversation_2spk.flac"))
+    job = page.locator("#jobs li.job").first
+    assert (await watch_states(page, job))[-1] == "Done"
+    turns = page.locator("#segments li.turn")
+    await expect(turns.first).to_be_visible()
+    assert await turns.count() >= 2
+
+    # The recording's length, before anything is played.
+    await expect(page.locator("#transcript-duration")).to_have_text(re.compile(r"^Duration 00:\d\d$"))
+    await wait_until(page, "() => Number.isFinite(document.getElementById('player').duration)")
+
+    # Search: a word of the second turn is found, highlighted and counted; next/previous step through.
+    word = (await turns.nth(1).locator(".word").first.text_content()).strip(" ,.!?").lower()
+    await page.fill("#search", word)
+    count_text = await page.locator("#search-count").text_content()
+    found = int(re.fullmatch(r"1 of (\d+)", count_text).group(1))
+    await expect(page.locator("#segments .word.current-match")).not_to_have_count(0)
+    assert await page.locator("#segments .word.match").count() >= found
+    await page.fill("#search", "а")  # a letter in many words
+    many = int(re.fullmatch(r"1 of (\d+)", await page.locator("#search-count").text_content()).group(1))
+    assert many >= 2
+    await page.press("#search", "Enter")
+    await expect(page.locator("#search-count")).to_have_text(f"2 of {many}")
+    await page.click("#search-prev")
+    await expect(page.locator("#search-count")).to_have_text(f"1 of {many}")
+    await page.fill("#search", "жжжжжж")
+    await expect(page.locator("#search-count")).to_have_text("no matches")
+    await page.fill("#search", "")
+
+    # Speed, then a click on a word plays from it, and the word being spoken is highlighted.
+    await page.select_option("#speed", "1.5")
+    assert await page.evaluate("() => document.getElementById('player').playbackRate") == 1.5
+    spoken = turns.nth(1).locator(".word[data-start]").nth(1)
+    start = float(await spoken.get_attribute("data-start"))
+    await spoken.click()
+    await wait_until(page, "() => !document.getElementById('player').paused")
+    await wait_until(page, "() => document.querySelectorAll('#segments .word.speaking').length === 1", timeout=10)
+    assert await page.evaluate("() => document.getElementById('player').currentTime") >= start - 0.05
+
+    # Shortcuts (shown on the page): Space pauses and plays, arrows move 5 s and from turn to turn.
+    await expect(page.locator("#shortcuts")).to_contain_text("Space")
+    await page.locator("#transcript-title").click()  # focus off any control
+    await page.keyboard.press("Space")
+    await wait_until(page, "() => document.getElementById('player').paused")
+    await page.evaluate("() => { document.getElementById('player').currentTime = 6; }")
+    await page.keyboard.press("ArrowLeft")
+    assert abs(await page.evaluate("() => document.getElementById('player').currentTime") - 1.0) < 0.3
+    await page.keyboard.press("ArrowRight")
+    assert abs(await page.evaluate("() => document.getElementById('player').currentTime") - 6.0) < 0.3
+    second_start = float(await turns.nth(1).get_attribute("data-start"))
+    await page.evaluate("() => { document.getElementById('player').currentTime = 0.1; }")
+    await page.keyboard.press("ArrowDown")
+    await wait_until(page, "s => Math.abs(document.getElementById('player').currentTime - s) < 0.6", second_start)
+    await page.keyboard.press("Space")  # it was playing since the turn change: pause
+    await wait_until(page, "() => document.getElementById('player').paused")
+
+    # Copy the whole transcript.
+    await page.click("#copy-text")
+    copied = await page.evaluate("() => navigator.clipboard.readText()")
+    first_text = (await turns.first.locator(".text").text_content()).strip()
+    assert copied.startswith("[00:00] S1: ") and first_text.split()[0] in copied and copied.count("\n\n") >= 1
+
+    # Correct the first turn's language: shown at once, stored, and in every export.
+    badge = turns.first.locator(".lang")
+    was = (await badge.text_content()).lower()
+    other = "kk" if was == "ru" else "ru"
+    await badge.click()
+    await turns.first.locator(".lang-select").select_option(other)
+    await expect(badge).to_have_text(other.upper())
+    job_id = await job.get_attribute("data-job-id")
+    cookies = {c["name"]: c["value"] for c in await context.cookies()}
+    async with httpx.AsyncClient(base_url=stack.http, cookies=cookies) as client:
+        exports = {
+            fmt: (await client.get(f"/api/v1/jobs/{job_id}/export/{fmt}")).content
+            for fmt in ("txt", "srt", "vtt", "json", "docx")
+        }
+    assert exports["txt"].decode().startswith(f"[00:00:00] S1 ({other}): ")
+    assert export_checks.parse_srt(exports["srt"])[0].content.startswith(f"S1 ({other}): ")
+    assert f"<v S1><lang {other}>" in exports["vtt"].decode()
+    assert export_checks.parse_json(exports["json"])["segments"][0]["language"] == other
+    assert export_checks.open_docx(exports["docx"])[-len(await turns.all()) :][0].startswith(
+        f"[00:00:00] S1 ({other}): "
+    )
+    await page.reload()
+    await page.locator("#jobs li.job .open").first.click()
+    await expect(page.locator("#segments li.turn").first.locator(".lang")).to_have_text(other.upper())
+    watched.assert_clean()
+    await context.close()
+
+
+async def test_after_a_429_the_file_goes_up_by_itself_with_a_countdown(stack, browser):
+    context, page, watched = await open_page(browser, stack)
+    refusals = []
+
+    async def refuse_first(route):
+        if not refusals:
+            refusals.append(route.request.url)
+            body = '{"error": {"code": "RATE_LIMITED", "message": "at most 10 uploads per 60 s; try again in 2 s", "details": {"retry_after_seconds": 2}}}'
+            await route.fulfill(status=429, headers={"Retry-After": "2", "Content-Type": "application/json"}, body=body)
+        else:
+            await route.continue_()
+
+    await page.route("**/api/v1/upload", refuse_first)
+    await page.set_input_files("#picker", str(REAL_SPEECH_CLIP))
+    row = page.locator("#uploads li.upload")
+    await expect(row.locator(".upload-message")).to_have_text(re.compile(r"goes up by itself in [12] s"))
+    await expect(page.locator("#jobs li.job")).to_have_count(1, timeout=20_000)  # uploaded by itself
+    await expect(row).to_have_count(0)
+    assert len(refusals) == 1
+    # The 429 the route answered is the only console error.
+    assert all("429" in error for error in watched.errors), watched.errors
+    watched.errors.clear()
+    watched.assert_clean()
+    await context.close()
+
+
+@pytest.mark.parametrize("language", ["en", "ru", "kk"])
+async def test_the_header_keeps_its_place_in_every_language(stack, browser, language):
+    context, page, watched = await open_page(browser, stack)
+    await page.select_option("#ui-language", language)
+    for width in (1280, 800, PHONE_WIDTH):
+        await page.set_viewport_size({"width": width, "height": 800})
+        boxes = await page.evaluate("""() => Object.fromEntries(["ui-language", "drop"].map((id) => {
+            const box = (id === "ui-language" ? document.querySelector(".ui-language") : document.getElementById(id)).getBoundingClientRect();
+            return [id, {top: box.top, bottom: box.bottom, left: box.left, right: box.right}];
+        }).concat([["tagline", document.querySelector(".tagline").getBoundingClientRect().toJSON()],
+                   ["title", document.querySelector("h1").getBoundingClientRect().toJSON()]]))""")
+        menu, drop, tagline, title = boxes["ui-language"], boxes["drop"], boxes["tagline"], boxes["title"]
+        assert menu["bottom"] + 8 <= drop["top"], (language, width, boxes)  # never touching the drop zone
+        if width >= 800:  # beside the title, not under the tagline
+            assert menu["top"] < title["bottom"] and menu["left"] >= tagline["right"], (language, width, boxes)
+        widths = await page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        assert widths[0] <= widths[1], (language, width, widths)
     watched.assert_clean()
     await context.close()

@@ -10,22 +10,36 @@ const MAX_LIVE_STREAMS = 3;
 const REFRESH_MS = 5000;
 const LANGUAGE_KEY = "kazru.ui-language";
 const SPEAKER_COLOURS = 10;
+// The languages a segment may be corrected to (the service's supported ones).
+const SEGMENT_LANGUAGES = ["kk", "ru", "en"];
+const SEEK_STEP_SECONDS = 5;
+// Each new estimate of the time left moves the one shown this part of the way: no jumps.
+const ETA_BLEND = 0.2;
+const UNDO_MS = 15000;
 
 const TEXT = {
   en: {
     tagline: "Kazakh · Russian · mixed speech to text. Everything is deleted 24 hours after upload.",
-    interfaceLanguage: "Interface", dropHint: "Drop an audio file here (WAV, FLAC, MP3, OGG, M4A) or",
-    chooseFile: "Choose a file", options: "Options", languages: "Languages", lang_kk: "Kazakh", lang_ru: "Russian",
+    interfaceLanguage: "Interface", dropHint: "Drop audio files here (WAV, FLAC, MP3, OGG, M4A) or",
+    chooseFile: "Choose files", options: "Options", languages: "Languages", lang_kk: "Kazakh", lang_ru: "Russian",
     lang_en: "English", speakers: "Speakers, at most", speakersAuto: "automatic", yourJobs: "Your jobs",
     noJobs: "No jobs yet: upload a recording above.", close: "Close", download: "Download",
     speakersHeading: "Speakers", renameHint: "Type a name and press Enter to rename; Escape cancels.",
     transcriptHeading: "Transcript",
-    editHint: "Click a turn to play from there. Click its text to correct it: Enter saves, Escape cancels.",
+    editHint: "Click a word to play from it. Double-click the text (or ✎) to correct it: Enter saves, Escape cancels.",
+    editTurn: "Correct the text", waiting: "waiting", dismiss: "Dismiss",
+    retryIn: "Too many uploads: this file goes up by itself in {seconds} s.", uploadedNotice: "{name} is uploaded.",
+    hours: "h", search: "Search the transcript", searchPrev: "Previous match", searchNext: "Next match",
+    noMatches: "no matches", matchOf: "{n} of {count}", speed: "Speed", copyAll: "Copy text",
+    copied: "The transcript is copied.", durationLabel: "Duration {time}",
+    shortcuts: "Keys: Space or K play/pause · ← → 5 s back/forward · ↑ ↓ previous/next turn · / search",
+    changeLanguage: "Language of this turn", languageChanged: "Language corrected.", undo: "Undo",
+    unmerged: "The merge is undone.",
     state_PENDING: "Queued", state_RUNNING: "Transcribing", state_SUCCEEDED: "Done", state_FAILED: "Failed",
     state_CANCELLED: "Cancelled", state_EXPIRED: "Expired", state_DELETED: "Deleted",
     open: "Open transcript", delete: "Delete", confirmDelete: "Delete “{name}” and its transcript now? This cannot be undone.",
-    deleted: "“{name}” was deleted.", uploading: "Uploading {name}…", checking: "Checking {name} on the server…",
-    uploaded: "{name} is uploaded; transcription starts shortly.", timeLeft: "about {time} left",
+    deleted: "“{name}” was deleted.", checking: "Checking {name} on the server…",
+    timeLeft: "about {time} left",
     estimating: "estimating the time left…", expiresIn: "deleted in {time}", expiringNow: "being deleted now",
     edited: "edited", saved: "Saved.", renamed: "Speaker renamed.", noLanguage: "Choose at least one language.",
     mergeInto: "Merge into…", confirmMerge: "Give all of {from}'s turns to {into}?", merged: "Speakers merged.",
@@ -54,19 +68,27 @@ const TEXT = {
   },
   ru: {
     tagline: "Казахская, русская и смешанная речь в текст. Всё удаляется через 24 часа после загрузки.",
-    interfaceLanguage: "Интерфейс", dropHint: "Перетащите сюда аудиофайл (WAV, FLAC, MP3, OGG, M4A) или",
-    chooseFile: "Выберите файл", options: "Параметры", languages: "Языки", lang_kk: "казахский", lang_ru: "русский",
+    interfaceLanguage: "Интерфейс", dropHint: "Перетащите сюда аудиофайлы (WAV, FLAC, MP3, OGG, M4A) или",
+    chooseFile: "Выберите файлы", options: "Параметры", languages: "Языки", lang_kk: "казахский", lang_ru: "русский",
     lang_en: "английский", speakers: "Дикторов, не больше", speakersAuto: "автоматически", yourJobs: "Ваши задания",
     noJobs: "Заданий пока нет: загрузите запись выше.", close: "Закрыть", download: "Скачать",
     speakersHeading: "Дикторы", renameHint: "Введите имя и нажмите Enter; Escape — отмена.",
     transcriptHeading: "Расшифровка",
-    editHint: "Нажмите на реплику, чтобы слушать с этого места. Нажмите на текст, чтобы исправить: Enter — сохранить, Escape — отмена.",
+    editHint: "Нажмите на слово, чтобы слушать с него. Дважды нажмите на текст (или ✎), чтобы исправить: Enter — сохранить, Escape — отмена.",
+    editTurn: "Исправить текст", waiting: "ожидает", dismiss: "Скрыть",
+    retryIn: "Слишком много загрузок: файл загрузится сам через {seconds} с.", uploadedNotice: "{name} загружен.",
+    hours: "ч", search: "Поиск по расшифровке", searchPrev: "Предыдущее совпадение", searchNext: "Следующее совпадение",
+    noMatches: "нет совпадений", matchOf: "{n} из {count}", speed: "Скорость", copyAll: "Копировать текст",
+    copied: "Расшифровка скопирована.", durationLabel: "Длительность {time}",
+    shortcuts: "Клавиши: пробел или K — пуск/пауза · ← → — 5 с назад/вперёд · ↑ ↓ — предыдущая/следующая реплика · / — поиск",
+    changeLanguage: "Язык реплики", languageChanged: "Язык исправлен.", undo: "Отменить",
+    unmerged: "Объединение отменено.",
     state_PENDING: "В очереди", state_RUNNING: "Расшифровка", state_SUCCEEDED: "Готово", state_FAILED: "Ошибка",
     state_CANCELLED: "Отменено", state_EXPIRED: "Срок истёк", state_DELETED: "Удалено",
     open: "Открыть расшифровку", delete: "Удалить",
     confirmDelete: "Удалить «{name}» и расшифровку сейчас? Это нельзя отменить.",
-    deleted: "«{name}» удалён.", uploading: "Загрузка {name}…", checking: "Сервер проверяет {name}…",
-    uploaded: "{name} загружен; расшифровка скоро начнётся.", timeLeft: "осталось около {time}",
+    deleted: "«{name}» удалён.", checking: "Сервер проверяет {name}…",
+    timeLeft: "осталось около {time}",
     estimating: "оцениваем оставшееся время…", expiresIn: "удалится через {time}", expiringNow: "удаляется",
     edited: "изменено", saved: "Сохранено.", renamed: "Диктор переименован.", noLanguage: "Выберите хотя бы один язык.",
     mergeInto: "Объединить с…", confirmMerge: "Отдать все реплики {from} диктору {into}?", merged: "Дикторы объединены.",
@@ -95,19 +117,27 @@ const TEXT = {
   },
   kk: {
     tagline: "Қазақ, орыс және аралас сөйлеуді мәтінге айналдыру. Бәрі жүктелгеннен кейін 24 сағатта жойылады.",
-    interfaceLanguage: "Интерфейс", dropHint: "Аудиофайлды осында сүйреңіз (WAV, FLAC, MP3, OGG, M4A) немесе",
-    chooseFile: "Файлды таңдаңыз", options: "Баптаулар", languages: "Тілдер", lang_kk: "қазақша", lang_ru: "орысша",
+    interfaceLanguage: "Интерфейс", dropHint: "Аудиофайлдарды осында сүйреңіз (WAV, FLAC, MP3, OGG, M4A) немесе",
+    chooseFile: "Файлдарды таңдаңыз", options: "Баптаулар", languages: "Тілдер", lang_kk: "қазақша", lang_ru: "орысша",
     lang_en: "ағылшынша", speakers: "Сөйлеушілер, ең көбі", speakersAuto: "автоматты", yourJobs: "Сіздің тапсырмаларыңыз",
     noJobs: "Әзірге тапсырма жоқ: жоғарыда жазба жүктеңіз.", close: "Жабу", download: "Жүктеп алу",
     speakersHeading: "Сөйлеушілер", renameHint: "Атын жазып, Enter басыңыз; Escape — бас тарту.",
     transcriptHeading: "Транскрипция",
-    editHint: "Сол жерден тыңдау үшін сөйлемді басыңыз. Түзету үшін мәтінді басыңыз: Enter — сақтау, Escape — бас тарту.",
+    editHint: "Сол сөзден тыңдау үшін оны басыңыз. Түзету үшін мәтінді екі рет басыңыз (немесе ✎): Enter — сақтау, Escape — бас тарту.",
+    editTurn: "Мәтінді түзету", waiting: "күтуде", dismiss: "Жасыру",
+    retryIn: "Тым көп жүктеу: файл {seconds} с кейін өзі жүктеледі.", uploadedNotice: "{name} жүктелді.",
+    hours: "сағ", search: "Транскрипциядан іздеу", searchPrev: "Алдыңғы сәйкестік", searchNext: "Келесі сәйкестік",
+    noMatches: "сәйкестік жоқ", matchOf: "{count} ішінен {n}", speed: "Жылдамдық", copyAll: "Мәтінді көшіру",
+    copied: "Транскрипция көшірілді.", durationLabel: "Ұзақтығы {time}",
+    shortcuts: "Пернелер: бос орын немесе K — ойнату/кідірту · ← → — 5 с артқа/алға · ↑ ↓ — алдыңғы/келесі сөйлем · / — іздеу",
+    changeLanguage: "Сөйлем тілі", languageChanged: "Тілі түзетілді.", undo: "Болдырмау",
+    unmerged: "Біріктіру болдырылмады.",
     state_PENDING: "Кезекте", state_RUNNING: "Танылуда", state_SUCCEEDED: "Дайын", state_FAILED: "Қате",
     state_CANCELLED: "Тоқтатылды", state_EXPIRED: "Мерзімі өтті", state_DELETED: "Жойылды",
     open: "Транскрипцияны ашу", delete: "Жою",
     confirmDelete: "«{name}» мен оның транскрипциясын қазір жою керек пе? Мұны қайтару мүмкін емес.",
-    deleted: "«{name}» жойылды.", uploading: "{name} жүктелуде…", checking: "Сервер {name} файлын тексеруде…",
-    uploaded: "{name} жүктелді; тану жақында басталады.", timeLeft: "шамамен {time} қалды",
+    deleted: "«{name}» жойылды.", checking: "Сервер {name} файлын тексеруде…",
+    timeLeft: "шамамен {time} қалды",
     estimating: "қалған уақыт бағалануда…", expiresIn: "{time} кейін жойылады", expiringNow: "жойылуда",
     edited: "өзгертілді", saved: "Сақталды.", renamed: "Сөйлеуші атауы өзгертілді.", noLanguage: "Кемінде бір тілді таңдаңыз.",
     mergeInto: "Біріктіру…", confirmMerge: "{from} сөйлемдерінің бәрін {into} сөйлеушісіне беру керек пе?", merged: "Сөйлеушілер біріктірілді.",
@@ -161,8 +191,10 @@ const STATUS_TEXT = {
 let language = chooseLanguage();
 const jobs = new Map(); // job_id → {job, element, samples: [[ms, progress]], stream}
 const uploadedHere = new Set();
-let shown = null; // {jobId, transcript, player turn elements}
+let shown = null; // {jobId, transcript, turns (elements), current turn, word being spoken, search}
 let noticeTimer = 0;
+const uploadQueue = []; // {file, languages, maxSpeakers, row}, sent one at a time
+let uploading = false;
 
 function chooseLanguage() {
   const saved = localStorage.getItem(LANGUAGE_KEY);
@@ -183,6 +215,12 @@ function applyLanguage() {
   document.documentElement.lang = language;
   $("ui-language").value = language;
   for (const element of document.querySelectorAll("[data-i18n]")) element.textContent = t(element.dataset.i18n);
+  for (const element of document.querySelectorAll("[data-i18n-label]")) {
+    const label = t(element.dataset.i18nLabel);
+    element.setAttribute("aria-label", label);
+    element.title = label;
+    if (element.tagName === "INPUT") element.placeholder = label;
+  }
   for (const entry of jobs.values()) renderJob(entry);
   if (shown) renderTranscript();
 }
@@ -240,13 +278,20 @@ function explain(error) {
   });
 }
 
-function notify(text, isError = false) {
+function notify(text, isError = false, action = null) {
+  // `action`: {label, run} shown as a button in the notice (e.g. Undo), which then stays longer.
   const notice = $("notice");
-  notice.textContent = text;
+  notice.replaceChildren(element("span", "", text));
+  if (action) {
+    const button = element("button", "notice-action", action.label);
+    button.type = "button";
+    button.addEventListener("click", (e) => { e.stopPropagation(); notice.hidden = true; action.run(); });
+    notice.append(button);
+  }
   notice.className = isError ? "notice error" : "notice";
   notice.hidden = false;
   clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => { notice.hidden = true; }, isError ? 10000 : 4000);
+  noticeTimer = setTimeout(() => { notice.hidden = true; }, action ? UNDO_MS : isError ? 10000 : 4000);
 }
 
 function sayUpload(text, isError = false) {
@@ -261,6 +306,13 @@ function clock(seconds) {
   const hours = Math.floor(s / 3600);
   const rest = `${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
   return hours ? `${hours}:${rest}` : rest;
+}
+
+function hoursMinutes(seconds) {
+  // "23 h 57 min": a time left, never to be read as a time of day.
+  const minutes = Math.max(1, Math.ceil(seconds / 60));
+  const hours = Math.floor(minutes / 60);
+  return hours ? `${hours} ${t("hours")} ${minutes % 60} ${t("minutes")}` : `${minutes} ${t("minutes")}`;
 }
 
 function duration(seconds) {
@@ -287,52 +339,130 @@ function secondsLeft(entry) {
   return null;
 }
 
+function steadyEstimate(previous, estimate, now) {
+  // The time left as shown: it counts down with the clock and moves only part of the way to each new estimate,
+  // so it never jumps about while the progress stands still. `previous`: {value, at} or null.
+  if (estimate === null) return previous;
+  if (!previous) return { value: estimate, at: now };
+  const counted = Math.max(0, previous.value - (now - previous.at) / 1000);
+  return { value: counted + ETA_BLEND * (estimate - counted), at: now };
+}
+
 // ---- upload ----
 
 function chosenLanguages() {
   return [...document.querySelectorAll("input[name=language]:checked")].map((box) => box.value);
 }
 
-function upload(file) {
+function enqueueUploads(files) {
+  // Each file its own job and its own bar; sent one after another (a burst would only meet the rate limit).
   const languages = chosenLanguages();
   if (!languages.length) { sayUpload(t("noLanguage"), true); return; }
-  const form = new FormData();
-  form.append("language", languages.join(","));
-  if ($("max-speakers").value) form.append("max_speakers", $("max-speakers").value);
-  form.append("file", file);
-  const request = new XMLHttpRequest();
-  request.open("POST", "/api/v1/upload");
-  for (const [name, value] of Object.entries(writeHeaders("POST"))) request.setRequestHeader(name, value);
-  request.setRequestHeader("Accept", "application/json");
-  const status = $("upload-status");
-  const bar = $("upload-progress");
-  status.hidden = false;
+  sayUpload("");
+  const maxSpeakers = $("max-speakers").value;
+  for (const file of files) uploadQueue.push({ file, languages, maxSpeakers, row: buildUploadRow(file) });
+  pumpUploads();
+}
+
+function buildUploadRow(file) {
+  const row = element("li", "upload");
+  const name = element("span", "upload-name", file.name);
+  const bar = element("progress", "upload-progress");
+  bar.max = 100;
   bar.value = 0;
-  $("upload-percent").textContent = "0%";
-  request.upload.addEventListener("progress", (e) => {
-    if (!e.lengthComputable) return;
-    bar.value = (100 * e.loaded) / e.total;
-    $("upload-percent").textContent = `${Math.floor(bar.value)}%`;
-  });
-  request.upload.addEventListener("load", () => sayUpload(t("checking", { name: file.name })));
-  request.addEventListener("load", () => {
-    status.hidden = true;
-    let body = null;
-    try { body = JSON.parse(request.responseText); } catch { body = null; }
-    if (request.status === 202 && body) {
-      sayUpload(t("uploaded", { name: file.name }));
+  const percent = element("span", "percent", t("waiting"));
+  const message = element("span", "upload-message");
+  const dismiss = element("button", "link-button dismiss", t("dismiss"));
+  dismiss.type = "button";
+  dismiss.hidden = true;
+  dismiss.addEventListener("click", () => row.remove());
+  row.append(name, bar, percent, message, dismiss);
+  $("uploads").append(row);
+  return row;
+}
+
+async function pumpUploads() {
+  if (uploading) return;
+  uploading = true;
+  try {
+    while (uploadQueue.length) await sendUpload(uploadQueue.shift());
+  } finally {
+    uploading = false;
+  }
+}
+
+async function sendUpload(item) {
+  // Until the server takes the file or refuses it for good; a 429 waits out Retry-After and goes again.
+  for (;;) {
+    const { status, body, retryAfter } = await postFile(item);
+    if (status === 202 && body) {
+      item.row.remove();
       uploadedHere.add(body.job_id);
       track(body);
       placeJobs();
+      notify(t("uploadedNotice", { name: item.file.name }));
       return;
     }
     const error = (body && body.error) || {};
-    sayUpload(explain(new ApiError(request.status, error.code || "", error.message || "", error.details || {},
-      request.getResponseHeader("Retry-After"))), true);
+    if (status === 429) {
+      await countdown(item.row, Math.max(1, Number(retryAfter) || Number(error.details && error.details.retry_after_seconds) || 5));
+      continue;
+    }
+    const explained = status === 0 ? t("err_NETWORK")
+      : explain(new ApiError(status, error.code || "", error.message || "", error.details || {}, retryAfter));
+    item.row.classList.add("error");
+    item.row.querySelector(".upload-message").textContent = explained;
+    item.row.querySelector(".upload-progress").hidden = true;
+    item.row.querySelector(".percent").textContent = "";
+    item.row.querySelector(".dismiss").hidden = false;
+    return;
+  }
+}
+
+function countdown(row, seconds) {
+  return new Promise((resolve) => {
+    const message = row.querySelector(".upload-message");
+    let left = Math.ceil(seconds);
+    const tick = () => {
+      if (left <= 0) { message.textContent = ""; resolve(); return; }
+      message.textContent = t("retryIn", { seconds: left });
+      left -= 1;
+      setTimeout(tick, 1000);
+    };
+    row.querySelector(".percent").textContent = "";
+    tick();
   });
-  request.addEventListener("error", () => { status.hidden = true; sayUpload(t("err_NETWORK"), true); });
-  sayUpload(t("uploading", { name: file.name }));
-  request.send(form);
+}
+
+function postFile({ file, languages, maxSpeakers, row }) {
+  return new Promise((resolve) => {
+    const form = new FormData();
+    form.append("language", languages.join(","));
+    if (maxSpeakers) form.append("max_speakers", maxSpeakers);
+    form.append("file", file);
+    const request = new XMLHttpRequest();
+    request.open("POST", "/api/v1/upload");
+    for (const [name, value] of Object.entries(writeHeaders("POST"))) request.setRequestHeader(name, value);
+    request.setRequestHeader("Accept", "application/json");
+    const bar = row.querySelector(".upload-progress");
+    const percent = row.querySelector(".percent");
+    bar.hidden = false;
+    bar.value = 0;
+    percent.textContent = "0%";
+    request.upload.addEventListener("progress", (e) => {
+      if (!e.lengthComputable) return;
+      bar.value = (100 * e.loaded) / e.total;
+      percent.textContent = `${Math.floor(bar.value)}%`;
+    });
+    request.upload.addEventListener("load", () => { row.querySelector(".upload-message").textContent = t("checking", { name: file.name }); });
+    request.addEventListener("load", () => {
+      let body = null;
+      try { body = JSON.parse(request.responseText); } catch { body = null; }
+      resolve({ status: request.status, body, retryAfter: request.getResponseHeader("Retry-After") });
+    });
+    request.addEventListener("error", () => resolve({ status: 0, body: null, retryAfter: null }));
+    request.send(form);
+  });
 }
 
 // ---- jobs ----
@@ -408,14 +538,14 @@ function renderTimes(entry) {
   const { job, element: item } = entry;
   let eta = "";
   if (job.state === "RUNNING") {
-    const left = secondsLeft(entry);
-    eta = left === null ? t("estimating") : t("timeLeft", { time: duration(left) });
+    entry.eta = steadyEstimate(entry.eta || null, secondsLeft(entry), Date.now());
+    eta = entry.eta ? t("timeLeft", { time: duration(entry.eta.value) }) : t("estimating");
   }
   item.querySelector(".eta").textContent = eta;
   let expiry = "";
   if (job.expires_at && job.state !== "EXPIRED" && job.state !== "DELETED") {
     const left = (Date.parse(job.expires_at) - Date.now()) / 1000;
-    expiry = left > 0 ? t("expiresIn", { time: clock(left) }) : t("expiringNow");
+    expiry = left > 0 ? t("expiresIn", { time: hoursMinutes(left) }) : t("expiringNow");
   }
   item.querySelector(".expiry").textContent = expiry;
 }
@@ -503,8 +633,11 @@ async function openTranscript(jobId) {
     return;
   }
   const player = $("player");
-  shown = { jobId, transcript, turns: [], current: -1 };
+  shown = { jobId, transcript, turns: [], current: -1, word: null, matches: [], match: -1 };
   player.src = `/api/v1/jobs/${jobId}/audio`;
+  player.playbackRate = player.defaultPlaybackRate = Number($("speed").value) || 1;
+  const seconds = (jobs.get(jobId) && jobs.get(jobId).job.audio.duration_seconds) || transcript.duration_seconds;
+  $("transcript-duration").textContent = seconds ? t("durationLabel", { time: clock(seconds) }) : "";
   for (const format of FORMATS) $(`dl-${format}`).href = `/api/v1/jobs/${jobId}/export/${format}`;
   $("transcript-view").hidden = false;
   renderTranscript();
@@ -540,6 +673,10 @@ function renderTranscript() {
   shown.turns = transcript.segments.map(buildTurn);
   $("segments").replaceChildren(...shown.turns);
   shown.current = -1;
+  shown.word = null;
+  const seconds = (entry && entry.job.audio.duration_seconds) || transcript.duration_seconds;
+  $("transcript-duration").textContent = seconds ? t("durationLabel", { time: clock(seconds) }) : "";
+  search(false);
   highlightPlaying();
 }
 
@@ -582,10 +719,28 @@ async function mergeSpeaker(speaker, select) {
   select.value = "";
   if (!into || !window.confirm(t("confirmMerge", { from: speakerName(speaker.id), into: speakerName(into) }))) return;
   const jobId = shown.jobId;
+  // What the merge changes, so that it can be undone: the speaker's turns and its name.
+  const undo = {
+    jobId, speaker: speaker.id, name: speaker.label && speaker.label !== speaker.id ? speaker.label : null,
+    segments: shown.transcript.segments.filter((s) => s.speaker === speaker.id).map((s) => s.index),
+  };
   try {
     const transcript = await api("POST", `/api/v1/jobs/${jobId}/speakers/${encodeURIComponent(speaker.id)}/merge`, { into });
     if (shown && shown.jobId === jobId) { shown.transcript = transcript; renderTranscript(); }
-    notify(t("merged"));
+    notify(t("merged"), false, { label: t("undo"), run: () => undoMerge(undo) });
+  } catch (error) {
+    notify(explain(error), true);
+  }
+}
+
+async function undoMerge({ jobId, speaker, name, segments }) {
+  // The API gives each turn back to the speaker (who comes back with the first), then its name.
+  try {
+    for (const index of segments) await api("PATCH", `/api/v1/jobs/${jobId}/segments/${index}`, { speaker });
+    let transcript = await api("GET", `/api/v1/jobs/${jobId}/transcript`);
+    if (name) transcript = await api("PUT", `/api/v1/jobs/${jobId}/speakers`, { speakers: { [speaker]: name } });
+    if (shown && shown.jobId === jobId) { shown.transcript = transcript; renderTranscript(); }
+    notify(t("unmerged"));
   } catch (error) {
     notify(explain(error), true);
   }
@@ -614,30 +769,124 @@ function buildTurn(segment, index) {
   time.type = "button";
   time.setAttribute("aria-label", t("play", { time: clock(segment.start) }));
   const who = element("span", "who", speakerName(segment.speaker));
-  const lang = element("span", `lang lang-${segment.language}`, String(segment.language || "?").toUpperCase());
+  const lang = element("button", `lang lang-${segment.language}`, String(segment.language || "?").toUpperCase());
+  lang.type = "button";
+  lang.title = t("changeLanguage");
+  lang.setAttribute("aria-label", `${t("changeLanguage")}: ${lang.textContent}`);
+  const languages = element("select", "lang-select");
+  languages.hidden = true;
+  languages.setAttribute("aria-label", t("changeLanguage"));
+  for (const code of SEGMENT_LANGUAGES) {
+    const option = element("option", "", code.toUpperCase());
+    option.value = code;
+    languages.append(option);
+  }
+  lang.addEventListener("click", (e) => {
+    e.stopPropagation();
+    languages.value = segment.language;
+    lang.hidden = true;
+    languages.hidden = false;
+    languages.focus();
+  });
+  languages.addEventListener("click", (e) => e.stopPropagation());
+  languages.addEventListener("change", () => changeLanguage(segment, item, languages.value));
+  languages.addEventListener("blur", () => { languages.hidden = true; lang.hidden = false; });
+  const edit = element("button", "edit link-button", "✎");
+  edit.type = "button";
+  edit.title = t("editTurn");
+  edit.setAttribute("aria-label", t("editTurn"));
+  edit.addEventListener("click", (e) => { e.stopPropagation(); startEditing(segment, text); });
   const edited = element("span", "edited-mark", t("edited"));
   const revert = element("button", "revert link-button", t("revert"));
   revert.type = "button";
   revert.addEventListener("click", (e) => { e.stopPropagation(); revertSegment(segment, item); });
-  head.append(time, who, lang, edited, revert);
-  const text = element("p", "text", segment.text);
-  text.contentEditable = "true";
-  text.spellcheck = true;
+  head.append(time, who, lang, languages, edit, edited, revert);
+  const text = element("p", "text");
   text.lang = segment.language || "";
+  showWords(text, segment);
+  text.addEventListener("dblclick", (e) => { e.preventDefault(); startEditing(segment, text); });
   text.addEventListener("keydown", (e) => {
+    if (!text.isContentEditable) return;
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); saveSegment(segment, text); }
-    if (e.key === "Escape") { e.preventDefault(); text.textContent = segment.text; text.blur(); }
+    if (e.key === "Escape") { e.preventDefault(); stopEditing(segment, text); }
   });
-  text.addEventListener("blur", () => { if (text.textContent !== segment.text) saveSegment(segment, text); });
+  text.addEventListener("blur", () => {
+    if (!text.isContentEditable) return;
+    if (text.textContent !== segment.text) saveSegment(segment, text);
+    else stopEditing(segment, text);
+  });
   text.addEventListener("paste", (e) => {
     // Plain text only: a pasted web page must not bring its markup into the transcript.
     e.preventDefault();
     document.execCommand("insertText", false, e.clipboardData.getData("text/plain"));
   });
-  item.addEventListener("click", (e) => { if (!text.contains(e.target)) playFrom(index); });
+  item.addEventListener("click", (e) => {
+    if (text.isContentEditable && text.contains(e.target)) return;
+    const word = e.target.closest && e.target.closest(".word");
+    if (word && word.dataset.start) playAt(Number(word.dataset.start));
+    else playFrom(index);
+  });
   item.append(head, text);
   showEdited(item, segment);
   return item;
+}
+
+function segmentWords(segment) {
+  // The recognised words with their times; after an edit they no longer match the text, which is then
+  // split into untimed words (a click on one plays the turn from its start).
+  if (!segment.edited && segment.words.length) return segment.words.map((w) => ({ text: w.text.trim(), start: w.start, end: w.end }));
+  return segment.text.split(/\s+/).filter(Boolean).map((word) => ({ text: word }));
+}
+
+function showWords(text, segment) {
+  const pieces = [];
+  for (const word of segmentWords(segment)) {
+    if (!word.text) continue;
+    if (pieces.length) pieces.push(document.createTextNode(" "));
+    const span = element("span", "word", word.text);
+    if (word.start !== undefined) { span.dataset.start = String(word.start); span.dataset.end = String(word.end); }
+    pieces.push(span);
+  }
+  text.replaceChildren(...pieces);
+}
+
+function startEditing(segment, text) {
+  if (text.isContentEditable) return;
+  text.textContent = segment.text;
+  text.contentEditable = "true";
+  text.spellcheck = true;
+  text.focus();
+  const range = document.createRange();
+  range.selectNodeContents(text);
+  range.collapse(false);
+  const selection = window.getSelection();
+  selection.removeAllRanges();
+  selection.addRange(range);
+}
+
+function stopEditing(segment, text) {
+  text.contentEditable = "false";
+  showWords(text, segment);
+  if (shown) search(false);
+}
+
+async function changeLanguage(segment, item, language) {
+  const select = item.querySelector(".lang-select");
+  select.blur();
+  if (language === segment.language) return;
+  const jobId = shown.jobId;
+  try {
+    const saved = await api("PATCH", `/api/v1/jobs/${jobId}/segments/${segment.index}`, { language });
+    Object.assign(segment, saved);
+    const badge = item.querySelector(".lang");
+    badge.textContent = segment.language.toUpperCase();
+    badge.className = `lang lang-${segment.language}`;
+    badge.setAttribute("aria-label", `${t("changeLanguage")}: ${badge.textContent}`);
+    item.querySelector(".text").lang = segment.language;
+    notify(t("languageChanged"));
+  } catch (error) {
+    notify(explain(error), true);
+  }
 }
 
 function showEdited(item, segment) {
@@ -653,7 +902,7 @@ async function revertSegment(segment, item) {
     const saved = await api("PATCH", `/api/v1/jobs/${jobId}/segments/${segment.index}`, { revert: true });
     Object.assign(segment, saved);
     if (shown && shown.jobId === jobId) {
-      item.querySelector(".text").textContent = segment.text;
+      stopEditing(segment, item.querySelector(".text"));
       showEdited(item, segment);
     }
     notify(t("reverted"));
@@ -664,16 +913,16 @@ async function revertSegment(segment, item) {
 
 async function saveSegment(segment, text) {
   const value = text.textContent.replace(/\s+/g, " ").trim();
-  if (value === segment.text || text.dataset.saving) return;
+  if (text.dataset.saving) return;
+  if (value === segment.text) { stopEditing(segment, text); return; }
   text.dataset.saving = "1";
   const jobId = shown.jobId;
   try {
     const saved = await api("PATCH", `/api/v1/jobs/${jobId}/segments/${segment.index}`, { text: value });
     Object.assign(segment, saved);
     if (shown && shown.jobId === jobId) {
-      text.textContent = segment.text;
+      stopEditing(segment, text);
       showEdited(text.closest(".turn"), segment);
-      text.blur();
     }
     notify(t("saved"));
   } catch (error) {
@@ -684,12 +933,35 @@ async function saveSegment(segment, text) {
 }
 
 function playFrom(index) {
-  const player = $("player");
   const segment = shown.transcript.segments[index];
-  player.currentTime = segment.start;
+  if (segment) playAt(segment.start);
+}
+
+function playAt(seconds) {
+  const player = $("player");
+  player.currentTime = Math.max(0, seconds);
   const playing = player.play();
   if (playing) playing.catch((error) => { if (error.name !== "AbortError") notify(t("err_AUDIO_UNAVAILABLE"), true); });
   highlightPlaying();
+}
+
+function togglePlay() {
+  const player = $("player");
+  if (player.paused) {
+    const playing = player.play();
+    if (playing) playing.catch((error) => { if (error.name !== "AbortError") notify(t("err_AUDIO_UNAVAILABLE"), true); });
+  } else {
+    player.pause();
+  }
+}
+
+function stepTurn(delta) {
+  const count = shown.transcript.segments.length;
+  if (!count) return;
+  const now = $("player").currentTime;
+  let index = shown.current;
+  if (index < 0) index = shown.transcript.segments.findIndex((s) => s.start > now) - (delta > 0 ? 1 : 0);
+  playFrom(Math.min(Math.max(index + delta, 0), count - 1));
 }
 
 function highlightPlaying() {
@@ -698,6 +970,7 @@ function highlightPlaying() {
   const now = $("player").currentTime;
   const started = !$("player").paused || now > 0;
   const index = started ? shown.transcript.segments.findIndex((s) => s.start <= now && now < s.end) : -1;
+  highlightWord(index, now, started);
   if (index === shown.current) return;
   if (shown.current >= 0 && shown.turns[shown.current]) shown.turns[shown.current].classList.remove("playing");
   shown.current = index;
@@ -705,6 +978,108 @@ function highlightPlaying() {
     shown.turns[index].classList.add("playing");
     if (!document.activeElement || !document.activeElement.isContentEditable) shown.turns[index].scrollIntoView({ block: "nearest" });
   }
+}
+
+function highlightWord(index, now, started) {
+  // The word under the playhead, in the turn being played.
+  let word = null;
+  if (started && index >= 0) {
+    for (const span of shown.turns[index].querySelectorAll(".word[data-start]")) {
+      if (Number(span.dataset.start) <= now && now < Number(span.dataset.end)) { word = span; break; }
+    }
+  }
+  if (word === shown.word) return;
+  if (shown.word) shown.word.classList.remove("speaking");
+  shown.word = word;
+  if (word) word.classList.add("speaking");
+}
+
+// ---- search ----
+
+function search(jump = true) {
+  // Every occurrence of the query in the turns' words: highlighted, counted, stepped through.
+  if (!shown) return;
+  for (const marked of document.querySelectorAll("#segments .word.match")) marked.classList.remove("match", "current-match");
+  const query = $("search").value.trim().toLocaleLowerCase();
+  shown.matches = [];
+  if (query) {
+    shown.turns.forEach((turn) => {
+      const spans = [...turn.querySelectorAll(".text .word")];
+      let joined = "";
+      const starts = spans.map((span) => { const at = joined.length; joined += `${span.textContent.toLocaleLowerCase()} `; return at; });
+      for (let at = joined.indexOf(query); at >= 0; at = joined.indexOf(query, at + 1)) {
+        const end = at + query.length;
+        const hit = spans.filter((span, i) => starts[i] < end && starts[i] + span.textContent.length > at);
+        hit.forEach((span) => span.classList.add("match"));
+        if (hit.length) shown.matches.push(hit);
+      }
+    });
+  }
+  shown.match = shown.matches.length ? Math.min(Math.max(shown.match, 0), shown.matches.length - 1) : -1;
+  showMatch(jump);
+}
+
+function stepMatch(delta) {
+  if (!shown || !shown.matches.length) return;
+  shown.match = (shown.match + delta + shown.matches.length) % shown.matches.length;
+  showMatch(true);
+}
+
+function showMatch(jump) {
+  for (const marked of document.querySelectorAll("#segments .current-match")) marked.classList.remove("current-match");
+  const count = shown.matches.length;
+  const query = $("search").value.trim();
+  $("search-count").textContent = !query ? "" : count ? t("matchOf", { n: shown.match + 1, count }) : t("noMatches");
+  if (!count) return;
+  const current = shown.matches[shown.match];
+  current.forEach((span) => span.classList.add("current-match"));
+  if (jump) current[0].scrollIntoView({ block: "center" });
+}
+
+// ---- whole transcript ----
+
+function transcriptText() {
+  // As the TXT download reads: a paragraph per turn, its time and speaker first.
+  return shown.transcript.segments
+    .filter((segment) => segment.text.trim())
+    .map((segment) => `[${clock(segment.start)}] ${speakerName(segment.speaker)}: ${segment.text.trim()}`)
+    .join("\n\n");
+}
+
+async function copyTranscript() {
+  if (!shown) return;
+  const text = transcriptText();
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // No clipboard API (an insecure origin): a selected textarea and the old copy command.
+    const area = element("textarea", "visually-hidden");
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+  notify(t("copied"));
+}
+
+function onShortcut(e) {
+  // Space/K play-pause, ←/→ 5 s, ↑/↓ previous/next turn, / search; never while typing in a field.
+  if (!shown || e.ctrlKey || e.metaKey || e.altKey) return;
+  const target = e.target;
+  if (target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName)) return;
+  const player = $("player");
+  const actions = {
+    " ": togglePlay, k: togglePlay,
+    ArrowLeft: () => { player.currentTime = Math.max(0, player.currentTime - SEEK_STEP_SECONDS); },
+    ArrowRight: () => { player.currentTime = player.currentTime + SEEK_STEP_SECONDS; },
+    ArrowUp: () => stepTurn(-1), ArrowDown: () => stepTurn(1),
+    "/": () => $("search").focus(),
+  };
+  const action = actions[e.key];
+  if (!action) return;
+  e.preventDefault();
+  action();
 }
 
 // ---- start ----
@@ -728,16 +1103,29 @@ document.addEventListener("DOMContentLoaded", () => {
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
+    if (e.dataTransfer.files.length) enqueueUploads([...e.dataTransfer.files]);
   });
   drop.addEventListener("keydown", (e) => {
     if ((e.key === "Enter" || e.key === " ") && e.target === drop) { e.preventDefault(); $("picker").click(); }
   });
   $("picker").addEventListener("change", (e) => {
-    if (e.target.files.length) upload(e.target.files[0]);
+    if (e.target.files.length) enqueueUploads([...e.target.files]);
     e.target.value = "";
   });
   $("close-transcript").addEventListener("click", closeTranscript);
+  $("search").addEventListener("input", () => { if (shown) shown.match = 0; search(true); });
+  $("search").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") { e.preventDefault(); stepMatch(e.shiftKey ? -1 : 1); }
+    if (e.key === "Escape") { e.target.value = ""; search(false); e.target.blur(); }
+  });
+  $("search-prev").addEventListener("click", () => stepMatch(-1));
+  $("search-next").addEventListener("click", () => stepMatch(1));
+  $("speed").addEventListener("change", (e) => {
+    const player = $("player");
+    player.playbackRate = player.defaultPlaybackRate = Number(e.target.value) || 1;
+  });
+  $("copy-text").addEventListener("click", copyTranscript);
+  document.addEventListener("keydown", onShortcut);
   const player = $("player");
   for (const name of ["timeupdate", "play", "pause", "seeked", "ended"]) player.addEventListener(name, highlightPlaying);
   player.addEventListener("error", () => { if (shown && player.getAttribute("src")) notify(t("err_AUDIO_UNAVAILABLE"), true); });
