@@ -88,7 +88,9 @@ async def test_deleting_a_finished_job_leaves_a_tombstone_that_answers_410(stack
     shown = client.get(f"/api/v1/jobs/{job['job_id']}")
     assert shown.status_code == 200 and shown.json()["state"] == "DELETED"
     # Deleted jobs leave the list (a reload of the page shows none); the tombstone answers by id.
-    assert job["job_id"] not in [j["job_id"] for j in client.get("/api/v1/jobs", params={"page_size": 100}).json()["jobs"]]
+    assert job["job_id"] not in [
+        j["job_id"] for j in client.get("/api/v1/jobs", params={"page_size": 100}).json()["jobs"]
+    ]
     for path in ("/transcript", "/export/txt", "/export/json"):
         gone = client.get(f"/api/v1/jobs/{job['job_id']}{path}")
         assert (gone.status_code, gone.json()["error"]["code"]) == (410, "JOB_DELETED"), path
