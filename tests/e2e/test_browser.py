@@ -459,10 +459,13 @@ async def test_search_words_playback_shortcuts_speed_copy_and_a_corrected_langua
     assert abs(await page.evaluate("() => document.getElementById('player').currentTime") - 1.0) < 0.3
     await page.keyboard.press("ArrowRight")
     assert abs(await page.evaluate("() => document.getElementById('player').currentTime") - 6.0) < 0.3
+    first_start = float(await turns.nth(0).get_attribute("data-start"))
     second_start = float(await turns.nth(1).get_attribute("data-start"))
-    await page.evaluate("() => { document.getElementById('player').currentTime = 0.1; }")
-    await page.keyboard.press("ArrowDown")
+    await page.evaluate("t => { document.getElementById('player').currentTime = t; }", first_start + 0.1)
+    await page.keyboard.press("ArrowDown")  # from inside the first turn: the second
     await wait_until(page, "s => Math.abs(document.getElementById('player').currentTime - s) < 0.6", second_start)
+    await page.keyboard.press("ArrowUp")  # from inside the second turn: the first
+    await wait_until(page, "s => Math.abs(document.getElementById('player').currentTime - s) < 0.6", first_start)
     await page.keyboard.press("Space")  # it was playing since the turn change: pause
     await wait_until(page, "() => document.getElementById('player').paused")
 

@@ -956,12 +956,18 @@ function togglePlay() {
 }
 
 function stepTurn(delta) {
-  const count = shown.transcript.segments.length;
-  if (!count) return;
+  // From the turn under the playhead (read from the player, not from the last highlight, which trails
+  // its events); in a pause between turns, the next turn is the one after it and the previous the one before.
+  const segments = shown.transcript.segments;
+  if (!segments.length) return;
   const now = $("player").currentTime;
-  let index = shown.current;
-  if (index < 0) index = shown.transcript.segments.findIndex((s) => s.start > now) - (delta > 0 ? 1 : 0);
-  playFrom(Math.min(Math.max(index + delta, 0), count - 1));
+  let index = segments.findIndex((s) => s.start <= now && now < s.end);
+  if (index < 0) {
+    const after = segments.findIndex((s) => s.start > now);
+    const following = after < 0 ? segments.length : after;
+    index = delta > 0 ? following - 1 : following;
+  }
+  playFrom(Math.min(Math.max(index + delta, 0), segments.length - 1));
 }
 
 function highlightPlaying() {
