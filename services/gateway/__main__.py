@@ -20,6 +20,7 @@ from services.gateway.auth import Authenticator
 from services.gateway.core import Gateway
 from services.gateway.grpc_api import JobServicer
 from services.gateway.http_api import create_app
+from services.gateway.operations import create_operations_app
 
 log = logging.getLogger("services.gateway")
 
@@ -69,13 +70,22 @@ async def main() -> None:
             timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
     )
-    serving = asyncio.create_task(http.serve())
+    servers = [http]
+    if settings.metrics_port:  # metrics and the queue in detail, on a port of their own (services.gateway.operations)
+        servers.append(_HttpServer(uvicorn.Config(
+            create_operations_app(gateway), host=settings.metrics_host, port=settings.metrics_port, log_config=None,
+            access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        )))  # fmt: skip
+    serving = [asyncio.create_task(server.serve()) for server in servers]
     log.info("gateway listening", extra={"http": f"{settings.http_host}:{settings.http_port}",
-                                         "grpc": settings.public_grpc_address})  # fmt: skip
+                                         "grpc": settings.public_grpc_address,
+                                         "metrics": f"{settings.metrics_host}:{settings.metrics_port}"
+                                         if settings.metrics_port else "off"})  # fmt: skip
     await wait_for_stop_signal()
     await grpc_public.set_serving(False)
-    http.should_exit = True
-    await serving
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*serving)
     await grpc_public.stop(settings.shutdown_grace_seconds)
     for chan in channels.values():
         await chan.close()

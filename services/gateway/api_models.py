@@ -184,28 +184,12 @@ class Health(BaseModel):
 
 
 class Queue(BaseModel):
-    pending: int
-    in_progress: int
-
-
-class Workers(BaseModel):
-    active: int
-    busy: int
-    idle: int
-
-
-class Throughput(BaseModel):
-    window_minutes: float
-    jobs_finished: int
-    jobs_per_minute: float
-    mean_processing_seconds: float | None
+    pending: int = Field(description="Jobs waiting for a worker")
 
 
 class ServiceStatus(BaseModel):
     queue: Queue
-    workers: Workers
-    throughput: Throughput
-    estimated_wait_seconds: float | None
+    estimated_wait_seconds: float | None = Field(description="How long a new upload would wait to start; null: unknown")
 
 
 ERROR_DESCRIPTIONS = {

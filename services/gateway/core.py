@@ -280,8 +280,16 @@ class Gateway:
         return first, rest()
 
     async def service_status(self) -> dict:
-        """Queue length, workers, recent throughput and the estimated wait (services.gateway.status)."""
+        """For operators: queue length, workers, recent throughput and the estimated wait (services.gateway.status)."""
         return await status.service_status(self._sessions, self._bus, self._settings)
+
+    async def public_status(self) -> dict:
+        """For users: how many jobs wait and how long a new upload would wait; nothing of the workers."""
+        full = await self.service_status()
+        return {
+            "queue": {"pending": full["queue"]["pending"]},
+            "estimated_wait_seconds": full["estimated_wait_seconds"],
+        }
 
     async def refresh_metrics(self) -> None:
         """Jobs by state and the queue, read into the Prometheus gauges before a scrape."""

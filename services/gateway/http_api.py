@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kazru import errors, export_formats, metrics
+from kazru import errors, export_formats
 from kazru.api_json import job_json
 from kazru.errors import KazruError
 from kazru.settings import AnonymousAccess, Settings
@@ -425,20 +425,11 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503)
 
     @app.get(
-        "/api/v1/status", summary="Queue length, active workers and the estimated wait for a new upload",
+        "/api/v1/status", summary="Jobs waiting and the estimated wait for a new upload",
         response_model=None, responses={200: {"model": api_models.ServiceStatus}, **error_responses(UNAVAILABLE)},
     )  # fmt: skip
     async def service_status() -> dict:
-        return await gateway.service_status()
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        try:
-            await gateway.refresh_metrics()
-        except Exception as error:  # noqa: BLE001 - the other metrics are still worth serving
-            log.warning("could not read jobs and queue for /metrics", extra={"error": type(error).__name__})
-        body, content_type = metrics.latest()
-        return Response(body, media_type=content_type)
+        return await gateway.public_status()
 
     app.include_router(openai_api.openai_router(settings, gateway, auth))
     app.add_middleware(RequestTelemetry)

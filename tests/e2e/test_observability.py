@@ -38,7 +38,7 @@ WRONG_KEY = "wrong-key-5d1e0b7a9c3f"
 FILENAME = "секретное-интервью-7c1f.flac"
 EDITED_TEXT = "Тайная правка 42b9"
 SPEAKER_NAME = "Айгерім Секретова"
-METRICS_SERVICES = ("ingest", "exporter", "transcriber", "janitor")
+METRICS_SERVICES = ("gateway", "ingest", "exporter", "transcriber", "janitor")
 # The client's own trace context (W3C): its upload and its export then belong to one trace.
 CLIENT_TRACE_ID = secrets.token_hex(16)
 CLIENT_SPAN_ID = secrets.token_hex(8)
@@ -59,8 +59,7 @@ class ObservedStack:
         return f"http://127.0.0.1:{self.settings.http_port}"
 
     def metrics(self, service: str) -> dict[tuple[str, frozenset], float]:
-        url = (f"{self.http}/metrics" if service == "gateway"
-               else f"http://127.0.0.1:{self.metrics_ports[service]}/metrics")  # fmt: skip
+        url = f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
         response = httpx.get(url, timeout=10)
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
         return {
@@ -138,10 +137,11 @@ def finished_job(observed: ObservedStack) -> dict:
     return job
 
 
-def test_status_reports_queue_workers_and_throughput(observed, finished_job):
+def test_operators_see_queue_workers_and_throughput_users_only_the_wait(observed, finished_job):
+    operations = f"http://127.0.0.1:{observed.metrics_ports['gateway']}"
     deadline = time.monotonic() + 10
     while True:
-        status = httpx.get(f"{observed.http}/api/v1/status").json()
+        status = httpx.get(f"{operations}/status").json()
         # The idle worker's pull request is renewed every 2 s: it may be between two.
         if status["workers"]["active"] >= 1 or time.monotonic() > deadline:
             break
@@ -150,6 +150,11 @@ def test_status_reports_queue_workers_and_throughput(observed, finished_job):
     assert status["workers"] == {"active": 1, "busy": 0, "idle": 1}
     assert status["throughput"]["jobs_finished"] >= 1 and status["throughput"]["mean_processing_seconds"] > 0
     assert status["estimated_wait_seconds"] == 0.0
+    # The public port answers what a user needs, and neither the workers nor the metrics.
+    public = httpx.get(f"{observed.http}/api/v1/status").json()
+    assert public == {"queue": {"pending": 0}, "estimated_wait_seconds": 0.0}
+    assert httpx.get(f"{observed.http}/metrics").status_code == 404
+    assert httpx.get(f"{operations}/api/v1/jobs", headers=AUTH).status_code == 404  # and the API is not here
 
 
 def test_every_service_serves_its_metrics(observed, finished_job):

@@ -487,14 +487,15 @@ def test_only_the_gateway_is_reachable_from_outside_the_namespace(overlay):
                 elif "namespaceSelector" in peer:
                     namespace = peer["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name")
                     outside.add((target, f"namespace:{namespace or 'ANY'}", rule_ports))
-    # Open to all: the gateway's HTTP and gRPC ports and nothing else. Two named namespaces reach two ports:
-    # Prometheus in `monitoring` scrapes the services' metrics port, KEDA in `keda` reads NATS's monitoring port.
+    # Open to all: the gateway's HTTP and gRPC ports and nothing else (its metrics are not there). Two named
+    # namespaces reach two ports: Prometheus in `monitoring` scrapes every service's metrics port, the gateway's
+    # included; KEDA in `keda` reads NATS's monitoring port.
     assert {entry for entry in outside if entry[1] in ("anywhere", "namespace:ANY") or "/" in entry[1]} == {
         ("gateway", "anywhere", (8080, 50051))
     }
     assert {entry for entry in outside if entry[1] == "namespace:keda"} == {("nats", "namespace:keda", (8222,))}
     assert {entry for entry in outside if entry[1] == "namespace:monitoring"} == {
-        (name, "namespace:monitoring", (9464,)) for name in ("ingest", "exporter", "transcriber", "janitor")
+        (name, "namespace:monitoring", (9464,)) for name in ("gateway", "ingest", "exporter", "transcriber", "janitor")
     }
     assert all(entry[1] in ("anywhere", "namespace:keda", "namespace:monitoring") for entry in outside), outside
 
@@ -529,3 +530,16 @@ def test_every_manifest_file_is_used_by_a_kustomization():
     for manifest in K8S.rglob("*.yaml"):
         if manifest.name != "kustomization.yaml":
             assert manifest.resolve() in listed, f"{manifest} is not part of any kustomization"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_is_scraped_on_its_metrics_port_never_on_a_public_one(overlay):
+    metrics_port = int(get(overlay, "ConfigMap", "kazru-config")["data"]["KAZRU_METRICS_PORT"])
+    for name in APP_WORKLOADS:
+        template = pod_template(get(overlay, "Deployment", name))
+        annotations = template["metadata"].get("annotations", {})
+        (container,) = template["spec"]["containers"]
+        assert int(annotations["prometheus.io/port"]) == metrics_port, name
+        assert {"name": "metrics", "containerPort": metrics_port} in container["ports"], name
+    (gateway,) = pod_spec(get(overlay, "Deployment", "gateway"))["containers"]
+    assert metrics_port not in (int(env_of(gateway)["KAZRU_HTTP_PORT"]["value"]), 50051)
