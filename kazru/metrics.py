@@ -39,6 +39,16 @@ JOBS = Gauge("kazru_jobs", "Jobs in PostgreSQL by state (tombstones included)", 
 QUEUE_PENDING = Gauge("kazru_queue_pending_messages", "Queued jobs not yet delivered to a worker (consumer lag)")
 QUEUE_ACK_PENDING = Gauge("kazru_queue_ack_pending_messages", "Jobs delivered to a worker and not yet acknowledged")
 QUEUE_WAITING_PULLS = Gauge("kazru_queue_waiting_pulls", "Idle workers' outstanding pull requests")
+# What the alert rules (deploy/monitoring/kazru-alerts.rules.yml) watch for the service's promises.
+OLDEST_PENDING_SECONDS = Gauge(
+    "kazru_oldest_pending_job_age_seconds", "Age of the oldest job waiting for a worker (0: none)"
+)
+EXPIRY_OVERDUE_SECONDS = Gauge("kazru_expiry_overdue_seconds",
+                               "How long the most overdue job has outlived its expires_at (0: none): the 24 h promise")  # fmt: skip
+ENGINE_COPIES_OVERDUE = Gauge("kazru_engine_copies_overdue",
+                              "Jobs past their expiry whose copy at an external engine is not yet deleted")  # fmt: skip
+DEPENDENCY_UP = Gauge("kazru_dependency_up", "1 when the gateway's health check of a dependency or service passes",
+                      ["dependency"])  # fmt: skip
 
 # Transcriber.
 STAGE_SECONDS = Histogram("kazru_stage_duration_seconds", "Seconds per pipeline stage of a finished job",

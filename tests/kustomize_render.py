@@ -2,6 +2,8 @@
 
 Supported, with kustomize's semantics and its transformer order (patches, namespace, labels, images):
 - `resources`: YAML files (several documents each) and directories holding a kustomization;
+- `components`: directories holding a Component, whose resources, generators and patches are added after
+  the including kustomization's resources;
 - `namespace`: set on every namespaced object;
 - `labels` with `includeTemplates` (not `includeSelectors`): metadata labels, plus the labels of pod templates
   and of StatefulSets' volumeClaimTemplates;
@@ -29,7 +31,7 @@ import yaml
 Object = dict[str, Any]
 
 SUPPORTED_FIELDS = {
-    "apiVersion", "kind", "resources", "namespace", "labels", "images", "patches",
+    "apiVersion", "kind", "resources", "components", "namespace", "labels", "images", "patches",
     "secretGenerator", "configMapGenerator", "generatorOptions",
 }  # fmt: skip
 CLUSTER_SCOPED_KINDS = {
@@ -63,6 +65,16 @@ def render(directory: Path) -> list[Object]:
         path = directory / entry
         objects.extend(render(path) if path.is_dir() else load_documents(path))
     objects.extend(_generate(directory, kustomization))
+    for entry in kustomization.get("components", []):
+        # A Component adds its resources and patches to what the including kustomization has so far.
+        component_dir = directory / entry
+        component = _load_kustomization(component_dir)
+        for resource in component.get("resources", []):
+            path = component_dir / resource
+            objects.extend(render(path) if path.is_dir() else load_documents(path))
+        objects.extend(_generate(component_dir, component))
+        for patch in _patches(component_dir, component):
+            _apply_patch(objects, patch)
     for patch in _patches(directory, kustomization):
         _apply_patch(objects, patch)
     if namespace := kustomization.get("namespace"):

@@ -16,13 +16,11 @@ itself, without installing anything on the machine: `apt-get download` into a ca
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accuracy.metrics import Segment
+from kazru.debian_packages import PackageUnavailable, extracted_package
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The shared corpus lives beside the repository checkout (read-only).
@@ -145,31 +143,11 @@ def evenly_spaced(items: list, count: int) -> list:
 
 def fetch_festvox_ru(cache_dir: Path = CACHE_DIR) -> Path:
     """The extracted voice folder, downloading and unpacking the package on first use."""
-    voice_dir = cache_dir / FESTVOX_PACKAGE / FESTVOX_VOICE_DIR
-    if (voice_dir / "etc" / "txt.done.data").is_file():
-        return voice_dir
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise SystemExit("festvox-ru needs apt-get and dpkg-deb (Debian/Ubuntu); or pass --sets corpus")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # A scratch folder inside the cache, renamed into place only when complete: an interrupted run
-    # leaves no half-extracted voice that a later run would take as whole.
-    with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
-        download = subprocess.run(
-            ["apt-get", "download", FESTVOX_PACKAGE], cwd=scratch, capture_output=True, text=True, check=False
-        )
-        debs = list(Path(scratch).glob(f"{FESTVOX_PACKAGE}_*.deb"))
-        if download.returncode != 0 or not debs:
-            raise SystemExit(
-                f"`apt-get download {FESTVOX_PACKAGE}` failed: {download.stderr.strip()[-500:]}\n"
-                "If apt does not know the package, its lists are missing: run `apt-get update` (as root) and "
-                "retry, or pass --sets corpus to skip festvox-ru."
-            )
-        extracted = Path(scratch) / "root"
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(extracted)], check=True)
-        target = cache_dir / FESTVOX_PACKAGE
-        shutil.rmtree(target, ignore_errors=True)
-        extracted.rename(target)
-    return voice_dir
+    try:
+        package = extracted_package(FESTVOX_PACKAGE, cache_dir, f"{FESTVOX_VOICE_DIR}/etc/txt.done.data")
+    except PackageUnavailable as error:
+        raise SystemExit(f"{error}\nOr pass --sets corpus to skip festvox-ru.") from None
+    return package / FESTVOX_VOICE_DIR
 
 
 def festvox_ru(count: int, cache_dir: Path = CACHE_DIR) -> list[ReferenceFile]:

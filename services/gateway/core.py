@@ -17,7 +17,7 @@ from minio.error import S3Error
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import convert, errors, retention, tracing
+from kazru import convert, errors, metrics, retention, tracing
 from kazru.bus import Bus
 from kazru.db import jobs, transcript_edits, transcripts
 from kazru.grpc_errors import from_rpc_error
@@ -292,8 +292,18 @@ class Gateway:
         }
 
     async def refresh_metrics(self) -> None:
-        """Jobs by state and the queue, read into the Prometheus gauges before a scrape."""
-        await asyncio.wait_for(status.refresh_gauges(self._sessions, self._bus, self._settings), HEALTH_TIMEOUT_SECONDS)
+        """Jobs by state, the queue, the promise ages and each dependency's health, read into the Prometheus
+        gauges before a scrape."""
+        refreshed, health = await asyncio.gather(
+            asyncio.wait_for(status.refresh_gauges(self._sessions, self._bus, self._settings), HEALTH_TIMEOUT_SECONDS),
+            self.health(),
+            return_exceptions=True,
+        )
+        if not isinstance(health, BaseException):
+            for name, result in health[1].items():
+                metrics.DEPENDENCY_UP.labels(name).set(1 if result["ok"] else 0)
+        if isinstance(refreshed, BaseException):
+            raise refreshed
 
     async def health(self) -> tuple[bool, dict[str, dict]]:
         checks: dict[str, Callable[[], Awaitable[object]]] = {

@@ -1,5 +1,5 @@
-"""What `GET /api/v1/status` and the gateway's `/metrics` read: the queue from JetStream, jobs
-and recent throughput from PostgreSQL.
+"""What `GET /api/v1/status` and the gateway's `/metrics` read: the queue from JetStream, jobs,
+recent throughput and the ages the alert rules watch from PostgreSQL.
 
 The queue is the transcriber's durable consumer: `num_pending` jobs not yet delivered (the
 consumer lag), `num_ack_pending` delivered and being worked on (each worker takes one at a
@@ -116,3 +116,19 @@ async def refresh_gauges(sessions: async_sessionmaker[AsyncSession], bus: Bus, s
     metrics.QUEUE_PENDING.set(queue.pending)
     metrics.QUEUE_ACK_PENDING.set(queue.in_progress)
     metrics.QUEUE_WAITING_PULLS.set(queue.idle_workers)
+    await refresh_promise_gauges(sessions)
+
+
+async def refresh_promise_gauges(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The ages the alert rules watch: the oldest waiting job, the most overdue expiry, engine copies kept."""
+    now = datetime.now(UTC)
+    live = Job.state.not_in((JobState.EXPIRED, JobState.DELETED))
+    async with sessions() as session:
+        oldest_pending = await session.scalar(select(func.min(Job.created_at)).where(Job.state == JobState.PENDING))
+        first_overdue = await session.scalar(select(func.min(Job.expires_at)).where(live, Job.expires_at < now))
+        copies = await session.scalar(
+            select(func.count()).where(Job.external_operation_id.is_not(None), Job.expires_at < now)
+        )
+    metrics.OLDEST_PENDING_SECONDS.set((now - oldest_pending).total_seconds() if oldest_pending else 0)
+    metrics.EXPIRY_OVERDUE_SECONDS.set((now - first_overdue).total_seconds() if first_overdue else 0)
+    metrics.ENGINE_COPIES_OVERDUE.set(copies or 0)

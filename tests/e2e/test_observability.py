@@ -166,6 +166,11 @@ def test_every_service_serves_its_metrics(observed, finished_job):
     assert value(gateway, "kazru_jobs", state="SUCCEEDED") >= 1
     assert value(gateway, "kazru_queue_pending_messages") == 0
     assert value(gateway, "kazru_queue_ack_pending_messages") == 0
+    # What the alert rules watch: every dependency up, nothing waiting or overdue in this stack's jobs.
+    for dependency in ("postgres", "nats", "s3", "ingest", "exporter", "transcriber", "janitor"):
+        assert value(gateway, "kazru_dependency_up", dependency=dependency) == 1, dependency
+    assert value(gateway, "kazru_oldest_pending_job_age_seconds") is not None
+    assert value(gateway, "kazru_expiry_overdue_seconds") is not None
 
     ingest = observed.metrics("ingest")
     assert value(ingest, "kazru_upload_bytes_total") == size

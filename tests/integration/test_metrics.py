@@ -55,3 +55,32 @@ async def test_a_failing_engine_is_counted_by_engine_and_error(infra):
         await engine.close()
         await fake.stop()
     assert total("kazru_engine_errors_total", engine="speechkit") == before + 1
+
+
+async def test_the_promise_gauges_read_the_oldest_wait_the_worst_overdue_expiry_and_kept_engine_copies(database, store):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import delete, update
+
+    from services.gateway.status import refresh_promise_gauges
+
+    now = datetime.now(UTC)
+    waiting = await store_finished_job(database, store, state="PENDING")
+    overdue = await store_finished_job(database, store, expires_in_hours=-0.5)
+    try:
+        async with database.begin() as session:
+            await session.execute(
+                update(Job).where(Job.id == waiting.id).values(created_at=now - timedelta(minutes=20))
+            )
+            await session.execute(update(Job).where(Job.id == overdue.id).values(external_operation_id="op-123"))
+        await refresh_promise_gauges(database)
+        # Other tests' jobs share the database: at least these, then none of them once removed.
+        assert total("kazru_oldest_pending_job_age_seconds") >= 20 * 60 - 5
+        assert total("kazru_expiry_overdue_seconds") >= 30 * 60 - 5
+        assert total("kazru_engine_copies_overdue") >= 1
+        copies = total("kazru_engine_copies_overdue")
+    finally:
+        async with database.begin() as session:
+            await session.execute(delete(Job).where(Job.id.in_([waiting.id, overdue.id])))
+    await refresh_promise_gauges(database)
+    assert total("kazru_engine_copies_overdue") == copies - 1
