@@ -308,6 +308,32 @@ async def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_usage(args: argparse.Namespace) -> int:
+    """The service's usage per day, newest first, straight from PostgreSQL (the operator's report)."""
+    from kazru import usage
+    from kazru.db.session import create_engine, create_sessionmaker
+    from kazru.settings import Settings
+
+    engine = create_engine(Settings())
+    try:
+        async with create_sessionmaker(engine)() as session:
+            report = await usage.usage_report(session, args.days)
+    finally:
+        await engine.dispose()
+    totals = usage.totals(report)
+    if args.json:
+        print(json.dumps({"days": [day.as_json() for day in report], "totals": totals}, indent=2))
+        return EXIT_OK
+    print(f"{'DAY':<10}  {'FILES':>6}  {'AUDIO MIN':>10}  {'DONE':>6}  {'FAILED':>6}  {'CANCELLED':>9}  "
+          f"{'BILLED S':>10}  {'COST':>9}")  # fmt: skip
+    rows = [(day.day.isoformat(), day.as_json()) for day in report] + [("total", totals)]
+    for label, figures in rows:
+        print(f"{label:<10}  {figures['files']:>6}  {figures['audio_minutes']:>10.1f}  {figures['succeeded']:>6}  "
+              f"{figures['failed']:>6}  {figures['cancelled']:>9}  {figures['engine_billed_seconds']:>10.1f}  "
+              f"{figures['estimated_cost']:>9.2f}")  # fmt: skip
+    return EXIT_OK
+
+
 # Plumbing -----------------------------------------------------------------------------------------
 
 
@@ -378,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     keys.set_defaults(run=None)
+
+    usage = commands.add_parser(
+        "usage", help="the service's usage per day: files, audio minutes, failures, billed seconds, cost "
+        "(local admin: uses KAZRU_DATABASE_URL)",
+    )  # fmt: skip
+    usage.add_argument("--days", type=_positive, default=30, help="the last N days (default %(default)s, at most 366)")
+    usage.add_argument("--json", action="store_true", help="as JSON")
+    usage.set_defaults(run=None)
     return parser
 
 
@@ -399,8 +433,8 @@ def _positive(value: str) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    if args.run is None:
-        return await cmd_keys(args)
+    if args.run is None:  # the local administrator's commands: PostgreSQL, not the API
+        return await (cmd_usage(args) if args.command == "usage" else cmd_keys(args))
     async with grpc.aio.insecure_channel(args.server) as channel:
         return await args.run(Client(channel, args.api_key), args)
 

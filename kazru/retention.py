@@ -1,4 +1,4 @@
-"""Ending a job's life: deletion by its owner, expiry by the janitor, and the usage figures both keep.
+"""Ending a job's life: deletion by its owner, expiry by the janitor (both count the job's usage, kazru/usage.py).
 
 Both remove the same things, at once: every object under the job's prefix (the
 original and anything derived), its transcript rows (segments, words, speakers),
@@ -15,13 +15,12 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import lifecycle
+from kazru import lifecycle, usage
 from kazru.bus import Bus
 from kazru.db import jobs
-from kazru.db.models import Job, JobState, Segment, Speaker, UsageStats, Word
+from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 
@@ -30,36 +29,6 @@ log = logging.getLogger(__name__)
 
 def job_prefix(job_id: uuid.UUID | str) -> str:
     return f"jobs/{job_id}/"
-
-
-async def record_usage(session: AsyncSession, job: Job, settings: Settings) -> None:
-    """Count a finished (or tombstoned) job in its upload day's usage, once. Call in the
-    transaction that moves the job to a finished state or to a tombstone."""
-    if job.usage_counted:
-        return
-    state = JobState(job.state)
-    billed = job.billed_seconds or 0.0
-    counts = {
-        "files": 1,
-        "audio_seconds": job.duration_seconds or 0.0,
-        "succeeded": int(state is JobState.SUCCEEDED),
-        "failed": int(state is JobState.FAILED),
-        "cancelled": int(state is JobState.CANCELLED),
-        "engine_billed_seconds": billed,
-        "estimated_cost": billed / 60 * settings.usage_cost_per_billed_minute,
-    }
-    day = (job.created_at or datetime.now(UTC)).astimezone(UTC).date()
-    statement = insert(UsageStats).values(day=day, **counts)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[UsageStats.day],
-            set_={
-                **{name: getattr(UsageStats, name) + getattr(statement.excluded, name) for name in counts},
-                "updated_at": datetime.now(UTC),
-            },
-        )
-    )
-    job.usage_counted = True
 
 
 async def _forget_at_external_engine(job: Job, settings: Settings) -> None:
@@ -106,7 +75,7 @@ async def end_job(
     for step in path:
         if step is tombstone:
             # Counted with the state it finished in (SUCCEEDED, FAILED, CANCELLED, or never finished).
-            await record_usage(session, job, settings)
+            await usage.record_usage(session, job, settings)
         job.state = step
         job.finished_at = job.finished_at or now
     return was_active

@@ -187,6 +187,24 @@ class UsageStats(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class OwnerUsage(Base):
+    """The same figures per owner and day of upload, for each owner's own report: counts only, no content,
+    so it too outlives the jobs it counts."""
+
+    __tablename__ = "usage_by_owner"
+
+    owner_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    files: Mapped[int] = mapped_column(Integer, server_default="0")
+    audio_seconds: Mapped[float] = mapped_column(Float, server_default="0")
+    succeeded: Mapped[int] = mapped_column(Integer, server_default="0")
+    failed: Mapped[int] = mapped_column(Integer, server_default="0")
+    cancelled: Mapped[int] = mapped_column(Integer, server_default="0")
+    engine_billed_seconds: Mapped[float] = mapped_column(Float, server_default="0")
+    estimated_cost: Mapped[float] = mapped_column(Float, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 

@@ -183,6 +183,26 @@ class Health(BaseModel):
     checks: dict[str, HealthCheck] = Field(description="PostgreSQL, NATS, S3 and each internal service")
 
 
+class UsageFigures(BaseModel):
+    files: int = Field(description="Uploads that finished, failed, were cancelled or deleted (counted once)")
+    audio_seconds: float
+    audio_minutes: float
+    succeeded: int
+    failed: int
+    cancelled: int
+    engine_billed_seconds: float = Field(description="What an external engine (SpeechKit) bills for")
+    estimated_cost: float = Field(description="Billed minutes times the operator's price per minute")
+
+
+class UsageDay(UsageFigures):
+    day: str = Field(description="The day of upload (UTC)", json_schema_extra={"format": "date"})
+
+
+class UsageReport(BaseModel):
+    days: list[UsageDay] = Field(description="Newest first; days without uploads as zeros")
+    totals: UsageFigures
+
+
 class Queue(BaseModel):
     pending: int = Field(description="Jobs waiting for a worker")
 

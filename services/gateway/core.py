@@ -17,7 +17,7 @@ from minio.error import S3Error
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import convert, errors, metrics, retention, tracing
+from kazru import convert, errors, metrics, retention, tracing, usage
 from kazru.bus import Bus
 from kazru.db import jobs, transcript_edits, transcripts
 from kazru.grpc_errors import from_rpc_error
@@ -278,6 +278,12 @@ class Gateway:
                 call.cancel()
 
         return first, rest()
+
+    async def usage(self, owner_id: str, days: int) -> dict:
+        """The owner's own figures per day of upload, newest first, and their totals (kazru/usage.py)."""
+        async with self._sessions() as session:
+            report = await usage.usage_report(session, days, owner_id=owner_id)
+        return {"days": [day.as_json() for day in report], "totals": usage.totals(report)}
 
     async def service_status(self) -> dict:
         """For operators: queue length, workers, recent throughput and the estimated wait (services.gateway.status)."""

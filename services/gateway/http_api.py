@@ -414,6 +414,15 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         )
 
     @app.get(
+        "/api/v1/usage", summary="Your usage per day: files, audio minutes, failures, billed seconds and cost",
+        response_model=None,
+        responses={200: {"model": api_models.UsageReport},
+                   **error_responses({400: ("INVALID_REQUEST",), **COMMON_ERRORS})},
+    )  # fmt: skip
+    async def owner_usage(caller: Caller, days: Annotated[int, Query(ge=1, le=366)] = 30) -> dict:
+        return await gateway.usage(caller.owner_id, days)
+
+    @app.get(
         "/api/v1/health", summary="Checks PostgreSQL, NATS, S3 and every service",
         responses={
             200: {"model": api_models.Health},

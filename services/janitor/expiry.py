@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import lifecycle, metrics, outbox, retention
+from kazru import lifecycle, metrics, outbox, retention, usage
 from kazru.bus import Bus
 from kazru.db.models import Job, JobState, RateLimitEvent
 from kazru.settings import Settings
@@ -116,7 +116,7 @@ class Janitor:
                 job.error_code = "WORKER_LOST"
                 job.error_message = f"the worker stopped on the last of {job.attempts} attempts"
                 job.finished_at = datetime.now(UTC)
-                await retention.record_usage(session, job, self._settings)
+                await usage.record_usage(session, job, self._settings)
         for job in lost:
             log.error("job failed: its worker was lost on the last delivery", extra={"job_id": str(job.id)})
             if self._bus is not None:

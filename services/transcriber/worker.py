@@ -26,7 +26,7 @@ import nats.errors
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import audio, errors, lifecycle, metrics, retention, tracing
+from kazru import audio, errors, lifecycle, metrics, tracing, usage
 from kazru.bus import CANCEL_SUBJECTS, SUBJECT_UPLOADED, TRANSCRIBER_CONSUMER, Bus
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.settings import Settings
@@ -328,7 +328,7 @@ class TranscriptionWorker:
             job.finished_at = datetime.now(UTC)
             job.error_code = None
             job.error_message = None
-            await retention.record_usage(session, job, self._settings)
+            await usage.record_usage(session, job, self._settings)
         return True
 
     async def _record_external_copy(self, job_id: uuid.UUID, operation_id: str | None) -> None:
@@ -376,7 +376,7 @@ class TranscriptionWorker:
             )
             if job is None:  # deleted or expired meanwhile: it stays what it is
                 return
-            await retention.record_usage(session, job, self._settings)
+            await usage.record_usage(session, job, self._settings)
         await self._publish_finished(job_id, JobState.FAILED, code, message)
         metrics.JOBS_FINISHED.labels(JobState.FAILED.value).inc()
         log.warning("job failed", extra={"job_id": str(job_id), "error_code": code})

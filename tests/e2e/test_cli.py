@@ -163,6 +163,24 @@ def test_speaker_bounds_mean_what_the_api_means(stack, tmp_path):
     assert (shown["min_speakers"], shown["max_speakers"]) == (1, 3)
 
 
+def test_usage_for_the_operator_and_each_owner_its_own(stack, finished_job):
+    report = kazru(stack, "usage", "--days", "2", "--json", api_key=None)
+    assert report.returncode == 0, report.stderr
+    figures = json.loads(report.stdout)
+    today = figures["days"][0]
+    assert len(figures["days"]) == 2 and today["files"] >= 1 and today["succeeded"] >= 1
+    assert today["audio_seconds"] >= REAL_SPEECH_SECONDS - 0.1 and figures["totals"]["files"] >= today["files"]
+    table = kazru(stack, "usage", "--days", "1", api_key=None).stdout.decode().splitlines()
+    assert table[0].split()[:3] == ["DAY", "FILES", "AUDIO"] and table[-1].startswith("total")
+    # Through the API, each owner sees its own figures: this key's owner its jobs, a new owner none.
+    mine = httpx.get(f"{stack.http}/api/v1/usage", params={"days": 1}, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert mine.status_code == 200 and mine.json()["days"][0]["files"] >= 1
+    assert mine.json()["days"][0]["files"] <= today["files"]
+    with httpx.Client(base_url=stack.http) as browser:
+        fresh = browser.get("/api/v1/usage").json()  # an anonymous session: an owner of its own
+    assert len(fresh["days"]) == 30 and fresh["totals"]["files"] == 0
+
+
 def test_unknown_job_exits_3_with_the_servers_code(stack):
     for args in (("show", str(uuid.uuid4())), ("export", str(uuid.uuid4()), "--format", "srt")):
         result = kazru(stack, *args)
