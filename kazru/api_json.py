@@ -24,6 +24,8 @@ def job_json(job: job_pb2.Job) -> dict:
             "channels": job.audio.channels,
             "sample_rate": job.audio.sample_rate,
             "container": job.audio.container,
+            "truncated": job.audio.truncated,
+            "declared_duration_seconds": job.audio.declared_duration_seconds if job.audio.truncated else None,
         },
         "languages": list(job.options.languages),
         "max_speakers": job.options.max_speakers or None,

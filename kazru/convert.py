@@ -43,6 +43,8 @@ def job_to_proto(job: Job) -> job_pb2.Job:
             channels=job.channels or 0,
             sample_rate=job.sample_rate or 0,
             container=job.container,
+            truncated=job.declared_duration_seconds is not None,
+            declared_duration_seconds=job.declared_duration_seconds or 0.0,
         ),
         options=job_pb2.TranscriptionOptions(
             languages=job.languages, max_speakers=job.max_speakers or 0, min_speakers=job.min_speakers or 0

@@ -66,7 +66,10 @@ class Job(Base):
     object_key: Mapped[str] = mapped_column(String(512))
 
     container: Mapped[str] = mapped_column(String(16))
+    # What decodes (the transcriber sets it after decoding; until then the header's estimate).
     duration_seconds: Mapped[float | None] = mapped_column(Float)
+    # What the header claimed, kept only when far more than decodes: the file is truncated.
+    declared_duration_seconds: Mapped[float | None] = mapped_column(Float)
     codec: Mapped[str | None] = mapped_column(String(64))
     channels: Mapped[int | None] = mapped_column(Integer)
     sample_rate: Mapped[int | None] = mapped_column(Integer)

@@ -55,11 +55,13 @@ class ErrorResponse(BaseModel):
 
 
 class AudioInfo(BaseModel):
-    duration_seconds: float
+    duration_seconds: float = Field(description="What decodes (the header's estimate until transcription starts)")
     codec: str
     channels: int
     sample_rate: int
     container: str
+    truncated: bool = Field(description="Far less audio decodes than the file's header claims (truncated or damaged)")
+    declared_duration_seconds: float | None = Field(description="What the header claimed, when truncated")
 
 
 class JobError(BaseModel):
@@ -80,7 +82,15 @@ JOB_EXAMPLE = {
     "progress": 0,
     "filename": "Сұхбат 1.m4a",
     "size_bytes": 1843200,
-    "audio": {"duration_seconds": 612.4, "codec": "aac", "channels": 1, "sample_rate": 44100, "container": "mp4"},
+    "audio": {
+        "duration_seconds": 612.4,
+        "codec": "aac",
+        "channels": 1,
+        "sample_rate": 44100,
+        "container": "mp4",
+        "truncated": False,
+        "declared_duration_seconds": None,
+    },
     "languages": ["kk", "ru"],
     "max_speakers": None,
     "min_speakers": None,

@@ -42,6 +42,16 @@ PROGRESS_INTERVAL_SECONDS = 0.5
 RETRY_DELAYS_SECONDS = (2.0, 10.0, 30.0, 60.0)
 
 
+# Decoded audio shorter than the header's claim by more than this (and this share) means a truncated file;
+# less is the usual slack of header estimates (a VBR MP3 without a Xing frame, container padding).
+TRUNCATION_SLACK_SECONDS = 1.0
+TRUNCATION_SLACK_SHARE = 0.05
+
+
+def is_truncated(declared: float, decoded: float) -> bool:
+    return declared - decoded > max(TRUNCATION_SLACK_SECONDS, TRUNCATION_SLACK_SHARE * declared)
+
+
 class JobCancelled(Exception):
     """The job was deleted or expired while it ran: stop, write nothing."""
 
@@ -196,6 +206,7 @@ class TranscriptionWorker:
                     audio.decode_pcm16k(self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path),
                     switch,
                 )
+            await self._record_decoded_duration(claimed, len(samples) / audio.SAMPLE_RATE)
             # A worker that died on an earlier attempt may have left a copy at the engine's provider.
             await self._forget_earlier_copy(claimed)
             reporter = ProgressReporter(self, job_id, len(samples) / audio.SAMPLE_RATE)
@@ -330,6 +341,21 @@ class TranscriptionWorker:
             job.error_message = None
             await usage.record_usage(session, job, self._settings)
         return True
+
+    async def _record_decoded_duration(self, job: Job, decoded: float) -> None:
+        """The job's duration becomes what decodes. A file whose header claims far more (a truncated or damaged
+        upload, seen only now that it is decoded) keeps the claim beside it, and the job says it is truncated."""
+        declared = job.declared_duration_seconds or job.duration_seconds or 0.0
+        truncated = is_truncated(declared, decoded)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Job).where(Job.id == job.id).values(
+                    duration_seconds=decoded, declared_duration_seconds=declared if truncated else None
+                )
+            )  # fmt: skip
+        if truncated:
+            log.warning("the file decodes to far less than its header claims", extra={
+                "job_id": str(job.id), "declared_seconds": round(declared, 2), "decoded_seconds": round(decoded, 2)})  # fmt: skip
 
     async def _record_external_copy(self, job_id: uuid.UUID, operation_id: str | None) -> None:
         """The copy the engine's provider keeps of this job (None: none). Recorded as soon as it

@@ -3,6 +3,7 @@ leaves a tombstone that answers 410; a running job's worker stops within seconds
 next job; retried uploads are one job; expiry (shortened here) leaves nothing but the tombstone."""
 
 import asyncio
+import subprocess
 import time
 import uuid
 
@@ -12,6 +13,7 @@ import nats
 import pytest
 
 from kazru import grpc_server
+from kazru.audio import ffmpeg_exe
 from kazru.grpc_errors import from_rpc_error
 from kazru.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.conftest import SPEECH_CLIP
@@ -173,3 +175,23 @@ async def test_expiry_leaves_nothing_but_a_tombstone(stack, client, store, datab
     for path in ("/transcript", "/export/txt"):
         gone = client.get(f"/api/v1/jobs/{job['job_id']}{path}")
         assert (gone.status_code, gone.json()["error"]["code"]) == (410, "JOB_EXPIRED")
+
+
+async def test_a_truncated_file_is_flagged_with_what_decodes(stack, client, long_clip, tmp_path):
+    # 40 s of speech as an MP3 with a Xing header (which states the length), cut to its first fifth.
+    source, mp3 = tmp_path / "long.flac", tmp_path / "long.mp3"
+    source.write_bytes(long_clip)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(source), "-t", "40", "-b:a", "64k", str(mp3)], check=True)
+    data = mp3.read_bytes()
+    response = client.post("/api/v1/upload", files={"file": ("cut.mp3", data[: len(data) // 5], "audio/mpeg")})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["audio"]["duration_seconds"] == pytest.approx(40, abs=0.5)  # the header's claim
+    assert accepted["audio"]["truncated"] is False  # not known before it is decoded
+    job = wait_for(client, accepted["job_id"], {"SUCCEEDED", "FAILED"})
+    assert job["audio"]["truncated"] is True, job
+    assert job["audio"]["declared_duration_seconds"] == pytest.approx(40, abs=0.5)
+    assert job["audio"]["duration_seconds"] == pytest.approx(8, abs=1.0)  # a fifth of it decodes
+    # A whole file is not flagged, and its duration is what decodes.
+    whole = wait_for(client, upload(client)["job_id"], {"SUCCEEDED"})
+    assert whole["audio"]["truncated"] is False and whole["audio"]["declared_duration_seconds"] is None

@@ -35,6 +35,7 @@ const TEXT = {
     shortcuts: "Keys: Space or K play/pause · ← → 5 s back/forward · ↑ ↓ previous/next turn · / search",
     changeLanguage: "Language of this turn", languageChanged: "Language corrected.", undo: "Undo",
     unmerged: "The merge is undone.",
+    truncated: "Only {decoded} of the {declared} the file claims could be decoded: it is truncated or damaged.",
     state_PENDING: "Queued", state_RUNNING: "Transcribing", state_SUCCEEDED: "Done", state_FAILED: "Failed",
     state_CANCELLED: "Cancelled", state_EXPIRED: "Expired", state_DELETED: "Deleted",
     open: "Open transcript", delete: "Delete", confirmDelete: "Delete “{name}” and its transcript now? This cannot be undone.",
@@ -83,6 +84,7 @@ const TEXT = {
     shortcuts: "Клавиши: пробел или K — пуск/пауза · ← → — 5 с назад/вперёд · ↑ ↓ — предыдущая/следующая реплика · / — поиск",
     changeLanguage: "Язык реплики", languageChanged: "Язык исправлен.", undo: "Отменить",
     unmerged: "Объединение отменено.",
+    truncated: "Удалось декодировать только {decoded} из заявленных {declared}: файл обрезан или повреждён.",
     state_PENDING: "В очереди", state_RUNNING: "Расшифровка", state_SUCCEEDED: "Готово", state_FAILED: "Ошибка",
     state_CANCELLED: "Отменено", state_EXPIRED: "Срок истёк", state_DELETED: "Удалено",
     open: "Открыть расшифровку", delete: "Удалить",
@@ -132,6 +134,7 @@ const TEXT = {
     shortcuts: "Пернелер: бос орын немесе K — ойнату/кідірту · ← → — 5 с артқа/алға · ↑ ↓ — алдыңғы/келесі сөйлем · / — іздеу",
     changeLanguage: "Сөйлем тілі", languageChanged: "Тілі түзетілді.", undo: "Болдырмау",
     unmerged: "Біріктіру болдырылмады.",
+    truncated: "Файлда көрсетілген {declared} ішінен тек {decoded} ашылды: файл қиылған немесе бүлінген.",
     state_PENDING: "Кезекте", state_RUNNING: "Танылуда", state_SUCCEEDED: "Дайын", state_FAILED: "Қате",
     state_CANCELLED: "Тоқтатылды", state_EXPIRED: "Мерзімі өтті", state_DELETED: "Жойылды",
     open: "Транскрипцияны ашу", delete: "Жою",
@@ -502,7 +505,7 @@ function buildJob(jobId) {
   const bar = element("progress", "job-progress");
   bar.max = 100;
   const meta = element("div", "job-meta");
-  meta.append(element("span", "eta"), element("span", "expiry"), element("span", "job-error"));
+  meta.append(element("span", "eta"), element("span", "expiry"), element("span", "job-error"), element("span", "job-note"));
   const actions = element("div", "job-actions");
   const open = element("button", "open button small");
   open.type = "button";
@@ -526,6 +529,9 @@ function renderJob(entry) {
   bar.hidden = TERMINAL.has(job.state) && job.state !== "SUCCEEDED";
   const failure = job.error ? explain(new ApiError(0, job.error.code || "", job.error.message || "")) : "";
   item.querySelector(".job-error").textContent = failure;
+  const audio = job.audio || {};
+  item.querySelector(".job-note").textContent = audio.truncated
+    ? t("truncated", { decoded: clock(audio.duration_seconds), declared: clock(audio.declared_duration_seconds) }) : "";
   item.querySelector(".open").textContent = t("open");
   item.querySelector(".open").hidden = job.state !== "SUCCEEDED";
   item.querySelector(".delete").textContent = t("delete");
