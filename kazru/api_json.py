@@ -35,6 +35,7 @@ def job_json(job: job_pb2.Job) -> dict:
         "speaker_count": job.speaker_count or None,
         "engine": job.engine or None,
         "billed_seconds": job.billed_seconds,
+        "reused_from": job.reused_from or None,
         "created_at": _iso(job.create_time, job.HasField("create_time")),
         "started_at": _iso(job.start_time, job.HasField("start_time")),
         "finished_at": _iso(job.end_time, job.HasField("end_time")),

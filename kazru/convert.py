@@ -50,6 +50,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
             languages=job.languages, max_speakers=job.max_speakers or 0, min_speakers=job.min_speakers or 0
         ),
         detected_language=job.detected_language or "",
+        reused_from=str(job.reused_from) if job.reused_from else "",
         language_shares=job.language_shares or {},
         speaker_count=job.speaker_count or 0,
         engine=job.engine or "",

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
 
     # Uploads.
     max_upload_bytes: int = Field(default=500 * MIB, gt=0)
+    # The longest recording accepted (its header's duration), refused at upload with 413 RECORDING_TOO_LONG;
+    # 0: no limit. The local engine holds the whole recording as PCM today (about 1 GB per hour of audio at
+    # peak), so 3 h keeps a transcriber within the 4 GiB the Kubernetes manifests give it.
+    max_duration_seconds: float = Field(default=3 * 3600, ge=0)
+    # An upload of the same bytes with the same options, by the same owner, while an earlier job of theirs
+    # still holds its transcript, takes a copy of that transcript at once instead of running the engine.
+    reuse_identical_uploads: bool = True
     retention_hours: float = Field(default=24.0, gt=0)
     # Uploads accepted per minute from one caller: an API key counts on its own, whatever address it
     # calls from; an anonymous browser session likewise. 0: no limit. Counted in PostgreSQL, so shared

@@ -53,6 +53,8 @@ class Job(Base):
         ),
         CheckConstraint("progress BETWEEN 0 AND 100", name="jobs_progress_range"),
         UniqueConstraint("owner_id", "idempotency_key", name="jobs_owner_idempotency_key"),
+        # An identical upload of the same owner is found by its bytes' hash (result reuse).
+        Index("ix_jobs_owner_content", "owner_id", "content_sha256"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -93,6 +95,10 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # A retried upload with the same key (per owner) returns this job.
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    # sha256 of the uploaded bytes, computed while they stream in.
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The earlier job of the same owner whose transcript this one copied (same bytes, same options).
+    reused_from: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     # JetStream sequence of the JobUploaded message; None until its publish is confirmed
     # (the outbox relay republishes PENDING jobs still without one).
     queue_sequence: Mapped[int | None] = mapped_column(BigInteger)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Select, Text, cast, func, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import Select, Text, cast, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import UUID, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kazru.db.models import Segment, Speaker, Word
@@ -89,6 +89,15 @@ class StoredTranscript:
     @staticmethod
     def words_of(segment: Any) -> list[dict]:
         return json.loads(segment.words_json) if segment.words_json else []
+
+
+async def copy_transcript(session: AsyncSession, source: uuid.UUID, target: uuid.UUID) -> None:
+    """The source job's speakers, segments and words, written again as the target job's (a reused result:
+    rows of its own, so either job can be edited, deleted or expire without touching the other)."""
+    for table in (Speaker, Segment, Word):
+        columns = [column for column in table.__table__.columns if column.name not in ("id", "job_id")]
+        rows = select(literal(target, UUID(as_uuid=True)), *columns).where(table.job_id == source)
+        await session.execute(insert(table).from_select(["job_id", *(column.name for column in columns)], rows))
 
 
 async def load_transcript(session: AsyncSession, job_id: uuid.UUID) -> StoredTranscript:

@@ -99,6 +99,7 @@ JOB_EXAMPLE = {
     "speaker_count": None,
     "engine": None,
     "billed_seconds": 0.0,
+    "reused_from": None,
     "created_at": "2026-12-01T09:30:00Z",
     "started_at": None,
     "finished_at": None,
@@ -130,6 +131,11 @@ class Job(BaseModel):
     speaker_count: int | None
     engine: str | None
     billed_seconds: float
+    reused_from: str | None = Field(
+        description="The earlier job of yours with the same file and options whose transcript this one took at "
+        "once, without running the engine (result reuse); null otherwise",
+        json_schema_extra={"format": "uuid"},
+    )
     created_at: str | None = Field(json_schema_extra={"format": "date-time"})
     started_at: str | None = Field(json_schema_extra={"format": "date-time"})
     finished_at: str | None = Field(json_schema_extra={"format": "date-time"})
@@ -278,6 +284,7 @@ ERROR_MESSAGES = {
     "JOB_EXPIRED": "the job's audio and transcript have been deleted",
     "AUDIO_DELETED": "the job's audio has been deleted",
     "UPLOAD_TOO_LARGE": "the file is larger than the 500 MiB limit",
+    "RECORDING_TOO_LONG": "the recording is 4.2 h long; at most 3 h are accepted",
     "NOT_AUDIO": "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A, WebM)",
     "AUDIO_UNDECODABLE": "the file is not audio ffmpeg can decode",
     "AUDIO_EMPTY": "the file holds no audio samples",

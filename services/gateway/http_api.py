@@ -227,7 +227,8 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
             400: ("NOT_MULTIPART", "MALFORMED_MULTIPART", "FILE_FIELD_MISSING", "MULTIPLE_FILES", "TOO_MANY_FIELDS",
                   "FIELD_TOO_LONG", "EMPTY_FILE", "INVALID_LANGUAGE", "INVALID_MIN_SPEAKERS", "INVALID_MAX_SPEAKERS",
                   "INVALID_IDEMPOTENCY_KEY", "UPLOAD_INTERRUPTED"),
-            413: ("UPLOAD_TOO_LARGE",), 415: ("NOT_AUDIO", "AUDIO_UNDECODABLE", "AUDIO_EMPTY"), 429: ("RATE_LIMITED",),
+            413: ("UPLOAD_TOO_LARGE", "RECORDING_TOO_LONG"), 415: ("NOT_AUDIO", "AUDIO_UNDECODABLE", "AUDIO_EMPTY"),
+            429: ("RATE_LIMITED",),
             **WRITE_COMMON_ERRORS,
         })},
     )  # fmt: skip

@@ -14,6 +14,7 @@ are read and dropped, and nothing of it is kept.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import unicodedata
 import uuid
@@ -25,8 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import audio, errors, metrics, outbox, tracing, upload_protocol
+from kazru import audio, errors, metrics, outbox, tracing, upload_protocol, usage
 from kazru.bus import Bus
+from kazru.db import transcripts
 from kazru.db.models import Job, JobState
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
@@ -71,6 +73,8 @@ class UploadMeter:
         self.cap = cap
         self.size = 0
         self.container: str | None = None
+        # The bytes' hash, as they stream through (an identical upload's result can be reused).
+        self.sha256 = hashlib.sha256()
 
     async def checked(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         head = bytearray()
@@ -78,6 +82,7 @@ class UploadMeter:
             self.size += len(chunk)
             if self.size > self.cap:
                 raise upload_protocol.too_large(self.cap)
+            self.sha256.update(chunk)
             if self.container is not None:
                 yield chunk
                 continue
@@ -99,6 +104,33 @@ def recognise_container(head: bytes) -> str:
             "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A, WebM)", code="NOT_AUDIO"
         )
     return container
+
+
+def _born_finished(job: Job, earlier: Job, now: datetime) -> None:
+    """A new job that takes an identical earlier upload's result: finished at once, the engine not run.
+    Its own object, rows and expiry; it says where its transcript came from."""
+    job.state = JobState.SUCCEEDED
+    job.progress = 100
+    job.reused_from = earlier.id
+    job.started_at = job.finished_at = now
+    job.duration_seconds = earlier.duration_seconds
+    job.declared_duration_seconds = earlier.declared_duration_seconds
+    job.detected_language = earlier.detected_language
+    job.language_shares = earlier.language_shares
+    job.speaker_count = earlier.speaker_count
+    job.engine = earlier.engine
+    job.billed_seconds = 0.0  # nothing was sent to an engine
+
+
+def check_duration(info: audio.AudioInfo, settings: Settings) -> None:
+    """Refuse a recording longer than the service takes (KAZRU_MAX_DURATION_SECONDS), naming the limit."""
+    limit = settings.max_duration_seconds
+    if limit and info.duration_seconds > limit:
+        raise errors.UploadTooLarge(
+            f"the recording is {info.duration_seconds / 3600:.1f} h long; at most {limit / 3600:g} h are accepted",
+            code="RECORDING_TOO_LONG",
+            details={"max_duration_seconds": f"{limit:g}", "duration_seconds": f"{info.duration_seconds:.1f}"},
+        )
 
 
 def clean_filename(name: str) -> str:
@@ -184,6 +216,7 @@ class UploadService:
             stored = True
             options = validate_options(late_options() or header.options, self._settings)
             info = await audio.probe(self._store.presigned_url(key), self._settings.ffmpeg_path)
+            check_duration(info, self._settings)
             job = await self._create_job(job_id, key, header, options, info, meter)
             if job.id != job_id:
                 # A concurrent upload with the same request id committed first: it is the job.
@@ -197,8 +230,10 @@ class UploadService:
                 # Shielded: a cancelled upload (client gone) must still clean up.
                 await asyncio.shield(self._discard_object(key))
             raise
-        await self._enqueue(job)
-        log.info("upload accepted", extra={"job_id": str(job_id), "size_bytes": job.size_bytes})
+        if job.reused_from is None:
+            await self._enqueue(job)
+        log.info("upload accepted", extra={"job_id": str(job_id), "size_bytes": job.size_bytes,
+                                           "reused_from": str(job.reused_from) if job.reused_from else None})  # fmt: skip
         metrics.observe_upload(job.size_bytes)
         return job
 
@@ -228,16 +263,45 @@ class UploadService:
             created_at=now,
             expires_at=now + timedelta(hours=self._settings.retention_hours),
             idempotency_key=header.request_id or None,
+            content_sha256=meter.sha256.hexdigest(),
         )
         try:
             async with self._sessions.begin() as session:
+                earlier = await self._reusable_result(session, job) if self._settings.reuse_identical_uploads else None
+                if earlier is not None:
+                    _born_finished(job, earlier, now)
                 session.add(job)
+                if earlier is not None:
+                    await session.flush()
+                    await transcripts.copy_transcript(session, earlier.id, job.id)
+                    await usage.record_usage(session, job, self._settings)
         except IntegrityError:
             earlier = await self._job_with_request_id(header.owner_id, header.request_id) if header.request_id else None
             if earlier is None:
                 raise
             return earlier
         return job
+
+    async def _reusable_result(self, session: AsyncSession, job: Job) -> Job | None:
+        """The owner's latest finished job of the same bytes and options on this engine, whose transcript is
+        still there; locked (FOR SHARE) so that it cannot be deleted while its transcript is copied. Never
+        another owner's."""
+        return await session.scalar(
+            select(Job)
+            .where(
+                Job.owner_id == job.owner_id,
+                Job.content_sha256 == job.content_sha256,
+                Job.state == JobState.SUCCEEDED,
+                Job.engine == self._settings.engine,
+                Job.languages == job.languages,
+                Job.min_speakers.is_not_distinct_from(job.min_speakers),
+                Job.max_speakers.is_not_distinct_from(job.max_speakers),
+                Job.expires_at > datetime.now(UTC),
+            )
+            .order_by(Job.finished_at.desc())
+            .limit(1)
+            .with_for_update(read=True)
+        )
 
     async def _job_with_request_id(self, owner_id: str, request_id: str) -> Job | None:
         async with self._sessions() as session:

@@ -18,6 +18,7 @@ from tests.helpers import leftovers, wav_header
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 CAP = 1 * MIB
+MAX_DURATION_SECONDS = 30
 FLAC = SPEECH_CLIP.read_bytes()
 WAV_CLAIMING_4_GB = (
     b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE"
@@ -31,7 +32,10 @@ def stack(infra, tmp_path_factory):
     # No transcriber: nothing here needs a transcript, and accepted jobs are deleted while still
     # queued, which must take their message off the queue too.
     services = ("ingest", "exporter", "janitor", "gateway")
-    started = start_stack(infra, tmp_path_factory.mktemp("bad-input"), services, max_upload_bytes=CAP)
+    started = start_stack(
+        infra, tmp_path_factory.mktemp("bad-input"), services, max_upload_bytes=CAP,
+        max_duration_seconds=MAX_DURATION_SECONDS,
+    )  # fmt: skip
     yield started
     stop_stack(started)
 
@@ -149,6 +153,24 @@ async def test_hostile_names_are_tamed_and_deleting_leaves_a_tombstone_only(
     assert after["objects"] == before["objects"] and after["multipart_uploads"] == before["multipart_uploads"]
     assert after["jobs"] == before["jobs"] + 1, "only the tombstone"
     assert after["bus"][0] == before["bus"][0], "the queued message went with the job"
+
+
+async def test_a_recording_over_the_duration_limit_is_refused_by_name_and_leaves_nothing(
+    stack, store, database, tmp_path
+):
+    # 40 s in 40 KB: far under the size cap, over the 30 s the stack takes.
+    long = tmp_path / "long.mp3"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "40",
+                    "-b:a", "8k", str(long)], check=True)  # fmt: skip
+    before = await snapshot(stack, store, database)
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        response = await client.post("/api/v1/upload", files={"file": ("long.mp3", long.read_bytes())})
+    error = response.json()["error"]
+    assert (response.status_code, error["code"]) == (413, "RECORDING_TOO_LONG"), response.text
+    assert error["details"]["max_duration_seconds"] == str(MAX_DURATION_SECONDS)
+    assert "at most" in error["message"] and "h are accepted" in error["message"]
+    await asyncio.sleep(0.2)
+    assert await snapshot(stack, store, database) == before
 
 
 async def test_wav_header_claiming_4_gb_is_taken_for_what_it_holds(stack):

@@ -5,6 +5,7 @@ upload, and refusals in OpenAI's error shape that leave nothing behind."""
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime
 
 import httpx
 import numpy as np
@@ -169,3 +170,30 @@ async def test_models_and_keys(client, stack):
         with pytest.raises(openai.AuthenticationError) as refused:
             await stranger.models.list()
     assert refused.value.code == "INVALID_API_KEY"
+
+
+async def test_an_identical_upload_reuses_the_transcript_without_the_engine(client, stack, tmp_path):
+    # A file of its own (so no earlier test's job of these bytes exists): the real clip with a second of silence.
+    decoded = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(REAL_SPEECH_CLIP), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    pcm = decoded + bytes(2 * SAMPLE_RATE)
+    path = tmp_path / "again.wav"
+    path.write_bytes(wav_header(len(pcm)) + pcm)
+    results, jobs = [], []
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH) as api:
+        for _ in range(2):
+            with path.open("rb") as audio:
+                raw = await client.audio.transcriptions.with_raw_response.create(
+                    file=(path.name, audio), model="whisper-1", response_format="verbose_json",
+                    timestamp_granularities=["word"],
+                )  # fmt: skip
+            results.append(raw.parse())
+            jobs.append((await api.get(raw.headers["location"])).json())
+    first, second = jobs
+    assert first["reused_from"] is None and second["reused_from"] == first["job_id"]
+    engine_time = datetime.fromisoformat(second["finished_at"]) - datetime.fromisoformat(second["created_at"])
+    assert engine_time.total_seconds() < 1.0
+    assert results[1].text == results[0].text and results[1].words == results[0].words
+    assert second["speaker_count"] == first["speaker_count"] and second["billed_seconds"] == 0

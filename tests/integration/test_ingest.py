@@ -3,13 +3,17 @@ rejected ones leave nothing behind (no object, no multipart upload, no row, no m
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 import pytest_asyncio
+from sqlalchemy import update
 
-from kazru import grpc_server
+from kazru import grpc_server, retention
+from kazru.db import transcripts
 from kazru.db.models import Job, JobState
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.devservers import free_port
@@ -20,6 +24,7 @@ from services.ingest.__main__ import create_server
 from services.ingest.uploads import UploadService
 from tests.conftest import SPEECH_CLIP
 from tests.helpers import leftovers, queued_messages, silent_wav_chunks
+from tests.transcripts import WordSpec, insert_transcript, segment_of_words
 
 SMALL_CAP = 2 * 1024 * 1024
 
@@ -179,3 +184,75 @@ async def test_database_down_is_unavailable_and_leaves_no_object(infra, store, b
     assert from_rpc_error(caught.value).code == "DATABASE_UNAVAILABLE"
     assert await leftovers(store, database) == before
     assert await queued_messages(bus, settings) == 0
+
+
+async def finished_job_of(database, data: bytes, owner: str, **changes) -> uuid.UUID:
+    """A finished job of `owner` for these bytes, as the transcriber leaves it (default options)."""
+    job_id = await insert_transcript(database, conversation_segments(), owner_id=owner)
+    async with database.begin() as session:
+        await session.execute(
+            update(Job).where(Job.id == job_id).values(content_sha256=hashlib.sha256(data).hexdigest(), **changes)
+        )
+    return job_id
+
+
+def conversation_segments() -> list:
+    return [
+        segment_of_words("S1", [WordSpec(0.5, 0.9, "Сәлем"), WordSpec(1.0, 1.4, "қалайсыз?")], "kk"),
+        segment_of_words("S2", [WordSpec(2.0, 2.4, "Привет,"), WordSpec(2.5, 2.9, "хорошо.")], "ru"),
+    ]
+
+
+async def transcript_rows(database, job_id) -> tuple:
+    async with database() as session:
+        stored = await transcripts.load_transcript(session, job_id)
+    segments = [(s.position, s.start_seconds, s.end_seconds, s.text, s.language, s.speaker, s.words_json)
+                for s in stored.segments]  # fmt: skip
+    speakers = [(s.label, s.name, s.speaking_seconds, s.segment_count) for s in stored.speakers]
+    return segments, speakers
+
+
+async def test_an_identical_upload_of_the_same_owner_takes_the_earlier_transcript_at_once(
+    ingest, database, store, bus, settings
+):
+    data = SPEECH_CLIP.read_bytes()
+    owner = "owner-reuse-" + uuid.uuid4().hex[:8]
+    earlier = await finished_job_of(database, data, owner)
+    job = await upload(ingest, [data], owner=owner)
+    assert job.state == job_pb2.Job.SUCCEEDED and job.progress == 100 and job.reused_from == str(earlier)
+    assert await queued_messages(bus, settings) == 0, "the engine is not asked"
+    assert await transcript_rows(database, uuid.UUID(job.job_id)) == await transcript_rows(database, earlier)
+    async with database() as session:
+        row = await session.get(Job, uuid.UUID(job.job_id))
+    assert row.usage_counted and row.billed_seconds == 0 and await store.exists(row.object_key)
+    assert (row.finished_at - row.created_at).total_seconds() < 1
+    # Each keeps its own life: deleting the earlier job leaves this one whole.
+    await retention.delete_job(database, store, bus, settings, owner, str(earlier))
+    segments, speakers = await transcript_rows(database, uuid.UUID(job.job_id))
+    assert len(segments) == 2 and [s[0] for s in speakers] == ["S1", "S2"]
+
+
+@pytest.mark.parametrize("case", ["another owner", "other options", "earlier one expired", "earlier one failed"])
+async def test_no_reuse_across_owners_options_or_a_gone_transcript(ingest, database, bus, settings, case):
+    data = SPEECH_CLIP.read_bytes()
+    owner = "owner-reuse-" + uuid.uuid4().hex[:8]
+    changes = {
+        "earlier one expired": {"expires_at": datetime.now(UTC) - timedelta(minutes=1)},
+        "earlier one failed": {"state": JobState.FAILED},
+    }.get(case, {})
+    await finished_job_of(database, data, owner, **changes)
+    uploader = "someone-else-" + uuid.uuid4().hex[:8] if case == "another owner" else owner
+    languages = ("ru",) if case == "other options" else ()
+    job = await upload(ingest, [data], owner=uploader, languages=languages)
+    assert job.state == job_pb2.Job.PENDING and job.reused_from == "", case
+    assert await queued_messages(bus, settings) == 1, "the engine runs"
+
+
+async def test_reuse_can_be_turned_off(infra, database, store, bus):
+    data = SPEECH_CLIP.read_bytes()
+    owner = "owner-reuse-" + uuid.uuid4().hex[:8]
+    await finished_job_of(database, data, owner)
+    settings = infra.settings(ingest_address="127.0.0.1:0", reuse_identical_uploads=False)
+    async with ingest_server(settings, database, store, bus) as stub:
+        job = await upload(stub, [data], owner=owner)
+    assert job.state == job_pb2.Job.PENDING and job.reused_from == ""

@@ -48,6 +48,7 @@ const TEXT = {
     speakerName: "Name of {id}", play: "Play from {time}", minutes: "min", seconds: "s",
     err_NETWORK: "The server cannot be reached. Check your connection and try again.",
     err_UPLOAD_TOO_LARGE: "The file is larger than the {limit} limit.",
+    err_RECORDING_TOO_LONG: "The recording is longer than the {hours} h the service accepts.",
     err_NOT_AUDIO: "This is not an audio file we can read (WAV, FLAC, MP3, OGG, M4A, WebM).",
     err_AUDIO_UNDECODABLE: "The recording could not be decoded: the file may be damaged.",
     err_EMPTY: "The file is empty.", err_RATE_LIMITED: "Too many uploads in a short time: try again in {seconds} s.",
@@ -98,6 +99,7 @@ const TEXT = {
     speakerName: "Имя {id}", play: "Слушать с {time}", minutes: "мин", seconds: "с",
     err_NETWORK: "Сервер недоступен. Проверьте подключение и попробуйте снова.",
     err_UPLOAD_TOO_LARGE: "Файл больше допустимых {limit}.",
+    err_RECORDING_TOO_LONG: "Запись длиннее {hours} ч, которые принимает сервис.",
     err_NOT_AUDIO: "Это не аудиофайл, который мы умеем читать (WAV, FLAC, MP3, OGG, M4A, WebM).",
     err_AUDIO_UNDECODABLE: "Запись не удалось декодировать: возможно, файл повреждён.",
     err_EMPTY: "Файл пуст.", err_RATE_LIMITED: "Слишком много загрузок подряд: повторите через {seconds} с.",
@@ -148,6 +150,7 @@ const TEXT = {
     speakerName: "{id} аты", play: "{time} бастап тыңдау", minutes: "мин", seconds: "с",
     err_NETWORK: "Серверге қосылу мүмкін емес. Байланысты тексеріп, қайталап көріңіз.",
     err_UPLOAD_TOO_LARGE: "Файл рұқсат етілген {limit} шегінен үлкен.",
+    err_RECORDING_TOO_LONG: "Жазба қызмет қабылдайтын {hours} сағаттан ұзын.",
     err_NOT_AUDIO: "Бұл біз оқи алатын аудиофайл емес (WAV, FLAC, MP3, OGG, M4A, WebM).",
     err_AUDIO_UNDECODABLE: "Жазбаны ашу мүмкін болмады: файл бүлінген болуы мүмкін.",
     err_EMPTY: "Файл бос.", err_RATE_LIMITED: "Тым көп жүктеу: {seconds} с кейін қайталаңыз.",
@@ -171,7 +174,7 @@ const TEXT = {
 
 // API error codes → the message key that explains them to a person.
 const ERROR_TEXT = {
-  UPLOAD_TOO_LARGE: "err_UPLOAD_TOO_LARGE", NOT_AUDIO: "err_NOT_AUDIO", UNSUPPORTED_MEDIA: "err_NOT_AUDIO",
+  UPLOAD_TOO_LARGE: "err_UPLOAD_TOO_LARGE", RECORDING_TOO_LONG: "err_RECORDING_TOO_LONG", NOT_AUDIO: "err_NOT_AUDIO", UNSUPPORTED_MEDIA: "err_NOT_AUDIO",
   AUDIO_UNDECODABLE: "err_AUDIO_UNDECODABLE", EMPTY_FILE: "err_EMPTY", AUDIO_EMPTY: "err_EMPTY",
   RATE_LIMITED: "err_RATE_LIMITED", JOB_NOT_FOUND: "err_JOB_NOT_FOUND", JOB_EXPIRED: "err_JOB_EXPIRED",
   JOB_DELETED: "err_JOB_DELETED", AUDIO_DELETED: "err_JOB_DELETED", TRANSCRIPT_NOT_READY: "err_TRANSCRIPT_NOT_READY",
@@ -278,6 +281,7 @@ function explain(error) {
   return t(key, {
     seconds: error.retryAfter || details.retry_after_seconds || "60",
     limit: details.max_bytes ? bytesText(details.max_bytes) : "500 MiB",
+    hours: details.max_duration_seconds ? Number(details.max_duration_seconds) / 3600 : 3,
   });
 }
 
