@@ -99,6 +99,8 @@ class Job(Base):
     content_sha256: Mapped[str | None] = mapped_column(String(64))
     # The earlier job of the same owner whose transcript this one copied (same bytes, same options).
     reused_from: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # When a person last changed the transcript (names, merges, text, language, speaker); None: the machine's.
+    transcript_edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # JetStream sequence of the JobUploaded message; None until its publish is confirmed
     # (the outbox relay republishes PENDING jobs still without one).
     queue_sequence: Mapped[int | None] = mapped_column(BigInteger)

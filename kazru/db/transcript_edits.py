@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -79,6 +80,8 @@ async def lock_editable_job(session: AsyncSession, job_id: str, owner_id: str) -
     if job is None or job.owner_id != owner_id:
         raise errors.NotFound("job not found", code="JOB_NOT_FOUND", details={"job_id": job_id})
     jobs.require_transcript(job)
+    # Kept only if the edit commits; an edited transcript is no longer the machine's to reuse.
+    job.transcript_edited_at = datetime.now(UTC)
     return job
 
 

@@ -284,7 +284,7 @@ class UploadService:
 
     async def _reusable_result(self, session: AsyncSession, job: Job) -> Job | None:
         """The owner's latest finished job of the same bytes and options on this engine, whose transcript is
-        still there; locked (FOR SHARE) so that it cannot be deleted while its transcript is copied. Never
+        still there as the machine left it; locked (FOR SHARE) so that it cannot be deleted while its transcript is copied. Never
         another owner's."""
         return await session.scalar(
             select(Job)
@@ -297,6 +297,7 @@ class UploadService:
                 Job.min_speakers.is_not_distinct_from(job.min_speakers),
                 Job.max_speakers.is_not_distinct_from(job.max_speakers),
                 Job.expires_at > datetime.now(UTC),
+                Job.transcript_edited_at.is_(None),  # the machine's result, not a person's edits of it
             )
             .order_by(Job.finished_at.desc())
             .limit(1)

@@ -21,8 +21,9 @@ MEMORY_LIMIT_BYTES = 150 * MIB
 
 @pytest.fixture(scope="module")
 def upload_stack(infra, tmp_path_factory):
-    # No transcriber: this is about the upload path, and nobody needs 4 hours of silence transcribed.
-    stack = start_stack(infra, tmp_path_factory.mktemp("large"), services=("ingest", "gateway"))
+    # No transcriber: this is about the upload path, and nobody needs 4 hours of silence transcribed
+    # (which is also why the duration limit, 3 h by default, is off here).
+    stack = start_stack(infra, tmp_path_factory.mktemp("large"), services=("ingest", "gateway"), max_duration_seconds=0)
     yield stack
     stop_stack(stack)
 

@@ -5,6 +5,7 @@ edits reflected in every export, owners kept apart, concurrent edits kept."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import grpc
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from kazru import errors, export_formats, grpc_server
 from kazru.bus import Bus
-from kazru.db.models import JobState, Segment, Speaker, Word
+from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.v1 import export_pb2, exporter_service_pb2, exporter_service_pb2_grpc
 from services.exporter.__main__ import create_server
@@ -150,7 +151,11 @@ async def test_three_hour_transcript_in_every_format(gateway, database):
 async def test_edits_show_in_every_export_and_the_machine_text_stays_recoverable(gateway, database):
     job_id = str(await insert_transcript(database, conversation(), owner_id=OWNER))
 
+    async with database() as session:
+        assert (await session.get(Job, uuid.UUID(job_id))).transcript_edited_at is None
     _, transcript = await gateway.rename_speakers(OWNER, job_id, {"S1": "  Әйгерім Құрманғалиқызы  ", "S2": "Дәурен"})
+    async with database() as session:  # a person's edit: the transcript is no longer the machine's to reuse
+        assert (await session.get(Job, uuid.UUID(job_id))).transcript_edited_at is not None
     assert {s.id: s.label for s in transcript.speakers} == {"S1": "Әйгерім Құрманғалиқызы", "S2": "Дәурен", "S3": "S3"}
 
     _, transcript = await gateway.merge_speaker(OWNER, job_id, "S3", "S2")

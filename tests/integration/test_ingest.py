@@ -232,13 +232,17 @@ async def test_an_identical_upload_of_the_same_owner_takes_the_earlier_transcrip
     assert len(segments) == 2 and [s[0] for s in speakers] == ["S1", "S2"]
 
 
-@pytest.mark.parametrize("case", ["another owner", "other options", "earlier one expired", "earlier one failed"])
+@pytest.mark.parametrize(
+    "case", ["another owner", "other options", "earlier one expired", "earlier one failed", "earlier one edited"]
+)
 async def test_no_reuse_across_owners_options_or_a_gone_transcript(ingest, database, bus, settings, case):
     data = SPEECH_CLIP.read_bytes()
     owner = "owner-reuse-" + uuid.uuid4().hex[:8]
     changes = {
         "earlier one expired": {"expires_at": datetime.now(UTC) - timedelta(minutes=1)},
         "earlier one failed": {"state": JobState.FAILED},
+        # A person's names, merges or corrections are theirs, in that job: the copy would be the machine's.
+        "earlier one edited": {"transcript_edited_at": datetime.now(UTC)},
     }.get(case, {})
     await finished_job_of(database, data, owner, **changes)
     uploader = "someone-else-" + uuid.uuid4().hex[:8] if case == "another owner" else owner
