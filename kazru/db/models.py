@@ -181,12 +181,9 @@ class Word(Base):
     speaker: Mapped[str | None] = mapped_column(String(32))
 
 
-class UsageStats(Base):
-    """Usage per day of upload: no content and nothing naming an owner, so it survives expiry."""
+class UsageFigures:
+    """A day's usage figures (kazru/usage.py), the columns of both usage tables."""
 
-    __tablename__ = "usage_stats"
-
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
     files: Mapped[int] = mapped_column(Integer, server_default="0")
     audio_seconds: Mapped[float] = mapped_column(Float, server_default="0")
     succeeded: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -198,7 +195,15 @@ class UsageStats(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class OwnerUsage(Base):
+class UsageStats(UsageFigures, Base):
+    """Usage per day of upload: no content and nothing naming an owner, so it survives expiry."""
+
+    __tablename__ = "usage_stats"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class OwnerUsage(UsageFigures, Base):
     """The same figures per owner and day of upload, for each owner's own report: counts only, no content,
     so it too outlives the jobs it counts."""
 
@@ -206,14 +211,6 @@ class OwnerUsage(Base):
 
     owner_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    files: Mapped[int] = mapped_column(Integer, server_default="0")
-    audio_seconds: Mapped[float] = mapped_column(Float, server_default="0")
-    succeeded: Mapped[int] = mapped_column(Integer, server_default="0")
-    failed: Mapped[int] = mapped_column(Integer, server_default="0")
-    cancelled: Mapped[int] = mapped_column(Integer, server_default="0")
-    engine_billed_seconds: Mapped[float] = mapped_column(Float, server_default="0")
-    estimated_cost: Mapped[float] = mapped_column(Float, server_default="0")
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ApiKey(Base):
