@@ -8,7 +8,9 @@ S3 secret."""
 from __future__ import annotations
 
 import json
+import random
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +20,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kazru.devservers import free_port
 from kazru.devstack import (
     SERVICES,
     Servers,
@@ -73,6 +74,25 @@ def value(samples: dict, name: str, **labels) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
+def metrics_ports(names) -> dict[str, int]:
+    """A free port for each service's metrics, below Linux's ephemeral range (32768+): a service binds its port
+    only once started (the transcriber after loading its model), and meanwhile the others' outgoing
+    connections take ephemeral ports, one of which could be the one chosen for it."""
+    chosen: dict[str, int] = {}
+    candidates = random.sample(range(20000, 32000), 200)
+    for name in names:
+        while True:
+            port = candidates.pop()
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            chosen[name] = port
+            break
+    return chosen
+
+
 @pytest.fixture(scope="module")
 def collector() -> Iterator[OtlpTraceCollector]:
     receiver = OtlpTraceCollector()
@@ -87,7 +107,7 @@ def observed(infra: Servers, collector: OtlpTraceCollector, tmp_path_factory) ->
     settings = infra.settings(
         **isolated_addresses(), bootstrap_api_key=API_KEY, shutdown_grace_seconds=3, metrics_host="127.0.0.1"
     )
-    ports = {name: free_port() for name in METRICS_SERVICES}
+    ports = metrics_ports(METRICS_SERVICES)
     tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true",
                "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
     environment = {**service_environment(settings), **tracing}
