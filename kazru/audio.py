@@ -1,23 +1,28 @@
 """Audio: recognise containers from their first bytes, probe and decode with ffmpeg.
 
-ffmpeg reads objects straight from S3 through presigned URLs, so nothing is
-copied to local disk: ingest probes the stored object, the transcriber decodes
-it once to 16 kHz mono PCM.
+ffmpeg reads objects straight from S3 through presigned URLs: ingest probes the
+stored object, the transcriber decodes it once to 16 kHz mono PCM in a local file
+(`decode_to_file`) and reads it back piece by piece (`Recording`), so a long
+recording costs disk, not memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from kazru import errors
 
 SAMPLE_RATE = 16_000
+# Decoded PCM: 16-bit signed little-endian, one channel.
+PCM_SAMPLE_BYTES = 2
 # Enough bytes to recognise every container we accept.
 SNIFF_BYTES = 12
 
@@ -168,20 +173,88 @@ async def probe(source: str, ffmpeg: str = "") -> AudioInfo:
     return parse_ffmpeg_probe(stderr)
 
 
-async def decode_pcm16k(source: str, ffmpeg: str = "") -> np.ndarray:
-    """Decode `source` once to 16 kHz mono float32 in [-1, 1]."""
-    code, pcm, stderr = await _run_ffmpeg(
-        ffmpeg,
-        ["-v", "error", "-i", source, "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-"],
-        capture_stdout=True,
-    )
+_DECODE_ARGS = ["-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le"]
+
+
+def _check_decoded(source: str, code: int, stderr: str) -> None:
     # Also when ffmpeg exits 0: a read cut off mid-stream must not pass for a shorter recording.
     _check_source_reachable(source, stderr)
     if code != 0:
         raise errors.UnsupportedMedia(
             "the audio could not be decoded", code="AUDIO_UNDECODABLE", details={"reason": _ffmpeg_reason(stderr)}
         )
+
+
+async def decode_pcm16k(source: str, ffmpeg: str = "") -> np.ndarray:
+    """Decode `source` once to 16 kHz mono float32 in [-1, 1], in memory (short clips: tests, benchmarks)."""
+    code, pcm, stderr = await _run_ffmpeg(
+        ffmpeg, ["-v", "error", "-i", source, *_DECODE_ARGS, "-"], capture_stdout=True
+    )
+    _check_decoded(source, code, stderr)
     return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+
+
+async def decode_to_file(source: str, path: Path, ffmpeg: str = "") -> Recording:
+    """Decode `source` once to 16 kHz mono PCM in the file `path`, read back piece by piece.
+    Memory stays the same for a minute or ten hours; the file takes 115 MB per hour of audio."""
+    code, _, stderr = await _run_ffmpeg(
+        ffmpeg, ["-v", "error", "-i", source, *_DECODE_ARGS, "-y", str(path)], capture_stdout=False
+    )
+    _check_decoded(source, code, stderr)
+    return Recording.from_pcm_file(path)
+
+
+class Recording:
+    """16 kHz mono audio that is read piece by piece: in memory for a short clip, or a PCM file on
+    disk for a recording of any length (the transcriber's case), of which only the piece being
+    worked on is ever in memory."""
+
+    def __init__(self, sample_count: int, samples: np.ndarray | None = None, path: Path | None = None):
+        self.sample_count = sample_count
+        self._samples = samples
+        self._path = path
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray) -> Recording:
+        """Float samples in [-1, 1] already in memory."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError("samples must be one channel: a 1-D array")
+        return cls(len(samples), samples=samples)
+
+    @classmethod
+    def from_pcm_file(cls, path: Path) -> Recording:
+        """A file of 16-bit signed little-endian samples, as `decode_to_file` writes it."""
+        return cls(os.path.getsize(path) // PCM_SAMPLE_BYTES, path=Path(path))
+
+    @property
+    def duration(self) -> float:
+        return self.sample_count / SAMPLE_RATE
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) as float32 in [-1, 1], cut to the recording."""
+        start, stop = max(0, start), min(stop, self.sample_count)
+        if stop <= start:
+            return np.zeros(0, dtype=np.float32)
+        if self._samples is not None:
+            return self._samples[start:stop]
+        with open(self._path, "rb") as file:
+            pcm = np.fromfile(file, dtype="<i2", count=stop - start, offset=start * PCM_SAMPLE_BYTES)
+        return pcm.astype(np.float32) / 32768.0
+
+    def seconds(self, start: float, end: float) -> np.ndarray:
+        """The samples from `start` to `end` seconds."""
+        return self.read(int(start * SAMPLE_RATE), int(end * SAMPLE_RATE))
+
+    @property
+    def pcm_path(self) -> Path | None:
+        """The PCM file behind the recording, for tools that read it themselves (ffmpeg)."""
+        return self._path
+
+
+def as_recording(audio: np.ndarray | Recording) -> Recording:
+    """The pipeline's entry points take a Recording or, for short clips, the samples themselves."""
+    return audio if isinstance(audio, Recording) else Recording.from_samples(audio)
 
 
 def pcm16_bytes(samples: np.ndarray) -> bytes:
@@ -189,18 +262,20 @@ def pcm16_bytes(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-async def encode_ogg_opus(samples: np.ndarray, bitrate: int, ffmpeg: str = "") -> bytes:
-    """16 kHz mono float samples as mono Ogg Opus (speech-tuned), for engines with an upload size limit."""
+async def encode_ogg_opus(recording: Recording, bitrate: int, ffmpeg: str = "") -> bytes:
+    """The recording as mono Ogg Opus (speech-tuned), for engines with an upload size limit. ffmpeg
+    reads a file-backed recording's PCM file itself, so the PCM is never in memory whole."""
+    source = ["-i", str(recording.pcm_path)] if recording.pcm_path is not None else ["-i", "pipe:0"]
     code, ogg, stderr = await _run_ffmpeg(
         ffmpeg,
         [
-            "-v", "error", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "pipe:0",
+            "-v", "error", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", *source,
             # Complexity 5 encodes twice as fast as the default 10 at a barely audible cost for speech.
             "-c:a", "libopus", "-b:a", str(bitrate), "-application", "voip", "-compression_level", "5",
             "-f", "ogg", "pipe:1",
         ],
         capture_stdout=True,
-        stdin=pcm16_bytes(samples),
+        stdin=pcm16_bytes(recording.read(0, recording.sample_count)) if recording.pcm_path is None else None,
     )  # fmt: skip
     if code != 0:
         raise RuntimeError(f"ffmpeg could not encode Ogg Opus: {_ffmpeg_reason(stderr)}")

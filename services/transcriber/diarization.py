@@ -10,7 +10,9 @@ speech regions (Silero VAD, shipped inside faster-whisper)
   → one label per 10 ms frame by the windows covering it, short flips smoothed
   → speaker turns (split at long pauses, at most MAX_TURN_SECONDS).
 
-Blocking CPU work: call `diarize` from a worker thread.
+Blocking CPU work: call `diarize` from a worker thread. Memory does not grow with the
+recording's length: the audio is read in blocks (VAD) and windows (embeddings), and at most
+MAX_CLUSTERED_WINDOWS windows are clustered pairwise.
 """
 
 from __future__ import annotations
@@ -25,10 +27,24 @@ import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from kazru.audio import SAMPLE_RATE
+from kazru.audio import SAMPLE_RATE, Recording, as_recording
 from services.transcriber.recognition import SpeechRegion
 
 MAX_SPEAKERS = 10
+
+# Silero VAD holds about four float copies of what it is given, so a long recording is run in
+# blocks of about this length (38 MB of samples), each cut at the quietest 0.1 s of the last
+# VAD_CUT_SEARCH_SECONDS before its end, where a person cutting it by hand would cut. A shorter
+# recording is run whole, exactly as before.
+VAD_BLOCK_SECONDS = 600.0
+VAD_CUT_SEARCH_SECONDS = 30.0
+# Speech cut by a block's edge anyway comes back as two regions this close: they are one.
+VAD_REJOIN_SECONDS = 0.2
+
+# Counting and linking speakers compares every pair of windows (memory and time grow with the
+# square): past this many windows (25 min of speech) the voices are learned from this many windows
+# spread evenly over the recording, and every window then goes to its nearest voice.
+MAX_CLUSTERED_WINDOWS = 2000
 
 # Embedding windows: long enough for a stable voice print, short enough to
 # resolve quick exchanges.
@@ -119,7 +135,7 @@ class Diarization:
 
 
 class SpeakerEncoder(Protocol):
-    def embed_windows(self, wav: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:
+    def embed_windows(self, wav: np.ndarray | Recording, windows: Sequence[tuple[float, float]]) -> np.ndarray:
         """(n, D) L2-normalised embeddings of the windows (seconds) of 16 kHz `wav`."""
         ...
 
@@ -130,36 +146,58 @@ class Diarizer:
         self._limits = limits
 
     def diarize(
-        self, samples: np.ndarray, min_speakers: int | None = None, max_speakers: int | None = None
+        self, audio: np.ndarray | Recording, min_speakers: int | None = None, max_speakers: int | None = None
     ) -> Diarization:
+        recording = as_recording(audio)
         stages: dict[str, float] = {}
         started = time.perf_counter()
-        speech = detect_speech(samples)
+        speech = detect_speech(recording)
         stages["vad_seconds"] = time.perf_counter() - started
         windows = embedding_windows(speech)
         if not windows:
             return Diarization(turns=[], speech=speech, stage_seconds=stages)
 
         started = time.perf_counter()
-        embeddings = self._encoder.embed_windows(samples, windows)
+        embeddings = self._encoder.embed_windows(recording, windows)
         stages["embedding_seconds"] = time.perf_counter() - started
 
         started = time.perf_counter()
         labels = cluster_speakers(embeddings, min_speakers, max_speakers, self._limits)
-        turns = turns_from_windows(speech, windows, labels, len(samples) / SAMPLE_RATE)
+        turns = turns_from_windows(speech, windows, labels, recording.duration)
         stages["clustering_seconds"] = time.perf_counter() - started
         return Diarization(turns=turns, speech=speech, stage_seconds=stages)
 
 
-def detect_speech(samples: np.ndarray) -> list[SpeechRegion]:
-    if len(samples) == 0:
-        return []
-    timestamps = get_speech_timestamps(
-        samples,
-        VadOptions(min_speech_duration_ms=150, min_silence_duration_ms=200, speech_pad_ms=60),
-        sampling_rate=SAMPLE_RATE,
-    )
-    return [SpeechRegion(t["start"] / SAMPLE_RATE, t["end"] / SAMPLE_RATE) for t in timestamps]
+def detect_speech(audio: np.ndarray | Recording) -> list[SpeechRegion]:
+    """Speech regions of the recording, found block by block (VAD_BLOCK_SECONDS)."""
+    recording = as_recording(audio)
+    options = VadOptions(min_speech_duration_ms=150, min_silence_duration_ms=200, speech_pad_ms=60)
+    regions: list[SpeechRegion] = []
+    start = 0
+    while start < recording.sample_count:
+        stop = _vad_block_end(recording, start)
+        offset = start / SAMPLE_RATE
+        timestamps = get_speech_timestamps(recording.read(start, stop), options, sampling_rate=SAMPLE_RATE)
+        for number, stamp in enumerate(timestamps):
+            region = SpeechRegion(offset + stamp["start"] / SAMPLE_RATE, offset + stamp["end"] / SAMPLE_RATE)
+            if number == 0 and regions and region.start - regions[-1].end < VAD_REJOIN_SECONDS:
+                regions[-1] = SpeechRegion(regions[-1].start, region.end)
+            else:
+                regions.append(region)
+        start = stop
+    return regions
+
+
+def _vad_block_end(recording: Recording, start: int) -> int:
+    """Where the VAD block starting at `start` ends: the recording's end if it is near, else the
+    middle of the quietest 0.1 s in the last VAD_CUT_SEARCH_SECONDS of a full block."""
+    block, search = int(VAD_BLOCK_SECONDS * SAMPLE_RATE), int(VAD_CUT_SEARCH_SECONDS * SAMPLE_RATE)
+    if recording.sample_count - start <= block:
+        return recording.sample_count
+    frame = SAMPLE_RATE // 10
+    tail = recording.read(start + block - search, start + block)
+    energy = np.square(tail[: len(tail) // frame * frame].reshape(-1, frame)).sum(axis=1)
+    return start + block - search + int(np.argmin(energy)) * frame + frame // 2
 
 
 def embedding_windows(speech: list[SpeechRegion]) -> list[tuple[float, float]]:
@@ -185,6 +223,8 @@ def cluster_speakers(
     limits: ClusteringLimits = CAMPLUS_LIMITS,
 ) -> np.ndarray:
     """Cluster labels 0..k-1 for each embedding."""
+    if len(embeddings) > MAX_CLUSTERED_WINDOWS:
+        return _cluster_through_an_even_sample(embeddings, min_speakers, max_speakers, limits)
     upper = min(max_speakers or MAX_SPEAKERS, MAX_SPEAKERS, len(embeddings))
     lower = min(max(min_speakers or 1, 1), upper)
     if len(embeddings) == 1:
@@ -196,6 +236,17 @@ def cluster_speakers(
     if limits.merge_cosine is not None:
         labels = _merge_close_clusters(embeddings, labels, lower, limits.merge_cosine)
     return _reassign_to_centroids(embeddings, labels)
+
+
+def _cluster_through_an_even_sample(
+    embeddings: np.ndarray, min_speakers: int | None, max_speakers: int | None, limits: ClusteringLimits
+) -> np.ndarray:
+    """The voices learned from MAX_CLUSTERED_WINDOWS windows spread evenly over the recording; each
+    window then joins the nearest voice and the centroids are refined on all of them."""
+    sample = np.linspace(0, len(embeddings) - 1, MAX_CLUSTERED_WINDOWS).round().astype(int)
+    sample_labels = cluster_speakers(embeddings[sample], min_speakers, max_speakers, limits)
+    nearest = np.argmax(embeddings @ _centroids(embeddings[sample], sample_labels).T, axis=1)
+    return _reassign_to_centroids(embeddings, np.unique(nearest, return_inverse=True)[1])
 
 
 def count_speakers(embeddings: np.ndarray, upper: int) -> int:

@@ -39,7 +39,7 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens, merge_punctuations
 
 from kazru import errors
-from kazru.audio import SAMPLE_RATE
+from kazru.audio import SAMPLE_RATE, Recording, as_recording
 from kazru.settings import Settings
 from services.transcriber.language_choice import Reading, TurnEvidence, choose_languages
 from services.transcriber.recognition import (
@@ -144,37 +144,39 @@ class WhisperEngine:
 
     async def recognize(
         self,
-        samples: np.ndarray,
+        audio: np.ndarray | Recording,
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
         on_external_copy: ExternalCopyCallback | None = None,
     ) -> Recognition:
         del on_external_copy  # everything stays on this machine
-        return await asyncio.to_thread(self.recognize_blocking, samples, languages, regions, on_progress)
+        return await asyncio.to_thread(self.recognize_blocking, audio, languages, regions, on_progress)
 
     async def forget(self, external_operation_id: str) -> None:
         """Nothing is kept outside our own storage."""
 
     def recognize_blocking(
         self,
-        samples: np.ndarray,
+        audio: np.ndarray | Recording,
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
     ) -> Recognition:
+        """Recognise the regions chunk by chunk: only one chunk's audio (at most 30 s) is read at a time."""
+        recording = as_recording(audio)
         if not languages:
             raise errors.InvalidArgument("no language allowed for the job", code="NO_LANGUAGE")
         languages = list(languages)
         stages = {"encode_seconds": 0.0, "decode_seconds": 0.0, "alignment_seconds": 0.0}
-        chunks = plan_chunks(regions, len(samples) / SAMPLE_RATE)
+        chunks = plan_chunks(regions, recording.duration)
         total = sum(chunk.end - chunk.start for chunk in chunks) or 1.0
         done = 0.0
         # Per region: each language's words, and the evidence for choosing among them.
         words_by_region: list[dict[str, list[_Word]]] = [{} for _ in regions]
         evidence = [TurnEvidence(region.end - region.start, region.speaker, {}) for region in regions]
         for chunk in chunks:
-            self._recognize_chunk(samples, chunk, regions, languages, stages, words_by_region, evidence)
+            self._recognize_chunk(recording, chunk, regions, languages, stages, words_by_region, evidence)
             done += chunk.end - chunk.start
             on_progress(min(done / total, 1.0))
 
@@ -190,7 +192,7 @@ class WhisperEngine:
                     sub_chunk = _sub_chunk(chunk, members, regions)
                     for index in members:
                         words_by_region[index][language] = []
-                    self._recognize_chunk(samples, sub_chunk, regions, [language], stages, words_by_region)
+                    self._recognize_chunk(recording, sub_chunk, regions, [language], stages, words_by_region)
         spans = []
         for region, language, words in zip(regions, chosen, words_by_region, strict=True):
             recognised = [
@@ -203,7 +205,7 @@ class WhisperEngine:
 
     def _recognize_chunk(
         self,
-        samples: np.ndarray,
+        recording: Recording,
         chunk: Chunk,
         regions: Sequence[SpeechRegion],
         languages: list[str],
@@ -211,7 +213,7 @@ class WhisperEngine:
         words_by_region: list[dict[str, list[_Word]]],
         evidence: list[TurnEvidence] | None = None,
     ) -> None:
-        audio = samples[int(chunk.start * SAMPLE_RATE) : int(chunk.end * SAMPLE_RATE)]
+        audio = recording.seconds(chunk.start, chunk.end)
         if len(audio) < SAMPLE_RATE // 10:
             return
         started = time.perf_counter()

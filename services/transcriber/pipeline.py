@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kazru import metrics, tracing
-from kazru.audio import SAMPLE_RATE
+from kazru.audio import Recording, as_recording
 from kazru.settings import Settings
 from services.transcriber.assembly import Transcript, assemble
 from services.transcriber.diarization import Diarizer
@@ -64,15 +64,17 @@ class TranscriptionPipeline:
 
     async def run(
         self,
-        samples: np.ndarray,
+        audio: np.ndarray | Recording,
         languages: Sequence[str],
         min_speakers: int | None = None,
         max_speakers: int | None = None,
         on_progress: ProgressCallback = lambda fraction: None,
         on_external_copy: ExternalCopyCallback | None = None,
     ) -> TranscriptionResult:
+        """`audio`: a file-backed Recording for a job (read piece by piece), or a short clip's samples."""
+        recording = as_recording(audio)
         with tracing.span("diarization"), metrics_of_failures("diarizer"):
-            diarization = await asyncio.to_thread(self._diarizer.diarize, samples, min_speakers, max_speakers)
+            diarization = await asyncio.to_thread(self._diarizer.diarize, recording, min_speakers, max_speakers)
         on_progress(DIARIZATION_PROGRESS_SHARE)
         regions = [SpeechRegion(turn.start, turn.end, turn.speaker) for turn in diarization.turns]
 
@@ -81,14 +83,14 @@ class TranscriptionPipeline:
 
         started = time.perf_counter()
         with tracing.span("engine", attributes={"engine": self.engine.name}), metrics_of_failures(self.engine.name):
-            recognition = await self.engine.recognize(samples, languages, regions, engine_progress, on_external_copy)
+            recognition = await self.engine.recognize(recording, languages, regions, engine_progress, on_external_copy)
         stages = {**diarization.stage_seconds, "engine_seconds": time.perf_counter() - started}
         stages.update({f"engine_{name}": value for name, value in recognition.stage_seconds.items()})
 
         started = time.perf_counter()
         transcript = assemble(recognition, diarization)
         stages["assembly_seconds"] = time.perf_counter() - started
-        stages["audio_seconds"] = len(samples) / SAMPLE_RATE
+        stages["audio_seconds"] = recording.duration
         return TranscriptionResult(
             engine=recognition.engine,
             transcript=transcript,

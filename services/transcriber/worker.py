@@ -1,6 +1,8 @@
 """The transcription worker: a JetStream durable pull consumer (work queue).
 
-Per message: claim the job (RUNNING), decode once to 16 kHz mono, run the
+Per message: claim the job (RUNNING), decode once to 16 kHz mono PCM in a file of
+the job's own (deleted when the job ends; read piece by piece, so memory does not
+grow with the recording's length), run the
 engine while reporting progress and heartbeating the message, then write all
 segments and SUCCEEDED in one transaction, and only then ack. A redelivered
 message for a finished job is simply acked, so processing is idempotent.
@@ -17,10 +19,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import tempfile
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nats.errors
 from sqlalchemy import delete, select, update
@@ -197,19 +201,25 @@ class TranscriptionWorker:
         reporter: ProgressReporter | None = None
         stages: dict[str, float] = {"queue_seconds": (claimed.started_at - claimed.created_at).total_seconds()}
         tracing.record_span("queue wait", claimed.created_at, claimed.started_at)
+        # The decoded PCM (115 MB per hour) lives on local disk (/tmp, an emptyDir in Kubernetes), not in memory.
+        work_dir = tempfile.TemporaryDirectory(prefix=f"kazru-job-{job_id}-", ignore_cleanup_errors=True)
         try:
             # A storage outage raises here and is retried; a missing object cannot come back.
             if not await self._store.exists(claimed.object_key):
                 raise errors.FailedPrecondition("the uploaded audio is gone", code="AUDIO_MISSING")
             with _timed(stages, "decode_seconds"), tracing.span("decode"):
-                samples = await _until_cancelled(
-                    audio.decode_pcm16k(self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path),
+                recording = await _until_cancelled(
+                    audio.decode_to_file(
+                        self._store.presigned_url(claimed.object_key),
+                        Path(work_dir.name) / "audio.pcm",
+                        self._settings.ffmpeg_path,
+                    ),
                     switch,
                 )
-            await self._record_decoded_duration(claimed, len(samples) / audio.SAMPLE_RATE)
+            await self._record_decoded_duration(claimed, recording.duration)
             # A worker that died on an earlier attempt may have left a copy at the engine's provider.
             await self._forget_earlier_copy(claimed)
-            reporter = ProgressReporter(self, job_id, len(samples) / audio.SAMPLE_RATE)
+            reporter = ProgressReporter(self, job_id, recording.duration)
 
             def on_progress(fraction: float, report=reporter.from_engine_thread) -> None:
                 switch.check()
@@ -218,7 +228,7 @@ class TranscriptionWorker:
             with _timed(stages, "pipeline_seconds"):
                 result = await _until_cancelled(
                     self._pipeline.run(
-                        samples,
+                        recording,
                         claimed.languages,
                         min_speakers=claimed.min_speakers,
                         max_speakers=claimed.max_speakers,
@@ -268,6 +278,7 @@ class TranscriptionWorker:
             if reporter is not None:
                 reporter.stop()
             heartbeat.cancel()
+            work_dir.cleanup()
 
     async def _claim(self, job_id: uuid.UUID) -> Job | None:
         async with self._sessions.begin() as session:
