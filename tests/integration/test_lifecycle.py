@@ -207,3 +207,30 @@ async def test_a_job_whose_worker_died_on_its_last_delivery_is_failed_with_a_rea
     # JetStream still redelivers the one with attempts left; the other's worker is alive.
     assert (await state_of(database, retrying.id)).state == JobState.RUNNING
     assert (await state_of(database, alive.id)).state == JobState.RUNNING
+
+
+async def test_a_delivery_lost_before_its_claim_still_counts_towards_the_last(infra, database, store, bus):
+    """Delivery 2 of 3 died before the worker's claim committed: the claim of delivery 3 must
+    still count 3 attempts, or the janitor never sees that its worker died on the last one."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from services.transcriber.worker import TranscriptionWorker
+
+    settings = infra.settings(job_ack_wait_seconds=1.0, job_max_deliver=3)
+    job = await store_finished_job(database, store, state="PENDING")
+    async with database.begin() as session:  # as ingest leaves it
+        await session.execute(update(Job).where(Job.id == job.id).values(attempts=0))
+    worker = TranscriptionWorker(settings, database, store, bus, pipeline=None)
+    assert (await worker._claim(job.id, 1)).attempts == 1
+    assert (await worker._claim(job.id, 3)).attempts == 3, "the delivery count, not one more than before"
+    assert (await worker._claim(job.id, 1)).attempts == 4, "a republished message counts on from the row"
+    async with database.begin() as session:  # the worker of that last delivery dies: its heartbeat stops
+        await session.execute(update(Job).where(Job.id == job.id).values(
+            attempts=3, updated_at=datetime.now(UTC) - timedelta(seconds=10)))  # fmt: skip
+
+    await Janitor(settings, database, store, bus).sweep()
+
+    failed = await state_of(database, job.id)
+    assert (failed.state, failed.error_code) == (JobState.FAILED, "WORKER_LOST")
