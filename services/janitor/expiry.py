@@ -6,7 +6,7 @@ Each sweep:
   (`kazru.retention`); a job still running is told to stop;
 - republishes jobs whose enqueue was never confirmed (`kazru.outbox`);
 - fails jobs whose worker died on their last delivery (JetStream will not hand them out
-  again, so nobody else would ever finish them);
+  again, so nobody else would ever finish them) and takes their message off the stream;
 - aborts multipart uploads abandoned by a crashed ingest;
 - removes objects whose job never came to be, or is already a tombstone;
 - deletes rate-limit events older than any limit's window.
@@ -117,6 +117,11 @@ class Janitor:
                 job.error_message = f"the worker stopped on the last of {job.attempts} attempts"
                 job.finished_at = datetime.now(UTC)
                 await usage.record_usage(session, job, self._settings)
+                # A message JetStream stopped delivering (max_deliver reached) is never acked, and a work-queue
+                # stream keeps it for ever: take it off, as for a deleted pending job, so the bus holds nothing of
+                # a finished job. Before the commit: if NATS is down the row stays RUNNING and the next sweep retries.
+                if job.queue_sequence is not None and self._bus is not None:
+                    await self._bus.remove_queued(job.queue_sequence)
         for job in lost:
             log.error("job failed: its worker was lost on the last delivery", extra={"job_id": str(job.id)})
             if self._bus is not None:

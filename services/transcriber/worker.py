@@ -191,7 +191,7 @@ class TranscriptionWorker:
             log.error("dropping a malformed JobUploaded message")
             await message.term()
             return
-        claimed = await self._claim(job_id)
+        claimed = await self._claim(job_id, message.metadata.num_delivered)
         if claimed is None:
             await message.ack()
             return
@@ -280,7 +280,8 @@ class TranscriptionWorker:
             heartbeat.cancel()
             work_dir.cleanup()
 
-    async def _claim(self, job_id: uuid.UUID) -> Job | None:
+    async def _claim(self, job_id: uuid.UUID, delivery: int) -> Job | None:
+        """`delivery`: JetStream's count of this message's deliveries, this one included."""
         async with self._sessions.begin() as session:
             job = await session.get(Job, job_id, with_for_update=True)
             if job is None or job.job_state.is_terminal:
@@ -288,7 +289,11 @@ class TranscriptionWorker:
                 return None
             job.state = JobState.RUNNING
             job.progress = 0
-            job.attempts += 1
+            # At least the delivery count: a delivery whose worker died before this commit (or whose claim
+            # failed and was nak'ed) used up one of max_deliver without being counted here, and the janitor
+            # takes attempts >= job_max_deliver for "on its last delivery". Counting only our own claims,
+            # a job whose worker then died on the real last delivery would stay RUNNING for ever.
+            job.attempts = max(job.attempts + 1, delivery)
             job.started_at = datetime.now(UTC)
             return job
 

@@ -170,12 +170,17 @@ async def test_janitor_deletes_the_copy_kept_at_speechkit(infra, database, store
 async def test_a_job_whose_worker_died_on_its_last_delivery_is_failed_with_a_reason(infra, database, store, bus):
     from datetime import timedelta
 
+    from nats.js.errors import NotFoundError
     from sqlalchemy import update
+
+    from kazru import outbox
 
     settings = infra.settings(job_ack_wait_seconds=1.0, job_max_deliver=3)
     lost = await store_finished_job(database, store, state="RUNNING")
     retrying = await store_finished_job(database, store, state="RUNNING")
     alive = await store_finished_job(database, store, state="RUNNING")
+    for job in (lost, retrying):  # their messages, still in the stream (JetStream stops delivering, never drops)
+        await outbox.publish_job(database, bus, job)
     long_ago = datetime.now(UTC) - timedelta(seconds=10)
     async with database.begin() as session:
         await session.execute(update(Job).where(Job.id == lost.id).values(attempts=3, updated_at=long_ago))
@@ -196,6 +201,36 @@ async def test_a_job_whose_worker_died_on_its_last_delivery_is_failed_with_a_rea
     assert (failed.state, failed.error_code) == (JobState.FAILED, "WORKER_LOST") and failed.finished_at
     assert "3 attempts" in failed.error_message and failed.usage_counted
     assert finished == [f"kazru.jobs.finished.{lost.id}"]
+    with pytest.raises(NotFoundError):  # nothing of the failed job stays on the bus
+        await bus.js.get_msg(settings.jobs_stream, lost.queue_sequence)
+    assert (await bus.js.get_msg(settings.jobs_stream, retrying.queue_sequence)).data, "its redelivery is still due"
     # JetStream still redelivers the one with attempts left; the other's worker is alive.
     assert (await state_of(database, retrying.id)).state == JobState.RUNNING
     assert (await state_of(database, alive.id)).state == JobState.RUNNING
+
+
+async def test_a_delivery_lost_before_its_claim_still_counts_towards_the_last(infra, database, store, bus):
+    """Delivery 2 of 3 died before the worker's claim committed: the claim of delivery 3 must
+    still count 3 attempts, or the janitor never sees that its worker died on the last one."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from services.transcriber.worker import TranscriptionWorker
+
+    settings = infra.settings(job_ack_wait_seconds=1.0, job_max_deliver=3)
+    job = await store_finished_job(database, store, state="PENDING")
+    async with database.begin() as session:  # as ingest leaves it
+        await session.execute(update(Job).where(Job.id == job.id).values(attempts=0))
+    worker = TranscriptionWorker(settings, database, store, bus, pipeline=None)
+    assert (await worker._claim(job.id, 1)).attempts == 1
+    assert (await worker._claim(job.id, 3)).attempts == 3, "the delivery count, not one more than before"
+    assert (await worker._claim(job.id, 1)).attempts == 4, "a republished message counts on from the row"
+    async with database.begin() as session:  # the worker of that last delivery dies: its heartbeat stops
+        await session.execute(update(Job).where(Job.id == job.id).values(
+            attempts=3, updated_at=datetime.now(UTC) - timedelta(seconds=10)))  # fmt: skip
+
+    await Janitor(settings, database, store, bus).sweep()
+
+    failed = await state_of(database, job.id)
+    assert (failed.state, failed.error_code) == (JobState.FAILED, "WORKER_LOST")
