@@ -165,6 +165,27 @@ class Bus:
     async def publish_finished(self, event: events_pb2.JobFinished) -> None:
         await self.nc.publish(finished_subject(event.job_id), event.SerializeToString())
 
+    # Announcements: a failed one is logged, never raised. The job's row is what workers and clients
+    # read; these only hurry them (a worker's heartbeat sees a cancelled row within seconds, a watcher
+    # re-reads the row on its own).
+
+    async def announce_cancel(self, job_id: str) -> None:
+        """Tell the job's worker to stop now."""
+        try:
+            await self.publish_cancel(job_id)
+        except Exception:
+            log.warning("could not publish the cancel signal", extra={"job_id": job_id}, exc_info=True)
+
+    async def announce_finished(self, job_id: str, state: str, error_code: str = "", error_message: str = "") -> None:
+        """Tell the job's watchers it finished."""
+        event = events_pb2.JobFinished(
+            job_id=job_id, state=str(state), error_code=error_code or "", error_message=error_message or ""
+        )
+        try:
+            await self.publish_finished(event)
+        except Exception:
+            log.warning("could not publish the finish event", extra={"job_id": job_id}, exc_info=True)
+
     @contextlib.asynccontextmanager
     async def job_events(self, job_id: str) -> AsyncIterator[asyncio.Event]:
         """An Event set whenever the job reports progress, finishes or is cancelled, while inside.

@@ -1,13 +1,13 @@
 """The job lifecycle (AIP-216): the one place that knows which state may follow which.
 
     PENDING ─▶ RUNNING ─▶ SUCCEEDED / FAILED / CANCELLED ─▶ EXPIRED / DELETED
-       │          │ ▲
+       │          │ ▲ ⟲ RUNNING again when the queue redelivers a job whose worker was lost
        │          └─┘ back to PENDING when a worker hands the job back (shutdown, transient failure)
        └─▶ FAILED / CANCELLED / EXPIRED
 
-EXPIRED and DELETED are tombstones: nothing leaves them. Every writer of `jobs.state`
-either calls `check_transition` on a locked row or puts `sources_of(target)` in its
-UPDATE's WHERE clause, so an illegal change can never be written, even by a race.
+EXPIRED and DELETED are tombstones: nothing leaves them. Every change of `jobs.state`
+goes through `kazru.db.job_repository.move` on a locked row, which calls `check_transition`,
+so an illegal change can never be written, even by a race.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ EXPIRED, DELETED = JobState.EXPIRED, JobState.DELETED
 
 LEGAL_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     PENDING: frozenset({RUNNING, FAILED, CANCELLED, EXPIRED}),
-    RUNNING: frozenset({PENDING, SUCCEEDED, FAILED, CANCELLED, EXPIRED}),
+    # RUNNING → RUNNING: the next worker claims a job whose worker died (JetStream redelivered it).
+    RUNNING: frozenset({PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, EXPIRED}),
     SUCCEEDED: frozenset({EXPIRED, DELETED}),
     FAILED: frozenset({EXPIRED, DELETED}),
     CANCELLED: frozenset({EXPIRED, DELETED}),

@@ -1,4 +1,5 @@
-"""Ending a job's life: deletion by its owner, expiry by the janitor (both count the job's usage, kazru/usage.py).
+"""Ending a job's life: deletion by its owner, expiry by the janitor (the row's part, state,
+transcript rows and usage, is `kazru.db.job_repository.end_locked`).
 
 Both remove the same things, at once: every object under the job's prefix (the
 original and anything derived), its transcript rows (segments, words, speakers),
@@ -12,15 +13,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import lifecycle, usage
 from kazru.bus import Bus
-from kazru.db import jobs
-from kazru.db.models import Job, JobState, Segment, Speaker, Word
+from kazru.db import job_repository, jobs
+from kazru.db.models import Job, JobState
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 
@@ -47,37 +46,19 @@ async def _forget_at_external_engine(job: Job, settings: Settings) -> None:
     job.external_operation_id = None
 
 
-async def purge(session: AsyncSession, store: ObjectStore, bus: Bus | None, job: Job, settings: Settings) -> None:
-    """Remove everything of a locked job but its row. Raises (and the caller rolls back) if anything fails."""
-    if job.queue_sequence is not None and job.state == JobState.PENDING and bus is not None:
-        # Still waiting in the queue: take the message off it so the bus holds nothing of the job.
-        await bus.remove_queued(job.queue_sequence)
-    for table in (Word, Segment, Speaker):
-        await session.execute(delete(table).where(table.job_id == job.id))
-    await store.delete_prefix(job_prefix(job.id))
-    await _forget_at_external_engine(job, settings)
-
-
 async def end_job(
     session: AsyncSession, store: ObjectStore, bus: Bus | None, job: Job, tombstone: JobState, settings: Settings
 ) -> bool:
-    """Move a locked job to `tombstone` and remove its content; a pending or running job the owner
-    deletes is CANCELLED on the way. Returns whether it was pending or running (its worker must stop)."""
-    current = JobState(job.state)
-    was_active = current in (JobState.PENDING, JobState.RUNNING)
-    path = (JobState.CANCELLED, tombstone) if was_active and tombstone is JobState.DELETED else (tombstone,)
-    state = current
-    for step in path:  # refuse before touching anything
-        lifecycle.check_transition(state, step, job.id)
-        state = step
-    await purge(session, store, bus, job, settings)
-    now = datetime.now(UTC)
-    for step in path:
-        if step is tombstone:
-            # Counted with the state it finished in (SUCCEEDED, FAILED, CANCELLED, or never finished).
-            await usage.record_usage(session, job, settings)
-        job.state = step
-        job.finished_at = job.finished_at or now
+    """Make a locked job a tombstone (`job_repository.end_locked`: the state, its transcript rows,
+    usage) and remove what it has outside the database. Raises (and the caller rolls back) if
+    anything fails. Returns whether it was pending or running (its worker must stop)."""
+    # Still waiting in the queue: its message comes off, so the bus holds nothing of the job.
+    queued = job.queue_sequence if job.state == JobState.PENDING else None
+    was_active = await job_repository.end_locked(session, job, tombstone, settings)
+    if queued is not None and bus is not None:
+        await bus.remove_queued(queued)
+    await store.delete_prefix(job_prefix(job.id))
+    await _forget_at_external_engine(job, settings)
     return was_active
 
 
@@ -98,9 +79,6 @@ async def delete_job(
         was_active = await end_job(session, store, bus, job, JobState.DELETED, settings)
     if was_active:
         # After the commit: a worker that hears this finds the row already changed.
-        try:
-            await bus.publish_cancel(str(job.id))
-        except Exception:  # the worker's heartbeat also checks the row, within seconds
-            log.warning("could not publish the cancel signal", extra={"job_id": str(job.id)}, exc_info=True)
+        await bus.announce_cancel(str(job.id))
     log.info("job deleted by its owner", extra={"job_id": str(job.id), "was_active": was_active})
     return job

@@ -25,12 +25,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import lifecycle, metrics, outbox, retention, usage
+from kazru import lifecycle, metrics, outbox, retention
 from kazru.bus import Bus
+from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState, RateLimitEvent
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
-from kazru.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class Janitor:
     ):
         self._settings = settings
         self._sessions = sessions
+        self._jobs = JobRepository(sessions, settings)
         self._store = store
         # Without a bus (tests of expiry alone) nothing is republished or told to stop.
         self._bus = bus
@@ -78,12 +79,8 @@ class Janitor:
         return len(due)
 
     async def _tell_worker_to_stop(self, job_id: uuid.UUID) -> None:
-        if self._bus is None:
-            return
-        try:
-            await self._bus.publish_cancel(str(job_id))
-        except Exception:  # the worker's heartbeat sees the tombstone anyway
-            log.warning("could not publish the cancel signal", extra={"job_id": str(job_id)}, exc_info=True)
+        if self._bus is not None:
+            await self._bus.announce_cancel(str(job_id))
 
     async def republish_unconfirmed(self) -> int:
         if self._bus is None:
@@ -96,41 +93,20 @@ class Janitor:
         )
 
     async def fail_jobs_lost_on_their_last_delivery(self) -> int:
-        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.job_ack_wait_seconds * LOST_AFTER_ACK_WAITS)
-        async with self._sessions.begin() as session:
-            lost = list(
-                await session.scalars(
-                    select(Job)
-                    .where(
-                        Job.state == JobState.RUNNING,
-                        Job.attempts >= self._settings.job_max_deliver,
-                        Job.updated_at < cutoff,
-                    )
-                    .limit(self._settings.janitor_batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            for job in lost:
-                lifecycle.check_transition(job.state, JobState.FAILED, job.id)
-                job.state = JobState.FAILED
-                job.error_code = "WORKER_LOST"
-                job.error_message = f"the worker stopped on the last of {job.attempts} attempts"
-                job.finished_at = datetime.now(UTC)
-                await usage.record_usage(session, job, self._settings)
-                # A message JetStream stopped delivering (max_deliver reached) is never acked, and a work-queue
-                # stream keeps it for ever: take it off, as for a deleted pending job, so the bus holds nothing of
-                # a finished job. Before the commit: if NATS is down the row stays RUNNING and the next sweep retries.
-                if job.queue_sequence is not None and self._bus is not None:
-                    await self._bus.remove_queued(job.queue_sequence)
+        async def take_off_the_stream(job: Job) -> None:
+            # A message JetStream stopped delivering (max_deliver reached) is never acked, and a work-queue
+            # stream keeps it for ever: take it off, as for a deleted pending job, so the bus holds nothing of
+            # a finished job. Before the commit: if NATS is down the row stays RUNNING and the next sweep retries.
+            if job.queue_sequence is not None and self._bus is not None:
+                await self._bus.remove_queued(job.queue_sequence)
+
+        lost = await self._jobs.fail_lost_on_their_last_delivery(
+            timedelta(seconds=self._settings.job_ack_wait_seconds * LOST_AFTER_ACK_WAITS), take_off_the_stream
+        )
         for job in lost:
             log.error("job failed: its worker was lost on the last delivery", extra={"job_id": str(job.id)})
             if self._bus is not None:
-                event = events_pb2.JobFinished(job_id=str(job.id), state=job.state, error_code=job.error_code,
-                                               error_message=job.error_message)  # fmt: skip
-                try:
-                    await self._bus.publish_finished(event)
-                except Exception:  # the row is what clients read; the event only hurries them
-                    log.warning("could not publish the finish event", extra={"job_id": str(job.id)})
+                await self._bus.announce_finished(str(job.id), job.state, job.error_code, job.error_message)
         return len(lost)
 
     async def abort_abandoned_uploads(self) -> int:

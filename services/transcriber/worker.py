@@ -23,15 +23,14 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import nats.errors
-from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import audio, errors, lifecycle, metrics, tracing, usage
+from kazru import audio, errors, metrics, tracing
 from kazru.bus import CANCEL_SUBJECTS, SUBJECT_UPLOADED, TRANSCRIBER_CONSUMER, Bus
+from kazru.db.job_repository import JobRepository, Outcome
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
@@ -130,7 +129,7 @@ class TranscriptionWorker:
         pipeline: TranscriptionPipeline,
     ):
         self._settings = settings
-        self._sessions = sessions
+        self._jobs = JobRepository(sessions, settings)
         self._store = store
         self._bus = bus
         self._pipeline = pipeline
@@ -191,7 +190,7 @@ class TranscriptionWorker:
             log.error("dropping a malformed JobUploaded message")
             await message.term()
             return
-        claimed = await self._claim(job_id, message.metadata.num_delivered)
+        claimed = await self._jobs.claim(job_id, message.metadata.num_delivered)
         if claimed is None:
             await message.ack()
             return
@@ -244,7 +243,7 @@ class TranscriptionWorker:
             await self._forget_at_engine(job_id, result)
             if not saved:
                 raise JobCancelled()
-            await self._publish_finished(job_id, JobState.SUCCEEDED)
+            await self._bus.announce_finished(str(job_id), JobState.SUCCEEDED)
             log.info(
                 "job succeeded",
                 extra={"job_id": str(job_id), "segments": len(result.segments), "speakers": len(result.speakers),
@@ -280,23 +279,6 @@ class TranscriptionWorker:
             heartbeat.cancel()
             work_dir.cleanup()
 
-    async def _claim(self, job_id: uuid.UUID, delivery: int) -> Job | None:
-        """`delivery`: JetStream's count of this message's deliveries, this one included."""
-        async with self._sessions.begin() as session:
-            job = await session.get(Job, job_id, with_for_update=True)
-            if job is None or job.job_state.is_terminal:
-                log.info("skipping a job that is gone or finished", extra={"job_id": str(job_id)})
-                return None
-            job.state = JobState.RUNNING
-            job.progress = 0
-            # At least the delivery count: a delivery whose worker died before this commit (or whose claim
-            # failed and was nak'ed) used up one of max_deliver without being counted here, and the janitor
-            # takes attempts >= job_max_deliver for "on its last delivery". Counting only our own claims,
-            # a job whose worker then died on the real last delivery would stay RUNNING for ever.
-            job.attempts = max(job.attempts + 1, delivery)
-            job.started_at = datetime.now(UTC)
-            return job
-
     async def _heartbeat(self, message, job_id: uuid.UUID, switch: CancelSwitch) -> None:
         """Tell JetStream the job is alive, so it is not redelivered to another worker, and the
         database too (the janitor fails jobs whose worker died on their last delivery). A job
@@ -308,23 +290,13 @@ class TranscriptionWorker:
             except Exception:
                 log.warning("heartbeat to the queue failed", exc_info=True)
             try:
-                async with self._sessions.begin() as session:
-                    still_running = await session.scalar(
-                        update(Job)
-                        .where(Job.id == job_id, Job.state == JobState.RUNNING)
-                        .values(updated_at=datetime.now(UTC))
-                        .returning(Job.id)
-                    )
-                if still_running is None:
+                if not await self._jobs.heartbeat(job_id):
                     switch.trip()
             except Exception:
                 log.warning("heartbeat to the database failed", exc_info=True)
 
     async def record_progress(self, job_id: uuid.UUID, percent: int, position: float, duration: float) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(progress=percent)
-            )
+        await self._jobs.record_progress(job_id, percent)
         await self._bus.publish_progress(
             events_pb2.JobProgress(
                 job_id=str(job_id), progress=percent, processed_seconds=position, duration_seconds=duration
@@ -332,43 +304,31 @@ class TranscriptionWorker:
         )
 
     async def _save(self, job_id: uuid.UUID, result: TranscriptionResult) -> bool:
-        """Replace the job's transcript (segments, words, speakers) and mark it SUCCEEDED, in one transaction.
-        False (and nothing written) if the job stopped being RUNNING meanwhile (deleted, expired)."""
-        async with self._sessions.begin() as session:
-            job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
-            if job is None or job.job_state is not JobState.RUNNING:
-                log.info("job changed state while running; result discarded", extra={"job_id": str(job_id)})
-                return False
-            lifecycle.check_transition(job.state, JobState.SUCCEEDED, job_id)
-            for table in (Word, Segment, Speaker):
-                await session.execute(delete(table).where(table.job_id == job_id))
-            session.add_all(_transcript_rows(job_id, result))
-            transcript = result.transcript
-            job.state = JobState.SUCCEEDED
-            job.progress = 100
-            job.detected_language = transcript.main_language
-            job.language_shares = transcript.language_shares
-            job.speaker_count = len(transcript.speakers)
-            job.engine = result.engine
-            job.billed_seconds = result.billed_seconds
-            job.external_operation_id = result.external_operation_id
-            job.finished_at = datetime.now(UTC)
-            job.error_code = None
-            job.error_message = None
-            await usage.record_usage(session, job, self._settings)
-        return True
+        """Replace the job's transcript and mark it SUCCEEDED, in one transaction. False (and nothing
+        written) if the job stopped being RUNNING meanwhile (deleted, expired)."""
+        transcript = result.transcript
+        saved = await self._jobs.succeed(
+            job_id,
+            Outcome(
+                rows=_transcript_rows(job_id, result),
+                detected_language=transcript.main_language,
+                language_shares=transcript.language_shares,
+                speaker_count=len(transcript.speakers),
+                engine=result.engine,
+                billed_seconds=result.billed_seconds,
+                external_operation_id=result.external_operation_id,
+            ),
+        )
+        if not saved:
+            log.info("job changed state while running; result discarded", extra={"job_id": str(job_id)})
+        return saved
 
     async def _record_decoded_duration(self, job: Job, decoded: float) -> None:
         """The job's duration becomes what decodes. A file whose header claims far more (a truncated or damaged
         upload, seen only now that it is decoded) keeps the claim beside it, and the job says it is truncated."""
         declared = job.declared_duration_seconds or job.duration_seconds or 0.0
         truncated = is_truncated(declared, decoded)
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Job).where(Job.id == job.id).values(
-                    duration_seconds=decoded, declared_duration_seconds=declared if truncated else None
-                )
-            )  # fmt: skip
+        await self._jobs.record_duration(job.id, decoded, declared if truncated else None)
         if truncated:
             log.warning("the file decodes to far less than its header claims", extra={
                 "job_id": str(job.id), "declared_seconds": round(declared, 2), "decoded_seconds": round(decoded, 2)})  # fmt: skip
@@ -377,8 +337,7 @@ class TranscriptionWorker:
         """The copy the engine's provider keeps of this job (None: none). Recorded as soon as it
         exists, before waiting for it: if this worker dies, the next attempt (or the janitor at
         expiry) still knows what to delete."""
-        async with self._sessions.begin() as session:
-            await session.execute(update(Job).where(Job.id == job_id).values(external_operation_id=operation_id))
+        await self._jobs.record_external_copy(job_id, operation_id)
 
     async def _delete_external_copy(self, job_id: uuid.UUID, operation_id: str) -> None:
         await self._pipeline.engine.forget(operation_id)
@@ -409,17 +368,9 @@ class TranscriptionWorker:
                         exc_info=True)  # fmt: skip
 
     async def _fail(self, job_id: uuid.UUID, code: str, message: str) -> None:
-        async with self._sessions.begin() as session:
-            job = await session.scalar(
-                update(Job)
-                .where(Job.id == job_id, Job.state.in_(lifecycle.sources_of(JobState.FAILED)))
-                .values(state=JobState.FAILED, error_code=code, error_message=message, finished_at=datetime.now(UTC))
-                .returning(Job)
-            )
-            if job is None:  # deleted or expired meanwhile: it stays what it is
-                return
-            await usage.record_usage(session, job, self._settings)
-        await self._publish_finished(job_id, JobState.FAILED, code, message)
+        if await self._jobs.fail(job_id, code, message) is None:  # deleted or expired meanwhile: it stays so
+            return
+        await self._bus.announce_finished(str(job_id), JobState.FAILED, code, message)
         metrics.JOBS_FINISHED.labels(JobState.FAILED.value).inc()
         log.warning("job failed", extra={"job_id": str(job_id), "error_code": code})
 
@@ -437,20 +388,9 @@ class TranscriptionWorker:
     async def _release(self, job_id: uuid.UUID, message, delay: float = 0.0) -> None:
         """Hand the job back to the queue (shutdown or transient failure)."""
         try:
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(state=JobState.PENDING)
-                )
+            await self._jobs.hand_back(job_id)
         finally:
             await message.nak(delay=delay)
-
-    async def _publish_finished(self, job_id: uuid.UUID, state: JobState, code: str = "", text: str = "") -> None:
-        try:
-            await self._bus.publish_finished(
-                events_pb2.JobFinished(job_id=str(job_id), state=state.value, error_code=code, error_message=text)
-            )
-        except Exception:
-            log.warning("could not publish the finish event", extra={"job_id": str(job_id)}, exc_info=True)
 
 
 async def _until_cancelled(work, switch: CancelSwitch):

@@ -8,7 +8,7 @@ from kazru.db.models import JobState as S
 
 @pytest.mark.parametrize(
     ("current", "target"),
-    [(S.PENDING, S.RUNNING), (S.RUNNING, S.SUCCEEDED), (S.RUNNING, S.FAILED), (S.RUNNING, S.PENDING),
+    [(S.PENDING, S.RUNNING), (S.RUNNING, S.RUNNING), (S.RUNNING, S.SUCCEEDED), (S.RUNNING, S.FAILED), (S.RUNNING, S.PENDING),
      (S.RUNNING, S.CANCELLED), (S.PENDING, S.CANCELLED), (S.SUCCEEDED, S.EXPIRED), (S.FAILED, S.DELETED),
      (S.CANCELLED, S.DELETED), (S.PENDING, S.EXPIRED)],
 )  # fmt: skip

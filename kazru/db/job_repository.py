@@ -1,0 +1,209 @@
+"""Every write of a job's row once it exists, and the one place its state changes.
+
+A state change is `move` on a row locked FOR UPDATE: it checks `kazru.lifecycle`'s rules and
+refuses an illegal change before anything is written, so a race (a job deleted while its worker
+saves, a message redelivered for a finished job) can never write one. The worker's steps
+(claim … succeed, fail, hand back) each run in a transaction of their own and report a lost race
+by returning None/False instead of raising; the janitor and the owner's delete, which work on
+batches of rows they have locked themselves, call the `*_locked` forms inside their transaction.
+
+Creation is ingest's (`services/ingest/uploads.py`): a new row is PENDING, or SUCCEEDED at once
+when it reuses an earlier identical upload's transcript.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kazru import lifecycle, usage
+from kazru.db.models import Job, JobState, Segment, Speaker, Word
+from kazru.settings import Settings
+
+TRANSCRIPT_TABLES = (Word, Segment, Speaker)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished transcription writes: its rows and the job's summary of them."""
+
+    rows: Sequence[Segment | Word | Speaker]
+    detected_language: str | None
+    language_shares: dict[str, float]
+    speaker_count: int
+    engine: str
+    billed_seconds: float = 0.0
+    external_operation_id: str | None = None
+
+
+def move(job: Job, target: JobState) -> None:
+    """Change a locked job's state; raises FAILED_PRECONDITION (409) if the lifecycle forbids it."""
+    lifecycle.check_transition(job.state, target, job.id)
+    job.state = target
+
+
+async def delete_transcript(session: AsyncSession, job_id: uuid.UUID) -> None:
+    """Remove a job's segments, words and speakers (before a new transcript, or when the job ends)."""
+    for table in TRANSCRIPT_TABLES:
+        await session.execute(delete(table).where(table.job_id == job_id))
+
+
+async def _locked(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
+    return await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+
+
+async def fail_locked(session: AsyncSession, job: Job, code: str, message: str, settings: Settings) -> None:
+    """FAILED with a reason, counted in the usage figures."""
+    move(job, JobState.FAILED)
+    job.error_code, job.error_message = code, message
+    job.finished_at = datetime.now(UTC)
+    await usage.record_usage(session, job, settings)
+
+
+async def end_locked(session: AsyncSession, job: Job, tombstone: JobState, settings: Settings) -> bool:
+    """Make a locked job a tombstone (EXPIRED or DELETED) and remove its transcript rows; a pending
+    or running job its owner deletes is CANCELLED on the way. Checks every step before writing any.
+    Returns whether the job was pending or running (its worker must stop)."""
+    current = JobState(job.state)
+    was_active = current in (JobState.PENDING, JobState.RUNNING)
+    path = (JobState.CANCELLED, tombstone) if was_active and tombstone is JobState.DELETED else (tombstone,)
+    state = current
+    for step in path:  # refuse before touching anything
+        lifecycle.check_transition(state, step, job.id)
+        state = step
+    await delete_transcript(session, job.id)
+    now = datetime.now(UTC)
+    for step in path:
+        if step is tombstone:
+            # Counted with the state it finished in (SUCCEEDED, FAILED, CANCELLED, or never finished).
+            await usage.record_usage(session, job, settings)
+        move(job, step)
+        job.finished_at = job.finished_at or now
+    return was_active
+
+
+class JobRepository:
+    """The worker's and the janitor's writes of job rows, each in its own transaction."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings):
+        self._sessions = sessions
+        self._settings = settings
+
+    async def claim(self, job_id: uuid.UUID, delivery: int) -> Job | None:
+        """RUNNING for this delivery (JetStream's count, this one included); None for a job that is
+        gone or already finished (its message is then simply acked)."""
+        async with self._sessions.begin() as session:
+            job = await _locked(session, job_id)
+            if job is None or not lifecycle.is_legal(job.state, JobState.RUNNING):
+                return None
+            move(job, JobState.RUNNING)
+            job.progress = 0
+            # At least the delivery count: a delivery whose worker died before this commit (or whose claim
+            # failed and was nak'ed) used up one of max_deliver without being counted here, and the janitor
+            # takes attempts >= job_max_deliver for "on its last delivery". Counting only our own claims,
+            # a job whose worker then died on the real last delivery would stay RUNNING for ever.
+            job.attempts = max(job.attempts + 1, delivery)
+            job.started_at = datetime.now(UTC)
+            return job
+
+    async def heartbeat(self, job_id: uuid.UUID) -> bool:
+        """Mark a running job alive (the janitor fails jobs whose worker died on their last delivery);
+        False if it is no longer RUNNING (deleted, expired: its work must stop)."""
+        async with self._sessions.begin() as session:
+            still_running = await session.scalar(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.RUNNING)
+                .values(updated_at=datetime.now(UTC))
+                .returning(Job.id)
+            )
+        return still_running is not None
+
+    async def record_progress(self, job_id: uuid.UUID, percent: int) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(progress=percent)
+            )
+
+    async def record_duration(self, job_id: uuid.UUID, decoded: float, declared_if_truncated: float | None) -> None:
+        """The job's duration is what decodes; a header's larger claim is kept only for a truncated file."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Job).where(Job.id == job_id).values(
+                    duration_seconds=decoded, declared_duration_seconds=declared_if_truncated
+                )
+            )  # fmt: skip
+
+    async def record_external_copy(self, job_id: uuid.UUID, operation_id: str | None) -> None:
+        """The copy the engine's provider keeps of this job (None: none left)."""
+        async with self._sessions.begin() as session:
+            await session.execute(update(Job).where(Job.id == job_id).values(external_operation_id=operation_id))
+
+    async def succeed(self, job_id: uuid.UUID, outcome: Outcome) -> bool:
+        """Replace the job's transcript and mark it SUCCEEDED, in one transaction. False (and nothing
+        written) if the job is no longer RUNNING (deleted or expired meanwhile)."""
+        async with self._sessions.begin() as session:
+            job = await _locked(session, job_id)
+            if job is None or not lifecycle.is_legal(job.state, JobState.SUCCEEDED):
+                return False
+            await delete_transcript(session, job_id)
+            session.add_all(outcome.rows)
+            move(job, JobState.SUCCEEDED)
+            job.progress = 100
+            job.detected_language = outcome.detected_language
+            job.language_shares = outcome.language_shares
+            job.speaker_count = outcome.speaker_count
+            job.engine = outcome.engine
+            job.billed_seconds = outcome.billed_seconds
+            job.external_operation_id = outcome.external_operation_id
+            job.finished_at = datetime.now(UTC)
+            job.error_code = job.error_message = None
+            await usage.record_usage(session, job, self._settings)
+        return True
+
+    async def fail(self, job_id: uuid.UUID, code: str, message: str) -> Job | None:
+        """FAILED with a reason; None if the job may no longer fail (deleted or expired meanwhile)."""
+        async with self._sessions.begin() as session:
+            job = await _locked(session, job_id)
+            if job is None or not lifecycle.is_legal(job.state, JobState.FAILED):
+                return None
+            await fail_locked(session, job, code, message, self._settings)
+            return job
+
+    async def hand_back(self, job_id: uuid.UUID) -> bool:
+        """A running job back to PENDING (the worker stops or will retry); False if it is no longer RUNNING."""
+        async with self._sessions.begin() as session:
+            job = await _locked(session, job_id)
+            if job is None or not lifecycle.is_legal(job.state, JobState.PENDING):
+                return False
+            move(job, JobState.PENDING)
+            return True
+
+    async def fail_lost_on_their_last_delivery(
+        self, lost_after: timedelta, before_commit: Callable[[Job], Awaitable[None]]
+    ) -> list[Job]:
+        """FAILED (WORKER_LOST) for running jobs on their last delivery whose heartbeat stopped
+        `lost_after` ago; `before_commit` runs for each inside the transaction (if it raises, none is failed)."""
+        cutoff = datetime.now(UTC) - lost_after
+        async with self._sessions.begin() as session:
+            lost = list(
+                await session.scalars(
+                    select(Job)
+                    .where(
+                        Job.state == JobState.RUNNING,
+                        Job.attempts >= self._settings.job_max_deliver,
+                        Job.updated_at < cutoff,
+                    )
+                    .limit(self._settings.janitor_batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for job in lost:
+                message = f"the worker stopped on the last of {job.attempts} attempts"
+                await fail_locked(session, job, "WORKER_LOST", message, self._settings)
+                await before_commit(job)
+        return lost
