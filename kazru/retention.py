@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kazru.bus import Bus
 from kazru.db import job_repository, jobs
 from kazru.db.models import Job, JobState
+from kazru.external_copies import ExternalCopies
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 
@@ -30,24 +31,14 @@ def job_prefix(job_id: uuid.UUID | str) -> str:
     return f"jobs/{job_id}/"
 
 
-async def _forget_at_external_engine(job: Job, settings: Settings) -> None:
-    if not job.external_operation_id or settings.engine != "speechkit":
-        return
-    # Imported here: the janitor and gateway run without the SpeechKit client installed or configured.
-    from services.transcriber.speechkit import SpeechKitEngine
-
-    engine = SpeechKitEngine(settings)
-    try:
-        await engine.forget(job.external_operation_id)
-    finally:
-        close = getattr(engine, "close", None)
-        if close is not None:
-            await close()
-    job.external_operation_id = None
-
-
 async def end_job(
-    session: AsyncSession, store: ObjectStore, bus: Bus | None, job: Job, tombstone: JobState, settings: Settings
+    session: AsyncSession,
+    store: ObjectStore,
+    bus: Bus | None,
+    job: Job,
+    tombstone: JobState,
+    settings: Settings,
+    external_copies: ExternalCopies,
 ) -> bool:
     """Make a locked job a tombstone (`job_repository.end_locked`: the state, its transcript rows,
     usage) and remove what it has outside the database. Raises (and the caller rolls back) if
@@ -58,7 +49,8 @@ async def end_job(
     if queued is not None and bus is not None:
         await bus.remove_queued(queued)
     await store.delete_prefix(job_prefix(job.id))
-    await _forget_at_external_engine(job, settings)
+    if job.external_operation_id and await external_copies.forget(job.external_operation_id):
+        job.external_operation_id = None
     return was_active
 
 
@@ -69,6 +61,7 @@ async def delete_job(
     settings: Settings,
     owner_id: str,
     job_id: str,
+    external_copies: ExternalCopies,
 ) -> Job:
     """The owner's DELETE: cancel if pending or running, remove everything now, keep a DELETED tombstone."""
     async with sessions.begin() as session:
@@ -76,7 +69,7 @@ async def delete_job(
         job = await session.scalar(select(Job).where(Job.id == owned.id).with_for_update())
         # Deleting what is already gone answers as every other route on it does: 410, not a state conflict.
         jobs.require_not_removed(job)
-        was_active = await end_job(session, store, bus, job, JobState.DELETED, settings)
+        was_active = await end_job(session, store, bus, job, JobState.DELETED, settings, external_copies)
     if was_active:
         # After the commit: a worker that hears this finds the row already changed.
         await bus.announce_cancel(str(job.id))

@@ -11,6 +11,7 @@ import uvicorn
 from kazru import grpc_server
 from kazru.bus import Bus
 from kazru.db.session import create_engine, create_sessionmaker
+from kazru.external_copies import for_engine
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
@@ -54,7 +55,10 @@ async def main() -> None:
         "transcriber": grpc_server.channel(settings.transcriber_address),
         "janitor": grpc_server.channel(settings.janitor_address),
     }
-    gateway = Gateway(sessions, bus, ObjectStore(settings), channels, settings=settings)
+    external_copies = for_engine(settings)  # what the owner's DELETE asks to forget a SpeechKit copy
+    gateway = Gateway(
+        sessions, bus, ObjectStore(settings), channels, settings=settings, external_copies=external_copies
+    )
     auth = Authenticator(settings, sessions)
     await auth.register_bootstrap_key()
 
@@ -89,6 +93,7 @@ async def main() -> None:
     await grpc_public.stop(settings.shutdown_grace_seconds)
     for chan in channels.values():
         await chan.close()
+    await external_copies.close()
     await bus.close()
     await database.dispose()
 

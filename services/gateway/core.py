@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kazru import convert, errors, metrics, retention, tracing, usage
 from kazru.bus import Bus
 from kazru.db import jobs, transcript_edits, transcripts
+from kazru.external_copies import ExternalCopies
 from kazru.grpc_errors import from_rpc_error
 from kazru.grpc_server import check_health
 from kazru.settings import Settings
@@ -89,8 +90,10 @@ class Gateway:
         channels: dict[str, grpc.aio.Channel],
         *,
         settings: Settings,
+        external_copies: ExternalCopies,
     ):
         self._settings = settings
+        self._external_copies = external_copies
         self._sessions = sessions
         self._bus = bus
         self._store = store
@@ -192,7 +195,9 @@ class Gateway:
 
     async def delete_job(self, owner_id: str, job_id: str) -> job_pb2.Job:
         """Cancel if pending or running, delete the audio and transcript now, keep a DELETED tombstone."""
-        job = await retention.delete_job(self._sessions, self._store, self._bus, self._settings, owner_id, job_id)
+        job = await retention.delete_job(
+            self._sessions, self._store, self._bus, self._settings, owner_id, job_id, self._external_copies
+        )
         return convert.job_to_proto(job)
 
     async def audio(self, owner_id: str, job_id: str) -> StoredAudio:

@@ -7,6 +7,7 @@ import logging
 
 from kazru.bus import Bus
 from kazru.db.session import create_engine, create_sessionmaker
+from kazru.external_copies import for_engine
 from kazru.grpc_server import GrpcServer, wait_for_stop_signal
 from kazru.metrics import start_metrics_server
 from kazru.settings import Settings
@@ -36,13 +37,15 @@ async def main() -> None:
     # The bus: republishing jobs whose enqueue was never confirmed, and telling workers to stop.
     bus = await Bus.connect(settings, "janitor")
     await bus.ensure_jobs_stream()
-    janitor = Janitor(settings, create_sessionmaker(engine), store, bus)
+    external_copies = for_engine(settings)  # expiry deletes a SpeechKit copy too
+    janitor = Janitor(settings, create_sessionmaker(engine), store, bus, external_copies=external_copies)
     health = GrpcServer(settings.janitor_address, lambda server: None, ["kazru.v1.Janitor"])
     await health.start()
     sweeping = asyncio.create_task(sweep_forever(janitor, settings.janitor_interval_seconds))
     await wait_for_stop_signal()
     sweeping.cancel()
     await health.stop(0)
+    await external_copies.close()
     await bus.close()
     await engine.dispose()
 

@@ -29,6 +29,7 @@ from kazru import lifecycle, metrics, outbox, retention
 from kazru.bus import Bus
 from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState, RateLimitEvent
+from kazru.external_copies import ExternalCopies
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
 
@@ -46,12 +47,19 @@ RATE_LIMIT_EVENTS_KEPT = timedelta(hours=1)
 
 class Janitor:
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], store: ObjectStore, bus: Bus | None = None
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        store: ObjectStore,
+        bus: Bus | None = None,
+        *,
+        external_copies: ExternalCopies,
     ):
         self._settings = settings
         self._sessions = sessions
         self._jobs = JobRepository(sessions, settings)
         self._store = store
+        self._external_copies = external_copies
         # Without a bus (tests of expiry alone) nothing is republished or told to stop.
         self._bus = bus
 
@@ -69,7 +77,9 @@ class Janitor:
                 )
             )
             for job in due:
-                if await retention.end_job(session, self._store, self._bus, job, JobState.EXPIRED, self._settings):
+                if await retention.end_job(
+                    session, self._store, self._bus, job, JobState.EXPIRED, self._settings, self._external_copies
+                ):
                     stopped.append(job.id)
         for job_id in stopped:
             await self._tell_worker_to_stop(job_id)

@@ -14,8 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from kazru.language_shares import language_shares
+from kazru.recognition import Recognition
 from services.transcriber.diarization import TURN_PAUSE_SECONDS, Diarization
-from services.transcriber.recognition import Recognition
 
 # Placeholder speaker when diarization found no speech but the engine heard words.
 LONE_SPEAKER = "S1"

@@ -28,7 +28,7 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from kazru.audio import SAMPLE_RATE, Recording, as_recording
-from services.transcriber.recognition import SpeechRegion
+from kazru.recognition import SpeechRegion
 
 MAX_SPEAKERS = 10
 

@@ -40,9 +40,7 @@ from faster_whisper.transcribe import get_suppressed_tokens, merge_punctuations
 
 from kazru import errors
 from kazru.audio import SAMPLE_RATE, Recording, as_recording
-from kazru.settings import Settings
-from services.transcriber.language_choice import Reading, TurnEvidence, choose_languages
-from services.transcriber.recognition import (
+from kazru.recognition import (
     ExternalCopyCallback,
     ProgressCallback,
     Recognition,
@@ -50,6 +48,8 @@ from services.transcriber.recognition import (
     RecognizedWord,
     SpeechRegion,
 )
+from kazru.settings import Settings
+from services.transcriber.language_choice import Reading, TurnEvidence, choose_languages
 
 # Whisper's own threshold for text that loops (faster-whisper's default).
 COMPRESSION_RATIO_THRESHOLD = 2.4

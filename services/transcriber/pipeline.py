@@ -16,10 +16,10 @@ import numpy as np
 
 from kazru import metrics, tracing
 from kazru.audio import Recording, as_recording
+from kazru.recognition import ExternalCopyCallback, ProgressCallback, SpeechEngine, SpeechRegion
 from kazru.settings import Settings
 from services.transcriber.assembly import Transcript, assemble
 from services.transcriber.diarization import Diarizer
-from services.transcriber.recognition import ExternalCopyCallback, ProgressCallback, SpeechEngine, SpeechRegion
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 
 # Share of the progress bar given to diarization; recognition takes the rest.
@@ -102,7 +102,7 @@ class TranscriptionPipeline:
 
 def create_speech_engine(settings: Settings) -> SpeechEngine:
     if settings.engine == "speechkit":
-        from services.transcriber.speechkit import SpeechKitEngine  # only needed when chosen
+        from kazru.speechkit import SpeechKitEngine  # only needed when chosen
 
         return SpeechKitEngine(settings)
     from services.transcriber.engine import WhisperEngine

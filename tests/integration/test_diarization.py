@@ -11,10 +11,10 @@ import pytest
 
 from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, Segment, diarization_errors
 from kazru import audio
+from kazru.speechkit import SpeechKitEngine
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
-from services.transcriber.speechkit import SpeechKitEngine
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
 from tests.integration.test_speechkit import API_KEY, engine_settings

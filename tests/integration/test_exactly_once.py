@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from kazru.bus import Bus
 from kazru.db.models import Job, JobState
+from kazru.external_copies import NO_EXTERNAL_COPIES
 from kazru.grpc_errors import from_rpc_error
 from kazru.v1 import events_pb2, ingest_service_pb2, job_pb2
 from services.janitor.expiry import Janitor
@@ -97,7 +98,9 @@ async def test_a_job_whose_publish_fails_after_commit_is_republished_once(infra,
     assert row.state == JobState.PENDING and row.queue_sequence is None
     assert await queued_messages(bus, settings) == 0
 
-    janitor = Janitor(infra.settings(enqueue_retry_after_seconds=0.01), database, store, bus)
+    janitor = Janitor(
+        infra.settings(enqueue_retry_after_seconds=0.01), database, store, bus, external_copies=NO_EXTERNAL_COPIES
+    )
     await asyncio.sleep(0.05)
     await janitor.sweep()
     await janitor.sweep()  # confirmed now: not published again
@@ -115,5 +118,7 @@ async def test_the_relay_leaves_young_and_confirmed_jobs_alone(ingest, infra, da
     accepted = await upload(ingest)
     async with database() as session:
         assert (await session.get(Job, uuid.UUID(accepted.job_id))).queue_sequence == 1
-    await Janitor(infra.settings(enqueue_retry_after_seconds=0.01), database, store, bus).sweep()
+    await Janitor(
+        infra.settings(enqueue_retry_after_seconds=0.01), database, store, bus, external_copies=NO_EXTERNAL_COPIES
+    ).sweep()
     assert await queued_messages(bus, settings) == 1

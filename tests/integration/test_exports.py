@@ -17,6 +17,7 @@ from kazru import errors, export_formats, grpc_server
 from kazru.bus import Bus
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.db.session import create_engine, create_sessionmaker
+from kazru.external_copies import NO_EXTERNAL_COPIES
 from kazru.v1 import export_pb2, exporter_service_pb2, exporter_service_pb2_grpc
 from services.exporter.__main__ import create_server
 from services.exporter.grpc_api import ExporterServicer
@@ -51,7 +52,14 @@ async def gateway(settings, database, store):
     channel = grpc_server.channel(f"127.0.0.1:{exporter.port}")
     bus = await Bus.connect(settings, "tests-exports")
     # Exports and edits need no ingest: its channel points at the exporter and is never called.
-    yield Gateway(database, bus, store, {"exporter": channel, "ingest": channel}, settings=settings)
+    yield Gateway(
+        database,
+        bus,
+        store,
+        {"exporter": channel, "ingest": channel},
+        settings=settings,
+        external_copies=NO_EXTERNAL_COPIES,
+    )
     await bus.close()
     await channel.close()
     await exporter.stop(1)

@@ -17,6 +17,7 @@ from kazru.db import transcripts
 from kazru.db.models import Job, JobState
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.devservers import free_port
+from kazru.external_copies import NO_EXTERNAL_COPIES
 from kazru.grpc_errors import from_rpc_error
 from kazru.storage import ObjectStore
 from kazru.v1 import events_pb2, ingest_service_pb2, ingest_service_pb2_grpc, job_pb2
@@ -227,7 +228,7 @@ async def test_an_identical_upload_of_the_same_owner_takes_the_earlier_transcrip
     assert row.usage_counted and row.billed_seconds == 0 and await store.exists(row.object_key)
     assert (row.finished_at - row.created_at).total_seconds() < 1
     # Each keeps its own life: deleting the earlier job leaves this one whole.
-    await retention.delete_job(database, store, bus, settings, owner, str(earlier))
+    await retention.delete_job(database, store, bus, settings, owner, str(earlier), external_copies=NO_EXTERNAL_COPIES)
     segments, speakers = await transcript_rows(database, uuid.UUID(job.job_id))
     assert len(segments) == 2 and [s[0] for s in speakers] == ["S1", "S2"]
 

@@ -52,8 +52,10 @@ async def test_the_workers_steps_change_a_job_only_from_the_states_the_lifecycle
         JobState.RUNNING: lambda job_id: repository.claim(job_id, 1),
         JobState.PENDING: repository.hand_back,
         JobState.SUCCEEDED: lambda job_id: repository.succeed(
-            job_id, Outcome(rows=[], detected_language="kk", language_shares={"kk": 1.0}, speaker_count=0,
-                            engine="whisper")  # fmt: skip
+            job_id,
+            Outcome(
+                rows=[], detected_language="kk", language_shares={"kk": 1.0}, speaker_count=0, engine="whisper"
+            ),  # fmt: skip
         ),
         JobState.FAILED: lambda job_id: repository.fail(job_id, "TRANSCRIPTION_FAILED", "failed"),
     }

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from kazru import errors, retention
 from kazru.db.models import Job, JobState
+from kazru.external_copies import NO_EXTERNAL_COPIES, for_engine
 from services.janitor.expiry import Janitor
 from tests.helpers import queued_messages, remains_of, store_finished_job, usage_of_day
 
@@ -28,7 +29,9 @@ async def test_owner_deletes_a_finished_job_and_a_tombstone_stays(settings, data
     usage_before = await usage_of_day(database, day)
     priced = settings.model_copy(update={"usage_cost_per_billed_minute": 0.5})
 
-    deleted = await retention.delete_job(database, store, bus, priced, "owner-d", str(job.id))
+    deleted = await retention.delete_job(
+        database, store, bus, priced, "owner-d", str(job.id), external_copies=NO_EXTERNAL_COPIES
+    )
 
     assert deleted.state == JobState.DELETED
     assert await remains_of(database, store, job.id) == NOTHING
@@ -41,7 +44,9 @@ async def test_owner_deletes_a_finished_job_and_a_tombstone_stays(settings, data
     assert usage["estimated_cost"] == pytest.approx(usage_before.get("estimated_cost", 0) + 1.0)
 
     with pytest.raises(errors.Gone) as again:  # as every other route on a deleted job answers
-        await retention.delete_job(database, store, bus, settings, "owner-d", str(job.id))
+        await retention.delete_job(
+            database, store, bus, settings, "owner-d", str(job.id), external_copies=NO_EXTERNAL_COPIES
+        )
     assert again.value.code == "JOB_DELETED"
     assert await usage_of_day(database, day) == usage, "a job is counted once"
     from kazru.db import jobs
@@ -55,7 +60,9 @@ async def test_another_owner_cannot_delete(settings, database, store, bus):
     job = await store_finished_job(database, store, owner="owner-a")
     for owner, job_id in (("owner-b", str(job.id)), ("owner-a", str(uuid.uuid4())), ("owner-a", "not-a-uuid")):
         with pytest.raises(errors.NotFound):
-            await retention.delete_job(database, store, bus, settings, owner, job_id)
+            await retention.delete_job(
+                database, store, bus, settings, owner, job_id, external_copies=NO_EXTERNAL_COPIES
+            )
     assert (await remains_of(database, store, job.id))["segments"] == 1
     assert (await state_of(database, job.id)).state == JobState.SUCCEEDED
 
@@ -75,7 +82,9 @@ async def test_deleting_a_pending_job_cancels_it_and_takes_its_message_off_the_q
     day = job.created_at.date()
     cancelled_before = (await usage_of_day(database, day)).get("cancelled", 0)
 
-    await retention.delete_job(database, store, bus, settings, "owner-p", str(job.id))
+    await retention.delete_job(
+        database, store, bus, settings, "owner-p", str(job.id), external_copies=NO_EXTERNAL_COPIES
+    )
 
     await bus.nc.flush()
     await subscription.unsubscribe()
@@ -93,7 +102,7 @@ async def test_janitor_expires_everything_of_a_job_and_counts_it_once(settings, 
     alive = await store_finished_job(database, store, expires_in_hours=1)
     day = failed.created_at.date()
     before = await usage_of_day(database, day)
-    janitor = Janitor(settings, database, store, bus)
+    janitor = Janitor(settings, database, store, bus, external_copies=NO_EXTERNAL_COPIES)
 
     await janitor.sweep()
     await janitor.sweep()
@@ -113,10 +122,12 @@ async def test_janitor_aborts_abandoned_multipart_uploads(infra, database, store
     upload_id = store._client._create_multipart_upload(store.bucket, key, {})  # test-only: a crashed ingest's upload
     assert key in [name for name, _, _ in await store.list_multipart_uploads("jobs/")]
 
-    await Janitor(infra.settings(), database, store).sweep()
+    await Janitor(infra.settings(), database, store, external_copies=NO_EXTERNAL_COPIES).sweep()
     assert key in [name for name, _, _ in await store.list_multipart_uploads("jobs/")], "young uploads stay"
 
-    await Janitor(infra.settings(abandoned_upload_hours=1e-9), database, store).sweep()
+    await Janitor(
+        infra.settings(abandoned_upload_hours=1e-9), database, store, external_copies=NO_EXTERNAL_COPIES
+    ).sweep()
     assert key not in [name for name, _, _ in await store.list_multipart_uploads("jobs/")]
     assert upload_id
 
@@ -127,7 +138,7 @@ async def test_objects_of_a_tombstone_are_swept(settings, database, store, monke
     from services.janitor import expiry
 
     job = await store_finished_job(database, store, expires_in_hours=-0.01)
-    janitor = Janitor(settings, database, store)
+    janitor = Janitor(settings, database, store, external_copies=NO_EXTERNAL_COPIES)
     await janitor.sweep()
     # A worker that had not heard of the expiry writes an object afterwards.
     await store_object(store, f"jobs/{job.id}/late.pcm")
@@ -158,7 +169,9 @@ async def test_janitor_deletes_the_copy_kept_at_speechkit(infra, database, store
         settings = infra.settings(engine="speechkit", speechkit_api_key="AQVN-janitor-key", speechkit_endpoint=address,
                                   speechkit_operation_endpoint=address, speechkit_tls=False)  # fmt: skip
 
-        await Janitor(settings, database, store).sweep()
+        speechkit = for_engine(settings)  # as the janitor's composition root builds it
+        await Janitor(settings, database, store, external_copies=speechkit).sweep()
+        await speechkit.close()
 
         assert fake.deleted == ["e03kept"] and fake.problems == []
         tombstone = await state_of(database, job.id)
@@ -193,7 +206,7 @@ async def test_a_job_whose_worker_died_on_its_last_delivery_is_failed_with_a_rea
 
     subscription = await bus.nc.subscribe(f"kazru.jobs.finished.{lost.id}", cb=heard)
 
-    await Janitor(settings, database, store, bus).sweep()
+    await Janitor(settings, database, store, bus, external_copies=NO_EXTERNAL_COPIES).sweep()
 
     await bus.nc.flush()
     await subscription.unsubscribe()
@@ -231,7 +244,7 @@ async def test_a_delivery_lost_before_its_claim_still_counts_towards_the_last(in
         await session.execute(update(Job).where(Job.id == job.id).values(
             attempts=3, updated_at=datetime.now(UTC) - timedelta(seconds=10)))  # fmt: skip
 
-    await Janitor(settings, database, store, bus).sweep()
+    await Janitor(settings, database, store, bus, external_copies=NO_EXTERNAL_COPIES).sweep()
 
     failed = await state_of(database, job.id)
     assert (failed.state, failed.error_code) == (JobState.FAILED, "WORKER_LOST")

@@ -13,10 +13,10 @@ import pytest
 from kazru import audio
 from services.transcriber import diarization
 from services.transcriber.diarization import Diarizer, cluster_speakers, detect_speech, embedding_windows
-from services.transcriber.pipeline import create_pipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP
 from tests.integration.test_diarization import REAL_CORPUS
+from tests.integration.test_transcriber import pipeline  # noqa: F401, F811 - fixture
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +106,12 @@ async def test_clustering_through_an_even_sample_agrees_with_clustering_every_wi
     assert cluster_speakers(embeddings, 6, None).max() + 1 == 6
 
 
-async def test_the_diarizer_and_the_pipeline_give_the_same_answer_from_a_file_as_from_memory(
-    encoder, settings, tmp_path
-):
+async def test_a_file_and_memory_give_the_same_diarization_and_transcript(encoder, pipeline, tmp_path):  # noqa: F811
     samples = await audio.decode_pcm16k(str(REAL_CORPUS / "en_pyannote_sample.flac"))
     recording = await audio.decode_to_file(str(REAL_CORPUS / "en_pyannote_sample.flac"), tmp_path / "call.pcm")
     diarizer = Diarizer(encoder)
     assert diarizer.diarize(recording).turns == diarizer.diarize(samples).turns
 
-    pipeline = create_pipeline(settings)
     clip = await audio.decode_to_file(str(REAL_SPEECH_CLIP), tmp_path / "clip.pcm")
     from_file = await pipeline.run(clip, ["kk", "ru"])
     from_memory = await pipeline.run(await audio.decode_pcm16k(str(REAL_SPEECH_CLIP)), ["kk", "ru"])

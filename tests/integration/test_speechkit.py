@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from kazru import errors
 from kazru.audio import SAMPLE_RATE
 from kazru.settings import Settings
-from services.transcriber.speechkit import SpeechKitEngine, SpeechKitUnavailable, billed_seconds
+from kazru.speechkit import SpeechKitEngine, SpeechKitUnavailable, billed_seconds
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
 
 API_KEY = "AQVN-test-key"

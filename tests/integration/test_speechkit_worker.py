@@ -10,10 +10,10 @@ import pytest_asyncio
 from sqlalchemy import func, select
 
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
+from kazru.speechkit import SpeechKitEngine
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
-from services.transcriber.speechkit import SpeechKitEngine
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance

@@ -16,6 +16,8 @@ from prometheus_client import REGISTRY
 from kazru import grpc_server, tracing
 from kazru.bus import SUBJECT_UPLOADED
 from kazru.db.models import JobState
+from kazru.external_copies import NO_EXTERNAL_COPIES
+from kazru.speechkit import SpeechKitEngine
 from kazru.storage import ObjectStore
 from kazru.v1 import events_pb2
 from services.exporter.__main__ import create_server as create_exporter
@@ -28,7 +30,6 @@ from services.ingest.uploads import UploadService
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
-from services.transcriber.speechkit import SpeechKitEngine
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
@@ -64,7 +65,7 @@ async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `s
     await exporter.start()
     channels = {"ingest": grpc_server.channel(f"127.0.0.1:{ingest.port}"),
                 "exporter": grpc_server.channel(f"127.0.0.1:{exporter.port}")}  # fmt: skip
-    gateway = Gateway(database, bus, store, channels, settings=settings)
+    gateway = Gateway(database, bus, store, channels, settings=settings, external_copies=NO_EXTERNAL_COPIES)
     app = create_app(settings, gateway, Authenticator(settings, database))
     engine = SpeechKitEngine(settings)
     worker = TranscriptionWorker(

@@ -1,8 +1,8 @@
 """Words + speaker turns → segments: pure logic, no model."""
 
+from kazru.recognition import Recognition, RecognizedSpan, RecognizedWord
 from services.transcriber.assembly import assemble
 from services.transcriber.diarization import Diarization, SpeakerTurn, _runs_to_turns, _smooth_short_runs
-from services.transcriber.recognition import Recognition, RecognizedSpan, RecognizedWord
 
 
 def span(language: str, *words: tuple[str, float, float]) -> RecognizedSpan:

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from kazru.recognition import SpeechRegion
 from services.transcriber import language_choice
 from services.transcriber.engine import (
     CHUNK_GAP_SECONDS,
@@ -20,7 +21,6 @@ from services.transcriber.engine import (
     plan_chunks,
 )
 from services.transcriber.language_choice import Reading, TurnEvidence, choose_languages
-from services.transcriber.recognition import SpeechRegion
 
 
 def test_turns_close_together_share_a_window_cut_only_in_pauses():

@@ -34,8 +34,7 @@ from yandex.cloud.operation import operation_pb2, operation_service_pb2, operati
 
 from kazru import errors
 from kazru.audio import PCM_SAMPLE_BYTES, SAMPLE_RATE, Recording, as_recording, encode_ogg_opus, pcm16_bytes
-from kazru.settings import Settings
-from services.transcriber.recognition import (
+from kazru.recognition import (
     ExternalCopyCallback,
     ProgressCallback,
     Recognition,
@@ -43,6 +42,7 @@ from services.transcriber.recognition import (
     RecognizedWord,
     SpeechRegion,
 )
+from kazru.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +213,9 @@ class SpeechKitEngine:
             stage_seconds=stages,
         )
 
-    async def forget(self, external_operation_id: str) -> None:
-        """DeleteRecognition: Yandex keeps results for 3 days unless told otherwise."""
+    async def forget(self, external_operation_id: str) -> bool:
+        """DeleteRecognition: Yandex keeps results for 3 days unless told otherwise. Also the
+        janitor's and the gateway's `kazru.external_copies` port."""
         recognizer, _ = self._stubs()
         request = stt_pb2.DeleteRecognitionRequest(operation_id=external_operation_id)
         metadata = self._metadata()
@@ -226,6 +227,7 @@ class SpeechKitEngine:
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.NOT_FOUND:  # already gone: what we wanted
                 raise
+        return True
 
     async def close(self) -> None:
         for channel in self._channels:

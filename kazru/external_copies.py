@@ -1,0 +1,43 @@
+"""Forgetting the copy of a job an external engine keeps: a port, so ending a job's life
+(`kazru.retention`) does not depend on which engine ran it.
+
+The gateway's and the janitor's composition roots pass `for_engine(settings)`; the transcriber
+deletes its own copies through its engine. The local engine keeps nothing outside our storage.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from kazru.settings import Settings
+
+
+class ExternalCopies(Protocol):
+    async def forget(self, external_operation_id: str) -> bool:
+        """Delete the provider's copy of one job: True once it is gone, False if this engine cannot
+        (the id then stays on the job, and the engine-copies alert counts it). Raises on failure."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class NoExternalCopies:
+    """The local engine: nothing is kept outside our own storage."""
+
+    async def forget(self, external_operation_id: str) -> bool:
+        return False  # a copy left by SpeechKit before the service was switched to Whisper stays counted
+
+    async def close(self) -> None:
+        return None
+
+
+NO_EXTERNAL_COPIES = NoExternalCopies()
+
+
+def for_engine(settings: Settings) -> ExternalCopies:
+    """What forgets the configured engine's copies: SpeechKit's operations API, or nothing."""
+    if settings.engine == "speechkit":
+        from kazru.speechkit import SpeechKitEngine  # its gRPC stubs load only where SpeechKit is used
+
+        return SpeechKitEngine(settings)
+    return NO_EXTERNAL_COPIES
