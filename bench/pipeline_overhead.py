@@ -72,7 +72,7 @@ async def measure(settings: Settings) -> dict[str, float]:
         assert event.state == "SUCCEEDED", event
         arrived.set()
 
-    await bus.nc.subscribe("kazru.jobs.finished.*", cb=on_finished)
+    await bus.on_finished(on_finished)
     data = CLIP.read_bytes()
     latencies: dict[str, float] = {}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}") as client:

@@ -53,7 +53,7 @@ async def run_round(settings: Settings, jobs: int) -> dict:
         if wanted and wanted <= finished.keys():
             all_done.set()
 
-    await bus.nc.subscribe("kazru.jobs.finished.*", cb=on_finished)
+    await bus.on_finished(on_finished)
     data = CLIP.read_bytes()
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=120) as client:

@@ -7,6 +7,10 @@
   a job stays on the bus once it is done.
 
 Only ids travel on the bus, never audio (1 MB payload limit) or text.
+
+Services speak to the bus only through `Bus`'s methods (publish, pull jobs, listen for
+cancel signals or finishes, read the queue's state, announce); its raw connection
+(`nc`, `js`) is for tests and tools that inspect the server (tests/unit/test_layering.py).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
 from nats.js.api import (
@@ -55,6 +60,18 @@ CANCEL_SUBJECTS = "kazru.jobs.cancel.*"
 
 def cancel_subject(job_id: str) -> str:
     return f"kazru.jobs.cancel.{job_id}"
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """The transcriber's durable consumer: what waits, what is being worked on, who is idle."""
+
+    pending: int  # waiting for a worker (the consumer lag)
+    in_progress: int  # delivered, not yet acknowledged (one per busy worker)
+    idle_workers: int  # pull requests of idle workers (each keeps one open)
+
+
+MessageHandler = Callable[[object], Awaitable[None]]
 
 
 class Bus:
@@ -153,6 +170,30 @@ class Bus:
             if error.err_code == JS_NO_MESSAGE_FOUND:
                 return False
             raise
+
+    async def pull_jobs(self):
+        """The transcribers' shared pull subscription on the jobs stream (`fetch`, then ack/nak/term)."""
+        return await self.js.pull_subscribe_bind(TRANSCRIBER_CONSUMER, stream=self._settings.jobs_stream)
+
+    async def on_cancel_signals(self, handler: MessageHandler):
+        """Call `handler` for every job's cancel signal (the subject ends with the job id); returns the subscription."""
+        return await self.nc.subscribe(CANCEL_SUBJECTS, cb=handler)
+
+    async def on_finished(self, handler: MessageHandler, job_id: str = "*"):
+        """Call `handler` with each JobFinished message (of one job, or of all); returns the subscription."""
+        return await self.nc.subscribe(finished_subject(job_id), cb=handler)
+
+    async def queue_state(self) -> QueueState:
+        try:
+            info = await self.js.consumer_info(self._settings.jobs_stream, TRANSCRIBER_CONSUMER)
+        except NotFoundError:
+            # No transcriber has ever started: whatever the stream holds is waiting.
+            try:
+                stream = await self.js.stream_info(self._settings.jobs_stream)
+            except NotFoundError:
+                return QueueState(0, 0, 0)
+            return QueueState(stream.state.messages, 0, 0)
+        return QueueState(info.num_pending or 0, info.num_ack_pending or 0, info.num_waiting or 0)
 
     async def publish_cancel(self, job_id: str) -> None:
         await self.nc.publish(cancel_subject(job_id), b"")

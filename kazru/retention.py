@@ -34,7 +34,7 @@ def job_prefix(job_id: uuid.UUID | str) -> str:
 async def end_job(
     session: AsyncSession,
     store: ObjectStore,
-    bus: Bus | None,
+    bus: Bus,
     job: Job,
     tombstone: JobState,
     settings: Settings,
@@ -46,7 +46,7 @@ async def end_job(
     # Still waiting in the queue: its message comes off, so the bus holds nothing of the job.
     queued = job.queue_sequence if job.state == JobState.PENDING else None
     was_active = await job_repository.end_locked(session, job, tombstone, settings)
-    if queued is not None and bus is not None:
+    if queued is not None:
         await bus.remove_queued(queued)
     await store.delete_prefix(job_prefix(job.id))
     if job.external_operation_id and await external_copies.forget(job.external_operation_id):

@@ -13,23 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from nats.js.errors import NotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru import metrics
-from kazru.bus import TRANSCRIBER_CONSUMER, Bus
+from kazru.bus import Bus, QueueState
 from kazru.db.models import Job, JobState
 from kazru.settings import Settings
 
 THROUGHPUT_WINDOW = timedelta(minutes=15)
-
-
-@dataclass(frozen=True)
-class QueueState:
-    pending: int  # waiting for a worker
-    in_progress: int  # delivered, not yet acknowledged
-    idle_workers: int
 
 
 @dataclass(frozen=True)
@@ -40,19 +32,6 @@ class Throughput:
     @property
     def per_second(self) -> float:
         return self.finished / THROUGHPUT_WINDOW.total_seconds()
-
-
-async def queue_state(bus: Bus, settings: Settings) -> QueueState:
-    try:
-        info = await bus.js.consumer_info(settings.jobs_stream, TRANSCRIBER_CONSUMER)
-    except NotFoundError:
-        # No transcriber has ever started: whatever the stream holds is waiting.
-        try:
-            stream = await bus.js.stream_info(settings.jobs_stream)
-        except NotFoundError:
-            return QueueState(0, 0, 0)
-        return QueueState(stream.state.messages, 0, 0)
-    return QueueState(info.num_pending or 0, info.num_ack_pending or 0, info.num_waiting or 0)
 
 
 async def recent_throughput(sessions: async_sessionmaker[AsyncSession]) -> Throughput:
@@ -86,7 +65,7 @@ def estimated_wait_seconds(queue: QueueState, throughput: Throughput) -> float |
 
 
 async def service_status(sessions: async_sessionmaker[AsyncSession], bus: Bus, settings: Settings) -> dict:
-    queue = await queue_state(bus, settings)
+    queue = await bus.queue_state()
     throughput = await recent_throughput(sessions)
     mean = throughput.mean_processing_seconds
     return {
@@ -112,7 +91,7 @@ async def refresh_gauges(sessions: async_sessionmaker[AsyncSession], bus: Bus, s
         counts = dict((await session.execute(select(Job.state, func.count()).group_by(Job.state))).all())
     for state in JobState:
         metrics.JOBS.labels(state.value).set(counts.get(state.value, 0))
-    queue = await queue_state(bus, settings)
+    queue = await bus.queue_state()
     metrics.QUEUE_PENDING.set(queue.pending)
     metrics.QUEUE_ACK_PENDING.set(queue.in_progress)
     metrics.QUEUE_WAITING_PULLS.set(queue.idle_workers)

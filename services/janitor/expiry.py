@@ -51,7 +51,7 @@ class Janitor:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         store: ObjectStore,
-        bus: Bus | None = None,
+        bus: Bus,
         *,
         external_copies: ExternalCopies,
     ):
@@ -60,7 +60,6 @@ class Janitor:
         self._jobs = JobRepository(sessions, settings)
         self._store = store
         self._external_copies = external_copies
-        # Without a bus (tests of expiry alone) nothing is republished or told to stop.
         self._bus = bus
 
     async def expire_due_jobs(self) -> int:
@@ -89,12 +88,9 @@ class Janitor:
         return len(due)
 
     async def _tell_worker_to_stop(self, job_id: uuid.UUID) -> None:
-        if self._bus is not None:
-            await self._bus.announce_cancel(str(job_id))
+        await self._bus.announce_cancel(str(job_id))
 
     async def republish_unconfirmed(self) -> int:
-        if self._bus is None:
-            return 0
         return await outbox.republish_unconfirmed(
             self._sessions,
             self._bus,
@@ -107,7 +103,7 @@ class Janitor:
             # A message JetStream stopped delivering (max_deliver reached) is never acked, and a work-queue
             # stream keeps it for ever: take it off, as for a deleted pending job, so the bus holds nothing of
             # a finished job. Before the commit: if NATS is down the row stays RUNNING and the next sweep retries.
-            if job.queue_sequence is not None and self._bus is not None:
+            if job.queue_sequence is not None:
                 await self._bus.remove_queued(job.queue_sequence)
 
         lost = await self._jobs.fail_lost_on_their_last_delivery(
@@ -115,8 +111,7 @@ class Janitor:
         )
         for job in lost:
             log.error("job failed: its worker was lost on the last delivery", extra={"job_id": str(job.id)})
-            if self._bus is not None:
-                await self._bus.announce_finished(str(job.id), job.state, job.error_code, job.error_message)
+            await self._bus.announce_finished(str(job.id), job.state, job.error_code, job.error_message)
         return len(lost)
 
     async def abort_abandoned_uploads(self) -> int:

@@ -29,7 +29,7 @@ import nats.errors
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru import audio, errors, metrics, tracing
-from kazru.bus import CANCEL_SUBJECTS, SUBJECT_UPLOADED, TRANSCRIBER_CONSUMER, Bus
+from kazru.bus import SUBJECT_UPLOADED, Bus
 from kazru.db.job_repository import JobRepository, Outcome
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.settings import Settings
@@ -145,8 +145,8 @@ class TranscriptionWorker:
     async def run(self, stop: asyncio.Event) -> None:
         await self._bus.ensure_jobs_stream()
         await self._bus.ensure_transcriber_consumer()
-        cancels = await self._bus.nc.subscribe(CANCEL_SUBJECTS, cb=self._on_cancel_signal)
-        subscription = await self._bus.js.pull_subscribe_bind(TRANSCRIBER_CONSUMER, stream=self._settings.jobs_stream)
+        cancels = await self._bus.on_cancel_signals(self._on_cancel_signal)
+        subscription = await self._bus.pull_jobs()
         log.info("waiting for jobs", extra={"subject": SUBJECT_UPLOADED})
         try:
             while not stop.is_set():

@@ -13,6 +13,7 @@ from kazru.db.models import Base, Job, JobState, Segment
 from kazru.external_copies import NO_EXTERNAL_COPIES
 from services.janitor.expiry import Janitor
 from tests.conftest import SPEECH_CLIP
+from tests.fakes.bus import RecordingBus
 from tests.helpers import aiter_of
 
 
@@ -42,7 +43,7 @@ async def test_expired_job_loses_audio_and_text_and_keeps_a_tombstone(settings, 
     expired = await make_finished_job(database, store, datetime.now(UTC) - timedelta(seconds=1))
     alive = await make_finished_job(database, store, datetime.now(UTC) + timedelta(hours=1))
 
-    await Janitor(settings, database, store, external_copies=NO_EXTERNAL_COPIES).sweep()
+    await Janitor(settings, database, store, RecordingBus(), external_copies=NO_EXTERNAL_COPIES).sweep()
 
     assert not await store.exists(expired.object_key)
     assert await store.exists(alive.object_key)
@@ -66,7 +67,7 @@ async def test_orphan_objects_are_removed_after_the_grace(settings, database, st
 
     key = f"jobs/{uuid.uuid4()}/original"
     await store.put_stream(key, aiter_of([b"orphan"]), "application/octet-stream")
-    janitor = Janitor(settings, database, store, external_copies=NO_EXTERNAL_COPIES)
+    janitor = Janitor(settings, database, store, RecordingBus(), external_copies=NO_EXTERNAL_COPIES)
     await janitor.sweep()
     assert await store.exists(key), "too young to be called an orphan"
     monkeypatch.setattr(expiry, "ORPHAN_GRACE", timedelta(seconds=-60))

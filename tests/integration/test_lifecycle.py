@@ -11,6 +11,7 @@ from kazru import errors, retention
 from kazru.db.models import Job, JobState
 from kazru.external_copies import NO_EXTERNAL_COPIES, for_engine
 from services.janitor.expiry import Janitor
+from tests.fakes.bus import RecordingBus
 from tests.helpers import queued_messages, remains_of, store_finished_job, usage_of_day
 
 NOTHING = {"objects": [], "segments": 0, "words": 0, "speakers": 0}
@@ -122,11 +123,11 @@ async def test_janitor_aborts_abandoned_multipart_uploads(infra, database, store
     upload_id = store._client._create_multipart_upload(store.bucket, key, {})  # test-only: a crashed ingest's upload
     assert key in [name for name, _, _ in await store.list_multipart_uploads("jobs/")]
 
-    await Janitor(infra.settings(), database, store, external_copies=NO_EXTERNAL_COPIES).sweep()
+    await Janitor(infra.settings(), database, store, RecordingBus(), external_copies=NO_EXTERNAL_COPIES).sweep()
     assert key in [name for name, _, _ in await store.list_multipart_uploads("jobs/")], "young uploads stay"
 
     await Janitor(
-        infra.settings(abandoned_upload_hours=1e-9), database, store, external_copies=NO_EXTERNAL_COPIES
+        infra.settings(abandoned_upload_hours=1e-9), database, store, RecordingBus(), external_copies=NO_EXTERNAL_COPIES
     ).sweep()
     assert key not in [name for name, _, _ in await store.list_multipart_uploads("jobs/")]
     assert upload_id
@@ -138,7 +139,7 @@ async def test_objects_of_a_tombstone_are_swept(settings, database, store, monke
     from services.janitor import expiry
 
     job = await store_finished_job(database, store, expires_in_hours=-0.01)
-    janitor = Janitor(settings, database, store, external_copies=NO_EXTERNAL_COPIES)
+    janitor = Janitor(settings, database, store, RecordingBus(), external_copies=NO_EXTERNAL_COPIES)
     await janitor.sweep()
     # A worker that had not heard of the expiry writes an object afterwards.
     await store_object(store, f"jobs/{job.id}/late.pcm")
@@ -170,7 +171,7 @@ async def test_janitor_deletes_the_copy_kept_at_speechkit(infra, database, store
                                   speechkit_operation_endpoint=address, speechkit_tls=False)  # fmt: skip
 
         speechkit = for_engine(settings)  # as the janitor's composition root builds it
-        await Janitor(settings, database, store, external_copies=speechkit).sweep()
+        await Janitor(settings, database, store, RecordingBus(), external_copies=speechkit).sweep()
         await speechkit.close()
 
         assert fake.deleted == ["e03kept"] and fake.problems == []

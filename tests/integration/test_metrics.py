@@ -14,6 +14,7 @@ from services.janitor.expiry import Janitor
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
+from tests.fakes.bus import RecordingBus
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario
 from tests.helpers import store_finished_job
 
@@ -33,7 +34,7 @@ def total(name: str, **labels) -> float:
 async def test_janitor_counts_what_it_expires(settings, database, store):
     before = total("kazru_janitor_deletions_total", kind="expired_jobs")
     job = await store_finished_job(database, store, expires_in_hours=-0.01)
-    await Janitor(settings, database, store, external_copies=NO_EXTERNAL_COPIES).sweep()
+    await Janitor(settings, database, store, RecordingBus(), external_copies=NO_EXTERNAL_COPIES).sweep()
     async with database() as session:
         assert (await session.get(Job, job.id)).state == JobState.EXPIRED
     assert total("kazru_janitor_deletions_total", kind="expired_jobs") >= before + 1

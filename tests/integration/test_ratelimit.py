@@ -13,6 +13,7 @@ from kazru.db.models import RateLimitEvent
 from kazru.external_copies import NO_EXTERNAL_COPIES
 from services.gateway.ratelimit import SlidingWindowLimiter
 from services.janitor.expiry import Janitor
+from tests.fakes.bus import RecordingBus
 
 
 class Clock:
@@ -101,7 +102,7 @@ async def test_keys_are_stored_hashed_and_the_janitor_drops_old_events(database,
     async with database() as session:
         hashes = list(await session.scalars(select(RateLimitEvent.key_hash)))
     assert hashes and not any("203.0.113.77" in value for value in hashes)
-    janitor = Janitor(settings, database, store, external_copies=NO_EXTERNAL_COPIES)
+    janitor = Janitor(settings, database, store, RecordingBus(), external_copies=NO_EXTERNAL_COPIES)
     assert await janitor.delete_old_rate_limit_events() >= 1
     async with database() as session:
         assert await session.scalar(select(func.count()).where(RateLimitEvent.at < 2_000.0)) == 0

@@ -10,10 +10,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from kazru import metrics, tracing
+from kazru.bus import QueueState
 from kazru.devservers import free_port
 from kazru.settings import Settings
 from kazru.telemetry import JsonFormatter, job_context
-from services.gateway.status import QueueState, Throughput, estimated_wait_seconds
+from services.gateway.status import Throughput, estimated_wait_seconds
 from tests.tracing_support import spans  # noqa: F401 - fixture
 
 
