@@ -81,7 +81,8 @@ def from_rpc_error(error: grpc.RpcError) -> KazruError:
     return errors.Internal("internal error")
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
+async def abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
+    """End the call with the status that stands for `error` (the one error mapping)."""
     if not isinstance(error, KazruError):
         error = errors.from_infrastructure(error) or error
     if isinstance(error, KazruError):
@@ -104,7 +105,7 @@ def translate(handler: Callable[..., Any]) -> Callable[..., Any]:
             except grpc.aio.AbortError:
                 raise
             except Exception as error:  # noqa: BLE001 - mapped, never swallowed
-                await _abort(context, error)
+                await abort(context, error)
 
         return stream_wrapper
 
@@ -115,6 +116,6 @@ def translate(handler: Callable[..., Any]) -> Callable[..., Any]:
         except grpc.aio.AbortError:
             raise
         except Exception as error:  # noqa: BLE001 - mapped, never swallowed
-            await _abort(context, error)
+            await abort(context, error)
 
     return unary_wrapper

@@ -39,8 +39,10 @@ class GrpcServer:
         register: Callable[[grpc.aio.Server], None],
         service_names: Iterable[str],
         reflection_enabled: bool = False,
+        interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     ):
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[ServerTelemetry()])
+        # Telemetry first: it also counts and times the calls the others refuse.
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[ServerTelemetry(), *interceptors])
         register(self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

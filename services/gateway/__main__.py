@@ -20,6 +20,7 @@ from kazru.v1 import job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import Authenticator
 from services.gateway.core import Gateway
 from services.gateway.grpc_api import JobServicer
+from services.gateway.grpc_auth import AuthInterceptor
 from services.gateway.http_api import create_app
 from services.gateway.operations import create_operations_app
 
@@ -35,11 +36,13 @@ class _HttpServer(uvicorn.Server):
 
 
 def create_grpc_server(settings: Settings, gateway: Gateway, auth: Authenticator) -> GrpcServer:
+    job_service = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
     return GrpcServer(
         settings.public_grpc_address,
-        lambda server: job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(gateway, auth), server),
-        [job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name],
+        lambda server: job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(gateway), server),
+        [job_service],
         reflection_enabled=True,
+        interceptors=[AuthInterceptor(auth, [job_service])],
     )
 
 

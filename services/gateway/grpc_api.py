@@ -1,4 +1,4 @@
-"""gRPC adapter for the public kazru.v1.JobService: authenticate, then call the Gateway."""
+"""gRPC adapter for the public kazru.v1.JobService: the caller (authenticated by grpc_auth.py), then the Gateway."""
 
 from __future__ import annotations
 
@@ -9,25 +9,19 @@ from kazru import convert, errors
 from kazru.grpc_errors import translate
 from kazru.upload_protocol import check_complete, refuse_after_draining
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
-from services.gateway.auth import Authenticator, Principal
 from services.gateway.core import Gateway, SegmentChange, UploadItem, UploadStart
+from services.gateway.grpc_auth import current_caller
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, gateway: Gateway, auth: Authenticator):
+    """Every method runs for a caller the AuthInterceptor has already authenticated (grpc_auth.py)."""
+
+    def __init__(self, gateway: Gateway):
         self._gateway = gateway
-        self._auth = auth
-
-    async def _caller(self, context) -> Principal:
-        metadata = dict(context.invocation_metadata() or ())
-        return await self._auth.authenticate(metadata.get("authorization"), None, browser=False)
-
-    async def _owner(self, context) -> str:
-        return (await self._caller(context)).owner_id
 
     @translate
     async def UploadAudio(self, request_iterator: AsyncIterator[job_service_pb2.UploadAudioRequest], context):
-        caller = await self._caller(context)
+        caller = current_caller()
         first = await anext(request_iterator, None)
         if first is None or first.WhichOneof("payload") != "metadata":
             raise errors.InvalidArgument("the first message must carry the metadata", code="UPLOAD_HEADER_MISSING")
@@ -55,18 +49,18 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     @translate
     async def GetJob(self, request: job_service_pb2.GetJobRequest, context) -> job_pb2.Job:
-        return await self._gateway.get_job(await self._owner(context), convert.job_id_from_name(request.name))
+        return await self._gateway.get_job(current_caller().owner_id, convert.job_id_from_name(request.name))
 
     @translate
     async def ListJobs(self, request: job_service_pb2.ListJobsRequest, context) -> job_service_pb2.ListJobsResponse:
         found, next_token = await self._gateway.list_jobs(
-            await self._owner(context), request.page_size, request.page_token
+            current_caller().owner_id, request.page_size, request.page_token
         )
         return job_service_pb2.ListJobsResponse(jobs=found, next_page_token=next_token)
 
     @translate
     async def WatchJob(self, request: job_service_pb2.WatchJobRequest, context):
-        updates = self._gateway.watch_job(await self._owner(context), convert.job_id_from_name(request.name))
+        updates = self._gateway.watch_job(current_caller().owner_id, convert.job_id_from_name(request.name))
         try:
             async for job in updates:
                 yield job
@@ -75,12 +69,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     @translate
     async def DeleteJob(self, request: job_service_pb2.DeleteJobRequest, context) -> job_pb2.Job:
-        return await self._gateway.delete_job(await self._owner(context), convert.job_id_from_name(request.name))
+        return await self._gateway.delete_job(current_caller().owner_id, convert.job_id_from_name(request.name))
 
     @translate
     async def GetTranscript(self, request: job_service_pb2.GetTranscriptRequest, context):
         _, transcript = await self._gateway.get_transcript(
-            await self._owner(context), convert.job_id_from_name(request.name)
+            current_caller().owner_id, convert.job_id_from_name(request.name)
         )
         return transcript
 
@@ -89,7 +83,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if request.format == export_pb2.EXPORT_FORMAT_UNSPECIFIED:
             raise errors.InvalidArgument("choose an export format", code="UNSUPPORTED_FORMAT")
         first, rest = await self._gateway.export(
-            await self._owner(context), convert.job_id_from_name(request.name), request.format, request.options
+            current_caller().owner_id, convert.job_id_from_name(request.name), request.format, request.options
         )
         yield first
         async for chunk in rest:
@@ -98,20 +92,20 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     @translate
     async def UpdateSpeakers(self, request: job_service_pb2.UpdateSpeakersRequest, context):
         _, transcript = await self._gateway.rename_speakers(
-            await self._owner(context), convert.job_id_from_name(request.name), dict(request.speaker_names)
+            current_caller().owner_id, convert.job_id_from_name(request.name), dict(request.speaker_names)
         )
         return transcript
 
     @translate
     async def MergeSpeakers(self, request: job_service_pb2.MergeSpeakersRequest, context):
         _, transcript = await self._gateway.merge_speaker(
-            await self._owner(context), convert.job_id_from_name(request.name), request.speaker, request.into
+            current_caller().owner_id, convert.job_id_from_name(request.name), request.speaker, request.into
         )
         return transcript
 
     @translate
     async def UpdateSegment(self, request: job_service_pb2.UpdateSegmentRequest, context):
-        owner_id = await self._owner(context)
+        owner_id = current_caller().owner_id
         job_id, index = _segment_from_name(request.name)
         change = request.WhichOneof("change")
         if change is None:

@@ -120,3 +120,36 @@ async def test_every_rpc_answers_another_owner_not_found(stack, intruder, finish
         listed = await stub.ListJobs(job_service_pb2.ListJobsRequest(), metadata=metadata)
         assert all(job.job_id != finished_job for job in listed.jobs)
     assert owners_view(stack, finished_job) == before
+
+
+async def test_every_rpc_refuses_a_caller_without_a_valid_key_and_health_stays_open(stack, finished_job):
+    """One interceptor authenticates the whole service: every RPC (UploadAudio and ListJobs too)
+    answers UNAUTHENTICATED to no key and to a wrong one, and changes nothing."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from kazru.grpc_errors import from_rpc_error
+
+    before = owners_view(stack, finished_job)
+    requests = {
+        **rpc_requests(f"jobs/{finished_job}"),
+        "ListJobs": job_service_pb2.ListJobsRequest(),
+        "UploadAudio": None,  # a stream, made afresh for each call
+    }
+    async with grpc.aio.insecure_channel(stack.settings.public_grpc_address) as channel:
+        stub = job_service_pb2_grpc.JobServiceStub(channel)
+        for metadata, code in [((), "API_KEY_REQUIRED"), ((("authorization", "Bearer not-a-key"),), "INVALID_API_KEY")]:
+            for name, request in requests.items():
+                if name == "UploadAudio":
+                    request = iter([job_service_pb2.UploadAudioRequest(chunk=b"x")])
+                call = getattr(stub, name)(request, metadata=metadata, timeout=30)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    if hasattr(call, "__aiter__"):
+                        async for _ in call:
+                            pass
+                    else:
+                        await call
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (name, refused.value.details())
+                assert from_rpc_error(refused.value).code == code, name
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert owners_view(stack, finished_job) == before
