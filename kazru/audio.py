@@ -1,8 +1,8 @@
 """Audio: recognise containers from their first bytes, probe and decode with ffmpeg.
 
-ffmpeg reads objects straight from S3 through presigned URLs, so nothing is
-copied to local disk: ingest probes the stored object, the transcriber decodes
-it once to 16 kHz mono PCM.
+ffmpeg reads a stored object through the store's plaintext URL (decrypted on
+127.0.0.1 from ranged S3 reads), so nothing is copied to local disk: ingest
+probes the stored object, the transcriber decodes it once to 16 kHz mono PCM.
 """
 
 from __future__ import annotations

@@ -202,10 +202,8 @@ class TranscriptionWorker:
             if not await self._store.exists(claimed.object_key):
                 raise errors.FailedPrecondition("the uploaded audio is gone", code="AUDIO_MISSING")
             with _timed(stages, "decode_seconds"), tracing.span("decode"):
-                samples = await _until_cancelled(
-                    audio.decode_pcm16k(self._store.presigned_url(claimed.object_key), self._settings.ffmpeg_path),
-                    switch,
-                )
+                async with self._store.plaintext_url(claimed.object_key) as url:
+                    samples = await _until_cancelled(audio.decode_pcm16k(url, self._settings.ffmpeg_path), switch)
             await self._record_decoded_duration(claimed, len(samples) / audio.SAMPLE_RATE)
             # A worker that died on an earlier attempt may have left a copy at the engine's provider.
             await self._forget_earlier_copy(claimed)

@@ -26,7 +26,7 @@ def test_migrations_create_exactly_the_model_schema(settings):
 async def make_finished_job(database, store, expires_at: datetime) -> Job:
     job_id = uuid.uuid4()
     key = f"jobs/{job_id}/original"
-    await store.put_stream(key, aiter_of([SPEECH_CLIP.read_bytes()]), "application/octet-stream")
+    await store.put_stream(key, aiter_of([SPEECH_CLIP.read_bytes()]))
     job = Job(id=job_id, owner_id="owner-j", state=JobState.SUCCEEDED, progress=100, filename="a.flac",
               content_type="audio/flac", size_bytes=1, object_key=key, container="flac", languages=["ru"],
               created_at=expires_at - timedelta(hours=24), expires_at=expires_at)  # fmt: skip
@@ -64,7 +64,7 @@ async def test_orphan_objects_are_removed_after_the_grace(settings, database, st
     from services.janitor import expiry
 
     key = f"jobs/{uuid.uuid4()}/original"
-    await store.put_stream(key, aiter_of([b"orphan"]), "application/octet-stream")
+    await store.put_stream(key, aiter_of([b"orphan"]))
     janitor = Janitor(settings, database, store)
     await janitor.sweep()
     assert await store.exists(key), "too young to be called an orphan"

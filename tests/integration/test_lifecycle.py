@@ -140,7 +140,7 @@ async def test_objects_of_a_tombstone_are_swept(settings, database, store, monke
 async def store_object(store, key):
     from tests.helpers import aiter_of
 
-    await store.put_stream(key, aiter_of([b"x"]), "application/octet-stream")
+    await store.put_stream(key, aiter_of([b"x"]))
 
 
 async def test_janitor_deletes_the_copy_kept_at_speechkit(infra, database, store):
