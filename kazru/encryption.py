@@ -202,22 +202,26 @@ class SealedObject:
         """Plaintext [start, end), from `ciphertext`: the bytes of `cipher_span(start, end)` as they arrive.
         A chunk that fails to decrypt, or a stream that ends early, raises OBJECT_UNREADABLE: never
         bytes that were not sealed."""
-        pending = bytearray()
+        pending, used = bytearray(), 0  # bytes received; how many of them are decrypted
         source = aiter(ciphertext)
         for index in self._chunks(start, end):
             position = index * self.chunk_bytes  # where the chunk starts in the plaintext
             need = min(self.chunk_bytes, self.plaintext_size - position) + TAG_BYTES
-            while len(pending) < need:
+            if len(pending) - used < need:
+                del pending[:used]  # once per piece received, not once per chunk
+                used = 0
+            while len(pending) - used < need:
                 piece = await anext(source, None)
                 if piece is None:
                     raise _unreadable("it is shorter than its header says")
                 pending += piece
             last = index == self.chunk_count - 1
+            sealed = pending[used : used + need]
+            used += need
             try:
-                plain = self._aead.decrypt(_nonce(self._prefix, index), pending[:need], _chunk_ad(index, last))
+                plain = self._aead.decrypt(_nonce(self._prefix, index), sealed, _chunk_ad(index, last))
             except InvalidTag:
                 raise _unreadable(f"its chunk {index} has been changed, moved or cut") from None
-            del pending[:need]
             if part := plain[max(start - position, 0) : end - position]:
                 yield part
 
