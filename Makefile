@@ -42,6 +42,7 @@ bench: proto model
 	$(PY) bench/pipeline_overhead.py
 	$(PY) bench/export/run.py
 	$(PY) bench/throughput.py
+	$(PY) bench/encryption.py
 	$(PY) bench/accuracy/generate.py
 	$(PY) bench/accuracy/run.py
 	$(MAKE) bench-real
