@@ -143,8 +143,9 @@ def flip(data: bytes, at: int) -> bytes:
             + c[HEADER_BYTES + STORED_CHUNK :]
         ),  # chunk 1 repeated in place of chunk 0
         lambda c: c[:50],  # a header cut short
+        lambda c: b"",  # emptied
     ],
-    ids=["chunk-byte", "last-tag", "header", "cut-at-chunk", "cut-in-chunk", "chunk-dropped", "chunk-moved", "stub"],
+    ids=["chunk-byte", "last-tag", "header", "cut-at-chunk", "cut-in-chunk", "dropped", "moved", "stub", "empty"],
 )
 async def test_a_changed_or_cut_object_fails_clearly(store, damage):
     key = await stored(store)
