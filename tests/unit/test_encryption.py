@@ -75,6 +75,16 @@ async def test_a_range_to_the_end_checks_the_empty_last_chunk():
     assert caught.value.code == "OBJECT_UNREADABLE"
 
 
+async def test_the_last_chunk_must_have_been_sealed_as_the_last():
+    sealer = Sealer(KEYRING)
+    plaintext = os.urandom(C + 5)
+    # Right sizes and index, but chunk 1 sealed as "more follows": the flag alone tells the reader.
+    unfinished = sealer.header + sealer._chunk(plaintext[:C], False) + sealer._chunk(plaintext[C:], False)
+    with pytest.raises(errors.Internal, match="chunk 1"):
+        await open_range(unfinished, 0, C + 5)
+    assert await open_range(unfinished, 0, C) == plaintext[:C]  # what was sealed still opens
+
+
 def test_every_object_has_its_own_data_key_and_nonces():
     one, other = Sealer(KEYRING), Sealer(KEYRING)
     assert one.header[:38] == other.header[:38]  # magic, version, key id
