@@ -295,7 +295,8 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         responses={200: {"content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}}},
                    206: {"description": "The requested part", "content": {"audio/*": {}}},
                    **error_responses({**NOT_FOUND, 410: ("JOB_DELETED", "JOB_EXPIRED", "AUDIO_DELETED"),
-                                      416: ("RANGE_NOT_SATISFIABLE",), **COMMON_ERRORS})},
+                                      416: ("RANGE_NOT_SATISFIABLE",), **COMMON_ERRORS,
+                                      500: ("ENCRYPTION_KEY_UNKNOWN", "ENCRYPTION_KEY_MISMATCH", "OBJECT_UNREADABLE")})},
     )  # fmt: skip
     async def job_audio(job_id: str, caller: Caller, request: Request) -> Response:
         audio = await gateway.audio(caller.owner_id, job_id)
