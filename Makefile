@@ -43,6 +43,7 @@ bench: proto model
 	$(PY) bench/export/run.py
 	$(PY) bench/throughput.py
 	$(PY) -m bench.long_recording --json-out bench/results/long-recording.json
+	$(PY) bench/encryption.py
 	$(PY) bench/accuracy/generate.py
 	$(PY) bench/accuracy/run.py
 	$(MAKE) bench-real

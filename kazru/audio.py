@@ -1,7 +1,8 @@
 """Audio: recognise containers from their first bytes, probe and decode with ffmpeg.
 
-ffmpeg reads objects straight from S3 through presigned URLs: ingest probes the
-stored object, the transcriber decodes it once to 16 kHz mono PCM in a local file
+ffmpeg reads a stored object through the store's plaintext URL (decrypted on
+127.0.0.1 from ranged S3 reads): ingest probes the stored object, the
+transcriber decodes it once to 16 kHz mono PCM in a local file
 (`decode_to_file`) and reads it back piece by piece (`Recording`), so a long
 recording costs disk, not memory.
 """

@@ -7,6 +7,10 @@ stops everything it started, services first. A server whose KAZRU_* address is
 set in the environment is the user's own: it is used as it is and nothing is
 started. Tests and benchmarks use `start_servers` (free ports, a temp dir) and
 `isolated_addresses`, so they never collide with a local run.
+
+Audio is stored encrypted: without KAZRU_ENCRYPTION_KEYS, `make run` makes a master
+key once and keeps it beside the servers' data (`local_encryption_keys`), so a restart
+still opens what it stored; tests and benchmarks get a fresh key per run of servers.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from kazru.db.migrate import upgrade
 from kazru.devservers import ManagedServer, NatsServer, PostgresServer, S3Server, free_port, stop_process
+from kazru.encryption import new_key_entry
 from kazru.settings import AnonymousAccess, Settings
 
 SERVICES = ("ingest", "exporter", "transcriber", "janitor", "gateway")
@@ -67,6 +72,8 @@ class Servers:
     postgres: PostgresServer
     nats: NatsServer
     s3: S3Server
+    # The master key of what these servers store, made with them.
+    encryption_keys: str = field(default_factory=lambda: new_key_entry("test"))
 
     def settings(self, **overrides) -> Settings:
         return Settings(
@@ -76,6 +83,7 @@ class Servers:
                 "s3_endpoint": self.s3.endpoint,
                 "s3_access_key": self.s3.access_key,
                 "s3_secret_key": self.s3.secret_key,
+                "encryption_keys": self.encryption_keys,
                 **overrides,
             }
         )
@@ -175,6 +183,22 @@ def local_run_environment(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+LOCAL_KEY_FILE = "encryption-key"
+
+
+def local_encryption_keys(environ: Mapping[str, str], data: Path) -> dict[str, str]:
+    """KAZRU_ENCRYPTION_KEYS for `make run` when the user set none: a key made on the first run and kept in
+    `data` (readable by the user only), beside the objects it opens, so a restart still opens them."""
+    if environ.get("KAZRU_ENCRYPTION_KEYS"):
+        return {}
+    path = data / LOCAL_KEY_FILE
+    if not path.exists():
+        # Created with its final mode, so the key is never readable by others even for a moment.
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(new_key_entry("local") + "\n")
+    return {"KAZRU_ENCRYPTION_KEYS": path.read_text().strip()}
+
+
 def main() -> int:
     settings = Settings()
     data = settings.data_dir / "data"
@@ -196,7 +220,7 @@ def main() -> int:
         return 1
     processes: dict[str, subprocess.Popen] = {}
     try:
-        env = {**local_run_environment(os.environ), **overrides}
+        env = {**local_run_environment(os.environ), **local_encryption_keys(os.environ, data), **overrides}
         upgrade(env["KAZRU_DATABASE_URL"])
         processes = start_services(env, settings.data_dir / "logs")
         print("Starting the services (the transcriber loads the model)…", flush=True)

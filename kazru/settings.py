@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kazru.encryption import Keyring
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 
@@ -29,7 +31,8 @@ class AnonymousAccess(StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KAZRU_", frozen=True, extra="ignore")
+    # Errors never echo the input: it holds secrets (S3 and API keys, the encryption keyring).
+    model_config = SettingsConfigDict(env_prefix="KAZRU_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     # Where local data (servers' data, models) lives for `make run`.
     data_dir: Path = REPO_ROOT / ".kazru"
@@ -58,6 +61,13 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     s3_bucket: str = "kazru-audio"
+    # Audio is stored encrypted (kazru.encryption) under master keys the object store never sees:
+    # comma-separated `id:base64key` (32 random bytes each), and the id of the one that seals new objects
+    # (may be empty with a single key). An object opens with the key id in its header, so after a rotation
+    # keep the old key listed until its objects have expired. The services that read or write audio do
+    # not start without keys; `make run` makes one under the data dir.
+    encryption_keys: SecretStr | None = None
+    encryption_key_id: str = ""
 
     # Addresses. Public: HTTP and gRPC of the gateway. Internal: the others.
     http_host: str = "127.0.0.1"
@@ -179,6 +189,12 @@ class Settings(BaseSettings):
             if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path):
                 raise ValueError(f"a CORS origin is scheme://host[:port] (or *), not {origin!r}")
         return value
+
+    @model_validator(mode="after")
+    def _check_encryption_keys(self) -> Settings:
+        if self.encryption_keys:
+            Keyring.parse(self.encryption_keys.get_secret_value(), self.encryption_key_id)
+        return self
 
     @model_validator(mode="after")
     def _check_speechkit_credentials(self) -> Settings:

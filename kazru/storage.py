@@ -5,19 +5,31 @@ are streamed: an async iterator of chunks is bridged to the SDK's multipart
 `put_object(length=-1)` through a small bounded queue, so memory stays at
 about one part whatever the file size. If the iterator raises (size cap,
 bad content, client gone), the multipart upload is aborted: nothing is left.
+
+Audio is stored encrypted (kazru.encryption): `put_stream` seals the plaintext as it
+streams, `read` opens a plaintext range with ranged GETs of only the chunks it needs,
+and `plaintext_url` serves a plaintext on 127.0.0.1 for ffmpeg. The object's S3
+metadata holds its master key id and nothing about the audio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import logging
+import secrets
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from minio import Minio
 from minio.error import S3Error
 
+from kazru import byte_ranges
+from kazru.encryption import HEADER_BYTES, Keyring, SealedObject, Sealer
 from kazru.settings import MIB, Settings
+
+log = logging.getLogger(__name__)
 
 # The smallest part S3 accepts: memory per upload stays near one part.
 PART_SIZE = 5 * MIB
@@ -66,9 +78,23 @@ class _QueueReader(io.RawIOBase):
         return data
 
 
+# S3 metadata of every object: the master key that wraps its data key, so that an operator can find
+# what a key still opens before dropping it (the header's copy is the one that counts).
+KEY_ID_METADATA = "kazru-key-id"
+
+
 class ObjectStore:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, with_keys: bool = True):
+        """`with_keys=False`: a store that only lists and deletes (the janitor), given no master keys."""
         self.bucket = settings.s3_bucket
+        self._keyring = None
+        if with_keys:
+            if settings.encryption_keys is None:
+                raise ValueError(
+                    "KAZRU_ENCRYPTION_KEYS is not set: audio is stored encrypted and needs a master key "
+                    "(README, Encryption at rest)"
+                )
+            self._keyring = Keyring.parse(settings.encryption_keys.get_secret_value(), settings.encryption_key_id)
         self._client = Minio(
             settings.s3_endpoint,
             access_key=settings.s3_access_key,
@@ -89,7 +115,9 @@ class ObjectStore:
     async def ping(self) -> None:
         await asyncio.to_thread(self._client.bucket_exists, self.bucket)
 
-    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str) -> None:
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> None:
+        """Store the plaintext `chunks` as `key`, sealed under the active master key as they stream."""
+        sealer = Sealer(self._keys)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue(maxsize=4)
         reader = _QueueReader(queue, loop)
@@ -100,7 +128,9 @@ class ObjectStore:
                 key,
                 reader,
                 -1,
-                content_type=content_type,
+                # Ciphertext: neither its type nor any name says what the audio is.
+                content_type="application/octet-stream",
+                metadata={KEY_ID_METADATA: sealer.key_id},
                 part_size=PART_SIZE,
                 num_parallel_uploads=1,
             )
@@ -118,7 +148,7 @@ class ObjectStore:
                 raise OSError("object store stopped reading the upload")
 
         try:
-            async for chunk in chunks:
+            async for chunk in sealer.seal(chunks):
                 await feed(chunk)
             await feed(_EOF)
             # Shielded: cancelling the wait must not orphan the thread's outcome.
@@ -189,12 +219,14 @@ class ObjectStore:
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         await asyncio.to_thread(self._client._abort_multipart_upload, self.bucket, key, upload_id)
 
-    async def read(self, key: str, offset: int = 0, length: int = 0) -> AsyncIterator[bytes]:
-        """`length` bytes of the object from `offset` (0: to the end), as they arrive from S3.
+    @property
+    def _keys(self) -> Keyring:
+        if self._keyring is None:
+            raise RuntimeError("this ObjectStore was built without master keys")
+        return self._keyring
 
-        S3 is asked at the first `anext`, which raises a missing object or an outage: a caller
-        can pull the first chunk before it answers anything of its own.
-        """
+    async def _get(self, key: str, offset: int, length: int) -> AsyncIterator[bytes]:
+        """Ciphertext bytes [offset, offset + length) as they arrive from S3."""
         response = await asyncio.to_thread(self._client.get_object, self.bucket, key, offset=offset, length=length)
         try:
             while chunk := await asyncio.to_thread(response.read, READ_CHUNK_BYTES):
@@ -203,6 +235,118 @@ class ObjectStore:
             response.close()
             response.release_conn()
 
-    def presigned_url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
-        """A URL ffmpeg can read the object from (range requests work, so it can seek)."""
-        return self._client.presigned_get_object(self.bucket, key, expires=expires)
+    async def _open(self, key: str) -> SealedObject:
+        """The object's header, opened with its master key: one ranged GET, whose Content-Range gives the size."""
+
+        def _header() -> tuple[bytes, int]:
+            response = self._client.get_object(self.bucket, key, offset=0, length=HEADER_BYTES)
+            try:
+                header = response.read()
+                content_range = response.headers.get("Content-Range", "")
+                size = int(content_range.rpartition("/")[2]) if content_range else len(header)
+                return header, size
+            finally:
+                response.close()
+                response.release_conn()
+
+        try:
+            header, size = await asyncio.to_thread(_header)
+        except S3Error as error:
+            if error.code != "InvalidRange":  # an empty object has no first bytes to ask for
+                raise
+            header, size = b"", 0
+        return SealedObject(self._keys, header, size)
+
+    async def read(self, key: str, offset: int = 0, length: int = 0) -> AsyncIterator[bytes]:
+        """`length` plaintext bytes of the object from `offset` (0: to the end), decrypted as they arrive.
+
+        S3 is asked at the first `anext`, which raises a missing object, an outage, or a key or object
+        that does not open (errors.Internal with an encryption code): a caller can pull the first chunk
+        before it answers anything of its own.
+        """
+        sealed = await self._open(key)
+        async for chunk in self._read_open(key, sealed, offset, length):
+            yield chunk
+
+    async def _read_open(self, key: str, sealed: SealedObject, offset: int, length: int) -> AsyncIterator[bytes]:
+        end = min(offset + length, sealed.plaintext_size) if length else sealed.plaintext_size
+        if offset >= end and sealed.plaintext_size:
+            return
+        cipher_start, cipher_end = sealed.cipher_span(offset, end)
+        ciphertext = self._get(key, cipher_start, cipher_end - cipher_start)
+        try:
+            async for chunk in sealed.plaintext(offset, end, ciphertext):
+                yield chunk
+        finally:
+            await ciphertext.aclose()
+
+    @contextlib.asynccontextmanager
+    async def plaintext_url(self, key: str) -> AsyncIterator[str]:
+        """An http://127.0.0.1 URL that serves the object's plaintext, with Range (so ffmpeg can seek, e.g. to
+        an MP4's index at the end), while the block runs; nothing decrypted touches a disk.
+
+        A key that does not open fails here, before the block. A failure while serving (a changed chunk, S3
+        gone) is raised when the block ends, instead of whatever ffmpeg made of a cut-off stream."""
+        sealed = await self._open(key)
+        path = "/" + secrets.token_urlsafe(16)  # other local processes cannot guess it
+        failures: list[Exception] = []
+        handlers: set[asyncio.Task] = set()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            handlers.add(asyncio.current_task())
+            try:
+                await self._answer(reader, writer, path, key, sealed)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass  # ffmpeg hung up, e.g. to seek elsewhere
+            except Exception as error:
+                log.warning("could not serve a plaintext range", extra={"object_key": key, "error": repr(error)})
+                failures.append(error)
+            finally:
+                writer.close()
+                handlers.discard(asyncio.current_task())
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            yield f"http://127.0.0.1:{port}{path}"
+        except Exception as error:
+            if failures:
+                raise failures[0] from error
+            raise
+        finally:
+            server.close()
+            for task in list(handlers):
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+            await server.wait_closed()
+        if failures:
+            raise failures[0]
+
+    async def _answer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, key: str, sealed: SealedObject
+    ) -> None:
+        """One HTTP/1.1 GET (ffmpeg sends `Connection: close` and one request per connection)."""
+        request_line = (await reader.readline()).decode("latin-1").split()
+        headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        size = sealed.plaintext_size
+        if len(request_line) < 2 or request_line[0] != "GET" or request_line[1] != path:
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return
+        try:
+            wanted = byte_ranges.parse_range(headers.get("range"), size)
+        except byte_ranges.Unsatisfiable:
+            writer.write(f"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{size}\r\n"
+                         "Content-Length: 0\r\nConnection: close\r\n\r\n".encode())  # fmt: skip
+            return
+        part = wanted or byte_ranges.ByteRange(0, size - 1)
+        status = "206 Partial Content" if wanted else "200 OK"
+        content_range = f"Content-Range: {wanted.content_range(size)}\r\n" if wanted else ""
+        writer.write(f"HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nAccept-Ranges: bytes\r\n"
+                     f"{content_range}Content-Length: {part.length}\r\nConnection: close\r\n\r\n".encode())  # fmt: skip
+        async for chunk in self._read_open(key, sealed, part.start, part.length):
+            writer.write(chunk)
+            await writer.drain()
+        await writer.drain()

@@ -74,7 +74,7 @@ async def store_finished_job(database, store, *, owner="owner-j", state="SUCCEED
     job_id = uuid.uuid4()
     key = f"jobs/{job_id}/original"
     for name in (key, *(f"jobs/{job_id}/{extra}" for extra in extra_objects)):
-        await store.put_stream(name, aiter_of([b"fLaC" + bytes(100)]), "application/octet-stream")
+        await store.put_stream(name, aiter_of([b"fLaC" + bytes(100)]))
     now = datetime.now(UTC)
     job = Job(id=job_id, owner_id=owner, state=state, progress=100 if state == "SUCCEEDED" else 0, filename="a.flac",
               content_type="audio/flac", size_bytes=104, object_key=key, container="flac", languages=["kk", "ru"],

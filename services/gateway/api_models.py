@@ -239,6 +239,7 @@ ERROR_DESCRIPTIONS = {
     415: "The file is not audio the service can read",
     416: "The byte range is outside the recording",
     429: "Too many uploads; retry after `Retry-After` seconds",
+    500: "The stored audio does not decrypt: its master key is not configured or differs, or the object was changed",
     503: "A dependency (database, bus, storage, a service) is unavailable; retry later",
 }
 
@@ -287,6 +288,10 @@ ERROR_MESSAGES = {
     "RECORDING_TOO_LONG": "the recording is 4.2 h long; at most 3 h are accepted",
     "NOT_AUDIO": "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A, WebM)",
     "AUDIO_UNDECODABLE": "the file is not audio ffmpeg can decode",
+    "ENCRYPTION_KEY_UNKNOWN": "the audio is encrypted with master key '2026-01', which is not in KAZRU_ENCRYPTION_KEYS",
+    "ENCRYPTION_KEY_MISMATCH": "the audio does not open with master key '2026-01': the key differs from the one it "
+    "was sealed with, or the object's header was changed",
+    "OBJECT_UNREADABLE": "the stored audio cannot be decrypted: its chunk 3 has been changed, moved or cut",
     "AUDIO_EMPTY": "the file holds no audio samples",
     "RANGE_NOT_SATISFIABLE": "the requested range is outside the 73012 bytes of the audio",
     "RATE_LIMITED": "at most 10 uploads per 60 s; try again in 42 s",

@@ -21,12 +21,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kazru import errors, export_formats
+from kazru import byte_ranges, errors, export_formats
 from kazru.api_json import job_json
 from kazru.errors import KazruError
 from kazru.settings import AnonymousAccess, Settings
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
-from services.gateway import api_models, byte_ranges, csrf, openai_api, openapi_docs, upload_form
+from services.gateway import api_models, csrf, openai_api, openapi_docs, upload_form
 from services.gateway.api_models import AUTH_ERRORS, NOT_FOUND, REMOVED, UNAVAILABLE, WRITE_ERRORS, error_responses
 from services.gateway.auth import SESSION_COOKIE, Authenticator, Principal
 from services.gateway.core import Gateway, SegmentChange
@@ -295,7 +295,8 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         responses={200: {"content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}}},
                    206: {"description": "The requested part", "content": {"audio/*": {}}},
                    **error_responses({**NOT_FOUND, 410: ("JOB_DELETED", "JOB_EXPIRED", "AUDIO_DELETED"),
-                                      416: ("RANGE_NOT_SATISFIABLE",), **COMMON_ERRORS})},
+                                      416: ("RANGE_NOT_SATISFIABLE",), **COMMON_ERRORS,
+                                      500: ("ENCRYPTION_KEY_UNKNOWN", "ENCRYPTION_KEY_MISMATCH", "OBJECT_UNREADABLE")})},
     )  # fmt: skip
     async def job_audio(job_id: str, caller: Caller, request: Request) -> Response:
         audio = await gateway.audio(caller.owner_id, job_id)

@@ -212,10 +212,11 @@ class UploadService:
             # Outages of S3 or PostgreSQL surface as their own exceptions and are
             # answered UNAVAILABLE by the one error mapping (errors.from_infrastructure).
             with tracing.span("store", attributes={"job_id": str(job_id)}):
-                await self._store.put_stream(key, meter.checked(chunks), "application/octet-stream")
+                await self._store.put_stream(key, meter.checked(chunks))
             stored = True
             options = validate_options(late_options() or header.options, self._settings)
-            info = await audio.probe(self._store.presigned_url(key), self._settings.ffmpeg_path)
+            async with self._store.plaintext_url(key) as url:
+                info = await audio.probe(url, self._settings.ffmpeg_path)
             check_duration(info, self._settings)
             job = await self._create_job(job_id, key, header, options, info, meter)
             if job.id != job_id:

@@ -32,7 +32,8 @@ async def main() -> None:
     prepare_process("janitor", settings.log_level)
     start_metrics_server(settings)  # a daemon thread: it ends with the process
     engine = create_engine(settings)
-    store = ObjectStore(settings)
+    # It only lists and deletes objects: it is not given the master keys that open them.
+    store = ObjectStore(settings, with_keys=False)
     await store.ensure_bucket()
     # The bus: republishing jobs whose enqueue was never confirmed, and telling workers to stop.
     bus = await Bus.connect(settings, "janitor")

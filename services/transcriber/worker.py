@@ -207,14 +207,11 @@ class TranscriptionWorker:
             if not await self._store.exists(claimed.object_key):
                 raise errors.FailedPrecondition("the uploaded audio is gone", code="AUDIO_MISSING")
             with _timed(stages, "decode_seconds"), tracing.span("decode"):
-                recording = await _until_cancelled(
-                    audio.decode_to_file(
-                        self._store.presigned_url(claimed.object_key),
-                        Path(work_dir.name) / "audio.pcm",
-                        self._settings.ffmpeg_path,
-                    ),
-                    switch,
-                )
+                async with self._store.plaintext_url(claimed.object_key) as url:
+                    recording = await _until_cancelled(
+                        audio.decode_to_file(url, Path(work_dir.name) / "audio.pcm", self._settings.ffmpeg_path),
+                        switch,
+                    )
             await self._record_decoded_duration(claimed, recording.duration)
             # A worker that died on an earlier attempt may have left a copy at the engine's provider.
             await self._forget_earlier_copy(claimed)

@@ -1,5 +1,7 @@
 """GET /api/v1/jobs/{id}/audio through the gateway process: the original object from S3 with HTTP
-range requests (what the page's <audio> seeks with), owner-only, 410 once the job is gone."""
+range requests (what the page's <audio> seeks with), owner-only, 410 once the job is gone. The object is
+stored encrypted (kazru.encryption): S3 holds neither the audio nor its name, and ranges decrypt to the exact
+bytes across the 64 KiB chunks."""
 
 from __future__ import annotations
 
@@ -10,13 +12,19 @@ import pytest
 from sqlalchemy import update
 
 from kazru.db.models import Job
-from tests.conftest import SPEECH_CLIP
+from kazru.encryption import CHUNK_BYTES
+from tests.conftest import FIXTURES, SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, register_api_key, start_stack, stop_stack
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 INTRUDER_KEY = "audio-intruder-" + uuid.uuid4().hex
 CLIP = SPEECH_CLIP.read_bytes()
 SIZE = len(CLIP)
+# Five whole encryption chunks and a partial one.
+LONG_CLIP = (FIXTURES / "conversation_3spk.flac").read_bytes()
+LONG_SIZE = len(LONG_CLIP)
+# A name that must not reach the object store.
+LONG_NAME = "Совещание_Ivanov_budget-2025.flac"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +50,62 @@ def upload(client: httpx.Client) -> str:
 @pytest.fixture(scope="module")
 def job_id(client) -> str:
     return upload(client)
+
+
+@pytest.fixture(scope="module")
+def long_job_id(client) -> str:
+    response = client.post("/api/v1/upload", files={"file": (LONG_NAME, LONG_CLIP, "audio/flac")})
+    assert response.status_code == 202, response.text
+    return response.json()["job_id"]
+
+
+def test_s3_holds_neither_the_audio_nor_its_name(client, long_job_id, store):
+    key = f"jobs/{long_job_id}/original"
+    response = store._client.get_object(store.bucket, key)  # straight from S3, past kazru
+    try:
+        stored = response.read()
+    finally:
+        response.close()
+        response.release_conn()
+    assert len(stored) > LONG_SIZE
+    windows = {stored[i : i + 32] for i in range(len(stored) - 31)}
+    assert not any(LONG_CLIP[i : i + 32] in windows for i in range(LONG_SIZE - 31)), "a 32-byte run of the audio"
+    for telltale in (b"fLaC", b"RIFF", b"OggS", b"ID3", LONG_NAME.encode(), b"Ivanov", b"audio/flac"):
+        assert telltale not in stored
+    stat = store._client.stat_object(store.bucket, key)
+    described = " ".join(f"{name}={value}" for name, value in stat.metadata.items())
+    assert "Ivanov" not in described and "flac" not in described.lower() and "audio" not in described.lower()
+    assert stat.content_type == "application/octet-stream"
+    assert {name.lower() for name in stat.metadata if name.lower().startswith("x-amz-meta-")} == {
+        "x-amz-meta-kazru-key-id"
+    }
+    # What the owner gets back is the plaintext, and the job still knows its name.
+    assert client.get(f"/api/v1/jobs/{long_job_id}/audio").content == LONG_CLIP
+    assert client.get(f"/api/v1/jobs/{long_job_id}").json()["filename"] == LONG_NAME
+
+
+@pytest.mark.parametrize(
+    ("header", "start", "end"),
+    [
+        (f"bytes={CHUNK_BYTES - 6}-{CHUNK_BYTES + 9}", CHUNK_BYTES - 6, CHUNK_BYTES + 9),  # across a boundary
+        (f"bytes={CHUNK_BYTES}-{2 * CHUNK_BYTES - 1}", CHUNK_BYTES, 2 * CHUNK_BYTES - 1),  # one whole chunk
+        (f"bytes={CHUNK_BYTES - 1}-{4 * CHUNK_BYTES}", CHUNK_BYTES - 1, 4 * CHUNK_BYTES),  # over several
+        (f"bytes={5 * CHUNK_BYTES}-", 5 * CHUNK_BYTES, LONG_SIZE - 1),  # the last, partial chunk
+        ("bytes=-10", LONG_SIZE - 10, LONG_SIZE - 1),
+        (f"bytes={5 * CHUNK_BYTES - 3}-{LONG_SIZE + 99}", 5 * CHUNK_BYTES - 3, LONG_SIZE - 1),
+    ],
+)
+def test_ranges_across_encryption_chunks_answer_exactly_those_bytes(client, long_job_id, header, start, end):
+    response = client.get(f"/api/v1/jobs/{long_job_id}/audio", headers={"Range": header})
+    assert response.status_code == 206, response.text
+    assert response.content == LONG_CLIP[start : end + 1]
+    assert response.headers["content-range"] == f"bytes {start}-{end}/{LONG_SIZE}"
+    assert int(response.headers["content-length"]) == end - start + 1
+
+
+def test_a_range_just_past_the_long_recording_answers_416(client, long_job_id):
+    response = client.get(f"/api/v1/jobs/{long_job_id}/audio", headers={"Range": f"bytes={LONG_SIZE}-"})
+    assert (response.status_code, response.headers["content-range"]) == (416, f"bytes */{LONG_SIZE}")
 
 
 def test_whole_recording_without_a_range(client, job_id):

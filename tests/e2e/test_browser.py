@@ -317,7 +317,7 @@ async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, br
     ], owner_id=Authenticator._session_owner(session), filename="dialogue.flac")  # fmt: skip
     # Its recording, which the page's player reads (the durations and the metadata before play).
     audio = SPEECH_CLIP.read_bytes()
-    await store.put_stream(f"jobs/{job_id}", aiter_of([audio]), "audio/flac")
+    await store.put_stream(f"jobs/{job_id}", aiter_of([audio]))
     async with database.begin() as session:
         await session.execute(update(Job).where(Job.id == job_id).values(size_bytes=len(audio)))
     await page.reload()

@@ -14,6 +14,8 @@ from sqlalchemy import select
 from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, diarization_errors
 from bench.accuracy.metrics import Segment as ScoredSegment
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
+from kazru.encryption import new_key_entry
+from kazru.storage import ObjectStore
 from kazru.v1 import events_pb2
 from services.transcriber.pipeline import TranscriptionPipeline, create_pipeline
 from services.transcriber.worker import TranscriptionWorker
@@ -43,7 +45,7 @@ async def enqueue(
     `external_operation_id`: a copy at SpeechKit left by an earlier attempt."""
     job_id = uuid.uuid4()
     key = f"jobs/{job_id}/original"
-    await store.put_stream(key, aiter_of([data]), "application/octet-stream")
+    await store.put_stream(key, aiter_of([data]))
     now = datetime.now(UTC)
     async with database.begin() as session:
         session.add(Job(id=job_id, owner_id="owner-t", state=JobState.PENDING, progress=0, filename="x.flac",
@@ -116,6 +118,17 @@ async def test_undecodable_object_fails_the_job_with_a_reason(worker, database, 
     assert job.error_code == "AUDIO_UNDECODABLE" and job.error_message
     assert await segments_of(database, job_id) == []
     assert await messages_left_after_acks(bus, settings) == 0  # terminated, not redelivered forever
+
+
+async def test_audio_sealed_under_a_key_the_worker_lacks_fails_the_job_clearly(
+    worker, infra, database, store, bus, settings
+):
+    elsewhere = ObjectStore(infra.settings(encryption_keys=new_key_entry("elsewhere")))
+    job_id = await enqueue(database, elsewhere, bus, SPEECH_CLIP.read_bytes())
+    job = await wait_for_state(database, job_id, {JobState.SUCCEEDED, JobState.FAILED})
+    assert (job.state, job.error_code) == (JobState.FAILED, "ENCRYPTION_KEY_UNKNOWN")
+    assert "'elsewhere'" in job.error_message and job.attempts == 1
+    assert await messages_left_after_acks(bus, settings) == 0  # a missing key is not retried into the ground
 
 
 async def test_redelivery_of_a_finished_job_changes_nothing(worker, database, store, bus, settings):

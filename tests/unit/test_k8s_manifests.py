@@ -258,6 +258,20 @@ def test_every_referenced_secret_exists_and_no_credential_is_inlined(overlay):
             assert not re.search(r"://[^/@\s]+:[^/@\s]+@", value), key
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_services_that_read_or_write_audio_get_the_encryption_keys(overlay):
+    """The master keys open every recording: the gateway (playback), ingest (upload, probe) and the transcriber
+    (decode) get them from the Secret; the janitor (lists, deletes) and the exporter do not."""
+    given = set()
+    for workload in workloads(overlay):
+        for container in containers(workload):
+            for entry in container.get("env", []):
+                if entry["name"] == "KAZRU_ENCRYPTION_KEYS":
+                    assert entry["valueFrom"]["secretKeyRef"] == {"name": "kazru-secrets", "key": "encryption-keys"}
+                    given.add(workload["metadata"]["name"])
+    assert given == {"gateway", "ingest", "transcriber"}
+
+
 def test_the_committed_secret_values_are_placeholders():
     """secrets.env ships with the repository: it must never hold a real credential (README: replace it)."""
     lines = [line for line in (K8S / "base" / "secrets.env").read_text().splitlines() if line.strip()]

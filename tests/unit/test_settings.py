@@ -1,7 +1,10 @@
+import stat
+
 import pytest
 from pydantic import ValidationError
 
-from kazru.devstack import local_run_environment
+from kazru.devstack import LOCAL_KEY_FILE, local_encryption_keys, local_run_environment
+from kazru.encryption import Keyring, new_key_entry
 from kazru.settings import AnonymousAccess, Settings
 
 
@@ -46,3 +49,13 @@ def test_make_run_is_one_local_user_whose_tools_share_an_owner_and_no_upload_lim
     # Whatever the operator sets wins.
     chosen = local_run_environment({"KAZRU_UPLOAD_RATE_LIMIT_PER_MINUTE": "7", "KAZRU_ANONYMOUS_ACCESS": "cookie"})
     assert chosen["KAZRU_UPLOAD_RATE_LIMIT_PER_MINUTE"] == "7" and chosen["KAZRU_ANONYMOUS_ACCESS"] == "cookie"
+
+
+def test_make_run_makes_a_local_key_once_and_keeps_it(tmp_path):
+    first = local_encryption_keys({}, tmp_path)
+    again = local_encryption_keys({}, tmp_path)
+    assert first == again and Keyring.parse(first["KAZRU_ENCRYPTION_KEYS"]).active_id == "local"
+    assert stat.S_IMODE((tmp_path / LOCAL_KEY_FILE).stat().st_mode) == 0o600
+    # The user's own keys win, and nothing is written then.
+    assert local_encryption_keys({"KAZRU_ENCRYPTION_KEYS": new_key_entry("mine")}, tmp_path / "other") == {}
+    assert not (tmp_path / "other").exists()
