@@ -57,6 +57,10 @@ def start_stack(infra: Servers, tmp: Path, services=SERVICES, **overrides) -> St
             "shutdown_grace_seconds": 3,
             # The tests upload far faster than a person; test_rate_limits.py sets its own limit.
             "upload_rate_limit_per_minute": 0,
+            # Every module's stack shares one database and one owner: with reuse on, an upload would get
+            # the transcript of the same clip from an earlier module instead of running (test_openai_api.py
+            # turns it on to test it, with a file of its own).
+            "reuse_identical_uploads": False,
             **overrides,
         }
     )

@@ -32,7 +32,6 @@ def stack(infra, tmp_path_factory):
     started = start_stack(
         infra, tmp_path_factory.mktemp("faults"),
         job_ack_wait_seconds=ACK_WAIT_SECONDS, janitor_interval_seconds=1.0, enqueue_retry_after_seconds=2.0,
-        reuse_identical_uploads=False,  # the same clips again and again: each must go through the engine
     )  # fmt: skip
     yield started
     stop_stack(started)

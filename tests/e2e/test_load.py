@@ -25,8 +25,8 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 @pytest.fixture(scope="module")
 def stack(infra, tmp_path_factory):
-    # The same clip fifty times: without result reuse, so that the engine really works through all of them.
-    started = start_stack(infra, tmp_path_factory.mktemp("load"), reuse_identical_uploads=False)
+    # The same clip fifty times (result reuse is off in every e2e stack): the engine works through all of them.
+    started = start_stack(infra, tmp_path_factory.mktemp("load"))
     yield started
     stop_stack(started)
 

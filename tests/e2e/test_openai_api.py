@@ -26,7 +26,7 @@ LONG_GAP_SECONDS = 14 * 60
 
 @pytest.fixture(scope="module")
 def stack(infra, tmp_path_factory):
-    started = start_stack(infra, tmp_path_factory.mktemp("openai"))
+    started = start_stack(infra, tmp_path_factory.mktemp("openai"), reuse_identical_uploads=True)
     yield started
     stop_stack(started)
 

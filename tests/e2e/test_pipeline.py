@@ -20,7 +20,7 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 @pytest.fixture(scope="module")
 def stack(infra, tmp_path_factory):
     # The whole pipeline, each upload through the engine (the clips were uploaded before, by other modules).
-    started = start_stack(infra, tmp_path_factory.mktemp("pipeline"), reuse_identical_uploads=False)
+    started = start_stack(infra, tmp_path_factory.mktemp("pipeline"))
     yield started
     stop_stack(started)
 

@@ -32,7 +32,6 @@ def stack(infra, tmp_path_factory):
     started = start_stack(
         infra, tmp_path_factory.mktemp("watch"), services=("ingest", "exporter", "janitor", "gateway"),
         sse_heartbeat_seconds=HEARTBEAT_SECONDS, watch_recheck_seconds=600,
-        reuse_identical_uploads=False,  # each upload must go through PENDING and the engine
     )  # fmt: skip
     yield started
     stop_stack(started)

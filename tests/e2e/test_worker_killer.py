@@ -40,7 +40,6 @@ def stack(infra, tmp_path_factory):
     started = start_stack(
         infra, tmp_path_factory.mktemp("killer"),
         job_ack_wait_seconds=ACK_WAIT_SECONDS, job_max_deliver=MAX_DELIVER, janitor_interval_seconds=0.5,
-        reuse_identical_uploads=False,  # the other jobs must go through the engine
     )  # fmt: skip
     yield started
     stop_stack(started)
