@@ -83,13 +83,21 @@ class ServerTelemetry(grpc.aio.ServerInterceptor):
 
             return observed
 
-        if handler.unary_unary:
-            return handler._replace(unary_unary=unary_response(handler.unary_unary))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=unary_response(handler.stream_unary))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=streamed_response(handler.unary_stream))
-        return handler._replace(stream_stream=streamed_response(handler.stream_stream))
+        return wrap_behaviour(handler, unary_response, streamed_response)
+
+
+def wrap_behaviour(
+    handler: grpc.RpcMethodHandler, unary_response: Callable, streamed_response: Callable
+) -> grpc.RpcMethodHandler:
+    """The handler with its behaviour wrapped, for a server interceptor: `unary_response(behaviour)`
+    for methods that answer once, `streamed_response(behaviour)` for those that stream answers."""
+    if handler.unary_unary:
+        return handler._replace(unary_unary=unary_response(handler.unary_unary))
+    if handler.stream_unary:
+        return handler._replace(stream_unary=unary_response(handler.stream_unary))
+    if handler.unary_stream:
+        return handler._replace(unary_stream=streamed_response(handler.unary_stream))
+    return handler._replace(stream_stream=streamed_response(handler.stream_stream))
 
 
 def _with_trace_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:

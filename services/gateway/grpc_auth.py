@@ -14,6 +14,7 @@ from collections.abc import Callable
 import grpc
 
 from kazru.grpc_errors import abort
+from kazru.grpc_telemetry import wrap_behaviour
 from services.gateway.auth import Authenticator, Principal
 
 _caller: contextvars.ContextVar[Principal] = contextvars.ContextVar("kazru_grpc_caller")
@@ -62,10 +63,4 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             return checked
 
-        if handler.unary_unary:
-            return handler._replace(unary_unary=unary_response(handler.unary_unary))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=unary_response(handler.stream_unary))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=streamed_response(handler.unary_stream))
-        return handler._replace(stream_stream=streamed_response(handler.stream_stream))
+        return wrap_behaviour(handler, unary_response, streamed_response)

@@ -103,20 +103,26 @@ def rpc_requests(job_name: str) -> dict[str, object]:
     return requests
 
 
+async def refusal_of(stub, name: str, request, metadata) -> grpc.aio.AioRpcError:
+    """Call one RPC (reading a stream to its end) and return the error it must answer."""
+    call = getattr(stub, name)(request, metadata=metadata, timeout=30)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        if hasattr(call, "__aiter__"):
+            async for _ in call:
+                pass
+        else:
+            await call
+    return refused.value
+
+
 async def test_every_rpc_answers_another_owner_not_found(stack, intruder, finished_job):
     before = owners_view(stack, finished_job)
     metadata = (("authorization", f"Bearer {INTRUDER_KEY}"),)
     async with grpc.aio.insecure_channel(stack.settings.public_grpc_address) as channel:
         stub = job_service_pb2_grpc.JobServiceStub(channel)
         for name, request in rpc_requests(f"jobs/{finished_job}").items():
-            call = getattr(stub, name)(request, metadata=metadata, timeout=30)
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                if hasattr(call, "__aiter__"):
-                    async for _ in call:
-                        pass
-                else:
-                    await call
-            assert refused.value.code() == grpc.StatusCode.NOT_FOUND, (name, refused.value.details())
+            refused = await refusal_of(stub, name, request, metadata)
+            assert refused.code() == grpc.StatusCode.NOT_FOUND, (name, refused.details())
         listed = await stub.ListJobs(job_service_pb2.ListJobsRequest(), metadata=metadata)
         assert all(job.job_id != finished_job for job in listed.jobs)
     assert owners_view(stack, finished_job) == before
@@ -141,15 +147,9 @@ async def test_every_rpc_refuses_a_caller_without_a_valid_key_and_health_stays_o
             for name, request in requests.items():
                 if name == "UploadAudio":
                     request = iter([job_service_pb2.UploadAudioRequest(chunk=b"x")])
-                call = getattr(stub, name)(request, metadata=metadata, timeout=30)
-                with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    if hasattr(call, "__aiter__"):
-                        async for _ in call:
-                            pass
-                    else:
-                        await call
-                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (name, refused.value.details())
-                assert from_rpc_error(refused.value).code == code, name
+                refused = await refusal_of(stub, name, request, metadata)
+                assert refused.code() == grpc.StatusCode.UNAUTHENTICATED, (name, refused.details())
+                assert from_rpc_error(refused).code == code, name
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert owners_view(stack, finished_job) == before
