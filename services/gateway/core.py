@@ -61,16 +61,6 @@ class SegmentChange:
 # What an upload body yields after its start: file bytes, or options that arrived late.
 UploadItem = bytes | job_pb2.TranscriptionOptions
 
-# Each stored container as the MIME type browsers play it by.
-CONTAINER_MEDIA_TYPES = {
-    "wav": "audio/wav",
-    "flac": "audio/flac",
-    "ogg": "audio/ogg",
-    "mp3": "audio/mpeg",
-    "mp4": "audio/mp4",
-    "webm": "audio/webm",
-}
-
 
 @dataclass(frozen=True)
 class StoredAudio:
@@ -205,8 +195,8 @@ class Gateway:
         async with self._sessions() as session:
             job = await jobs.get_owned_job(session, job_id, owner_id)
         jobs.require_not_removed(job)
-        media_type = CONTAINER_MEDIA_TYPES.get(job.container, job.content_type or "application/octet-stream")
-        return StoredAudio(job.object_key, job.size_bytes, media_type)
+        # Ingest stores the type browsers play the sniffed container by (uploads.CONTAINER_CONTENT_TYPES).
+        return StoredAudio(job.object_key, job.size_bytes, job.content_type or "application/octet-stream")
 
     async def read_audio(self, audio: StoredAudio, offset: int, length: int) -> tuple[bytes, AsyncIterator[bytes]]:
         """The first chunk of `length` bytes from `offset` (errors are raised now) and an iterator over the rest."""
