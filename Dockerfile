@@ -26,7 +26,8 @@ COPY protos ./protos
 COPY scripts/protogen.py ./scripts/protogen.py
 RUN /opt/protoc/bin/python scripts/protogen.py --out .
 
-# The project and its pinned dependencies (pyproject.toml) into the runtime venv.
+# The project and its pinned dependencies (pyproject.toml) into the runtime venv: not the `local` extra (the
+# PostgreSQL, NATS and S3 binaries `make run` and the tests start), nor `dev`.
 COPY pyproject.toml ./
 COPY kazru ./kazru
 COPY services ./services

@@ -19,7 +19,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,model]'
+	$(PY) -m pip install --quiet -e '.[dev,model,local]'
 	rm -f $(VENV)/.installed-*; touch $@
 
 kazru/v1/.generated: $(STAMP) $(PROTOS) scripts/protogen.py
