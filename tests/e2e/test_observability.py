@@ -105,7 +105,11 @@ def collector() -> Iterator[OtlpTraceCollector]:
 def observed(infra: Servers, collector: OtlpTraceCollector, tmp_path_factory) -> Iterator[ObservedStack]:
     logs = tmp_path_factory.mktemp("observed") / "logs"
     settings = infra.settings(
-        **isolated_addresses(), bootstrap_api_key=API_KEY, shutdown_grace_seconds=3, metrics_host="127.0.0.1"
+        **isolated_addresses(),
+        bootstrap_api_key=API_KEY,
+        shutdown_grace_seconds=3,
+        metrics_host="127.0.0.1",
+        reuse_identical_uploads=False,  # the upload must run through every process to be traced
     )
     ports = metrics_ports(METRICS_SERVICES)
     tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true",
