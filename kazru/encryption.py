@@ -128,8 +128,9 @@ class Sealer:
         return sealed
 
     async def seal(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The object's bytes for a plaintext stream: one piece per piece received (memory: a chunk plus a
-        piece). A full chunk is never the last one, so it is sealed as soon as it is complete."""
+        """The object's bytes for a plaintext stream: the header, then each sealed chunk as soon as its
+        plaintext is complete (a full chunk is never the last one). Memory: a piece received plus one
+        sealed chunk; sealed chunks are yielded one by one, never joined into a piece-sized copy."""
         yield self.header
         pending = bytearray()
         async for piece in chunks:
@@ -137,12 +138,10 @@ class Sealer:
             whole = len(pending) - len(pending) % CHUNK_BYTES
             if whole:
                 view = memoryview(pending)
-                sealed = b"".join(
-                    self._chunk(view[at : at + CHUNK_BYTES], False) for at in range(0, whole, CHUNK_BYTES)
-                )
+                for at in range(0, whole, CHUNK_BYTES):
+                    yield self._chunk(view[at : at + CHUNK_BYTES], False)
                 view.release()
                 del pending[:whole]
-                yield sealed
         yield self._chunk(pending, True)
 
 

@@ -16,7 +16,14 @@ from tests.helpers import leftovers, queued_messages, silent_wav_chunks
 pytestmark = pytest.mark.slow
 
 BOUNDARY = "kazru-large-upload-boundary"
-MEMORY_LIMIT_BYTES = 150 * MIB
+# What a process may grow by while 500 MiB stream through it: its buffers (an S3 part of 5 MiB, a few
+# queued pieces, gRPC's 1 MiB window), not the upload: measured 2 MiB (gateway) and 28 MiB (ingest, which
+# also seals it) on a quiet machine. A process holding the upload would grow by 500 MiB. The growth, not
+# the whole footprint, is what streaming promises: the footprint at rest follows the imports
+# (cryptography added 6.5 MiB to ingest's), and a fixed 150 MiB cap on it failed on a busy CI machine.
+GROWTH_LIMIT_BYTES = 64 * MIB
+# And the whole stays far inside the pods' limits (deploy/k8s: 512 Mi for gateway and ingest).
+MEMORY_LIMIT_BYTES = 200 * MIB
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +50,12 @@ def multipart_body(file_bytes: int):
     return pieces, len(head) + file_bytes + len(tail)
 
 
-def peak_rss(process) -> int:
+def memory(process, field: str) -> int:
+    """VmHWM (the peak) or VmRSS (now) of a process, in bytes."""
     for line in open(f"/proc/{process.pid}/status"):
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
+    raise AssertionError(f"no {field}")
 
 
 def post(stack, file_bytes: int, declare_length: bool) -> httpx.Response:
@@ -59,6 +67,7 @@ def post(stack, file_bytes: int, declare_length: bool) -> httpx.Response:
 
 
 async def test_500_mib_streams_through_in_constant_memory(upload_stack, store, database, bus, settings):
+    at_rest = {name: memory(upload_stack.processes[name], "VmRSS") for name in ("gateway", "ingest")}
     started = time.monotonic()
     response = post(upload_stack, 500 * MIB, declare_length=True)
     elapsed = time.monotonic() - started
@@ -67,9 +76,13 @@ async def test_500_mib_streams_through_in_constant_memory(upload_stack, store, d
     assert job["size_bytes"] == 500 * MIB
     assert job["audio"]["duration_seconds"] == pytest.approx((500 * MIB - 44) / 32000, rel=1e-3)
     for name in ("gateway", "ingest"):
-        rss = peak_rss(upload_stack.processes[name])
-        print(f"{name} peak RSS {rss / MIB:.0f} MiB; upload took {elapsed:.1f}s")
-        assert rss < MEMORY_LIMIT_BYTES, f"{name} peaked at {rss / MIB:.0f} MiB"
+        peak = memory(upload_stack.processes[name], "VmHWM")
+        growth = peak - at_rest[name]
+        print(
+            f"{name} peak RSS {peak / MIB:.0f} MiB, {at_rest[name] / MIB:.0f} MiB at rest before; upload {elapsed:.1f}s"
+        )
+        assert growth < GROWTH_LIMIT_BYTES, f"{name} grew by {growth / MIB:.0f} MiB while the upload streamed"
+        assert peak < MEMORY_LIMIT_BYTES, f"{name} peaked at {peak / MIB:.0f} MiB"
     # Tidy: this job is not for transcription.
     key = f"jobs/{job['job_id']}/original"
     assert await store.exists(key)
