@@ -6,7 +6,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from sqlalchemy import func, select
+import pytest_asyncio
+from sqlalchemy import delete, func, select
 
 from kazru import errors
 from kazru.db import job_repository
@@ -16,10 +17,27 @@ from kazru.lifecycle import LEGAL_TRANSITIONS
 from tests.helpers import store_finished_job
 
 STATES = list(JobState)
+CREATED: list = []
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="session")
+async def remove_the_rows_made_here(database, store):
+    """The database is the session's: PENDING rows left here would be 'unconfirmed enqueues' to
+    a later test's janitor (test_exactly_once counts what it republishes)."""
+    yield
+    async with database.begin() as session:
+        for job_id in CREATED:
+            await job_repository.delete_transcript(session, job_id)
+        await session.execute(delete(Job).where(Job.id.in_(CREATED)))
+    for job_id in CREATED:
+        await store.delete_prefix(f"jobs/{job_id}/")
+    CREATED.clear()
 
 
 async def job_in(database, store, state: JobState) -> Job:
-    return await store_finished_job(database, store, state=state.value, extra_objects=())
+    job = await store_finished_job(database, store, state=state.value, extra_objects=())
+    CREATED.append(job.id)
+    return job
 
 
 async def state_of(database, job_id) -> JobState:
