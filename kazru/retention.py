@@ -43,8 +43,10 @@ async def end_job(
     """Make a locked job a tombstone (`job_repository.end_locked`: the state, its transcript rows,
     usage) and remove what it has outside the database. Raises (and the caller rolls back) if
     anything fails. Returns whether it was pending or running (its worker must stop)."""
-    # Still waiting in the queue: its message comes off, so the bus holds nothing of the job.
-    queued = job.queue_sequence if job.state == JobState.PENDING else None
+    # Its message comes off the queue, so the bus holds nothing of the job: a pending job's waits there;
+    # a running job's is held by its worker (whose later ack or term of a removed message does nothing),
+    # or by nobody if that worker died on the last delivery (JetStream never drops such a message).
+    queued = job.queue_sequence if job.state in (JobState.PENDING, JobState.RUNNING) else None
     was_active = await job_repository.end_locked(session, job, tombstone, settings)
     if queued is not None:
         await bus.remove_queued(queued)
