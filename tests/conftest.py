@@ -42,6 +42,14 @@ def settings(infra: Servers) -> Settings:
     return infra.settings()
 
 
+@pytest.fixture(scope="session")
+def pipeline(settings):
+    """The real engine and speaker encoder, loaded once for every test that transcribes in-process."""
+    from services.transcriber.pipeline import create_pipeline
+
+    return create_pipeline(settings)
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def database(settings: Settings):
     engine = create_engine(settings)

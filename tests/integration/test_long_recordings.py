@@ -16,7 +16,6 @@ from services.transcriber.diarization import Diarizer, cluster_speakers, detect_
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP
 from tests.integration.test_diarization import REAL_CORPUS
-from tests.integration.test_transcriber import pipeline  # noqa: F401, F811 - fixture
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +105,7 @@ async def test_clustering_through_an_even_sample_agrees_with_clustering_every_wi
     assert cluster_speakers(embeddings, 6, None).max() + 1 == 6
 
 
-async def test_a_file_and_memory_give_the_same_diarization_and_transcript(encoder, pipeline, tmp_path):  # noqa: F811
+async def test_a_file_and_memory_give_the_same_diarization_and_transcript(encoder, pipeline, tmp_path):
     samples = await audio.decode_pcm16k(str(REAL_CORPUS / "en_pyannote_sample.flac"))
     recording = await audio.decode_to_file(str(REAL_CORPUS / "en_pyannote_sample.flac"), tmp_path / "call.pcm")
     diarizer = Diarizer(encoder)

@@ -17,15 +17,9 @@ from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.encryption import new_key_entry
 from kazru.storage import ObjectStore
 from kazru.v1 import events_pb2
-from services.transcriber.pipeline import TranscriptionPipeline, create_pipeline
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS, SPEECH_CLIP
 from tests.helpers import aiter_of, messages_left_after_acks, queued_messages
-
-
-@pytest.fixture(scope="session")
-def pipeline(settings) -> TranscriptionPipeline:
-    return create_pipeline(settings)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

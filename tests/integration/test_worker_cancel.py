@@ -11,7 +11,7 @@ from kazru.db.models import Job, JobState
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
 from tests.helpers import long_speech, queued_messages, remains_of
-from tests.integration.test_transcriber import enqueue, pipeline, wait_for_state  # noqa: F401 - fixture
+from tests.integration.test_transcriber import enqueue, wait_for_state
 
 ACK_WAIT_SECONDS = 1.5
 
