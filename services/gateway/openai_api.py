@@ -11,7 +11,6 @@ not registered acts as that owner too, since the SDK insists on sending one. Err
 shape, {"error": {"message", "type", "param", "code"}}, with our status mapping and error codes.
 """
 
-import logging
 import math
 import string
 import time
@@ -27,14 +26,12 @@ from pydantic import BaseModel, Field
 
 from kazru import errors, export_formats
 from kazru.errors import KazruError
-from kazru.settings import AnonymousAccess, Settings
+from kazru.settings import AnonymousAccess
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
 from services.gateway import upload_form
-from services.gateway.auth import LOCAL_OWNER, Authenticator, Principal
-from services.gateway.core import Gateway
-from services.gateway.http_errors import PARAM_DETAIL, error_response
-
-log = logging.getLogger(__name__)
+from services.gateway.auth import LOCAL_OWNER, Principal
+from services.gateway.http_errors import PARAM_DETAIL, error_response, unexpected_error
+from services.gateway.routes.dependencies import AuthenticatorDep, GatewayDep, SettingsDep
 
 MODEL_ID = "kazru-stt"
 # OpenAI's own names, accepted so that a tool with a fixed model name works; all are served by our pipeline
@@ -66,11 +63,7 @@ class OpenAIRoute(APIRoute):
                 invalid = errors.InvalidArgument(str(first.get("msg", "invalid request")), code="INVALID_REQUEST")
                 return error_response(invalid, openai=True)
             except Exception as error:
-                outage = errors.from_infrastructure(error)
-                if outage is None:
-                    log.exception("unhandled error", extra={"path": request.url.path})
-                    outage = errors.Internal("internal error")
-                return error_response(outage, openai=True)
+                return error_response(unexpected_error(error, request.url.path), openai=True)
 
         return route
 
@@ -145,78 +138,106 @@ def check_field(name: str, value: str) -> None:
         raise _invalid("stream", message, "STREAMING_NOT_SUPPORTED")
 
 
-def openai_router(settings: Settings, gateway: Gateway, auth: Authenticator) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=OpenAIRoute)
-    served_since = int(time.time())
+TRANSCRIPTION_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "The recording"},
+                    "model": {"type": "string", "enum": list(MODELS), "default": MODEL_ID},
+                    "language": {"type": "string", "description": "ISO 639-1 (kk, ru, en); absent: kk or ru"},
+                    "prompt": {"type": "string", "description": "Accepted; not used by our engine"},
+                    "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
+                    "timestamp_granularities[]": {"type": "array", "items": {"enum": list(GRANULARITIES)}},
+                    "temperature": {"type": "number", "minimum": 0, "maximum": 1, "description": "Accepted; "
+                                    "our decoding is fixed"},
+                    "min_speakers": {"type": "integer", "minimum": 1, "description": "Ours: at least this many"},
+                    "max_speakers": {"type": "integer", "minimum": 1, "description": "Ours: at most this many"},
+                },
+            }
+        }
+    },
+}  # fmt: skip
 
-    async def caller(request: Request) -> Principal:
-        authorization = request.headers.get("authorization")
-        try:
-            return await auth.authenticate(authorization, None, browser=False)
-        except errors.Unauthenticated:
-            if settings.anonymous_access is AnonymousAccess.SHARED:
-                return Principal(LOCAL_OWNER)
-            raise
 
-    Caller = Annotated[Principal, Depends(caller)]
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=OpenAIRoute)
+SERVED_SINCE = int(time.time())
 
-    def model_json(model_id: str) -> dict:
-        return {"id": model_id, "object": "model", "created": served_since, "owned_by": "kazru"}
 
-    @router.get(
-        "/models", summary="The models served (OpenAI's names are served by the same pipeline)",
-        response_model=ModelList, responses=openai_errors(401, 503),
-    )  # fmt: skip
-    async def list_models(who: Caller) -> dict:
-        return {"object": "list", "data": [model_json(model_id) for model_id in MODELS]}
+async def _caller(request: Request, settings: SettingsDep, auth: AuthenticatorDep) -> Principal:
+    """An API key only (the SDKs send one); where anonymous callers share the local owner, any key will do."""
+    try:
+        return await auth.authenticate(request.headers.get("authorization"), None, browser=False)
+    except errors.Unauthenticated:
+        if settings.anonymous_access is AnonymousAccess.SHARED:
+            return Principal(LOCAL_OWNER)
+        raise
 
-    @router.get(
-        "/models/{model}", summary="One served model", response_model=ModelInfo, responses=openai_errors(401, 404, 503)
-    )
-    async def get_model(model: str, who: Caller) -> dict:
-        if model not in MODELS:
-            raise errors.NotFound(f"no model '{model[:40]}'; served: {', '.join(MODELS)}", code="MODEL_NOT_FOUND")
-        return model_json(model)
 
-    @router.post(
-        "/audio/transcriptions",
-        summary="Transcribe a file, answering when done (OpenAI's audio API)",
-        description="A normal job (listed under /api/v1/jobs, exportable, deleted after 24 h), answered when it "
-        "ends: `json` {text, usage}; `text`, `srt`, `vtt` as text; `verbose_json` {task, language, duration, text, "
-        "segments, words (with `timestamp_granularities[]=word`)}, segments and words carrying our `speaker`; "
-        "`diarized_json` {task, duration, text, segments [{type, id, start, end, text, speaker}]} with speakers "
-        "A, B, … or the names given to them. `X-Job-Id` names the job. A job that failed is `422` with its "
-        "error code; one deleted meanwhile `410`.",
-        openapi_extra={"requestBody": TRANSCRIPTION_REQUEST_BODY},
-        response_class=Response,
-        responses={
-            200: {"content": {"application/json": {}, "text/plain": {}, "application/x-subrip": {}, "text/vtt": {}}},
-            **openai_errors(400, 401, 410, 413, 415, 422, 429, 503),
-        },
-    )
-    async def transcribe(request: Request, who: Caller) -> Response:
-        fields: dict[str, str] = {}
-        job = await upload_form.upload_from_request(request, gateway, who, settings, fields, check_field)
-        async for update in gateway.watch_job(who.owner_id, job.job_id):  # ends after the job's last state
-            job = update
-        if job.state != State.SUCCEEDED:
-            raise JobEnded(job)
-        job, transcript = await gateway.get_transcript(who.owner_id, job.job_id)
-        headers = {"X-Job-Id": job.job_id, "Location": f"/api/v1/jobs/{job.job_id}"}
-        response_format = fields.get("response_format", "json").split(",")[-1].strip()
-        if response_format in ("srt", "vtt"):
-            first, rest = await gateway.export(
-                who.owner_id, job.job_id, export_formats.BY_NAME[response_format], export_pb2.ExportOptions()
-            )
-            data = first.data + b"".join([chunk.data async for chunk in rest])
-            return Response(data, media_type=first.content_type, headers=headers)
-        if response_format == "text":
-            return PlainTextResponse(full_text(transcript) + "\n", headers=headers)
-        granularities = [part.strip() for part in fields.get("timestamp_granularities[]", "").split(",")]
-        body = render(response_format, job, transcript, granularities)
-        return JSONResponse(body, headers=headers)
+Caller = Annotated[Principal, Depends(_caller)]
 
-    return router
+
+def model_json(model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": SERVED_SINCE, "owned_by": "kazru"}
+
+
+@router.get(
+    "/models", summary="The models served (OpenAI's names are served by the same pipeline)",
+    response_model=ModelList, responses=openai_errors(401, 503),
+)  # fmt: skip
+async def list_models(who: Caller) -> dict:
+    return {"object": "list", "data": [model_json(model_id) for model_id in MODELS]}
+
+
+@router.get(
+    "/models/{model}", summary="One served model", response_model=ModelInfo, responses=openai_errors(401, 404, 503)
+)
+async def get_model(model: str, who: Caller) -> dict:
+    if model not in MODELS:
+        raise errors.NotFound(f"no model '{model[:40]}'; served: {', '.join(MODELS)}", code="MODEL_NOT_FOUND")
+    return model_json(model)
+
+
+@router.post(
+    "/audio/transcriptions",
+    summary="Transcribe a file, answering when done (OpenAI's audio API)",
+    description="A normal job (listed under /api/v1/jobs, exportable, deleted after 24 h), answered when it "
+    "ends: `json` {text, usage}; `text`, `srt`, `vtt` as text; `verbose_json` {task, language, duration, text, "
+    "segments, words (with `timestamp_granularities[]=word`)}, segments and words carrying our `speaker`; "
+    "`diarized_json` {task, duration, text, segments [{type, id, start, end, text, speaker}]} with speakers "
+    "A, B, … or the names given to them. `X-Job-Id` names the job. A job that failed is `422` with its "
+    "error code; one deleted meanwhile `410`.",
+    openapi_extra={"requestBody": TRANSCRIPTION_REQUEST_BODY},
+    response_class=Response,
+    responses={
+        200: {"content": {"application/json": {}, "text/plain": {}, "application/x-subrip": {}, "text/vtt": {}}},
+        **openai_errors(400, 401, 410, 413, 415, 422, 429, 503),
+    },
+)
+async def transcribe(request: Request, who: Caller, gateway: GatewayDep, settings: SettingsDep) -> Response:
+    fields: dict[str, str] = {}
+    job = await upload_form.upload_from_request(request, gateway, who, settings, fields, check_field)
+    async for update in gateway.watch_job(who.owner_id, job.job_id):  # ends after the job's last state
+        job = update
+    if job.state != State.SUCCEEDED:
+        raise JobEnded(job)
+    job, transcript = await gateway.get_transcript(who.owner_id, job.job_id)
+    headers = {"X-Job-Id": job.job_id, "Location": f"/api/v1/jobs/{job.job_id}"}
+    response_format = fields.get("response_format", "json").split(",")[-1].strip()
+    if response_format in ("srt", "vtt"):
+        first, rest = await gateway.export(
+            who.owner_id, job.job_id, export_formats.BY_NAME[response_format], export_pb2.ExportOptions()
+        )
+        data = first.data + b"".join([chunk.data async for chunk in rest])
+        return Response(data, media_type=first.content_type, headers=headers)
+    if response_format == "text":
+        return PlainTextResponse(full_text(transcript) + "\n", headers=headers)
+    granularities = [part.strip() for part in fields.get("timestamp_granularities[]", "").split(",")]
+    body = render(response_format, job, transcript, granularities)
+    return JSONResponse(body, headers=headers)
 
 
 def full_text(transcript: transcript_pb2.Transcript) -> str:
@@ -289,28 +310,3 @@ def speaker_names(transcript: transcript_pb2.Transcript) -> dict[str, str]:
         renamed = speaker.label and speaker.label != speaker.id
         names[speaker.id] = speaker.label if renamed else next(letters, speaker.id)
     return names
-
-
-TRANSCRIPTION_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "file": {"type": "string", "format": "binary", "description": "The recording"},
-                    "model": {"type": "string", "enum": list(MODELS), "default": MODEL_ID},
-                    "language": {"type": "string", "description": "ISO 639-1 (kk, ru, en); absent: kk or ru"},
-                    "prompt": {"type": "string", "description": "Accepted; not used by our engine"},
-                    "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
-                    "timestamp_granularities[]": {"type": "array", "items": {"enum": list(GRANULARITIES)}},
-                    "temperature": {"type": "number", "minimum": 0, "maximum": 1, "description": "Accepted; "
-                                    "our decoding is fixed"},
-                    "min_speakers": {"type": "integer", "minimum": 1, "description": "Ours: at least this many"},
-                    "max_speakers": {"type": "integer", "minimum": 1, "description": "Ours: at most this many"},
-                },
-            }
-        }
-    },
-}  # fmt: skip

@@ -4,7 +4,7 @@ each route's examples are its own statuses' codes, and the examples are real ans
 from pathlib import Path
 
 from kazru.settings import Settings
-from services.gateway import api_models
+from services.gateway import openapi_docs
 from services.gateway.http_api import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,12 +19,12 @@ DOCUMENT = create_app(Settings.model_construct(), gateway=None, auth=None).opena
 
 def sources() -> str:
     files = [*ROOT.glob("kazru/**/*.py"), *ROOT.glob("services/**/*.py")]
-    return "\n".join(path.read_text(encoding="utf-8") for path in files if path.name != "api_models.py")
+    return "\n".join(path.read_text(encoding="utf-8") for path in files if path.name != "openapi_docs.py")
 
 
 def test_every_documented_error_code_is_raised_somewhere():
     code = sources()
-    for error_code in api_models.ERROR_MESSAGES:
+    for error_code in openapi_docs.ERROR_MESSAGES:
         if error_code in DERIVED:
             where, pattern = DERIVED[error_code]
             assert pattern in (ROOT / where).read_text(encoding="utf-8"), error_code
@@ -45,7 +45,7 @@ def test_each_route_lists_its_codes_with_an_example_of_each():
                 for code, example in examples.items():
                     assert f"`{code}`" in response["description"]
                     assert example["value"]["error"]["code"] == code
-                    assert example["value"]["error"]["message"] == api_models.ERROR_MESSAGES[code]
+                    assert example["value"]["error"]["message"] == openapi_docs.ERROR_MESSAGES[code]
                 if status != "404":  # the old placeholder, once shown under every status
                     assert "JOB_NOT_FOUND" not in examples, f"{method} {path} {status}"
 
@@ -57,3 +57,21 @@ def test_the_examples_and_the_description_are_real():
     description = DOCUMENT["info"]["description"]
     for step in ("/api/v1/upload", "/status", "/transcript", "/export/srt", "DELETE", "/v1/audio/transcriptions"):
         assert step in description
+
+
+def test_every_json_route_answers_through_its_documented_model():
+    """The response model is the serializer: a JSON route without one would answer what the document does not say."""
+    from fastapi.responses import StreamingResponse
+
+    from services.gateway.routes import files, jobs, system, transcript
+
+    json_routes = [
+        route for module in (jobs, transcript, files, system) for route in module.router.routes
+        if not (isinstance(route.response_class, type) and issubclass(route.response_class, StreamingResponse))
+    ]  # fmt: skip
+    assert len(json_routes) >= 11
+    for route in json_routes:
+        assert route.response_model is not None, f"{route.methods} {route.path} builds its JSON by hand"
+        responses = DOCUMENT["paths"][route.path][next(iter(route.methods)).lower()]["responses"]
+        success = responses.get("200") or responses["202"]
+        assert success["content"]["application/json"]["schema"]["$ref"].endswith(f"/{route.response_model.__name__}")

@@ -7,7 +7,7 @@ import pytest
 
 from kazru.db.models import Job, Segment, Speaker, Word
 from services.exporter import formats
-from services.gateway.http_api import content_disposition
+from services.gateway.routes.files import content_disposition
 
 COLUMNS = ("position", "start_seconds", "end_seconds", "text", "language", "confidence", "speaker", "original_text")
 
