@@ -8,7 +8,7 @@ by returning None/False instead of raising; the janitor and the owner's delete, 
 batches of rows they have locked themselves, call the `*_locked` forms inside their transaction.
 
 Creation is ingest's (`services/ingest/uploads.py`): a new row is PENDING, or SUCCEEDED at once
-when it reuses an earlier identical upload's transcript.
+when it reuses an earlier identical upload's transcript (`born_finished`, written here beside `succeed`).
 """
 
 from __future__ import annotations
@@ -51,6 +51,28 @@ async def delete_transcript(session: AsyncSession, job_id: uuid.UUID) -> None:
     """Remove a job's segments, words and speakers (before a new transcript, or when the job ends)."""
     for table in TRANSCRIPT_TABLES:
         await session.execute(delete(table).where(table.job_id == job_id))
+
+
+def _take_result(job: Job, source: Outcome | Job, billed_seconds: float) -> None:
+    """The summary a finished job shows: from its transcription's outcome, or from the earlier job whose
+    transcript it reuses."""
+    job.progress = 100
+    job.detected_language = source.detected_language
+    job.language_shares = source.language_shares
+    job.speaker_count = source.speaker_count
+    job.engine = source.engine
+    job.billed_seconds = billed_seconds
+
+
+def born_finished(job: Job, earlier: Job, now: datetime) -> None:
+    """A new row that takes an identical earlier upload's result: SUCCEEDED at once, the engine not run
+    (nothing billed). Its own object, rows and expiry; it says where its transcript came from."""
+    job.state = JobState.SUCCEEDED
+    _take_result(job, earlier, billed_seconds=0.0)
+    job.reused_from = earlier.id
+    job.started_at = job.finished_at = now
+    job.duration_seconds = earlier.duration_seconds
+    job.declared_duration_seconds = earlier.declared_duration_seconds
 
 
 async def _locked(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
@@ -153,12 +175,7 @@ class JobRepository:
             await delete_transcript(session, job_id)
             session.add_all(outcome.rows)
             move(job, JobState.SUCCEEDED)
-            job.progress = 100
-            job.detected_language = outcome.detected_language
-            job.language_shares = outcome.language_shares
-            job.speaker_count = outcome.speaker_count
-            job.engine = outcome.engine
-            job.billed_seconds = outcome.billed_seconds
+            _take_result(job, outcome, outcome.billed_seconds)
             job.external_operation_id = outcome.external_operation_id
             job.finished_at = datetime.now(UTC)
             job.error_code = job.error_message = None

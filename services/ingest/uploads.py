@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru import audio, errors, metrics, outbox, tracing, upload_protocol, usage
 from kazru.bus import Bus
-from kazru.db import transcripts
+from kazru.db import job_repository, transcripts
 from kazru.db.models import Job, JobState
 from kazru.settings import Settings
 from kazru.storage import ObjectStore
@@ -104,22 +104,6 @@ def recognise_container(head: bytes) -> str:
             "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A, WebM)", code="NOT_AUDIO"
         )
     return container
-
-
-def _born_finished(job: Job, earlier: Job, now: datetime) -> None:
-    """A new job that takes an identical earlier upload's result: finished at once, the engine not run.
-    Its own object, rows and expiry; it says where its transcript came from."""
-    job.state = JobState.SUCCEEDED
-    job.progress = 100
-    job.reused_from = earlier.id
-    job.started_at = job.finished_at = now
-    job.duration_seconds = earlier.duration_seconds
-    job.declared_duration_seconds = earlier.declared_duration_seconds
-    job.detected_language = earlier.detected_language
-    job.language_shares = earlier.language_shares
-    job.speaker_count = earlier.speaker_count
-    job.engine = earlier.engine
-    job.billed_seconds = 0.0  # nothing was sent to an engine
 
 
 def check_duration(info: audio.AudioInfo, settings: Settings) -> None:
@@ -270,7 +254,7 @@ class UploadService:
             async with self._sessions.begin() as session:
                 earlier = await self._reusable_result(session, job) if self._settings.reuse_identical_uploads else None
                 if earlier is not None:
-                    _born_finished(job, earlier, now)
+                    job_repository.born_finished(job, earlier, now)
                 session.add(job)
                 if earlier is not None:
                     await session.flush()
