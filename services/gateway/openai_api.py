@@ -31,6 +31,7 @@ from kazru.v1 import export_pb2, job_pb2, transcript_pb2
 from services.gateway import upload_form
 from services.gateway.auth import LOCAL_OWNER, Principal
 from services.gateway.http_errors import PARAM_DETAIL, error_response, unexpected_error
+from services.gateway.openapi_docs import multipart_form
 from services.gateway.routes.dependencies import AuthenticatorDep, GatewayDep, SettingsDep
 
 MODEL_ID = "kazru-stt"
@@ -138,29 +139,17 @@ def check_field(name: str, value: str) -> None:
         raise _invalid("stream", message, "STREAMING_NOT_SUPPORTED")
 
 
-TRANSCRIPTION_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "file": {"type": "string", "format": "binary", "description": "The recording"},
-                    "model": {"type": "string", "enum": list(MODELS), "default": MODEL_ID},
-                    "language": {"type": "string", "description": "ISO 639-1 (kk, ru, en); absent: kk or ru"},
-                    "prompt": {"type": "string", "description": "Accepted; not used by our engine"},
-                    "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
-                    "timestamp_granularities[]": {"type": "array", "items": {"enum": list(GRANULARITIES)}},
-                    "temperature": {"type": "number", "minimum": 0, "maximum": 1, "description": "Accepted; "
-                                    "our decoding is fixed"},
-                    "min_speakers": {"type": "integer", "minimum": 1, "description": "Ours: at least this many"},
-                    "max_speakers": {"type": "integer", "minimum": 1, "description": "Ours: at most this many"},
-                },
-            }
-        }
-    },
-}  # fmt: skip
+TRANSCRIPTION_REQUEST_BODY = multipart_form({
+    "file": {"type": "string", "format": "binary", "description": "The recording"},
+    "model": {"type": "string", "enum": list(MODELS), "default": MODEL_ID},
+    "language": {"type": "string", "description": "ISO 639-1 (kk, ru, en); absent: kk or ru"},
+    "prompt": {"type": "string", "description": "Accepted; not used by our engine"},
+    "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
+    "timestamp_granularities[]": {"type": "array", "items": {"enum": list(GRANULARITIES)}},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 1, "description": "Accepted; our decoding is fixed"},
+    "min_speakers": {"type": "integer", "minimum": 1, "description": "Ours: at least this many"},
+    "max_speakers": {"type": "integer", "minimum": 1, "description": "Ours: at most this many"},
+})  # fmt: skip
 
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=OpenAIRoute)

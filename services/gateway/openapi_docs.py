@@ -190,30 +190,25 @@ def error_responses(codes: dict[int, tuple[str, ...]]) -> dict[int | str, dict[s
     return responses
 
 
-# The upload is read as a stream (services/gateway/multipart.py), so FastAPI does not see its form;
-# this is the form as the handler reads it. Fields before the file apply from the start.
-UPLOAD_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "languages": {
-                        "type": "string",
-                        "description": "Comma-separated ISO 639-1 codes the recording may contain, e.g. `kk,ru`",
-                        "examples": ["kk,ru"],
-                    },
-                    "language": {"type": "string", "description": "The same as `languages`"},
-                    "min_speakers": {"type": "integer", "minimum": 1, "description": "At least this many speakers"},
-                    "max_speakers": {"type": "integer", "minimum": 1, "description": "At most this many speakers"},
-                    "file": {"type": "string", "format": "binary", "description": "The recording (any common format)"},
-                },
-            }
-        }
+def multipart_form(properties: dict[str, Any]) -> dict[str, Any]:
+    """A request body of a multipart form with a required `file` field, as an upload route reads it.
+    The uploads are read as a stream (services/gateway/multipart.py), so FastAPI does not see their forms."""
+    schema = {"type": "object", "required": ["file"], "properties": properties}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+# Fields before the file apply from the start.
+UPLOAD_REQUEST_BODY = multipart_form({
+    "languages": {
+        "type": "string",
+        "description": "Comma-separated ISO 639-1 codes the recording may contain, e.g. `kk,ru`",
+        "examples": ["kk,ru"],
     },
-}
+    "language": {"type": "string", "description": "The same as `languages`"},
+    "min_speakers": {"type": "integer", "minimum": 1, "description": "At least this many speakers"},
+    "max_speakers": {"type": "integer", "minimum": 1, "description": "At most this many speakers"},
+    "file": {"type": "string", "format": "binary", "description": "The recording (any common format)"},
+})  # fmt: skip
 EXPORT_CONTENT = {
     **{
         media_type: {"schema": {"type": "string", "format": "binary"}}
