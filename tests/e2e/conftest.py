@@ -79,8 +79,19 @@ def stop_stack(stack: Stack) -> None:
     stop_services(stack.processes, grace=15)
 
 
-@pytest.fixture(scope="module")
-def stack(infra: Servers, tmp_path_factory) -> Iterator[Stack]:
-    started = start_stack(infra, tmp_path_factory.mktemp("stack"))
-    yield started
-    stop_stack(started)
+def stack_fixture(name: str, services=SERVICES, **overrides):
+    """A module-scoped fixture: a stack started with start_stack(services, **overrides), logs under a
+    temporary directory named `name`, stopped after the module. A module that needs a stack of its own
+    assigns it as `stack = stack_fixture("name", ...)`."""
+
+    @pytest.fixture(scope="module")
+    def fixture(infra: Servers, tmp_path_factory) -> Iterator[Stack]:
+        started = start_stack(infra, tmp_path_factory.mktemp(name), services, **overrides)
+        yield started
+        stop_stack(started)
+
+    return fixture
+
+
+# The whole stack with the e2e defaults, for the modules that need nothing else.
+stack = stack_fixture("stack")

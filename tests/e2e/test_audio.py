@@ -14,7 +14,7 @@ from sqlalchemy import update
 from kazru.db.models import Job
 from kazru.encryption import CHUNK_BYTES
 from tests.conftest import FIXTURES, SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, register_api_key, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, register_api_key, stack_fixture
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 INTRUDER_KEY = "audio-intruder-" + uuid.uuid4().hex
@@ -27,12 +27,8 @@ LONG_SIZE = len(LONG_CLIP)
 LONG_NAME = "Совещание_Ivanov_budget-2025.flac"
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    # No transcriber: the original recording is served whatever the job's state.
-    started = start_stack(infra, tmp_path_factory.mktemp("audio"), services=("ingest", "gateway"))
-    yield started
-    stop_stack(started)
+# No transcriber: the original recording is served whatever the job's state.
+stack = stack_fixture("audio", services=("ingest", "gateway"))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from kazru.audio import ffmpeg_exe
 from kazru.settings import MIB
 from tests.conftest import SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, stack_fixture
 from tests.helpers import leftovers, wav_header
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -27,17 +27,12 @@ WAV_CLAIMING_4_GB = (
 )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    # No transcriber: nothing here needs a transcript, and accepted jobs are deleted while still
-    # queued, which must take their message off the queue too.
-    services = ("ingest", "exporter", "janitor", "gateway")
-    started = start_stack(
-        infra, tmp_path_factory.mktemp("bad-input"), services, max_upload_bytes=CAP,
-        max_duration_seconds=MAX_DURATION_SECONDS,
-    )  # fmt: skip
-    yield started
-    stop_stack(started)
+# No transcriber: nothing here needs a transcript, and accepted jobs are deleted while still
+# queued, which must take their message off the queue too.
+stack = stack_fixture(
+    "bad-input", services=("ingest", "exporter", "janitor", "gateway"), max_upload_bytes=CAP,
+    max_duration_seconds=MAX_DURATION_SECONDS,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
