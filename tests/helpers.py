@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,18 @@ def silent_wav_chunks(total_bytes: int, chunk: int = 1 << 20) -> Iterator[bytes]
 async def aiter_of(pieces) -> AsyncIterator[bytes]:
     for piece in pieces:
         yield piece
+
+
+@asynccontextmanager
+async def running(worker, stop_timeout: float) -> AsyncIterator[None]:
+    """`worker.run(stop)` as a background task for the body; then stopped, waiting at most `stop_timeout` s."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, stop_timeout)
 
 
 async def leftovers(store: ObjectStore, sessions) -> dict[str, int]:
