@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from kazru.db.models import Job
@@ -151,6 +152,17 @@ def load_reference(path: Path) -> dict[str, np.ndarray]:
     """An encoder's reference outputs (tests/fixtures/*_reference.npz), with the clips they were made from."""
     with np.load(path) as stored:
         return dict(stored)
+
+
+def reference_fixture(name: str):
+    """A module-scoped fixture: load_reference of tests/fixtures/`name`, read once per module. Assign it as
+    `reference = reference_fixture("<encoder>_reference.npz")`."""
+
+    @pytest.fixture(scope="module")
+    def fixture() -> dict[str, np.ndarray]:
+        return load_reference(Path(__file__).resolve().parent / "fixtures" / name)
+
+    return fixture
 
 
 def reference_clip(reference: dict[str, np.ndarray], name: str) -> np.ndarray:
