@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import statistics
-import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -24,19 +24,13 @@ import httpx
 
 from kazru import audio
 from kazru.bus import Bus
-from kazru.devstack import (
-    isolated_addresses,
-    service_environment,
-    start_servers,
-    start_services,
-    stop_services,
-    wait_until_healthy,
-)
 from kazru.settings import REPO_ROOT, Settings
 from kazru.v1 import events_pb2
 from services.transcriber.pipeline import create_pipeline
 
-CLIP = REPO_ROOT / "tests" / "fixtures" / "audio" / "ru_weather_m3.flac"
+sys.path.insert(0, str(REPO_ROOT))  # run as a script: bench.stack
+from bench.stack import CLIP, running_stack  # noqa: E402
+
 UPLOADS = 20
 ENGINE_RUNS = 5
 
@@ -104,24 +98,12 @@ def job_stages(log_path: Path) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        servers = start_servers(root, durable=False)
-        processes = {}
-        try:
-            # 20 uploads in a row: past the default upload rate limit.
-            settings = servers.settings(
-                **isolated_addresses(), anonymous_access="shared", upload_rate_limit_per_minute=0
-            )
-            processes = start_services(service_environment(settings), root / "logs")
-            wait_until_healthy(settings, processes)
-            engine_runs = asyncio.run(engine_seconds(settings))
-            latencies = asyncio.run(measure(settings))
-            engine_runs += asyncio.run(engine_seconds(settings))
-            stages = job_stages(root / "logs" / "transcriber.log")
-        finally:
-            stop_services(processes, grace=15)
-            servers.stop()
+    # 20 uploads in a row: past the default upload rate limit.
+    with running_stack(upload_rate_limit_per_minute=0) as stack:
+        engine_runs = asyncio.run(engine_seconds(stack.settings))
+        latencies = asyncio.run(measure(stack.settings))
+        engine_runs += asyncio.run(engine_seconds(stack.settings))
+        stages = job_stages(stack.root / "logs" / "transcriber.log")
 
     standalone_engine = statistics.median(engine_runs)
     # "pipeline" is the speech work (diarization + engine) the transcriber timed for the job.

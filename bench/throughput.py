@@ -15,9 +15,8 @@ import asyncio
 import json
 import os
 import platform
-import tempfile
+import sys
 import time
-from pathlib import Path
 
 import grpc
 import httpx
@@ -25,18 +24,13 @@ import httpx
 from kazru import grpc_server
 from kazru.bus import Bus
 from kazru.devservers import free_port
-from kazru.devstack import (
-    isolated_addresses,
-    service_environment,
-    start_servers,
-    start_services,
-    stop_services,
-    wait_until_healthy,
-)
+from kazru.devstack import service_environment, start_services
 from kazru.settings import REPO_ROOT, Settings
 from kazru.v1 import events_pb2
 
-CLIP = REPO_ROOT / "tests" / "fixtures" / "audio" / "ru_weather_m3.flac"
+sys.path.insert(0, str(REPO_ROOT))  # run as a script: bench.stack
+from bench.stack import CLIP, running_stack  # noqa: E402
+
 JOBS = int(os.environ.get("BENCH_JOBS", "16"))
 
 
@@ -95,28 +89,17 @@ def main() -> None:
     # worker that the engine is limited to (BLAS in the speaker encoder, OpenMP in onnxruntime).
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        servers = start_servers(root, durable=False)
-        processes: dict = {}
-        try:
-            settings = servers.settings(
-                **isolated_addresses(), anonymous_access="shared", whisper_cpu_threads=1, upload_rate_limit_per_minute=0
-            )
-            processes = start_services(service_environment(settings), root / "logs")
-            wait_until_healthy(settings, processes)
-            asyncio.run(run_round(settings, 2))  # warm-up: first decode, first engine call, connections
-            one = asyncio.run(run_round(settings, JOBS))
+    with running_stack(whisper_cpu_threads=1, upload_rate_limit_per_minute=0) as stack:
+        settings = stack.settings
+        asyncio.run(run_round(settings, 2))  # warm-up: first decode, first engine call, connections
+        one = asyncio.run(run_round(settings, JOBS))
 
-            second = settings.model_copy(update={"transcriber_address": f"127.0.0.1:{free_port()}"})
-            extra = start_services(service_environment(second), root / "logs-second", ("transcriber",))
-            processes["transcriber-2"] = extra["transcriber"]
-            asyncio.run(wait_serving(second.transcriber_address))
-            asyncio.run(run_round(settings, 2))  # warm-up of the second worker
-            two = asyncio.run(run_round(settings, JOBS))
-        finally:
-            stop_services(processes, grace=15)
-            servers.stop()
+        second = settings.model_copy(update={"transcriber_address": f"127.0.0.1:{free_port()}"})
+        extra = start_services(service_environment(second), stack.root / "logs-second", ("transcriber",))
+        stack.processes["transcriber-2"] = extra["transcriber"]
+        asyncio.run(wait_serving(second.transcriber_address))
+        asyncio.run(run_round(settings, 2))  # warm-up of the second worker
+        two = asyncio.run(run_round(settings, JOBS))
 
     print(json.dumps({
         "benchmark": "throughput",

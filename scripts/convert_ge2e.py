@@ -18,12 +18,12 @@ Run by a developer, not by the build:   .venv/bin/python scripts/convert_ge2e.py
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from converter_steps import inner_step_argument, make_throwaway_venv, run_inner_step
 
 REPO = Path(__file__).resolve().parent.parent
 ASSET = REPO / "services" / "transcriber" / "assets" / "ge2e.npz"
@@ -46,14 +46,6 @@ def decode_fixtures(destination: Path) -> None:
         # decode_pcm16k divides s16le samples by 32768, so this recovers them exactly.
         clips[name] = np.round(wav * 32768).astype(np.int16)
     np.savez(destination, **clips)
-
-
-def make_throwaway_venv() -> Path:
-    python = THROWAWAY_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(THROWAWAY_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS], check=True)
-    return python
 
 
 def convert(clips_path: Path) -> None:
@@ -118,17 +110,15 @@ def convert(clips_path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--convert-clips", type=Path, help=argparse.SUPPRESS)  # the step inside the throwaway venv
-    args = parser.parse_args()
-    if args.convert_clips:
-        convert(args.convert_clips)
+    inner = inner_step_argument(__doc__, "--convert-clips")
+    if inner:
+        convert(inner)
         return
     with tempfile.TemporaryDirectory() as scratch:
         clips = Path(scratch) / "clips.npz"
         decode_fixtures(clips)
-        python = make_throwaway_venv()
-        subprocess.run([str(python), __file__, "--convert-clips", str(clips)], check=True)
+        python = make_throwaway_venv(THROWAWAY_VENV, REQUIREMENTS)
+        run_inner_step(python, __file__, "--convert-clips", clips)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from kazru.db.models import Job
@@ -38,6 +40,18 @@ def silent_wav_chunks(total_bytes: int, chunk: int = 1 << 20) -> Iterator[bytes]
 async def aiter_of(pieces) -> AsyncIterator[bytes]:
     for piece in pieces:
         yield piece
+
+
+@asynccontextmanager
+async def running(worker, stop_timeout: float) -> AsyncIterator[None]:
+    """`worker.run(stop)` as a background task for the body; then stopped, waiting at most `stop_timeout` s."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, stop_timeout)
 
 
 async def leftovers(store: ObjectStore, sessions) -> dict[str, int]:
@@ -138,6 +152,17 @@ def load_reference(path: Path) -> dict[str, np.ndarray]:
     """An encoder's reference outputs (tests/fixtures/*_reference.npz), with the clips they were made from."""
     with np.load(path) as stored:
         return dict(stored)
+
+
+def reference_fixture(name: str):
+    """A module-scoped fixture: load_reference of tests/fixtures/`name`, read once per module. Assign it as
+    `reference = reference_fixture("<encoder>_reference.npz")`."""
+
+    @pytest.fixture(scope="module")
+    def fixture() -> dict[str, np.ndarray]:
+        return load_reference(Path(__file__).resolve().parent / "fixtures" / name)
+
+    return fixture
 
 
 def reference_clip(reference: dict[str, np.ndarray], name: str) -> np.ndarray:

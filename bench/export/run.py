@@ -19,25 +19,16 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import srt
 
 from kazru.db.session import create_engine, create_sessionmaker
-from kazru.devstack import (
-    isolated_addresses,
-    service_environment,
-    start_servers,
-    start_services,
-    stop_services,
-    wait_until_healthy,
-)
 from kazru.settings import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT))  # the tests' transcript generator and writer
+sys.path.insert(0, str(REPO_ROOT))  # the tests' transcript generator and writer, and bench.stack
+from bench.stack import running_stack  # noqa: E402
 from tests.transcripts import insert_transcript, synthetic  # noqa: E402
 
 FORMATS = ("txt", "srt", "vtt", "json", "docx")
@@ -77,30 +68,21 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        servers = start_servers(root, durable=False)
-        processes = {}
-        try:
-            settings = servers.settings(**isolated_addresses(), anonymous_access="shared")
-            processes = start_services(service_environment(settings), root / "logs", ("exporter", "gateway"))
-            wait_until_healthy(settings, processes, required={"postgres", "nats", "s3", "exporter"})
-            job_id, words = asyncio.run(store_transcript(settings))
-            results = {}
-            with httpx.Client(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=60) as client:
-                for fmt in FORMATS:
-                    url = f"/api/v1/jobs/{job_id}/export/{fmt}"
-                    timed_download(client, url)  # warm-up
-                    runs = [timed_download(client, url) for _ in range(RUNS)]
-                    results[fmt] = {
-                        "first_byte_ms": summary([r[0] for r in runs]),
-                        "total_ms": summary([r[1] for r in runs]),
-                        "bytes": runs[0][2],
-                    }
-                srt_text = client.get(f"/api/v1/jobs/{job_id}/export/srt").text
-        finally:
-            stop_services(processes, grace=15)
-            servers.stop()
+    with running_stack(("exporter", "gateway"), required={"postgres", "nats", "s3", "exporter"}) as stack:
+        settings = stack.settings
+        job_id, words = asyncio.run(store_transcript(settings))
+        results = {}
+        with httpx.Client(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=60) as client:
+            for fmt in FORMATS:
+                url = f"/api/v1/jobs/{job_id}/export/{fmt}"
+                timed_download(client, url)  # warm-up
+                runs = [timed_download(client, url) for _ in range(RUNS)]
+                results[fmt] = {
+                    "first_byte_ms": summary([r[0] for r in runs]),
+                    "total_ms": summary([r[1] for r in runs]),
+                    "bytes": runs[0][2],
+                }
+            srt_text = client.get(f"/api/v1/jobs/{job_id}/export/srt").text
 
     subtitles = list(srt.parse(srt_text))
     compose_ms = []

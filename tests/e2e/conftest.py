@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,14 +42,22 @@ async def register_api_key(database, owner_id: str, key: str) -> dict[str, str]:
 class Stack:
     settings: Settings
     processes: dict
+    logs: Path  # each service's <name>.log
 
     @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.settings.http_port}"
 
 
-def start_stack(infra: Servers, tmp: Path, services=SERVICES, **overrides) -> Stack:
-    """`overrides`: settings for this stack (e.g. a short ack wait for fault tests)."""
+def start_stack(
+    infra: Servers,
+    tmp: Path,
+    services=SERVICES,
+    environment: Callable[[str], dict[str, str]] | None = None,
+    **overrides,
+) -> Stack:
+    """`overrides`: settings for this stack (e.g. a short ack wait for fault tests). `environment`: the
+    variables a service's process gets besides the settings, by service name (e.g. its own metrics port)."""
     settings = infra.settings(
         **{
             **isolated_addresses(),
@@ -64,23 +72,38 @@ def start_stack(infra: Servers, tmp: Path, services=SERVICES, **overrides) -> St
             **overrides,
         }
     )
-    processes = start_services(service_environment(settings), tmp / "logs", services)
+    logs = tmp / "logs"
+    common = service_environment(settings)
     # The health of services deliberately not started is not waited for.
     required = {"postgres", "nats", "s3", *services} - {"gateway"}
+    processes: dict = {}
     try:
+        for name in services:  # one at a time: each with its own `environment`
+            processes.update(start_services({**common, **(environment(name) if environment else {})}, logs, [name]))
         wait_until_healthy(settings, processes, required=required)
     except BaseException:
         stop_services(processes, grace=15)
         raise
-    return Stack(settings, processes)
+    return Stack(settings, processes, logs)
 
 
 def stop_stack(stack: Stack) -> None:
     stop_services(stack.processes, grace=15)
 
 
-@pytest.fixture(scope="module")
-def stack(infra: Servers, tmp_path_factory) -> Iterator[Stack]:
-    started = start_stack(infra, tmp_path_factory.mktemp("stack"))
-    yield started
-    stop_stack(started)
+def stack_fixture(name: str, services=SERVICES, **overrides):
+    """A module-scoped fixture: a stack started with start_stack(services, **overrides), logs under a
+    temporary directory named `name`, stopped after the module. A module that needs a stack of its own
+    assigns it as `stack = stack_fixture("name", ...)`."""
+
+    @pytest.fixture(scope="module")
+    def fixture(infra: Servers, tmp_path_factory) -> Iterator[Stack]:
+        started = start_stack(infra, tmp_path_factory.mktemp(name), services, **overrides)
+        yield started
+        stop_stack(started)
+
+    return fixture
+
+
+# The whole stack with the e2e defaults, for the modules that need nothing else.
+stack = stack_fixture("stack")

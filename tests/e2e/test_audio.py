@@ -14,7 +14,7 @@ from sqlalchemy import update
 from kazru.db.models import Job
 from kazru.encryption import CHUNK_BYTES
 from tests.conftest import FIXTURES, SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, register_api_key, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, register_api_key, stack_fixture
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 INTRUDER_KEY = "audio-intruder-" + uuid.uuid4().hex
@@ -27,12 +27,8 @@ LONG_SIZE = len(LONG_CLIP)
 LONG_NAME = "Совещание_Ivanov_budget-2025.flac"
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    # No transcriber: the original recording is served whatever the job's state.
-    started = start_stack(infra, tmp_path_factory.mktemp("audio"), services=("ingest", "gateway"))
-    yield started
-    stop_stack(started)
+# No transcriber: the original recording is served whatever the job's state.
+stack = stack_fixture("audio", services=("ingest", "gateway"))
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +41,18 @@ def upload(client: httpx.Client) -> str:
     response = client.post("/api/v1/upload", files={"file": (SPEECH_CLIP.name, CLIP, "audio/flac")})
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
+
+
+def ranged_audio(
+    client: httpx.Client, job_id: str, header: str, recording: bytes, start: int, end: int
+) -> httpx.Response:
+    """GET the job's audio with `Range: header`; asserts a 206 of exactly bytes start..end of `recording`."""
+    response = client.get(f"/api/v1/jobs/{job_id}/audio", headers={"Range": header})
+    assert response.status_code == 206, response.text
+    assert response.content == recording[start : end + 1]
+    assert response.headers["content-range"] == f"bytes {start}-{end}/{len(recording)}"
+    assert int(response.headers["content-length"]) == end - start + 1
+    return response
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +104,7 @@ def test_s3_holds_neither_the_audio_nor_its_name(client, long_job_id, store):
     ],
 )
 def test_ranges_across_encryption_chunks_answer_exactly_those_bytes(client, long_job_id, header, start, end):
-    response = client.get(f"/api/v1/jobs/{long_job_id}/audio", headers={"Range": header})
-    assert response.status_code == 206, response.text
-    assert response.content == LONG_CLIP[start : end + 1]
-    assert response.headers["content-range"] == f"bytes {start}-{end}/{LONG_SIZE}"
-    assert int(response.headers["content-length"]) == end - start + 1
+    ranged_audio(client, long_job_id, header, LONG_CLIP, start, end)
 
 
 def test_a_range_just_past_the_long_recording_answers_416(client, long_job_id):
@@ -129,11 +133,7 @@ def test_whole_recording_without_a_range(client, job_id):
     ],
 )
 def test_ranges_answer_206_with_exactly_those_bytes(client, job_id, header, start, end):
-    response = client.get(f"/api/v1/jobs/{job_id}/audio", headers={"Range": header})
-    assert response.status_code == 206, response.text
-    assert response.content == CLIP[start : end + 1]
-    assert response.headers["content-range"] == f"bytes {start}-{end}/{SIZE}"
-    assert int(response.headers["content-length"]) == end - start + 1
+    response = ranged_audio(client, job_id, header, CLIP, start, end)
     assert response.headers["accept-ranges"] == "bytes"
 
 

@@ -13,7 +13,7 @@ import pytest
 from kazru.audio import ffmpeg_exe
 from kazru.settings import MIB
 from tests.conftest import SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, stack_fixture
 from tests.helpers import leftovers, wav_header
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -27,17 +27,12 @@ WAV_CLAIMING_4_GB = (
 )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    # No transcriber: nothing here needs a transcript, and accepted jobs are deleted while still
-    # queued, which must take their message off the queue too.
-    services = ("ingest", "exporter", "janitor", "gateway")
-    started = start_stack(
-        infra, tmp_path_factory.mktemp("bad-input"), services, max_upload_bytes=CAP,
-        max_duration_seconds=MAX_DURATION_SECONDS,
-    )  # fmt: skip
-    yield started
-    stop_stack(started)
+# No transcriber: nothing here needs a transcript, and accepted jobs are deleted while still
+# queued, which must take their message off the queue too.
+stack = stack_fixture(
+    "bad-input", services=("ingest", "exporter", "janitor", "gateway"), max_upload_bytes=CAP,
+    max_duration_seconds=MAX_DURATION_SECONDS,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +65,11 @@ def multipart(*parts: tuple[str, str | None, bytes], boundary="b0undary") -> tup
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
+def valid_flac(**refused: dict) -> dict:
+    """httpx keyword arguments of an upload of a good FLAC file, with `refused` form fields or headers."""
+    return {"files": {"file": ("a.flac", FLAC)}, **refused}
+
+
 def refused_uploads(mp3: bytes) -> dict[str, tuple[dict, int, str]]:
     """id → (httpx keyword arguments, HTTP status, error code)."""
     two_files = multipart(("file", "a.flac", FLAC), ("file", "b.flac", FLAC))
@@ -95,18 +95,12 @@ def refused_uploads(mp3: bytes) -> dict[str, tuple[dict, int, str]]:
                                "NOT_MULTIPART"),
         "multipart-without-boundary": (no_boundary, 400, "NOT_MULTIPART"),
         "multipart-cut-short": ({"content": cut_short, "headers": multipart()[1]}, 400, "MALFORMED_MULTIPART"),
-        "max-speakers-not-a-number": ({"files": {"file": ("a.flac", FLAC)}, "data": {"max_speakers": "many"}}, 400,
-                                      "INVALID_MAX_SPEAKERS"),
-        "max-speakers-zero": ({"files": {"file": ("a.flac", FLAC)}, "data": {"max_speakers": "0"}}, 400,
-                              "INVALID_MAX_SPEAKERS"),
-        "max-speakers-eleven": ({"files": {"file": ("a.flac", FLAC)}, "data": {"max_speakers": "11"}}, 400,
-                                "INVALID_MAX_SPEAKERS"),
-        "unsupported-language": ({"files": {"file": ("a.flac", FLAC)}, "data": {"language": "fr"}}, 400,
-                                 "INVALID_LANGUAGE"),
-        "language-garbage": ({"files": {"file": ("a.flac", FLAC)}, "data": {"language": "kk;DROP TABLE jobs"}}, 400,
-                             "INVALID_LANGUAGE"),
-        "bad-idempotency-key": ({"files": {"file": ("a.flac", FLAC)}, "headers": {"Idempotency-Key": "a b"}}, 400,
-                                "INVALID_IDEMPOTENCY_KEY"),
+        "max-speakers-not-a-number": (valid_flac(data={"max_speakers": "many"}), 400, "INVALID_MAX_SPEAKERS"),
+        "max-speakers-zero": (valid_flac(data={"max_speakers": "0"}), 400, "INVALID_MAX_SPEAKERS"),
+        "max-speakers-eleven": (valid_flac(data={"max_speakers": "11"}), 400, "INVALID_MAX_SPEAKERS"),
+        "unsupported-language": (valid_flac(data={"language": "fr"}), 400, "INVALID_LANGUAGE"),
+        "language-garbage": (valid_flac(data={"language": "kk;DROP TABLE jobs"}), 400, "INVALID_LANGUAGE"),
+        "bad-idempotency-key": (valid_flac(headers={"Idempotency-Key": "a b"}), 400, "INVALID_IDEMPOTENCY_KEY"),
     }  # fmt: skip
 
 

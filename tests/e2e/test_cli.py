@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -205,10 +206,11 @@ def test_server_down_exits_5(stack):
     assert one_error_line(result).startswith(f"kazru: UNAVAILABLE: {free}")
 
 
-def test_a_job_that_ends_without_a_transcript_exits_4(stack, tmp_path):
-    out = tmp_path / "never.srt"
+def watched_transcribe(stack, clip: Path, out: Path) -> tuple[subprocess.Popen, str]:
+    """`kazru transcribe clip -o out` in the background, once it has named its job on stderr (and is
+    watching it): the process and the job id. The caller kills the process when done."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "kazru.cli", "transcribe", str(FIXTURES / "conversation_3spk.flac"), "-o", str(out)],
+        [sys.executable, "-m", "kazru.cli", "transcribe", str(clip), "-o", str(out)],
         env=cli_environment(stack), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
@@ -216,7 +218,16 @@ def test_a_job_that_ends_without_a_transcript_exits_4(stack, tmp_path):
         while not (lines and lines[-1].startswith("job ")):
             lines.append(process.stderr.readline())
             assert lines[-1], f"the CLI ended before naming its job: {lines}"
-        job_id = lines[-1].split()[1]
+    except BaseException:
+        process.kill()
+        raise
+    return process, lines[-1].split()[1]
+
+
+def test_a_job_that_ends_without_a_transcript_exits_4(stack, tmp_path):
+    out = tmp_path / "never.srt"
+    process, job_id = watched_transcribe(stack, FIXTURES / "conversation_3spk.flac", out)
+    try:
         # The owner deletes it from elsewhere while the CLI is watching.
         deleted = httpx.delete(f"{stack.http}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {API_KEY}"})
         assert deleted.status_code == 200
@@ -266,15 +277,8 @@ def test_keys_create_list_revoke_round_trip(stack):
 
 def test_transcribe_survives_a_gateway_restart_while_watching(stack, tmp_path):
     out = tmp_path / "after-restart.txt"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kazru.cli", "transcribe", str(FIXTURES / "conversation_2spk.flac"), "-o", str(out)],
-        env=cli_environment(stack), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+    process, _ = watched_transcribe(stack, FIXTURES / "conversation_2spk.flac", out)
     try:
-        line = ""
-        while not line.startswith("job "):
-            line = process.stderr.readline()
-            assert line, "the CLI ended before naming its job"
         stop_services({"gateway": stack.processes.pop("gateway")}, grace=15)
         stack.processes.update(start_services(service_environment(stack.settings), tmp_path / "logs", ("gateway",)))
         assert process.wait(timeout=240) == 0, process.stderr.read()

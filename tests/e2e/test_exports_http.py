@@ -15,7 +15,7 @@ from kazru.db.models import JobState
 from kazru.v1 import export_pb2, job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import BOOTSTRAP_OWNER
 from tests import export_checks
-from tests.e2e.conftest import API_KEY, register_api_key, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, register_api_key, stack_fixture
 from tests.transcripts import WordSpec, insert_transcript, segment_of_words
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -24,11 +24,7 @@ INTRUDER = {"Authorization": f"Bearer {INTRUDER_KEY}"}
 FILENAME = "Сұхбат «Әңгіме» 1.flac"
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    started = start_stack(infra, tmp_path_factory.mktemp("exports"), services=("exporter", "gateway"))
-    yield started
-    stop_stack(started)
+stack = stack_fixture("exports", services=("exporter", "gateway"))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from kazru.db.models import Job, JobState, Segment
 from kazru.devservers import stop_process
 from kazru.devstack import service_environment, start_services
 from tests.conftest import SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, stack_fixture
 from tests.helpers import leftovers, long_speech
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -27,14 +27,9 @@ ACK_WAIT_SECONDS = 5.0
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "DELETED"}
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    started = start_stack(
-        infra, tmp_path_factory.mktemp("faults"),
-        job_ack_wait_seconds=ACK_WAIT_SECONDS, janitor_interval_seconds=1.0, enqueue_retry_after_seconds=2.0,
-    )  # fmt: skip
-    yield started
-    stop_stack(started)
+stack = stack_fixture(
+    "faults", job_ack_wait_seconds=ACK_WAIT_SECONDS, janitor_interval_seconds=1.0, enqueue_retry_after_seconds=2.0
+)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from kazru.audio import ffmpeg_exe
 from kazru.grpc_errors import from_rpc_error
 from kazru.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.conftest import SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, stack_fixture
 from tests.helpers import leftovers, long_speech, remains_of
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -25,14 +25,7 @@ RETENTION_SECONDS = 60.0
 NOTHING = {"objects": [], "segments": 0, "words": 0, "speakers": 0}
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    started = start_stack(
-        infra, tmp_path_factory.mktemp("lifecycle"),
-        retention_hours=RETENTION_SECONDS / 3600, janitor_interval_seconds=1.0,
-    )  # fmt: skip
-    yield started
-    stop_stack(started)
+stack = stack_fixture("lifecycle", retention_hours=RETENTION_SECONDS / 3600, janitor_interval_seconds=1.0)
 
 
 @pytest.fixture(scope="module")

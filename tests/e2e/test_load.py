@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from kazru.db.models import Job, Segment
 from tests.conftest import SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, stack_fixture
 
 # One transcriber works through 50 jobs: minutes on a small machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -23,12 +23,8 @@ UPLOADS = 50
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    # The same clip fifty times (result reuse is off in every e2e stack): the engine works through all of them.
-    started = start_stack(infra, tmp_path_factory.mktemp("load"))
-    yield started
-    stop_stack(started)
+# The same clip fifty times (result reuse is off in every e2e stack): the engine works through all of them.
+stack = stack_fixture("load")
 
 
 async def test_fifty_uploads_from_ten_clients_all_finish_once(stack, database):

@@ -14,24 +14,14 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kazru.devstack import (
-    SERVICES,
-    Servers,
-    isolated_addresses,
-    service_environment,
-    start_services,
-    stop_services,
-    wait_until_healthy,
-)
-from kazru.settings import Settings
+from kazru.devstack import SERVICES, Servers
 from tests.conftest import REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS
-from tests.e2e.conftest import API_KEY
+from tests.e2e.conftest import API_KEY, Stack, start_stack, stop_stack
 from tests.fakes.otlp_collector import OtlpTraceCollector
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -47,17 +37,10 @@ TRACED = {**AUTH, "traceparent": f"00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01"}
 
 
 @dataclass
-class ObservedStack:
-    settings: Settings
-    processes: dict
+class ObservedStack(Stack):
     metrics_ports: dict[str, int]
-    logs: Path
     s3_secret: str
     collector: OtlpTraceCollector
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.settings.http_port}"
 
     def metrics(self, service: str) -> dict[tuple[str, frozenset], float]:
         url = f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
@@ -103,29 +86,18 @@ def collector() -> Iterator[OtlpTraceCollector]:
 
 @pytest.fixture(scope="module")
 def observed(infra: Servers, collector: OtlpTraceCollector, tmp_path_factory) -> Iterator[ObservedStack]:
-    logs = tmp_path_factory.mktemp("observed") / "logs"
-    settings = infra.settings(
-        **isolated_addresses(),
-        bootstrap_api_key=API_KEY,
-        shutdown_grace_seconds=3,
-        metrics_host="127.0.0.1",
-        reuse_identical_uploads=False,  # the upload must run through every process to be traced
-    )
     ports = metrics_ports(METRICS_SERVICES)
     tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true",
                "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
-    environment = {**service_environment(settings), **tracing}
-    processes: dict = {}
-    try:
-        for name in SERVICES:  # one at a time: each its own KAZRU_METRICS_PORT
-            env = {**environment, "KAZRU_METRICS_PORT": str(ports.get(name, 0))}
-            processes.update(start_services(env, logs, [name]))
-        wait_until_healthy(settings, processes)
-    except BaseException:
-        stop_services(processes, grace=15)
-        raise
-    yield ObservedStack(settings, processes, ports, logs, infra.s3.secret_key, collector)
-    stop_services(processes, grace=15)
+    started = start_stack(
+        infra, tmp_path_factory.mktemp("observed"),
+        environment=lambda name: {**tracing, "KAZRU_METRICS_PORT": str(ports.get(name, 0))},
+        metrics_host="127.0.0.1",
+        reuse_identical_uploads=False,  # as in every e2e stack: the upload must run through every process to be traced
+    )  # fmt: skip
+    observed = ObservedStack(started.settings, started.processes, started.logs, ports, infra.s3.secret_key, collector)
+    yield observed
+    stop_stack(observed)
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +222,7 @@ def test_one_upload_is_one_connected_trace_across_the_processes(observed, finish
 
 
 def test_logs_of_the_run_leak_nothing(observed, finished_job):
-    stop_services(observed.processes, grace=15)  # everything flushed, shutdown lines included
+    stop_stack(observed)  # everything flushed, shutdown lines included
     lines = [
         (path.stem, line)
         for path in sorted(observed.logs.glob("*.log"))

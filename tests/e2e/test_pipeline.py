@@ -12,17 +12,13 @@ import pytest
 from kazru import grpc_server
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.conftest import REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS, SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, stack_fixture
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    # The whole pipeline, each upload through the engine (the clips were uploaded before, by other modules).
-    started = start_stack(infra, tmp_path_factory.mktemp("pipeline"))
-    yield started
-    stop_stack(started)
+# The whole pipeline, each upload through the engine (the clips were uploaded before, by other modules).
+stack = stack_fixture("pipeline")
 
 
 def wait_for_job(stack, job_id: str, headers=AUTH, timeout: float = 120) -> dict:

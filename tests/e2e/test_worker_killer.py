@@ -26,7 +26,7 @@ from kazru.devservers import stop_process
 from kazru.devstack import service_environment, start_services
 from services.janitor.expiry import LOST_AFTER_ACK_WAITS
 from tests.conftest import SPEECH_CLIP
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, stack_fixture
 from tests.helpers import long_speech
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -35,14 +35,9 @@ MAX_DELIVER = 3
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "DELETED"}
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    started = start_stack(
-        infra, tmp_path_factory.mktemp("killer"),
-        job_ack_wait_seconds=ACK_WAIT_SECONDS, job_max_deliver=MAX_DELIVER, janitor_interval_seconds=0.5,
-    )  # fmt: skip
-    yield started
-    stop_stack(started)
+stack = stack_fixture(
+    "killer", job_ack_wait_seconds=ACK_WAIT_SECONDS, job_max_deliver=MAX_DELIVER, janitor_interval_seconds=0.5
+)
 
 
 def upload(stack, data: bytes, name: str) -> str:

@@ -17,7 +17,7 @@ from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
-from tests.helpers import messages_left_after_acks
+from tests.helpers import messages_left_after_acks, running
 from tests.integration.test_speechkit import API_KEY, engine_settings
 from tests.integration.test_transcriber import enqueue, wait_for_state
 
@@ -39,11 +39,8 @@ async def speechkit_worker(settings, database, store, bus):
     engine = SpeechKitEngine(worker_settings)
     pipeline = TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load()))
     worker = TranscriptionWorker(worker_settings, database, store, bus, pipeline)
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    yield fake
-    stop.set()
-    await asyncio.wait_for(running, 30)
+    async with running(worker, stop_timeout=30):
+        yield fake
     await engine.close()
     await fake.stop()
 

@@ -19,17 +19,14 @@ from kazru.storage import ObjectStore
 from kazru.v1 import events_pb2
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS, SPEECH_CLIP
-from tests.helpers import aiter_of, messages_left_after_acks, queued_messages
+from tests.helpers import aiter_of, messages_left_after_acks, queued_messages, running
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def worker(settings, database, store, bus, pipeline):
     worker = TranscriptionWorker(settings, database, store, bus, pipeline)
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    yield worker
-    stop.set()
-    await asyncio.wait_for(running, 30)
+    async with running(worker, stop_timeout=30):
+        yield worker
 
 
 async def enqueue(

@@ -10,7 +10,7 @@ from kazru.bus import Bus
 from kazru.db.models import Job, JobState
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
-from tests.helpers import long_speech, queued_messages, remains_of
+from tests.helpers import long_speech, queued_messages, remains_of, running
 from tests.integration.test_transcriber import enqueue, wait_for_state
 
 ACK_WAIT_SECONDS = 1.5
@@ -22,11 +22,8 @@ async def quick_worker(infra, database, store, bus, pipeline):  # noqa: F811 - t
     settings = infra.settings(job_ack_wait_seconds=ACK_WAIT_SECONDS)
     worker_bus = await Bus.connect(settings, "quick-worker")  # `bus` is fresh: the consumer is made here
     worker = TranscriptionWorker(settings, database, store, worker_bus, pipeline)
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    yield worker
-    stop.set()
-    await asyncio.wait_for(running, 60)
+    async with running(worker, stop_timeout=60):
+        yield worker
     await worker_bus.close()
 
 

@@ -18,27 +18,12 @@ def make_job() -> Job:
 
 
 def make_segments() -> list[Segment]:
-    return [
-        Segment(position=0, start_seconds=0.0, end_seconds=2.5, text="Сәлем, әлем!", language="kk", confidence=0.9),
-        Segment(
-            position=1,
-            start_seconds=3723.4,
-            end_seconds=3725.0,
-            text='Привет "мир"',
-            language="ru",
-            confidence=0.8,
-            speaker="S2",
-        ),  # fmt: skip
-        Segment(
-            position=2,
-            start_seconds=3725.0,
-            end_seconds=3726.0,
-            text="Иә.",
-            language="kk",
-            confidence=0.8,
-            speaker="S2",
-        ),  # fmt: skip
+    rows = [  # the COLUMNS of each segment
+        (0, 0.0, 2.5, "Сәлем, әлем!", "kk", 0.9, None, None),
+        (1, 3723.4, 3725.0, 'Привет "мир"', "ru", 0.8, "S2", None),
+        (2, 3725.0, 3726.0, "Иә.", "kk", 0.8, "S2", None),
     ]
+    return [Segment(**dict(zip(COLUMNS, row, strict=True))) for row in rows]
 
 
 def stream(segments, speakers=(), words=None) -> formats.TranscriptStream:

@@ -24,9 +24,8 @@ from services.transcriber.speaker_embedding import (
     frame_count,
     kaldi_fbank,
 )
-from tests.helpers import cosine, load_reference, reference_clip
+from tests.helpers import cosine, reference_clip, reference_fixture
 
-REFERENCE = Path(__file__).resolve().parent.parent / "fixtures" / "campplus_reference.npz"
 CLIPS = ("sample_spk90_a", "sample_spk90_b", "sample_spk91_a", "sample_spk91_b", "kk_is2ai_1", "kk_city_f3")
 EMBEDDING_SIZE = 192
 
@@ -36,9 +35,7 @@ def encoder() -> CamPlusPlusEncoder:
     return CamPlusPlusEncoder.load()
 
 
-@pytest.fixture(scope="module")
-def reference() -> dict[str, np.ndarray]:
-    return load_reference(REFERENCE)
+reference = reference_fixture("campplus_reference.npz")
 
 
 # -- features and network -------------------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,9 +12,8 @@ from services.transcriber.voice_encoder import (
     normalize_volume,
     partial_slices,
 )
-from tests.helpers import cosine, load_reference, reference_clip
+from tests.helpers import cosine, reference_clip, reference_fixture
 
-REFERENCE = Path(__file__).resolve().parent.parent / "fixtures" / "ge2e_reference.npz"
 FIXTURES = ("ru_weather_m3", "ru_weather_f3", "kk_city_f3")
 TOLERANCE = 1e-4
 
@@ -26,9 +23,7 @@ def encoder() -> VoiceEncoder:
     return VoiceEncoder.load()
 
 
-@pytest.fixture(scope="module")
-def reference() -> dict[str, np.ndarray]:
-    return load_reference(REFERENCE)
+reference = reference_fixture("ge2e_reference.npz")
 
 
 @pytest.mark.parametrize("name", FIXTURES)
