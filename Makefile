@@ -29,10 +29,10 @@ kazru/v1/.generated: $(STAMP) $(PROTOS) scripts/protogen.py
 proto: kazru/v1/.generated
 
 model: $(STAMP)
-	$(PY) -m kazru.model_install
+	$(PY) -m kazru.dev.model_install
 
 run: proto model
-	$(PY) -m kazru.devstack
+	$(PY) -m kazru.dev.devstack
 
 test: proto model
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""Cost of the audio encryption at rest (kazru.encryption), in this process, without S3.
+"""Cost of the audio encryption at rest (kazru.adapters.encryption), in this process, without S3.
 
 Seals 64 MiB of random bytes (fed in 1 MiB pieces, as the gateway streams an upload) and opens them again
 whole, and, for a player's seek, opens 1000 ranges of 4 KiB at random offsets (each decrypts the 64 KiB
@@ -15,7 +15,7 @@ import platform
 import random
 import time
 
-from kazru.encryption import HEADER_BYTES, Keyring, SealedObject, Sealer, new_key_entry
+from kazru.adapters.encryption import HEADER_BYTES, Keyring, SealedObject, Sealer, new_key_entry
 
 SIZE = 64 * 1024 * 1024
 PIECE = 1024 * 1024

@@ -9,7 +9,7 @@ of every hour of the 8 h job is compared with the 1 h job's (word error rate aga
 utterances' texts).
 
 Each job runs in a fresh process doing what the worker does: ffmpeg decodes the file to a PCM file
-(`kazru.audio.decode_to_file`), the pipeline (VAD, CAM++, clustering, Whisper, assembly) reads it
+(`kazru.adapters.audio.decode_to_file`), the pipeline (VAD, CAM++, clustering, Whisper, assembly) reads it
 piece by piece. The process's peak resident memory (VmHWM) is compared with the lower bound
 measured in the same process: its memory with the models loaded, before any audio.
 
@@ -37,7 +37,7 @@ import numpy as np
 
 from bench.accuracy.metrics import ErrorTally, word_errors
 from bench.accuracy.sets import CACHE_DIR, festvox_ru
-from kazru import audio
+from kazru.adapters import audio
 from kazru.settings import REPO_ROOT
 
 STRETCH_SECONDS = 60.0

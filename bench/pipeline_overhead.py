@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from kazru import audio
-from kazru.bus import Bus
+from kazru.adapters import audio
+from kazru.adapters.bus import Bus
 from kazru.settings import REPO_ROOT, Settings
 from kazru.v1 import events_pb2
 from services.transcriber.pipeline import create_pipeline

@@ -1,5 +1,5 @@
 """The stack the end-to-end benchmarks measure: throwaway PostgreSQL, NATS and S3 and the services as
-processes (kazru.devstack, as `make run` starts them), on free ports beside a local run, open to
+processes (kazru.dev.devstack, as `make run` starts them), on free ports beside a local run, open to
 anonymous callers (one shared owner)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kazru.devstack import (
+from kazru.dev.devstack import (
     SERVICES,
     isolated_addresses,
     service_environment,

@@ -21,10 +21,10 @@ import time
 import grpc
 import httpx
 
-from kazru import grpc_server
-from kazru.bus import Bus
-from kazru.devservers import free_port
-from kazru.devstack import service_environment, start_services
+from kazru.adapters.bus import Bus
+from kazru.dev.devservers import free_port
+from kazru.dev.devstack import service_environment, start_services
+from kazru.grpc import server as grpc_server
 from kazru.settings import REPO_ROOT, Settings
 from kazru.v1 import events_pb2
 

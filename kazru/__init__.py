@@ -1,7 +1,23 @@
-"""Shared internals of KazRu-STT: settings, database, storage, bus, audio, gRPC helpers.
+"""Shared internals of KazRu-STT, in layers. Services import this package; they never import each
+other, and nothing here imports a service.
 
-Services import this package; they never import each other. Generated protobuf
-code lives in `kazru.v1` (made by `make proto`, not tracked).
+- `kazru.domain`: pure rules with no I/O (errors, the job lifecycle, recognition results and the
+  engine port, languages, export formats, the upload protocol). Imports no other layer but settings.
+- `kazru.db`: PostgreSQL (SQLAlchemy models, Alembic migrations, repositories, API keys, usage).
+- `kazru.adapters`: the other external systems: NATS bus, S3 storage and its encryption, ffmpeg
+  audio, byte ranges, Yandex SpeechKit, and which driver errors mean an outage.
+- `kazru.jobs`: use cases that end or enqueue a job across db, bus and storage (retention, outbox).
+- `kazru.grpc`: gRPC plumbing shared by the services (error mapping, server, interceptors, and
+  database rows as protobuf messages).
+- `kazru.observability`: JSON logs, Prometheus metrics and OpenTelemetry traces; usable by every layer.
+- `kazru.dev`: `make run`, the tests' servers and the model install; not imported by a running service
+  (tests/unit/test_layering.py names the one exception).
+- At the top: `kazru.settings` (typed KAZRU_* settings, SpeechKit's as `settings.speechkit`),
+  `kazru.cli` (the `kazru` command) and `kazru.api_json` (the HTTP API's JSON shapes).
+
+Each subpackage's docstring says what belongs there and what it may import; tests/unit/test_layering.py
+checks the rules that matter. Generated protobuf code lives in `kazru.v1` (made by `make proto`, not
+tracked).
 """
 
 import os

@@ -24,10 +24,11 @@ from typing import IO
 
 import grpc
 
-from kazru import errors, export_formats
+from kazru.adapters import outages
 from kazru.api_json import job_json
-from kazru.errors import KazruError, Kind
-from kazru.grpc_errors import from_rpc_error
+from kazru.domain import errors, export_formats
+from kazru.domain.errors import KazruError, Kind
+from kazru.grpc.errors import from_rpc_error
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
 
 EXIT_OK, EXIT_OTHER, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_JOB_FAILED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
@@ -282,7 +283,7 @@ async def cmd_delete(client: Client, args: argparse.Namespace) -> int:
 
 
 async def cmd_keys(args: argparse.Namespace) -> int:
-    from kazru import api_keys
+    from kazru.db import api_keys
     from kazru.db.session import create_engine, create_sessionmaker
     from kazru.settings import Settings
 
@@ -310,7 +311,7 @@ async def cmd_keys(args: argparse.Namespace) -> int:
 
 async def cmd_usage(args: argparse.Namespace) -> int:
     """The service's usage per day, newest first, straight from PostgreSQL (the operator's report)."""
-    from kazru import usage
+    from kazru.db import usage
     from kazru.db.session import create_engine, create_sessionmaker
     from kazru.settings import Settings
 
@@ -473,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # noqa: BLE001 - one line for scripts, not a traceback
-        outage = errors.from_infrastructure(error)
+        outage = outages.from_infrastructure(error)
         if outage is not None:
             return _fail(EXIT_UNAVAILABLE, outage.code, outage.message)
         return _fail(EXIT_OTHER, type(error).__name__, str(error) or "unexpected error")

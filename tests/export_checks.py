@@ -16,7 +16,7 @@ import jsonschema
 import srt
 import webvtt
 
-from kazru.audio import _default_ffmpeg
+from kazru.adapters.audio import _default_ffmpeg
 
 SCHEMA_PATH = Path(__file__).parents[1] / "services" / "exporter" / "schemas" / "transcript.schema.json"
 MAX_LINE_CHARS = 42

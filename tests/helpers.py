@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from kazru.adapters.storage import ObjectStore
 from kazru.db.models import Job
-from kazru.storage import ObjectStore
 
 
 def wav_header(data_bytes: int, sample_rate: int = 16000, channels: int = 1) -> bytes:
@@ -138,7 +138,7 @@ def long_speech(path, repeats: int = 1) -> bytes:
     import subprocess
     from pathlib import Path
 
-    from kazru.audio import ffmpeg_exe
+    from kazru.adapters.audio import ffmpeg_exe
 
     clips = sorted((Path(__file__).parent / "fixtures" / "audio").glob("*.flac")) * repeats
     inputs = [arg for clip in clips for arg in ("-i", str(clip))]

@@ -400,7 +400,7 @@ def _name_value(item: str, option: str) -> tuple[str, str]:
 
 
 async def benchmark(args: argparse.Namespace) -> dict:
-    from kazru import audio
+    from kazru.adapters import audio
     from kazru.settings import Settings
 
     run_started = time.perf_counter()

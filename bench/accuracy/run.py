@@ -125,7 +125,7 @@ TEXT_FIELDS = ("wer", "cer", "reference_words", "language_id_accuracy", "languag
 
 
 async def benchmark(args: argparse.Namespace) -> dict:
-    from kazru import audio
+    from kazru.adapters import audio
     from kazru.settings import Settings
 
     settings = Settings(engine=args.engine)
@@ -220,7 +220,7 @@ def _with(segment: Segment, **changes: object) -> Segment:
 
 
 def _model_name(settings) -> str:
-    return settings.whisper_model_path if settings.engine == "whisper" else settings.speechkit_model
+    return settings.whisper_model_path if settings.engine == "whisper" else settings.speechkit.model
 
 
 def machine_info() -> dict:

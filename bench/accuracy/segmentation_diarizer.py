@@ -38,7 +38,7 @@ from scipy.optimize import linear_sum_assignment
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.accuracy.sets import CACHE_DIR  # noqa: E402
-from kazru.recognition import SpeechRegion  # noqa: E402
+from kazru.domain.recognition import SpeechRegion  # noqa: E402
 from services.transcriber.diarization import Diarization, SpeakerTurn, count_speakers  # noqa: E402
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder, kaldi_fbank  # noqa: E402
 
@@ -337,7 +337,7 @@ def _print_table(name: str, rows: list[tuple[str, dict]]) -> None:
 
 
 def main() -> None:
-    from kazru import audio
+    from kazru.adapters import audio
     from kazru.settings import Settings
     from services.transcriber.pipeline import create_diarizer
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accuracy.metrics import Segment
-from kazru.debian_packages import PackageUnavailable, extracted_package
+from kazru.dev.debian_packages import PackageUnavailable, extracted_package
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The shared corpus lives beside the repository checkout (read-only).

@@ -2,7 +2,7 @@
 
 A synthetic 3-hour conversation (30 000 words, 6 speakers, word timings; the
 tests' generator) is written into PostgreSQL as the transcriber leaves it; the
-exporter and the gateway run as processes (kazru.devstack, as `make run` starts
+exporter and the gateway run as processes (kazru.dev.devstack, as `make run` starts
 them). For each format: time to the first body byte and total time of
 `GET /api/v1/jobs/{id}/export/{format}` (median and max of RUNS after a warm-up).
 As the peer figure, the `srt` library composes the same captions (the Subtitle

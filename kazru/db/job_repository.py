@@ -1,6 +1,6 @@
 """Every write of a job's row once it exists, and the one place its state changes.
 
-A state change is `move` on a row locked FOR UPDATE: it checks `kazru.lifecycle`'s rules and
+A state change is `move` on a row locked FOR UPDATE: it checks `kazru.domain.lifecycle`'s rules and
 refuses an illegal change before anything is written, so a race (a job deleted while its worker
 saves, a message redelivered for a finished job) can never write one. The worker's steps
 (claim … succeed, fail, hand back) each run in a transaction of their own and report a lost race
@@ -21,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import lifecycle, usage
+from kazru.db import usage
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
+from kazru.domain import lifecycle
 from kazru.settings import Settings
 
 TRANSCRIPT_TABLES = (Word, Segment, Speaker)

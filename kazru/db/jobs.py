@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kazru import errors
 from kazru.db.models import Job, JobState
+from kazru.domain import errors
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20

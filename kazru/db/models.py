@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -25,19 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-class JobState(StrEnum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    EXPIRED = "EXPIRED"
-    DELETED = "DELETED"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self not in (JobState.PENDING, JobState.RUNNING)
+from kazru.domain.lifecycle import JobState  # the states are the domain's; the column stores their names
 
 
 class Base(DeclarativeBase):
@@ -182,7 +169,7 @@ class Word(Base):
 
 
 class UsageFigures:
-    """A day's usage figures (kazru/usage.py), the columns of both usage tables."""
+    """A day's usage figures (kazru/db/usage.py), the columns of both usage tables."""
 
     files: Mapped[int] = mapped_column(Integer, server_default="0")
     audio_seconds: Mapped[float] = mapped_column(Float, server_default="0")

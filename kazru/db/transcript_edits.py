@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kazru import errors
 from kazru.db import jobs
 from kazru.db.models import Job, Segment, Speaker, Word
-from kazru.language_shares import language_shares
+from kazru.domain import errors
+from kazru.domain.language_shares import language_shares
 
 MAX_SPEAKER_NAME_CHARS = 100
 MAX_SEGMENT_TEXT_CHARS = 10_000

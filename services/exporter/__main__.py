@@ -6,10 +6,10 @@ import asyncio
 import logging
 
 from kazru.db.session import create_engine, create_sessionmaker
-from kazru.grpc_server import GrpcServer, wait_for_stop_signal
-from kazru.metrics import start_metrics_server
+from kazru.grpc.server import GrpcServer, wait_for_stop_signal
+from kazru.observability.logs import prepare_process
+from kazru.observability.metrics import start_metrics_server
 from kazru.settings import Settings
-from kazru.telemetry import prepare_process
 from kazru.v1 import exporter_service_pb2, exporter_service_pb2_grpc
 from services.exporter.grpc_api import ExporterServicer
 

@@ -8,11 +8,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import errors, tracing
 from kazru.db import jobs
 from kazru.db.models import Job, Speaker
 from kazru.db.transcripts import Words, segments_query, speakers_query
-from kazru.grpc_errors import translate
+from kazru.domain import errors
+from kazru.grpc.errors import translate
+from kazru.observability import tracing
 from kazru.v1 import export_pb2, exporter_service_pb2_grpc
 from services.exporter import formats
 

@@ -8,14 +8,14 @@ import logging
 
 import uvicorn
 
-from kazru import grpc_server
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
+from kazru.adapters.engine_copies import for_engine
+from kazru.adapters.storage import ObjectStore
 from kazru.db.session import create_engine, create_sessionmaker
-from kazru.external_copies import for_engine
-from kazru.grpc_server import GrpcServer, wait_for_stop_signal
+from kazru.grpc import server as grpc_server
+from kazru.grpc.server import GrpcServer, wait_for_stop_signal
+from kazru.observability.logs import prepare_process
 from kazru.settings import Settings
-from kazru.storage import ObjectStore
-from kazru.telemetry import prepare_process
 from kazru.v1 import job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import Authenticator
 from services.gateway.core import Gateway

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import errors
-from kazru.api_keys import hash_key
+from kazru.db.api_keys import hash_key
 from kazru.db.models import ApiKey
+from kazru.domain import errors
 from kazru.settings import AnonymousAccess, Settings
 
 SESSION_COOKIE = "kazru_session"

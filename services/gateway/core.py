@@ -17,14 +17,17 @@ from minio.error import S3Error
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import convert, errors, metrics, retention, tracing, usage
-from kazru.bus import Bus
-from kazru.db import jobs, transcript_edits, transcripts
-from kazru.external_copies import ExternalCopies
-from kazru.grpc_errors import from_rpc_error
-from kazru.grpc_server import check_health
+from kazru.adapters.bus import Bus
+from kazru.adapters.storage import ObjectStore
+from kazru.db import jobs, transcript_edits, transcripts, usage
+from kazru.domain import errors
+from kazru.domain.external_copies import ExternalCopies
+from kazru.grpc import convert
+from kazru.grpc.errors import from_rpc_error
+from kazru.grpc.server import check_health
+from kazru.jobs import retention
+from kazru.observability import metrics, tracing
 from kazru.settings import Settings
-from kazru.storage import ObjectStore
 from kazru.v1 import (
     export_pb2,
     exporter_service_pb2,
@@ -275,7 +278,7 @@ class Gateway:
         return first, rest()
 
     async def usage(self, owner_id: str, days: int) -> dict:
-        """The owner's own figures per day of upload, newest first, and their totals (kazru/usage.py)."""
+        """The owner's own figures per day of upload, newest first, and their totals (kazru/db/usage.py)."""
         async with self._sessions() as session:
             report = await usage.usage_report(session, days, owner_id=owner_id)
         return {"days": [day.as_json() for day in report], "totals": usage.totals(report)}

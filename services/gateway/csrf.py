@@ -17,7 +17,7 @@ import hmac
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from kazru import errors
+from kazru.domain import errors
 
 CSRF_COOKIE = "kazru_csrf"
 CSRF_HEADER = "x-csrf-token"

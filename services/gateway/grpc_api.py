@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import unquote
 
-from kazru import convert, errors
-from kazru.grpc_errors import translate
-from kazru.upload_protocol import check_complete, refuse_after_draining
+from kazru.domain import errors
+from kazru.domain.upload_protocol import check_complete, refuse_after_draining
+from kazru.grpc import convert
+from kazru.grpc.errors import translate
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
 from services.gateway.core import Gateway, SegmentChange, UploadItem, UploadStart
 from services.gateway.grpc_auth import current_caller

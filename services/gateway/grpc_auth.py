@@ -2,7 +2,7 @@
 the `authorization` metadata before the method runs and hands the caller to it.
 
 The same Authenticator as the HTTP API (API keys; no browser sessions over gRPC). A refused
-caller gets UNAUTHENTICATED with the same error details as everywhere else (kazru.grpc_errors).
+caller gets UNAUTHENTICATED with the same error details as everywhere else (kazru.grpc.errors).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import grpc
 
-from kazru.grpc_errors import abort
-from kazru.grpc_telemetry import wrap_behaviour
+from kazru.grpc.errors import abort
+from kazru.grpc.interceptors import wrap_behaviour
 from services.gateway.auth import Authenticator, Principal
 
 _caller: contextvars.ContextVar[Principal] = contextvars.ContextVar("kazru_grpc_caller")

@@ -15,8 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kazru import errors
-from kazru.errors import KazruError, Kind
+from kazru.adapters import outages
+from kazru.domain import errors
+from kazru.domain.errors import KazruError, Kind
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def validation_error(error: RequestValidationError) -> errors.InvalidArgument:
 
 def unexpected_error(error: Exception, path: str) -> KazruError:
     """A dependency that is down is 503 with its code; anything else is logged and 500, without its text."""
-    outage = errors.from_infrastructure(error)
+    outage = outages.from_infrastructure(error)
     if outage is not None:
         log.warning("dependency unavailable", extra={"path": path, "error_code": outage.code})
         return outage

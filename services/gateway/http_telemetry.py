@@ -12,7 +12,7 @@ import time
 
 from opentelemetry.trace import SpanKind
 
-from kazru import metrics, tracing
+from kazru.observability import metrics, tracing
 
 # Scrapes and probes are counted but not traced.
 _UNTRACED_PATHS = frozenset({"/metrics", "/api/v1/health"})

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
-from kazru import errors
+from kazru.domain import errors
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 1024

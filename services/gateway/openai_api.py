@@ -24,8 +24,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from kazru import errors, export_formats
-from kazru.errors import KazruError
+from kazru.domain import errors, export_formats
+from kazru.domain.errors import KazruError
 from kazru.settings import AnonymousAccess
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
 from services.gateway import upload_form

@@ -11,7 +11,7 @@ import logging
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from kazru import metrics
+from kazru.observability import metrics
 from services.gateway.core import Gateway
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import errors
 from kazru.db.models import RateLimitEvent
+from kazru.domain import errors
 
 
 class SlidingWindowLimiter:

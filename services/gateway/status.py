@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import metrics
-from kazru.bus import Bus, QueueState
+from kazru.adapters.bus import Bus, QueueState
 from kazru.db.models import Job, JobState
+from kazru.observability import metrics
 from kazru.settings import Settings
 
 THROUGHPUT_WINDOW = timedelta(minutes=15)

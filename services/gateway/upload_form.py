@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.requests import ClientDisconnect, Request
 
-from kazru import errors, upload_protocol
-from kazru.errors import KazruError
+from kazru.domain import errors, upload_protocol
+from kazru.domain.errors import KazruError
 from kazru.settings import Settings
 from kazru.v1 import job_pb2
 from services.gateway import multipart

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
+from kazru.adapters.storage import ObjectStore
 from kazru.db.session import create_engine, create_sessionmaker
-from kazru.grpc_server import GrpcServer, wait_for_stop_signal
-from kazru.metrics import start_metrics_server
+from kazru.grpc.server import GrpcServer, wait_for_stop_signal
+from kazru.observability.logs import prepare_process
+from kazru.observability.metrics import start_metrics_server
 from kazru.settings import Settings
-from kazru.storage import ObjectStore
-from kazru.telemetry import prepare_process
 from kazru.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from services.ingest.grpc_api import IngestServicer
 from services.ingest.uploads import UploadService

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from kazru import convert, errors
-from kazru.grpc_errors import translate
-from kazru.upload_protocol import check_complete, refuse_after_draining
+from kazru.domain import errors
+from kazru.domain.upload_protocol import check_complete, refuse_after_draining
+from kazru.grpc import convert
+from kazru.grpc.errors import translate
 from kazru.v1 import ingest_service_pb2, ingest_service_pb2_grpc, job_pb2
 from services.ingest.uploads import UploadHeader, UploadOptions, UploadService
 

@@ -4,7 +4,7 @@ Order matters for "nothing left behind": the object is written first (and
 removed again on any later failure), then the row is committed, then the
 event is published. The committed row is the outbox: if the publish fails the
 job stays PENDING without a queue sequence and the janitor republishes it
-(kazru.outbox), so no accepted job is ever stranded.
+(kazru.jobs.outbox), so no accepted job is ever stranded.
 
 Idempotency: an upload with a request id (HTTP `Idempotency-Key`, gRPC
 `request_id`) that the owner already used returns that job; the retry's bytes
@@ -26,12 +26,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import audio, errors, metrics, outbox, tracing, upload_protocol, usage
-from kazru.bus import Bus
-from kazru.db import job_repository, transcripts
+from kazru.adapters import audio
+from kazru.adapters.bus import Bus
+from kazru.adapters.storage import ObjectStore
+from kazru.db import job_repository, transcripts, usage
 from kazru.db.models import Job, JobState
+from kazru.domain import errors, upload_protocol
+from kazru.jobs import outbox
+from kazru.observability import metrics, tracing
 from kazru.settings import Settings
-from kazru.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +197,7 @@ class UploadService:
         stored = False
         try:
             # Outages of S3 or PostgreSQL surface as their own exceptions and are
-            # answered UNAVAILABLE by the one error mapping (errors.from_infrastructure).
+            # answered UNAVAILABLE by the one error mapping (outages.from_infrastructure).
             with tracing.span("store", attributes={"job_id": str(job_id)}):
                 await self._store.put_stream(key, meter.checked(chunks))
             stored = True

@@ -3,8 +3,8 @@
 Each sweep:
 - expires jobs past their retention: audio objects, transcript rows and any copy at an
   external engine are removed and the row becomes an EXPIRED tombstone
-  (`kazru.retention`); a job still running is told to stop;
-- republishes jobs whose enqueue was never confirmed (`kazru.outbox`);
+  (`kazru.jobs.retention`); a job still running is told to stop;
+- republishes jobs whose enqueue was never confirmed (`kazru.jobs.outbox`);
 - fails jobs whose worker died on their last delivery (JetStream will not hand them out
   again, so nobody else would ever finish them) and takes their message off the stream;
 - aborts multipart uploads abandoned by a crashed ingest;
@@ -25,13 +25,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import lifecycle, metrics, outbox, retention
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
+from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState, RateLimitEvent
-from kazru.external_copies import ExternalCopies
+from kazru.domain import lifecycle
+from kazru.domain.external_copies import ExternalCopies
+from kazru.jobs import outbox, retention
+from kazru.observability import metrics
 from kazru.settings import Settings
-from kazru.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 

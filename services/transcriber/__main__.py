@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import logging
 
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
+from kazru.adapters.storage import ObjectStore
 from kazru.db.session import create_engine, create_sessionmaker
-from kazru.grpc_server import GrpcServer, wait_for_stop_signal
-from kazru.metrics import start_metrics_server
+from kazru.grpc.server import GrpcServer, wait_for_stop_signal
+from kazru.observability.logs import prepare_process
+from kazru.observability.metrics import start_metrics_server
 from kazru.settings import Settings
-from kazru.storage import ObjectStore
-from kazru.telemetry import prepare_process
 from services.transcriber.pipeline import create_pipeline
 from services.transcriber.worker import TranscriptionWorker
 

@@ -13,8 +13,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from kazru.language_shares import language_shares
-from kazru.recognition import Recognition
+from kazru.domain.language_shares import language_shares
+from kazru.domain.recognition import Recognition
 from services.transcriber.diarization import TURN_PAUSE_SECONDS, Diarization
 
 # Placeholder speaker when diarization found no speech but the engine heard words.

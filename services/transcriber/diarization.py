@@ -27,8 +27,8 @@ import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from kazru.audio import SAMPLE_RATE, Recording, as_recording
-from kazru.recognition import SpeechRegion
+from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
+from kazru.domain.recognition import SpeechRegion
 
 MAX_SPEAKERS = 10
 

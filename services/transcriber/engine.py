@@ -38,9 +38,9 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens, merge_punctuations
 
-from kazru import errors
-from kazru.audio import SAMPLE_RATE, Recording, as_recording
-from kazru.recognition import (
+from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
+from kazru.domain import errors
+from kazru.domain.recognition import (
     ExternalCopyCallback,
     ProgressCallback,
     Recognition,

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kazru import metrics, tracing
-from kazru.audio import Recording, as_recording
-from kazru.recognition import ExternalCopyCallback, ProgressCallback, SpeechEngine, SpeechRegion
+from kazru.adapters.audio import Recording, as_recording
+from kazru.domain.recognition import ExternalCopyCallback, ProgressCallback, SpeechEngine, SpeechRegion
+from kazru.observability import metrics, tracing
 from kazru.settings import Settings
 from services.transcriber.assembly import Transcript, assemble
 from services.transcriber.diarization import Diarizer
@@ -102,9 +102,9 @@ class TranscriptionPipeline:
 
 def create_speech_engine(settings: Settings) -> SpeechEngine:
     if settings.engine == "speechkit":
-        from kazru.speechkit import SpeechKitEngine  # only needed when chosen
+        from kazru.adapters.speechkit import SpeechKitEngine  # only needed when chosen
 
-        return SpeechKitEngine(settings)
+        return SpeechKitEngine(settings.speechkit, ffmpeg_path=settings.ffmpeg_path)
     from services.transcriber.engine import WhisperEngine
 
     return WhisperEngine(settings)

@@ -1,7 +1,7 @@
 """Speaker embeddings with 3D-Speaker's CAM++ on onnxruntime, features in numpy: no torch at run time.
 
 The graph (assets/campplus.onnx, exported once by scripts/convert_campplus.py) and its external
-weights are installed by `make model` (kazru.model_install) into Settings().speaker_model_dir.
+weights are installed by `make model` (kazru.dev.model_install) into Settings().speaker_model_dir.
 
 The features are what 3D-Speaker feeds the model: torchaudio.compliance.kaldi.fbank(wav,
 num_mel_bins=80, sample_frequency=16000, dither=0) on samples in [-1, 1] (torchaudio.load's
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from kazru.audio import SAMPLE_RATE, Recording, as_recording
-from kazru.model_install import is_campplus_installed
+from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
+from kazru.dev.model_install import is_campplus_installed
 from kazru.settings import Settings
 
 FRAME_LENGTH = 400  # 25 ms
@@ -114,7 +114,7 @@ class CamPlusPlusEncoder:
         if not is_campplus_installed(directory):
             raise RuntimeError(
                 f"the CAM++ speaker model is not installed (or is outdated) in {directory}: run `make model` "
-                "(python -m kazru.model_install)"
+                "(python -m kazru.dev.model_install)"
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

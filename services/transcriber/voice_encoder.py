@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kazru.audio import Recording
+from kazru.adapters.audio import Recording
 
 try:
     from threadpoolctl import threadpool_limits

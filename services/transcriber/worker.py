@@ -28,13 +28,15 @@ from pathlib import Path
 import nats.errors
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import audio, errors, metrics, tracing
-from kazru.bus import SUBJECT_UPLOADED, Bus
+from kazru.adapters import audio
+from kazru.adapters.bus import SUBJECT_UPLOADED, Bus
+from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository, Outcome
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
+from kazru.domain import errors
+from kazru.observability import metrics, tracing
+from kazru.observability.logs import job_context
 from kazru.settings import Settings
-from kazru.storage import ObjectStore
-from kazru.telemetry import job_context
 from kazru.v1 import events_pb2
 from services.transcriber.pipeline import TranscriptionPipeline, TranscriptionResult
 

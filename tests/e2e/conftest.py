@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.dialects.postgresql import insert
 
-from kazru.api_keys import hash_key
+from kazru.db.api_keys import hash_key
 from kazru.db.models import ApiKey
-from kazru.devstack import (
+from kazru.dev.devstack import (
     SERVICES,
     Servers,
     isolated_addresses,

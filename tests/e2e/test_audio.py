@@ -1,6 +1,6 @@
 """GET /api/v1/jobs/{id}/audio through the gateway process: the original object from S3 with HTTP
 range requests (what the page's <audio> seeks with), owner-only, 410 once the job is gone. The object is
-stored encrypted (kazru.encryption): S3 holds neither the audio nor its name, and ranges decrypt to the exact
+stored encrypted (kazru.adapters.encryption): S3 holds neither the audio nor its name, and ranges decrypt to the exact
 bytes across the 64 KiB chunks."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from kazru.adapters.encryption import CHUNK_BYTES
 from kazru.db.models import Job
-from kazru.encryption import CHUNK_BYTES
 from tests.conftest import FIXTURES, SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, register_api_key, stack_fixture
 

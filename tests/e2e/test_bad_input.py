@@ -10,7 +10,7 @@ import httpx
 import nats
 import pytest
 
-from kazru.audio import ffmpeg_exe
+from kazru.adapters.audio import ffmpeg_exe
 from kazru.settings import MIB
 from tests.conftest import SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, stack_fixture

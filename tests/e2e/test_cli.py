@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kazru.devstack import service_environment, start_services, stop_services
+from kazru.dev.devstack import service_environment, start_services, stop_services
 from tests import export_checks
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS, SPEECH_CLIP
 from tests.e2e.conftest import API_KEY

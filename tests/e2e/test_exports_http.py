@@ -10,8 +10,8 @@ import grpc
 import httpx
 import pytest
 
-from kazru import grpc_server
 from kazru.db.models import JobState
+from kazru.grpc import server as grpc_server
 from kazru.v1 import export_pb2, job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import BOOTSTRAP_OWNER
 from tests import export_checks

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from kazru.db.models import Job, JobState, Segment
-from kazru.devservers import stop_process
-from kazru.devstack import service_environment, start_services
+from kazru.dev.devservers import stop_process
+from kazru.dev.devstack import service_environment, start_services
 from tests.conftest import SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, stack_fixture
 from tests.helpers import leftovers, long_speech

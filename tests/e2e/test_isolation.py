@@ -133,7 +133,7 @@ async def test_every_rpc_refuses_a_caller_without_a_valid_key_and_health_stays_o
     answers UNAUTHENTICATED to no key and to a wrong one, and changes nothing."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from kazru.grpc_errors import from_rpc_error
+    from kazru.grpc.errors import from_rpc_error
 
     before = owners_view(stack, finished_job)
     requests = {

@@ -12,9 +12,9 @@ import httpx
 import nats
 import pytest
 
-from kazru import grpc_server
-from kazru.audio import ffmpeg_exe
-from kazru.grpc_errors import from_rpc_error
+from kazru.adapters.audio import ffmpeg_exe
+from kazru.grpc import server as grpc_server
+from kazru.grpc.errors import from_rpc_error
 from kazru.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.conftest import SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, stack_fixture

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kazru.devstack import SERVICES, Servers
+from kazru.dev.devstack import SERVICES, Servers
 from tests.conftest import REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS
 from tests.e2e.conftest import API_KEY, Stack, start_stack, stop_stack
 from tests.fakes.otlp_collector import OtlpTraceCollector

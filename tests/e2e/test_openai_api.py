@@ -14,7 +14,7 @@ import pytest
 import srt
 import webvtt
 
-from kazru.audio import SAMPLE_RATE, ffmpeg_exe
+from kazru.adapters.audio import SAMPLE_RATE, ffmpeg_exe
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS
 from tests.e2e.conftest import API_KEY, start_stack, stop_stack
 from tests.helpers import leftovers, wav_header

@@ -9,7 +9,7 @@ import grpc
 import httpx
 import pytest
 
-from kazru import grpc_server
+from kazru.grpc import server as grpc_server
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.conftest import REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS, SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, stack_fixture
@@ -159,7 +159,7 @@ def test_z_database_outage_is_503_and_the_stack_recovers(stack, infra):
 
 def test_zz_health_reports_a_stopped_service(stack):
     """Last in this module: it stops the janitor."""
-    from kazru.devservers import stop_process
+    from kazru.dev.devservers import stop_process
 
     stop_process(stack.processes["janitor"], grace=10)
     response = httpx.get(f"{stack.http}/api/v1/health")
@@ -192,7 +192,7 @@ async def test_client_that_disconnects_mid_upload_leaves_nothing(stack, store, d
 
 
 async def test_grpc_upload_without_complete_is_discarded(stack, store, database):
-    from kazru.grpc_errors import from_rpc_error
+    from kazru.grpc.errors import from_rpc_error
     from tests.helpers import leftovers
 
     before = await leftovers(store, database)

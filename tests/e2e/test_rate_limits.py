@@ -15,8 +15,8 @@ from grpc_status import rpc_status
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 
-from kazru import grpc_server
 from kazru.db.models import ApiKey, RateLimitEvent
+from kazru.grpc import server as grpc_server
 from kazru.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import hash_key
 from tests.conftest import SPEECH_CLIP

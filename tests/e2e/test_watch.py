@@ -15,8 +15,8 @@ import grpc
 import httpx
 import pytest
 
-from kazru import grpc_server
-from kazru.devstack import service_environment, start_services
+from kazru.dev.devstack import service_environment, start_services
+from kazru.grpc import server as grpc_server
 from kazru.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.conftest import SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, register_api_key, start_stack, stop_stack

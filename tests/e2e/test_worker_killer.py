@@ -20,10 +20,10 @@ import httpx
 import pytest
 from nats.js.errors import NotFoundError
 
-from kazru.bus import TRANSCRIBER_CONSUMER, Bus
+from kazru.adapters.bus import TRANSCRIBER_CONSUMER, Bus
 from kazru.db.models import Job
-from kazru.devservers import stop_process
-from kazru.devstack import service_environment, start_services
+from kazru.dev.devservers import stop_process
+from kazru.dev.devstack import service_environment, start_services
 from services.janitor.expiry import LOST_AFTER_ACK_WAITS
 from tests.conftest import SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, stack_fixture

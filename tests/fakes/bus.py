@@ -1,9 +1,9 @@
 """A bus that keeps what it is told, for tests of one service's rules without a NATS server
-(the janitor's expiry, for instance). It speaks `kazru.bus.Bus`'s vocabulary, nothing more."""
+(the janitor's expiry, for instance). It speaks `kazru.adapters.bus.Bus`'s vocabulary, nothing more."""
 
 from __future__ import annotations
 
-from kazru.bus import QueueState
+from kazru.adapters.bus import QueueState
 
 
 class RecordingBus:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from nats.js.errors import NotFoundError
 
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
 from kazru.v1 import events_pb2
 
 

@@ -1,6 +1,6 @@
 """`make run` uses a user's own servers when their addresses are set, and starts none."""
 
-from kazru.devstack import start_infrastructure
+from kazru.dev.devstack import start_infrastructure
 
 
 def test_servers_given_in_the_environment_are_used_not_started(infra, settings, monkeypatch, tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, Segment, diarization_errors
-from kazru import audio
-from kazru.speechkit import SpeechKitEngine
+from kazru.adapters import audio
+from kazru.adapters.speechkit import SpeechKitEngine
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
@@ -104,7 +104,7 @@ async def test_three_speakers_with_speechkit_words(diarizer):
         utterances.append(Utterance(words=timed, languages=[(code, 0.9)], confidence=0.9))
     fake = FakeSpeechKit(api_key=API_KEY, scenario=Scenario(utterances=utterances))
     address = await fake.start()
-    engine = SpeechKitEngine(engine_settings(address))
+    engine = SpeechKitEngine(engine_settings(address).speechkit)
     try:
         result = await TranscriptionPipeline(engine, diarizer).run(await decoded("conversation_3spk"), ("kk", "ru"))
     finally:

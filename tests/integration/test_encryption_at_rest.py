@@ -12,9 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
-from kazru import audio, errors
-from kazru.encryption import CHUNK_BYTES, HEADER_BYTES, TAG_BYTES, new_key_entry
-from kazru.storage import KEY_ID_METADATA, ObjectStore
+from kazru.adapters import audio
+from kazru.adapters.encryption import CHUNK_BYTES, HEADER_BYTES, TAG_BYTES, new_key_entry
+from kazru.adapters.storage import KEY_ID_METADATA, ObjectStore
+from kazru.domain import errors
 from tests.conftest import FIXTURES
 from tests.helpers import aiter_of
 

@@ -10,10 +10,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
 from kazru.db.models import Job, JobState
-from kazru.external_copies import NO_EXTERNAL_COPIES
-from kazru.grpc_errors import from_rpc_error
+from kazru.domain.external_copies import NO_EXTERNAL_COPIES
+from kazru.grpc.errors import from_rpc_error
 from kazru.v1 import events_pb2, ingest_service_pb2, job_pb2
 from services.janitor.expiry import Janitor
 from tests.conftest import SPEECH_CLIP

@@ -13,11 +13,12 @@ import pytest_asyncio
 import srt
 from sqlalchemy import select
 
-from kazru import errors, export_formats, grpc_server
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.db.session import create_engine, create_sessionmaker
-from kazru.external_copies import NO_EXTERNAL_COPIES
+from kazru.domain import errors, export_formats
+from kazru.domain.external_copies import NO_EXTERNAL_COPIES
+from kazru.grpc import server as grpc_server
 from kazru.v1 import export_pb2, exporter_service_pb2, exporter_service_pb2_grpc
 from services.exporter.__main__ import create_server
 from services.exporter.grpc_api import ExporterServicer

@@ -12,14 +12,15 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import update
 
-from kazru import grpc_server, retention
+from kazru.adapters.storage import ObjectStore
 from kazru.db import transcripts
 from kazru.db.models import Job, JobState
 from kazru.db.session import create_engine, create_sessionmaker
-from kazru.devservers import free_port
-from kazru.external_copies import NO_EXTERNAL_COPIES
-from kazru.grpc_errors import from_rpc_error
-from kazru.storage import ObjectStore
+from kazru.dev.devservers import free_port
+from kazru.domain.external_copies import NO_EXTERNAL_COPIES
+from kazru.grpc import server as grpc_server
+from kazru.grpc.errors import from_rpc_error
+from kazru.jobs import retention
 from kazru.v1 import events_pb2, ingest_service_pb2, ingest_service_pb2_grpc, job_pb2
 from services.ingest.__main__ import create_server
 from services.ingest.uploads import UploadService

@@ -7,11 +7,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select
 
-from kazru import errors
+from kazru.adapters.storage import ObjectStore
 from kazru.db import jobs
 from kazru.db.models import Base, Job, JobState, Segment
-from kazru.external_copies import NO_EXTERNAL_COPIES
-from kazru.storage import ObjectStore
+from kazru.domain import errors
+from kazru.domain.external_copies import NO_EXTERNAL_COPIES
 from services.janitor.expiry import Janitor
 from tests.conftest import SPEECH_CLIP
 from tests.fakes.bus import RecordingBus

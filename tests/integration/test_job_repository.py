@@ -9,11 +9,11 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import delete, func, select
 
-from kazru import errors
 from kazru.db import job_repository
 from kazru.db.job_repository import JobRepository, Outcome
 from kazru.db.models import Job, JobState, Segment
-from kazru.lifecycle import LEGAL_TRANSITIONS
+from kazru.domain import errors
+from kazru.domain.lifecycle import LEGAL_TRANSITIONS
 from tests.helpers import store_finished_job
 
 STATES = list(JobState)

@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from kazru import errors, retention
+from kazru.adapters.engine_copies import for_engine
+from kazru.adapters.storage import ObjectStore
 from kazru.db.models import Job, JobState
-from kazru.external_copies import NO_EXTERNAL_COPIES, for_engine
-from kazru.storage import ObjectStore
+from kazru.domain import errors
+from kazru.domain.external_copies import NO_EXTERNAL_COPIES
+from kazru.jobs import retention
+from kazru.settings import SpeechKitSettings
 from services.janitor.expiry import Janitor
 from tests.fakes.bus import RecordingBus
 from tests.helpers import queued_messages, remains_of, store_finished_job, usage_of_day
@@ -75,7 +78,7 @@ async def test_deleting_an_active_job_cancels_it_and_takes_its_message_off_the_q
 ):
     """Also a RUNNING job's: if its worker is dead on the last delivery, JetStream would keep the
     message for ever; if it is alive, its ack of a removed message changes nothing."""
-    from kazru import outbox
+    from kazru.jobs import outbox
 
     job = await store_finished_job(database, store, owner="owner-p", state=state, extra_objects=())
     await outbox.publish_job(database, bus, job)
@@ -178,8 +181,8 @@ async def test_janitor_deletes_the_copy_kept_at_speechkit(infra, database, store
         job = await store_finished_job(database, store, expires_in_hours=-0.01, billed_seconds=15.0)
         async with database.begin() as session:
             (await session.get(Job, job.id)).external_operation_id = "e03kept"
-        settings = infra.settings(engine="speechkit", speechkit_api_key="AQVN-janitor-key", speechkit_endpoint=address,
-                                  speechkit_operation_endpoint=address, speechkit_tls=False)  # fmt: skip
+        settings = infra.settings(engine="speechkit", speechkit=SpeechKitSettings(
+            api_key="AQVN-janitor-key", endpoint=address, operation_endpoint=address, tls=False))  # fmt: skip
 
         speechkit = for_engine(settings)  # as the janitor's composition root builds it
         await Janitor(settings, database, store, RecordingBus(), external_copies=speechkit).sweep()
@@ -198,7 +201,7 @@ async def test_a_job_whose_worker_died_on_its_last_delivery_is_failed_with_a_rea
     from nats.js.errors import NotFoundError
     from sqlalchemy import update
 
-    from kazru import outbox
+    from kazru.jobs import outbox
 
     settings = infra.settings(job_ack_wait_seconds=1.0, job_max_deliver=3)
     lost = await store_finished_job(database, store, state="RUNNING")

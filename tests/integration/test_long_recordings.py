@@ -10,7 +10,7 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from kazru import audio
+from kazru.adapters import audio
 from services.transcriber import diarization
 from services.transcriber.diarization import Diarizer, cluster_speakers, detect_speech, embedding_windows
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder

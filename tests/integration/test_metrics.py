@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from kazru.audio import SAMPLE_RATE
+from kazru.adapters.audio import SAMPLE_RATE
+from kazru.adapters.speechkit import SpeechKitEngine
 from kazru.db.models import Job, JobState
-from kazru.external_copies import NO_EXTERNAL_COPIES
-from kazru.speechkit import SpeechKitEngine
+from kazru.domain.external_copies import NO_EXTERNAL_COPIES
+from kazru.settings import SpeechKitSettings
 from services.janitor.expiry import Janitor
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
@@ -43,11 +44,10 @@ async def test_janitor_counts_what_it_expires(settings, database, store):
 async def test_a_failing_engine_is_counted_by_engine_and_error(infra):
     fake = FakeSpeechKit(api_key=API_KEY, scenario=Scenario(operation_error=(3, "audio is broken")))
     address = await fake.start()
-    settings = infra.settings(
-        engine="speechkit", speechkit_api_key=API_KEY, speechkit_endpoint=address,
-        speechkit_operation_endpoint=address, speechkit_tls=False, speechkit_poll_initial_seconds=0.2,
-    )  # fmt: skip
-    engine = SpeechKitEngine(settings)
+    settings = infra.settings(engine="speechkit", speechkit=SpeechKitSettings(
+        api_key=API_KEY, endpoint=address, operation_endpoint=address, tls=False, poll_initial_seconds=0.2,
+    ))  # fmt: skip
+    engine = SpeechKitEngine(settings.speechkit, ffmpeg_path=settings.ffmpeg_path)
     before = total("kazru_engine_errors_total", engine="speechkit")
     noise = (np.random.default_rng(3).standard_normal(3 * SAMPLE_RATE) * 0.01).astype(np.float32)
     try:

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from kazru import errors
 from kazru.db.models import RateLimitEvent
-from kazru.external_copies import NO_EXTERNAL_COPIES
+from kazru.domain import errors
+from kazru.domain.external_copies import NO_EXTERNAL_COPIES
 from services.gateway.ratelimit import SlidingWindowLimiter
 from services.janitor.expiry import Janitor
 from tests.fakes.bus import RecordingBus

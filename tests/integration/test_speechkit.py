@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from kazru import errors
-from kazru.audio import SAMPLE_RATE
-from kazru.settings import Settings
-from kazru.speechkit import SpeechKitEngine, SpeechKitUnavailable, billed_seconds
+from kazru.adapters.audio import SAMPLE_RATE
+from kazru.adapters.speechkit import SpeechKitEngine, SpeechKitUnavailable, billed_seconds
+from kazru.domain import errors
+from kazru.settings import Settings, SpeechKitSettings
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
 
 API_KEY = "AQVN-test-key"
@@ -38,21 +38,21 @@ ENGLISH_GUESS = Utterance(words=[("окей", 3.5, 3.8)], languages=[("en-US", 0
 
 
 def engine_settings(address: str, **overrides) -> Settings:
+    """Settings with the SpeechKit engine pointed at the fake; `overrides` are SpeechKitSettings fields."""
     values = dict(
-        engine="speechkit",
-        speechkit_api_key=API_KEY,
-        speechkit_endpoint=address,
-        speechkit_operation_endpoint=address,
-        speechkit_tls=False,
-        speechkit_poll_initial_seconds=0.2,
-        speechkit_poll_max_seconds=0.5,
-        speechkit_retry_initial_seconds=0.01,
-        speechkit_retry_max_seconds=0.05,
-        speechkit_timeout_seconds=10.0,
-        speechkit_call_timeout_seconds=60.0,
+        api_key=API_KEY,
+        endpoint=address,
+        operation_endpoint=address,
+        tls=False,
+        poll_initial_seconds=0.2,
+        poll_max_seconds=0.5,
+        retry_initial_seconds=0.01,
+        retry_max_seconds=0.05,
+        timeout_seconds=10.0,
+        call_timeout_seconds=60.0,
     )
     values.update(overrides)
-    return Settings(**values)
+    return Settings(engine="speechkit", speechkit=SpeechKitSettings(**values))
 
 
 def noise(seconds: float, level: float = 0.01) -> np.ndarray:
@@ -68,7 +68,7 @@ async def fake():
 
 
 async def recognize(settings: Settings, samples: np.ndarray, languages=("kk", "ru"), progress=None):
-    engine = SpeechKitEngine(settings)
+    engine = SpeechKitEngine(settings.speechkit, ffmpeg_path=settings.ffmpeg_path)
     try:
         return await engine.recognize(samples, list(languages), [], (progress if progress is not None else []).append)
     finally:
@@ -113,7 +113,7 @@ async def test_recognition_maps_utterances_words_languages_and_billing(fake: Fak
 
 async def test_without_normalisation_the_raw_finals_are_used(fake: FakeSpeechKit):
     fake.scenario.refinements = False
-    result = await recognize(engine_settings(fake.address, speechkit_text_normalization=False), noise(5))
+    result = await recognize(engine_settings(fake.address, text_normalization=False), noise(5))
     normalization = fake.requests[0].recognition_model.text_normalization
     assert normalization.text_normalization == normalization.TEXT_NORMALIZATION_DISABLED
     assert [word.text for word in result.spans[0].words] == ["погода", "в", "алматы"]
@@ -124,9 +124,7 @@ async def test_iam_token_and_folder_are_sent():
     server = FakeSpeechKit(iam_token=IAM_TOKEN, folder_id=FOLDER, scenario=Scenario(utterances=[RUSSIAN]))
     await server.start()
     try:
-        settings = engine_settings(
-            server.address, speechkit_api_key=None, speechkit_iam_token=IAM_TOKEN, speechkit_folder_id=FOLDER
-        )
+        settings = engine_settings(server.address, api_key=None, iam_token=IAM_TOKEN, folder_id=FOLDER)
         result = await recognize(settings, noise(2))
     finally:
         await server.stop()
@@ -140,7 +138,7 @@ async def test_iam_token_and_folder_are_sent():
 
 async def test_a_wrong_api_key_fails_at_once_naming_it(fake: FakeSpeechKit):
     with pytest.raises(errors.Unauthenticated, match="SpeechKit refused the API key") as caught:
-        await recognize(engine_settings(fake.address, speechkit_api_key="revoked-key"), noise(1))
+        await recognize(engine_settings(fake.address, api_key="revoked-key"), noise(1))
     assert caught.value.code == "SPEECHKIT_UNAUTHENTICATED"
     assert fake.recognize_calls == 1 and fake.status_check_times == []
 
@@ -178,7 +176,7 @@ async def test_transient_errors_are_retried_then_succeed(fake: FakeSpeechKit, co
 async def test_persistent_unavailability_gives_up_after_the_attempts(fake: FakeSpeechKit):
     fake.scenario.recognize_errors = [grpc.StatusCode.UNAVAILABLE] * 10
     with pytest.raises(SpeechKitUnavailable, match="UNAVAILABLE"):
-        await recognize(engine_settings(fake.address, speechkit_max_attempts=3), noise(1))
+        await recognize(engine_settings(fake.address, max_attempts=3), noise(1))
     assert fake.recognize_calls == 3
 
 
@@ -186,7 +184,7 @@ async def test_status_checks_stay_within_five_per_second(fake: FakeSpeechKit):
     fake.scenario.processing_seconds = 2.5
     progress: list[float] = []
     # Start at the fastest rate the quota allows (5 checks per second) and stay within it.
-    settings = engine_settings(fake.address, speechkit_poll_initial_seconds=0.2, speechkit_poll_max_seconds=0.3)
+    settings = engine_settings(fake.address, poll_initial_seconds=0.2, poll_max_seconds=0.3)
     result = await recognize(settings, noise(30), progress=progress)
     checks = fake.status_check_times
     assert len(checks) >= 5
@@ -202,7 +200,7 @@ async def test_status_checks_stay_within_five_per_second(fake: FakeSpeechKit):
 
 async def test_an_operation_that_never_finishes_times_out_and_is_deleted(fake: FakeSpeechKit):
     fake.scenario.never_finishes = True
-    settings = engine_settings(fake.address, speechkit_timeout_seconds=1.5, speechkit_timeout_per_audio_second=0)
+    settings = engine_settings(fake.address, timeout_seconds=1.5, timeout_per_audio_second=0)
     started = time.monotonic()
     with pytest.raises(errors.Unavailable, match="did not finish") as caught:
         await recognize(settings, noise(2))
@@ -268,7 +266,7 @@ async def test_recordings_over_four_hours_are_refused_before_calling_yandex(fake
 
 async def test_forget_deletes_the_recognition_and_tolerates_it_being_gone(fake: FakeSpeechKit):
     settings = engine_settings(fake.address)
-    engine = SpeechKitEngine(settings)
+    engine = SpeechKitEngine(settings.speechkit, ffmpeg_path=settings.ffmpeg_path)
     try:
         result = await engine.recognize(noise(2), ["kk", "ru"], [], lambda fraction: None)
         await engine.forget(result.external_operation_id)
@@ -292,8 +290,8 @@ def test_settings_need_exactly_one_credential_and_a_folder_with_an_iam_token():
     with pytest.raises(ValidationError, match="exactly one of"):
         Settings(engine="speechkit")
     with pytest.raises(ValidationError, match="exactly one of"):
-        Settings(engine="speechkit", speechkit_api_key="a", speechkit_iam_token="b")
+        Settings(engine="speechkit", speechkit=SpeechKitSettings(api_key="a", iam_token="b"))
     with pytest.raises(ValidationError, match="FOLDER_ID"):
-        Settings(engine="speechkit", speechkit_iam_token="b")
-    assert Settings(engine="speechkit", speechkit_api_key="a").speechkit_model == "general"
-    assert Settings(engine="whisper").speechkit_api_key is None
+        Settings(engine="speechkit", speechkit=SpeechKitSettings(iam_token="b"))
+    assert Settings(engine="speechkit", speechkit=SpeechKitSettings(api_key="a")).speechkit.model == "general"
+    assert Settings(engine="whisper").speechkit.api_key is None

@@ -9,8 +9,8 @@ import grpc
 import pytest_asyncio
 from sqlalchemy import func, select
 
+from kazru.adapters.speechkit import SpeechKitEngine
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
-from kazru.speechkit import SpeechKitEngine
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
@@ -36,7 +36,7 @@ async def speechkit_worker(settings, database, store, bus):
     worker_settings = settings.model_copy(
         update={name: value for name, value in engine_settings(address) if name.startswith(("speechkit", "engine"))}
     )
-    engine = SpeechKitEngine(worker_settings)
+    engine = SpeechKitEngine(worker_settings.speechkit, ffmpeg_path=worker_settings.ffmpeg_path)
     pipeline = TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load()))
     worker = TranscriptionWorker(worker_settings, database, store, bus, pipeline)
     async with running(worker, stop_timeout=30):

@@ -4,8 +4,8 @@ import hashlib
 
 import pytest
 
-from kazru import errors
-from kazru.storage import PART_SIZE
+from kazru.adapters.storage import PART_SIZE
+from kazru.domain import errors
 from tests.helpers import aiter_of
 
 
@@ -36,7 +36,7 @@ async def test_failing_stream_leaves_no_object_and_no_multipart_upload(store):
 async def test_wrong_secret_is_refused(infra):
     from minio.error import S3Error
 
-    from kazru.storage import ObjectStore
+    from kazru.adapters.storage import ObjectStore
 
     intruder = ObjectStore(infra.settings(s3_secret_key="not-the-secret"))
     with pytest.raises(S3Error) as caught:

@@ -13,12 +13,14 @@ import pytest_asyncio
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
-from kazru import grpc_server, tracing
-from kazru.bus import SUBJECT_UPLOADED
+from kazru.adapters.bus import SUBJECT_UPLOADED
+from kazru.adapters.speechkit import SpeechKitEngine
+from kazru.adapters.storage import ObjectStore
 from kazru.db.models import JobState
-from kazru.external_copies import NO_EXTERNAL_COPIES
-from kazru.speechkit import SpeechKitEngine
-from kazru.storage import ObjectStore
+from kazru.domain.external_copies import NO_EXTERNAL_COPIES
+from kazru.grpc import server as grpc_server
+from kazru.observability import tracing
+from kazru.settings import SpeechKitSettings
 from kazru.v1 import events_pb2
 from services.exporter.__main__ import create_server as create_exporter
 from services.exporter.grpc_api import ExporterServicer
@@ -52,8 +54,8 @@ async def fake_speechkit():
 @pytest_asyncio.fixture
 async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `spans` first: channels get interceptors
     settings = infra.settings(
-        engine="speechkit", speechkit_api_key=API_KEY, speechkit_endpoint=fake_speechkit.address,
-        speechkit_operation_endpoint=fake_speechkit.address, speechkit_tls=False, speechkit_poll_initial_seconds=0.2,
+        engine="speechkit", speechkit=SpeechKitSettings(api_key=API_KEY, endpoint=fake_speechkit.address,
+        operation_endpoint=fake_speechkit.address, tls=False, poll_initial_seconds=0.2),
         anonymous_access="shared", ingest_address="127.0.0.1:0", exporter_address="127.0.0.1:0",
         usage_cost_per_billed_minute=0.5,
     )  # fmt: skip
@@ -67,7 +69,7 @@ async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `s
                 "exporter": grpc_server.channel(f"127.0.0.1:{exporter.port}")}  # fmt: skip
     gateway = Gateway(database, bus, store, channels, settings=settings, external_copies=NO_EXTERNAL_COPIES)
     app = create_app(settings, gateway, Authenticator(settings, database))
-    engine = SpeechKitEngine(settings)
+    engine = SpeechKitEngine(settings.speechkit, ffmpeg_path=settings.ffmpeg_path)
     worker = TranscriptionWorker(
         settings, database, store, bus, TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load()))
     )

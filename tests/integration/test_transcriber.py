@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, diarization_errors
 from bench.accuracy.metrics import Segment as ScoredSegment
+from kazru.adapters.encryption import new_key_entry
+from kazru.adapters.storage import ObjectStore
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
-from kazru.encryption import new_key_entry
-from kazru.storage import ObjectStore
 from kazru.v1 import events_pb2
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS, SPEECH_CLIP

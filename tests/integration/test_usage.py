@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from kazru import usage
+from kazru.db import usage
 from kazru.db.models import Job, JobState
 
 

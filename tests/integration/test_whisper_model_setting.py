@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from kazru import audio
-from kazru.recognition import SpeechRegion
+from kazru.adapters import audio
+from kazru.domain.recognition import SpeechRegion
 from kazru.settings import Settings
 from services.transcriber.engine import WhisperEngine
 from tests.conftest import REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS

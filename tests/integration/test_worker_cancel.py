@@ -6,7 +6,7 @@ import asyncio
 import pytest_asyncio
 from sqlalchemy import update
 
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
 from kazru.db.models import Job, JobState
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP

@@ -21,7 +21,7 @@ from bench.accuracy.metrics import (
     summarize,
     word_errors,
 )
-from kazru import audio
+from kazru.adapters import audio
 from kazru.settings import REPO_ROOT
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "audio"

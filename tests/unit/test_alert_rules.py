@@ -1,7 +1,7 @@
 """The shipped alert rules: valid for Prometheus (`promtool check rules`), each alert firing in its own
 `promtool test rules` case and quiet in the healthy one, the Kubernetes PrometheusRule carrying the same
 groups, and every metric they watch one that the services export. promtool is Debian's (package
-`prometheus`), fetched once into .kazru/tools without root (kazru/debian_packages.py)."""
+`prometheus`), fetched once into .kazru/tools without root (kazru/dev/debian_packages.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kazru import metrics
-from kazru.debian_packages import extracted_package
+from kazru.dev.debian_packages import extracted_package
+from kazru.observability import metrics
 from tests import kustomize_render
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """Words + speaker turns → segments: pure logic, no model."""
 
-from kazru.recognition import Recognition, RecognizedSpan, RecognizedWord
+from kazru.domain.recognition import Recognition, RecognizedSpan, RecognizedWord
 from services.transcriber.assembly import assemble
 from services.transcriber.diarization import Diarization, SpeakerTurn, _runs_to_turns, _smooth_short_runs
 

@@ -1,6 +1,7 @@
 import pytest
 
-from kazru import audio, errors
+from kazru.adapters import audio
+from kazru.domain import errors
 
 
 @pytest.mark.parametrize(

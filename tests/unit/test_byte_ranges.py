@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kazru.byte_ranges import ByteRange, Unsatisfiable, parse_range
+from kazru.adapters.byte_ranges import ByteRange, Unsatisfiable, parse_range
 
 SIZE = 1000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kazru import errors
+from kazru.domain import errors
 from services.gateway.csrf import check_browser_write, token_for
 
 SESSION = "s" * 43

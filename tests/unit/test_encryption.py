@@ -1,4 +1,4 @@
-"""The encrypted object format (kazru.encryption) without S3: sizes at chunk boundaries, ranges, and that
+"""The encrypted object format (kazru.adapters.encryption) without S3: sizes at chunk boundaries, ranges, and that
 every change to the bytes or the key is refused rather than decrypted into something else."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from kazru import errors
-from kazru.encryption import CHUNK_BYTES, HEADER_BYTES, TAG_BYTES, Keyring, SealedObject, Sealer, new_key_entry
+from kazru.adapters.encryption import CHUNK_BYTES, HEADER_BYTES, TAG_BYTES, Keyring, SealedObject, Sealer, new_key_entry
+from kazru.domain import errors
 from kazru.settings import Settings
 from tests.helpers import aiter_of
 

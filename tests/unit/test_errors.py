@@ -1,5 +1,5 @@
-from kazru.errors import BY_KIND, Kind
-from kazru.grpc_errors import GRPC_CODE
+from kazru.domain.errors import BY_KIND, Kind
+from kazru.grpc.errors import GRPC_CODE
 from services.gateway.http_errors import HTTP_STATUS
 
 

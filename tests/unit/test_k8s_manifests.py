@@ -15,8 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kazru import bus
-from kazru.settings import Settings
+from kazru.adapters import bus
+from kazru.settings import Settings, SpeechKitSettings
 from tests.kustomize_render import load_documents, pod_template, render
 
 REPO = Path(__file__).resolve().parents[2]
@@ -215,7 +215,8 @@ def test_commands_name_modules_that_exist(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_configured_settings_exist_in_kazru_settings(overlay):
-    known = {f"KAZRU_{field.upper()}" for field in Settings.model_fields}
+    known = {f"KAZRU_{field.upper()}" for field in Settings.model_fields if field != "speechkit"}
+    known |= {f"KAZRU_SPEECHKIT_{field.upper()}" for field in SpeechKitSettings.model_fields}  # settings.speechkit
     names = set(get(overlay, "ConfigMap", "kazru-config")["data"])
     for name in APP_WORKLOADS:
         for container in containers(get(overlay, "Deployment", name)):
@@ -529,7 +530,7 @@ def test_the_image_runs_as_a_numeric_non_root_user_with_the_model_inside():
         assert pod_spec(get("prod", "Deployment", name))["securityContext"]["runAsUser"] == int(uid)
     # The last stage is the default target and must not be the root-running gpu build step.
     assert stages[-1].strip() == "runtime"
-    assert "python -m kazru.model_install" in dockerfile and "COPY --from=builder /opt/kazru /opt/kazru" in runtime
+    assert "python -m kazru.dev.model_install" in dockerfile and "COPY --from=builder /opt/kazru /opt/kazru" in runtime
     assert "KAZRU_DATA_DIR=/opt/kazru" in runtime
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     assert "**" in ignored and "kazru/v1/" in ignored  # generated code is rebuilt inside, never copied

@@ -1,9 +1,31 @@
-"""The shared package never reaches up into a service: `kazru/` is what services build on."""
+"""The layers of the code: `kazru/` is what services build on and never reaches up into a service;
+inside it, the domain (`kazru/domain`) does no I/O, and the development tools (`kazru/dev`) are not
+part of a running service (kazru/__init__.py describes the layers)."""
 
 import ast
 from pathlib import Path
 
-KAZRU = Path(__file__).resolve().parents[2] / "kazru"
+REPO = Path(__file__).resolve().parents[2]
+KAZRU = REPO / "kazru"
+
+# Infrastructure the domain must not know: the drivers, and kazru's layers that wrap them.
+DOMAIN_MUST_NOT_IMPORT = (
+    "kazru.adapters",
+    "kazru.db",
+    "kazru.grpc",
+    "kazru.jobs",
+    "kazru.dev",
+    "sqlalchemy",
+    "nats",
+    "minio",
+    "grpc",
+)
+# Service code that really needs a development tool at run time. Each entry is a known debt, named
+# here so that it stays visible: the transcriber checks the CAM++ install with the installer's own
+# test (`is_campplus_installed`), so both agree on what a finished install is.
+DEV_IMPORTS_ALLOWED = {
+    "services/transcriber/speaker_embedding.py": {"kazru.dev.model_install"},
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -15,6 +37,40 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
     return found
+
+
+def runtime_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import run at import or call time, `from kazru import x` as `kazru.x`;
+    imports under `if TYPE_CHECKING:` are left out (they name types for annotations only)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(inner) for statement in node.body for inner in ast.walk(statement))
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module
+            found.append((node.lineno, module))
+            found.extend((node.lineno, f"{module}.{alias.name}") for alias in node.names)
+    return found
+
+
+def within(module: str, packages) -> bool:
+    return any(module == package or module.startswith(package + ".") for package in packages)
+
+
+def python_files(root: Path) -> list[Path]:
+    return [path for path in sorted(root.rglob("*.py")) if "v1" not in path.relative_to(KAZRU.parent).parts]
 
 
 def test_no_module_under_kazru_imports_from_services():
@@ -48,3 +104,33 @@ def test_services_speak_to_the_bus_through_its_methods_not_its_raw_connection():
             if uses:
                 raw_use[str(path.relative_to(KAZRU.parent))] = uses
     assert raw_use == {}
+
+
+def test_the_domain_imports_no_adapter_database_grpc_job_tool_or_driver():
+    offending = [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for path in python_files(KAZRU / "domain")
+        for line, module in runtime_imports(path)
+        if within(module, DOMAIN_MUST_NOT_IMPORT)
+    ]
+    assert not offending, "kazru/domain is pure rules, without I/O:\n" + "\n".join(offending)
+    assert len(python_files(KAZRU / "domain")) >= 7  # the walk really saw the package
+
+
+def test_only_tools_and_tests_import_the_development_tools():
+    offending, allowed_seen = [], set()
+    for root in (KAZRU, REPO / "services"):
+        for path in python_files(root):
+            name = str(path.relative_to(REPO))
+            if name.startswith("kazru/dev/"):
+                continue
+            for line, module in runtime_imports(path):
+                if not within(module, ("kazru.dev",)):
+                    continue
+                if within(module, DEV_IMPORTS_ALLOWED.get(name, ())):
+                    allowed_seen.add(name)
+                else:
+                    offending.append(f"{name}:{line} imports {module}")
+    assert not offending, "kazru.dev is for make run, tests, bench and scripts:\n" + "\n".join(offending)
+    # An allowance nobody uses any more is taken out, so the list stays the list of real needs.
+    assert allowed_seen == set(DEV_IMPORTS_ALLOWED), f"unused allowance: {set(DEV_IMPORTS_ALLOWED) - allowed_seen}"

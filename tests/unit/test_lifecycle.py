@@ -2,8 +2,8 @@
 
 import pytest
 
-from kazru import errors, lifecycle
 from kazru.db.models import JobState as S
+from kazru.domain import errors, lifecycle
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kazru import errors
+from kazru.domain import errors
 from services.gateway import multipart
 
 BOUNDARY = "----kazruBoundary7MA4YWxkTrZu0gW"

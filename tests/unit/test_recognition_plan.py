@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from kazru.recognition import SpeechRegion
+from kazru.domain.recognition import SpeechRegion
 from services.transcriber import language_choice
 from services.transcriber.engine import (
     CHUNK_GAP_SECONDS,

@@ -1,11 +1,12 @@
+import re
 import stat
 
 import pytest
 from pydantic import ValidationError
 
-from kazru.devstack import LOCAL_KEY_FILE, local_encryption_keys, local_run_environment
-from kazru.encryption import Keyring, new_key_entry
-from kazru.settings import AnonymousAccess, Settings
+from kazru.adapters.encryption import Keyring, new_key_entry
+from kazru.dev.devstack import LOCAL_KEY_FILE, local_encryption_keys, local_run_environment
+from kazru.settings import AnonymousAccess, Settings, SpeechKitSettings
 
 
 def test_languages_from_a_comma_separated_environment_variable(monkeypatch):
@@ -59,3 +60,74 @@ def test_make_run_makes_a_local_key_once_and_keeps_it(tmp_path):
     # The user's own keys win, and nothing is written then.
     assert local_encryption_keys({"KAZRU_ENCRYPTION_KEYS": new_key_entry("mine")}, tmp_path / "other") == {}
     assert not (tmp_path / "other").exists()
+
+
+def test_speechkit_settings_are_one_group_read_from_the_same_variables(monkeypatch):
+    """`settings.speechkit` reads KAZRU_SPEECHKIT_*, the names the manifests and operators already use."""
+    monkeypatch.setenv("KAZRU_ENGINE", "speechkit")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_API_KEY", "AQVN-from-env")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_ENDPOINT", "stt.example:443")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_OPERATION_ENDPOINT", "operation.example:443")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_FOLDER_ID", "b1gfolder")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_MODEL", "deferred-general")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_TLS", "false")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_POLL_INITIAL_SECONDS", "0.7")
+    settings = Settings()
+    speechkit = settings.speechkit
+    assert isinstance(speechkit, SpeechKitSettings)
+    assert speechkit.api_key.get_secret_value() == "AQVN-from-env" and speechkit.iam_token is None
+    assert (speechkit.endpoint, speechkit.operation_endpoint) == ("stt.example:443", "operation.example:443")
+    assert (speechkit.folder_id, speechkit.model, speechkit.tls) == ("b1gfolder", "deferred-general", False)
+    assert (speechkit.max_attempts, speechkit.poll_initial_seconds) == (3, 0.7)
+    assert speechkit.opus_bitrate == 24_000  # unset: the default
+    # Passed on to the services under the same names, and read back the same.
+    environment = settings.as_environment()
+    assert environment["KAZRU_SPEECHKIT_API_KEY"] == "AQVN-from-env"
+    assert environment["KAZRU_SPEECHKIT_TLS"] == "False" and "KAZRU_SPEECHKIT" not in environment
+    assert not any(name.startswith("KAZRU_SPEECHKIT_SPEECHKIT") for name in environment)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(environment):
+            if name.startswith("KAZRU_"):
+                patch.delenv(name, raising=False)
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        assert Settings() == settings
+
+
+def test_every_speechkit_setting_is_passed_on_under_its_variable_name():
+    environment = Settings(speechkit=SpeechKitSettings(api_key="a")).as_environment()
+    every = {f"KAZRU_SPEECHKIT_{field.upper()}" for field in SpeechKitSettings.model_fields}
+    assert {name for name in environment if name.startswith("KAZRU_SPEECHKIT")} == every - {"KAZRU_SPEECHKIT_IAM_TOKEN"}
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({}, "engine=speechkit needs exactly one of KAZRU_SPEECHKIT_API_KEY or KAZRU_SPEECHKIT_IAM_TOKEN"),
+        ({"KAZRU_SPEECHKIT_API_KEY": ""}, "exactly one of KAZRU_SPEECHKIT_API_KEY or KAZRU_SPEECHKIT_IAM_TOKEN"),
+        (
+            {"KAZRU_SPEECHKIT_API_KEY": "a", "KAZRU_SPEECHKIT_IAM_TOKEN": "b"},
+            "exactly one of KAZRU_SPEECHKIT_API_KEY or KAZRU_SPEECHKIT_IAM_TOKEN",
+        ),
+        ({"KAZRU_SPEECHKIT_IAM_TOKEN": "b"}, "engine=speechkit with an IAM token needs KAZRU_SPEECHKIT_FOLDER_ID"),
+    ],
+)
+def test_speechkit_credentials_are_checked_at_start_from_the_environment(monkeypatch, variables, message):
+    monkeypatch.setenv("KAZRU_ENGINE", "speechkit")
+    for name in ("KAZRU_SPEECHKIT_API_KEY", "KAZRU_SPEECHKIT_IAM_TOKEN", "KAZRU_SPEECHKIT_FOLDER_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Settings()
+
+
+def test_speechkit_credentials_pass_when_right_and_are_not_checked_for_whisper(monkeypatch):
+    monkeypatch.setenv("KAZRU_ENGINE", "speechkit")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_IAM_TOKEN", "t")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_FOLDER_ID", "f")
+    assert Settings().speechkit.iam_token.get_secret_value() == "t"
+    monkeypatch.setenv("KAZRU_ENGINE", "whisper")
+    monkeypatch.setenv("KAZRU_SPEECHKIT_API_KEY", "a")  # both set: fine while SpeechKit is not the engine
+    assert Settings().engine == "whisper"

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kazru import model_install
-from kazru.model_install import install_campplus, read_torch_state_dict
+from kazru.dev import model_install
+from kazru.dev.model_install import install_campplus, read_torch_state_dict
 from kazru.settings import Settings
 from services.transcriber.speaker_embedding import (
     MIN_SAMPLES,

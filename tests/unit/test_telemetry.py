@@ -9,11 +9,11 @@ import urllib.request
 import pytest
 from prometheus_client import REGISTRY
 
-from kazru import metrics, tracing
-from kazru.bus import QueueState
-from kazru.devservers import free_port
+from kazru.adapters.bus import QueueState
+from kazru.dev.devservers import free_port
+from kazru.observability import metrics, tracing
+from kazru.observability.logs import JsonFormatter, job_context
 from kazru.settings import Settings
-from kazru.telemetry import JsonFormatter, job_context
 from services.gateway.status import Throughput, estimated_wait_seconds
 from tests.tracing_support import spans  # noqa: F401 - fixture
 

@@ -1,6 +1,6 @@
 import pytest
 
-from kazru import errors
+from kazru.domain import errors
 from kazru.settings import Settings
 from services.ingest.uploads import UploadOptions, clean_filename, validate_options
 

@@ -9,7 +9,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
-from kazru import byte_ranges, errors, export_formats
+from kazru.adapters import byte_ranges
+from kazru.domain import errors, export_formats
 from kazru.v1 import export_pb2
 from services.gateway import openapi_docs as docs
 from services.gateway.http_errors import error_response

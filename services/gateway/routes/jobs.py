@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from kazru.api_json import Job, job_json
-from kazru.errors import KazruError
+from kazru.domain.errors import KazruError
 from kazru.v1 import job_pb2
 from services.gateway import openapi_docs as docs
 from services.gateway import upload_form

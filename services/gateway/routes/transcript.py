@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from kazru import errors
+from kazru.domain import errors
 from services.gateway import openapi_docs as docs
 from services.gateway.api_models import Segment, Transcript
 from services.gateway.core import SegmentChange

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from kazru.audio import Recording
+if TYPE_CHECKING:  # only named in annotations: the domain imports no adapter at run time
+    from kazru.adapters.audio import Recording
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,9 @@ class SpeechEngine(Protocol):
         on_external_copy: ExternalCopyCallback | None = None,
     ) -> Recognition:
         """Recognise 16 kHz mono audio (a Recording, read piece by piece, or a short clip's float32
-        samples: `kazru.audio.as_recording` takes either); `regions` are the speech regions found
+        samples: `kazru.adapters.audio.as_recording` takes either); `regions` are the speech regions found
         by our VAD/diarizer (an engine may use them to skip silence or ignore them).
-        Raises `kazru.errors.KazruError` for a bad input or a refusal that retrying cannot
+        Raises `kazru.domain.errors.KazruError` for a bad input or a refusal that retrying cannot
         fix, any other exception for a transient failure (the job is retried)."""
         ...
 

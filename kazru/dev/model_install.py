@@ -11,7 +11,7 @@ read the state dict with a restricted unpickler (numpy only: torch's zip format 
 plus raw little-endian storages), lay the tensors out as campplus.weights.json says and check
 the file's sha256. scripts/convert_campplus.py wrote the graph and that manifest.
 
-`python -m kazru.model_install` (run by `make model` and by the Dockerfile).
+`python -m kazru.dev.model_install` (run by `make model` and by the Dockerfile).
 """
 
 from __future__ import annotations

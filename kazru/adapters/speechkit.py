@@ -32,9 +32,9 @@ import numpy as np
 from yandex.cloud.ai.stt.v3 import stt_pb2, stt_service_pb2, stt_service_pb2_grpc
 from yandex.cloud.operation import operation_pb2, operation_service_pb2, operation_service_pb2_grpc
 
-from kazru import errors
-from kazru.audio import PCM_SAMPLE_BYTES, SAMPLE_RATE, Recording, as_recording, encode_ogg_opus, pcm16_bytes
-from kazru.recognition import (
+from kazru.adapters.audio import PCM_SAMPLE_BYTES, SAMPLE_RATE, Recording, as_recording, encode_ogg_opus, pcm16_bytes
+from kazru.domain import errors
+from kazru.domain.recognition import (
     ExternalCopyCallback,
     ProgressCallback,
     Recognition,
@@ -42,7 +42,7 @@ from kazru.recognition import (
     RecognizedWord,
     SpeechRegion,
 )
-from kazru.settings import Settings
+from kazru.settings import SpeechKitSettings
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,10 @@ class SpeechKitEngine:
 
     name = "speechkit"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: SpeechKitSettings, ffmpeg_path: str = ""):
+        """`settings` is `Settings.speechkit`; `ffmpeg_path` is `Settings.ffmpeg_path` (re-encoding to Opus)."""
         self._settings = settings
+        self._ffmpeg_path = ffmpeg_path
         self._recognizer: stt_service_pb2_grpc.AsyncRecognizerStub | None = None
         self._operations: operation_service_pb2_grpc.OperationServiceStub | None = None
         self._channels: list[grpc.aio.Channel] = []
@@ -137,16 +139,16 @@ class SpeechKitEngine:
         request = stt_pb2.RecognizeFileRequest(
             content=encoded.content,
             recognition_model=stt_pb2.RecognitionModelOptions(
-                model=settings.speechkit_model,
+                model=settings.model,
                 audio_format=encoded.audio_format,
                 text_normalization=stt_pb2.TextNormalizationOptions(
                     text_normalization=(
                         stt_pb2.TextNormalizationOptions.TEXT_NORMALIZATION_ENABLED
-                        if settings.speechkit_text_normalization
+                        if settings.text_normalization
                         else stt_pb2.TextNormalizationOptions.TEXT_NORMALIZATION_DISABLED
                     ),
                     # Punctuation and capitals, as the local engine writes.
-                    literature_text=settings.speechkit_text_normalization,
+                    literature_text=settings.text_normalization,
                 ),
                 language_restriction=stt_pb2.LanguageRestrictionOptions(
                     restriction_type=stt_pb2.LanguageRestrictionOptions.WHITELIST,
@@ -181,7 +183,7 @@ class SpeechKitEngine:
 
         # From here on Yandex holds a copy: every failure deletes it, and fails the job rather than
         # retrying it (a retry would upload and bill the recording again).
-        deadline = started + settings.speechkit_timeout_seconds + duration * settings.speechkit_timeout_per_audio_second
+        deadline = started + settings.timeout_seconds + duration * settings.timeout_per_audio_second
         try:
             if on_external_copy is not None:
                 await on_external_copy(operation_id)
@@ -215,7 +217,7 @@ class SpeechKitEngine:
 
     async def forget(self, external_operation_id: str) -> bool:
         """DeleteRecognition: Yandex keeps results for 3 days unless told otherwise. Also the
-        janitor's and the gateway's `kazru.external_copies` port."""
+        janitor's and the gateway's `kazru.domain.external_copies` port."""
         recognizer, _ = self._stubs()
         request = stt_pb2.DeleteRecognitionRequest(operation_id=external_operation_id)
         metadata = self._metadata()
@@ -239,7 +241,7 @@ class SpeechKitEngine:
 
     async def _encode(self, recording: Recording, duration: float) -> _EncodedAudio:
         settings = self._settings
-        if recording.sample_count * PCM_SAMPLE_BYTES <= settings.speechkit_max_inline_bytes:
+        if recording.sample_count * PCM_SAMPLE_BYTES <= settings.max_inline_bytes:
             return _EncodedAudio(
                 content=pcm16_bytes(recording.read(0, recording.sample_count)),
                 audio_format=stt_pb2.AudioFormatOptions(
@@ -251,11 +253,11 @@ class SpeechKitEngine:
                 ),
                 label="LINEAR16_PCM",
             )
-        ogg = await encode_ogg_opus(recording, settings.speechkit_opus_bitrate, settings.ffmpeg_path)
-        if len(ogg) > settings.speechkit_max_inline_bytes:
+        ogg = await encode_ogg_opus(recording, settings.opus_bitrate, self._ffmpeg_path)
+        if len(ogg) > settings.max_inline_bytes:
             raise errors.InvalidArgument(
                 f"the recording ({duration / 60:.0f} min) does not fit SpeechKit's "
-                f"{settings.speechkit_max_inline_bytes / 1e6:.0f} MB request even as Opus",
+                f"{settings.max_inline_bytes / 1e6:.0f} MB request even as Opus",
                 code="RECORDING_TOO_LARGE_FOR_SPEECHKIT",
             )
         return _EncodedAudio(
@@ -277,16 +279,14 @@ class SpeechKitEngine:
         """Poll the Operation service with a growing interval, never faster than the quota allows."""
         settings = self._settings
         expected_seconds = max(5.0, duration * PROCESSING_SECONDS_PER_AUDIO_SECOND)
-        interval = max(MIN_STATUS_CHECK_INTERVAL, settings.speechkit_poll_initial_seconds)
+        interval = max(MIN_STATUS_CHECK_INTERVAL, settings.poll_initial_seconds)
         started = time.monotonic()
         request = operation_service_pb2.GetOperationRequest(operation_id=operation.id)
         while not operation.done:
             await asyncio.sleep(interval)
-            interval = min(max(settings.speechkit_poll_max_seconds, MIN_STATUS_CHECK_INTERVAL), interval * 1.5)
+            interval = min(max(settings.poll_max_seconds, MIN_STATUS_CHECK_INTERVAL), interval * 1.5)
             try:
-                operation = await operations.Get(
-                    request, metadata=metadata, timeout=settings.speechkit_call_timeout_seconds
-                )
+                operation = await operations.Get(request, metadata=metadata, timeout=settings.call_timeout_seconds)
             except grpc.aio.AioRpcError as error:
                 code = error.code()
                 if code in TRANSIENT_CODES:  # a missed check: the overall deadline bounds these
@@ -351,15 +351,13 @@ class SpeechKitEngine:
         while True:
             attempt += 1
             try:
-                return await call(settings.speechkit_call_timeout_seconds)
+                return await call(settings.call_timeout_seconds)
             except grpc.aio.AioRpcError as error:
                 if refusal := _refusal(error, self._credential_name()):
                     raise refusal from error
-                if error.code() not in TRANSIENT_CODES or attempt >= settings.speechkit_max_attempts:
+                if error.code() not in TRANSIENT_CODES or attempt >= settings.max_attempts:
                     raise
-                ceiling = min(
-                    settings.speechkit_retry_max_seconds, settings.speechkit_retry_initial_seconds * 2 ** (attempt - 1)
-                )
+                ceiling = min(settings.retry_max_seconds, settings.retry_initial_seconds * 2 ** (attempt - 1))
                 delay = random.uniform(ceiling / 2, ceiling)
                 log.warning(
                     "SpeechKit %s failed (%s); retrying in %.2f s", what, error.code().name, delay,
@@ -372,18 +370,18 @@ class SpeechKitEngine:
     ) -> tuple[stt_service_pb2_grpc.AsyncRecognizerStub, operation_service_pb2_grpc.OperationServiceStub]:
         if self._recognizer is None or self._operations is None:
             settings = self._settings
-            stt_channel = self._open(settings.speechkit_endpoint)
+            stt_channel = self._open(settings.endpoint)
             operation_channel = (
                 stt_channel
-                if settings.speechkit_operation_endpoint == settings.speechkit_endpoint
-                else self._open(settings.speechkit_operation_endpoint)
+                if settings.operation_endpoint == settings.endpoint
+                else self._open(settings.operation_endpoint)
             )
             self._recognizer = stt_service_pb2_grpc.AsyncRecognizerStub(stt_channel)
             self._operations = operation_service_pb2_grpc.OperationServiceStub(operation_channel)
         return self._recognizer, self._operations
 
     def _open(self, endpoint: str) -> grpc.aio.Channel:
-        if self._settings.speechkit_tls:
+        if self._settings.tls:
             channel = grpc.aio.secure_channel(endpoint, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS)
         else:
             channel = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
@@ -392,21 +390,21 @@ class SpeechKitEngine:
 
     def _metadata(self) -> list[tuple[str, str]]:
         settings = self._settings
-        if settings.speechkit_api_key:
-            authorization = f"Api-Key {settings.speechkit_api_key.get_secret_value()}"
-        elif settings.speechkit_iam_token:
-            authorization = f"Bearer {settings.speechkit_iam_token.get_secret_value()}"
+        if settings.api_key:
+            authorization = f"Api-Key {settings.api_key.get_secret_value()}"
+        elif settings.iam_token:
+            authorization = f"Bearer {settings.iam_token.get_secret_value()}"
         else:
             raise errors.FailedPrecondition(
                 "SpeechKit needs an API key or an IAM token", code="SPEECHKIT_NO_CREDENTIALS"
             )
         metadata = [("authorization", authorization), ("x-client-request-id", str(uuid.uuid4()))]
-        if settings.speechkit_folder_id:
-            metadata.append(("x-folder-id", settings.speechkit_folder_id))
+        if settings.folder_id:
+            metadata.append(("x-folder-id", settings.folder_id))
         return metadata
 
     def _credential_name(self) -> str:
-        return "API key" if self._settings.speechkit_api_key else "IAM token"
+        return "API key" if self._settings.api_key else "IAM token"
 
 
 def _speechkit_languages(languages: Sequence[str]) -> list[str]:

@@ -1,5 +1,5 @@
 """HTTP Range requests (RFC 9110 §14) for one byte range: enough for a browser's <audio> to seek
-(the gateway's audio route) and for ffmpeg (kazru.storage's plaintext URL).
+(the gateway's audio route) and for ffmpeg (kazru.adapters.storage's plaintext URL).
 
 A request for several ranges is answered with the whole object (200), which RFC 9110 allows.
 """

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru import errors
 from kazru.db.models import ApiKey
+from kazru.domain import errors
 
 KEY_PREFIX = "kz_"
 

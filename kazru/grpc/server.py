@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from kazru.grpc_telemetry import ServerTelemetry, client_interceptors
+from kazru.grpc.interceptors import ServerTelemetry, client_interceptors
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from nats.js.api import (
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from kazru import tracing
+from kazru.observability import tracing
 from kazru.settings import Settings
 from kazru.v1 import events_pb2
 

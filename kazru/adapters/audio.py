@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kazru import errors
+from kazru.domain import errors
 
 SAMPLE_RATE = 16_000
 # Decoded PCM: 16-bit signed little-endian, one channel.

@@ -17,12 +17,12 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
+from kazru.adapters.storage import ObjectStore
 from kazru.db import job_repository, jobs
 from kazru.db.models import Job, JobState
-from kazru.external_copies import ExternalCopies
+from kazru.domain.external_copies import ExternalCopies
 from kazru.settings import Settings
-from kazru.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from kazru import errors
-from kazru.errors import KazruError, Kind
+from kazru.adapters import outages
+from kazru.domain import errors
+from kazru.domain.errors import KazruError, Kind
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def from_rpc_error(error: grpc.RpcError) -> KazruError:
 async def abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
     """End the call with the status that stands for `error` (the one error mapping)."""
     if not isinstance(error, KazruError):
-        error = errors.from_infrastructure(error) or error
+        error = outages.from_infrastructure(error) or error
     if isinstance(error, KazruError):
         log.info("request refused", extra={"error_code": error.code, "kind": error.kind.value})
         await context.abort_with_status(to_status(error))

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import httpx
 
+from kazru.adapters.encryption import new_key_entry
 from kazru.db.migrate import upgrade
-from kazru.devservers import ManagedServer, NatsServer, PostgresServer, S3Server, free_port, stop_process
-from kazru.encryption import new_key_entry
+from kazru.dev.devservers import ManagedServer, NatsServer, PostgresServer, S3Server, free_port, stop_process
 from kazru.settings import AnonymousAccess, Settings
 
 SERVICES = ("ingest", "exporter", "transcriber", "janitor", "gateway")

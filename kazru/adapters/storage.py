@@ -6,7 +6,7 @@ are streamed: an async iterator of chunks is bridged to the SDK's multipart
 about one part whatever the file size. If the iterator raises (size cap,
 bad content, client gone), the multipart upload is aborted: nothing is left.
 
-Audio is stored encrypted (kazru.encryption): `put_stream` seals the plaintext as it
+Audio is stored encrypted (kazru.adapters.encryption): `put_stream` seals the plaintext as it
 streams, `read` opens a plaintext range with ranged GETs of only the chunks it needs,
 and `plaintext_url` serves a plaintext on 127.0.0.1 for ffmpeg. The object's S3
 metadata holds its master key id and nothing about the audio.
@@ -25,8 +25,8 @@ from datetime import datetime
 from minio import Minio
 from minio.error import S3Error
 
-from kazru import byte_ranges
-from kazru.encryption import HEADER_BYTES, Keyring, SealedObject, Sealer
+from kazru.adapters import byte_ranges
+from kazru.adapters.encryption import HEADER_BYTES, Keyring, SealedObject, Sealer
 from kazru.settings import MIB, Settings
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
-"""Domain errors. They know nothing of gRPC or HTTP: `kazru.grpc_errors` and the
-gateway's HTTP handler map them, each in one place.
+"""Domain errors. They know nothing of gRPC or HTTP: `kazru.grpc.errors` and the
+gateway's HTTP handler map them, each in one place. Which exceptions of a driver mean an
+outage (a KazruError UNAVAILABLE) is said in `kazru.adapters.outages`, which knows the drivers.
 
 Every error carries a stable `code` (an ErrorInfo reason such as
 "UPLOAD_TOO_LARGE"), a human message, and optional details.
@@ -106,23 +107,3 @@ BY_KIND: dict[Kind, type[KazruError]] = {
         Internal,
     )
 }
-
-
-def from_infrastructure(error: Exception) -> KazruError | None:
-    """A dependency outage (database, bus, object store) as the domain's UNAVAILABLE, else None.
-
-    Both transport adapters call this for exceptions that are not KazruError, so a
-    restarting PostgreSQL reads as 503/UNAVAILABLE rather than 500/INTERNAL.
-    """
-    import minio.error
-    import nats.errors
-    import sqlalchemy.exc
-    import urllib3.exceptions
-
-    if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
-        return Unavailable("the database is unavailable; try again", code="DATABASE_UNAVAILABLE")
-    if isinstance(error, nats.errors.Error):
-        return Unavailable("the message bus is unavailable; try again", code="BUS_UNAVAILABLE")
-    if isinstance(error, urllib3.exceptions.HTTPError | minio.error.MinioException):
-        return Unavailable("object storage is unavailable; try again", code="STORAGE_UNAVAILABLE")
-    return None

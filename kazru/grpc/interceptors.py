@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import grpc
 
-from kazru import metrics, tracing
+from kazru.observability import metrics, tracing
 
 # Health checks and reflection are counted but not traced: probes would bury the real traces.
 _UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")

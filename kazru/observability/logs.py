@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from kazru import tracing
+from kazru.observability import tracing
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 _current_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("kazru_job_id", default=None)

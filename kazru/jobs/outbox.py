@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru.bus import Bus
+from kazru.adapters.bus import Bus
 from kazru.db.models import Job, JobState
 from kazru.v1 import events_pb2
 

@@ -5,6 +5,7 @@
        │          └─┘ back to PENDING when a worker hands the job back (shutdown, transient failure)
        └─▶ FAILED / CANCELLED / EXPIRED
 
+`JobState` is defined here and stored by name in `jobs.state` (`kazru.db.models` imports it).
 EXPIRED and DELETED are tombstones: nothing leaves them. Every change of `jobs.state`
 goes through `kazru.db.job_repository.move` on a locked row, which calls `check_transition`,
 so an illegal change can never be written, even by a race.
@@ -12,8 +13,24 @@ so an illegal change can never be written, even by a race.
 
 from __future__ import annotations
 
-from kazru import errors
-from kazru.db.models import JobState
+from enum import StrEnum
+
+from kazru.domain import errors
+
+
+class JobState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    DELETED = "DELETED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (JobState.PENDING, JobState.RUNNING)
+
 
 PENDING, RUNNING = JobState.PENDING, JobState.RUNNING
 SUCCEEDED, FAILED, CANCELLED = JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED

@@ -1,15 +1,14 @@
 """Forgetting the copy of a job an external engine keeps: a port, so ending a job's life
-(`kazru.retention`) does not depend on which engine ran it.
+(`kazru.jobs.retention`) does not depend on which engine ran it.
 
-The gateway's and the janitor's composition roots pass `for_engine(settings)`; the transcriber
-deletes its own copies through its engine. The local engine keeps nothing outside our storage.
+The gateway's and the janitor's composition roots pass `for_engine(settings)` (its adapter is
+chosen in `kazru.adapters.engine_copies`); the transcriber deletes its own copies through its
+engine. The local engine keeps nothing outside our storage.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
-
-from kazru.settings import Settings
 
 
 class ExternalCopies(Protocol):
@@ -32,12 +31,3 @@ class NoExternalCopies:
 
 
 NO_EXTERNAL_COPIES = NoExternalCopies()
-
-
-def for_engine(settings: Settings) -> ExternalCopies:
-    """What forgets the configured engine's copies: SpeechKit's operations API, or nothing."""
-    if settings.engine == "speechkit":
-        from kazru.speechkit import SpeechKitEngine  # its gRPC stubs load only where SpeechKit is used
-
-        return SpeechKitEngine(settings)
-    return NO_EXTERNAL_COPIES

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kazru import errors
+from kazru.domain import errors
 
 MAGIC = b"KZAE"
 VERSION = 1

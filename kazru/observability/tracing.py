@@ -4,7 +4,7 @@ One upload is one trace: the gateway's request span, `upload`, ingest's gRPC spa
 `store`, then (through the W3C `traceparent` carried in the JobUploaded message's NATS
 headers) the transcriber's `transcribe` span with `queue wait`, `decode`, `diarization`,
 `engine` and `database write`. Context crosses gRPC in the call's metadata (client and
-server interceptors in kazru.grpc_server) and NATS in message headers (kazru.bus).
+server interceptors in kazru.grpc.server) and NATS in message headers (kazru.adapters.bus).
 
 When tracing is off no tracer exists: `span()` is a null context and nothing is
 injected, so the services pay nothing for it.

@@ -7,7 +7,7 @@ the number of bytes sent, and that number matches what arrived.
 
 from __future__ import annotations
 
-from kazru import errors
+from kazru.domain import errors
 
 
 def check_complete(declared: int | None, received: int) -> None:
