@@ -225,7 +225,7 @@ class WhisperEngine:
 
         for language in languages:
             started = time.perf_counter()
-            tokens = self._decode(encoder_output, language)
+            tokens, looped = self._decode(encoder_output, language)
             stages["decode_seconds"] += time.perf_counter() - started
             started = time.perf_counter()
             words = self._aligned_words(tokens, language, encoder_output, frames, chunk)
@@ -233,6 +233,13 @@ class WhisperEngine:
             placed = _words_by_region(words, [regions[index] for index in chunk.regions])
             for index, region_words in zip(chunk.regions, placed, strict=True):
                 words_by_region[index].setdefault(language, []).extend(region_words)
+            lost = _regions_after_loop(chunk, words, regions) if looped else []
+            if lost:
+                for index in lost:
+                    words_by_region[index][language] = []
+                self._recognize_chunk(
+                    recording, _sub_chunk(chunk, lost, regions), regions, [language], stages, words_by_region
+                )
         for index in chunk.regions if evidence is not None else ():
             evidence[index].head = head
             evidence[index].readings = {language: _reading(words) for language, words in words_by_region[index].items()}
@@ -246,8 +253,8 @@ class WhisperEngine:
         total = sum(allowed.values())
         return {language: p / total for language, p in allowed.items()} if total > 0 else {}
 
-    def _decode(self, encoder_output, language: str) -> list[int]:
-        """The chunk's text tokens in `language`, with any looping tail cut off."""
+    def _decode(self, encoder_output, language: str) -> tuple[list[int], bool]:
+        """The chunk's text tokens in `language` with any looping tail cut off, and whether it looped."""
         tokenizer = self._tokenizer(language)
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         result = self._model.model.generate(
@@ -259,7 +266,8 @@ class WhisperEngine:
             suppress_tokens=self._suppressed_tokens(language),
         )[0]
         tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
-        return _without_loop(tokens, tokenizer)
+        kept = _without_loop(tokens, tokenizer)
+        return kept, len(kept) < len(tokens)
 
     def _aligned_words(
         self, tokens: list[int], language: str, encoder_output, frames: int, chunk: Chunk
@@ -330,6 +338,15 @@ def _words_by_region(words: list[_Word], regions: Sequence[SpeechRegion]) -> lis
         )
         placed[nearest].append(word)
     return placed
+
+
+def _regions_after_loop(chunk: Chunk, words: list[_Word], regions: Sequence[SpeechRegion]) -> list[int]:
+    """The chunk's regions a looping decode lost: it lost its place where the loop began (at its
+    last kept word), so the regions from that one on are recognised again on their own, the way
+    Whisper's own transcription seeks past a failed window. The first region keeps what it got, so
+    each retry holds fewer regions than the chunk and the retries end."""
+    loop_start = words[-1].start if words else chunk.start
+    return [index for index in chunk.regions[1:] if regions[index].end > loop_start]
 
 
 def _language_runs(chunk: Chunk, chosen: Sequence[str]) -> list[tuple[str, list[int]]]:

@@ -16,8 +16,10 @@ from services.transcriber.engine import (
     _language_runs,
     _loop_start,
     _loops,
+    _regions_after_loop,
     _sub_chunk,
     _without_loop,
+    _Word,
     plan_chunks,
 )
 from services.transcriber.language_choice import Reading, TurnEvidence, choose_languages
@@ -119,6 +121,22 @@ REAL_RUSSIAN = turn(
     reading("Лось чувствовал, сердце бьётся чаще, чаще", -0.10),
     head_kk=0.0001,
 )
+
+
+def test_a_loop_loses_the_turns_from_the_one_it_began_in_and_a_retry_is_always_shorter():
+    regions = [SpeechRegion(0.5, 3.0), SpeechRegion(3.5, 6.0), SpeechRegion(6.5, 9.0), SpeechRegion(9.5, 12.0)]
+    chunk = Chunk(0.1, 12.4, (0, 1, 2, 3))
+
+    def said_until(start: float) -> list[_Word]:
+        return [_Word(0.6, 1.0, "один", 0.9, -0.1), _Word(start, start + 0.4, "двадва", 0.5, -0.7)]
+
+    assert _regions_after_loop(chunk, said_until(4.0), regions) == [1, 2, 3]  # it began inside turn 1
+    assert _regions_after_loop(chunk, said_until(6.2), regions) == [2, 3]  # in the pause before turn 2
+    assert _regions_after_loop(chunk, said_until(10.0), regions) == [3]
+    # A loop from the first word on: the first turn keeps its cut text, every other one is tried again;
+    # a window of one turn is not retried at all.
+    assert _regions_after_loop(chunk, [], regions) == [1, 2, 3]
+    assert _regions_after_loop(Chunk(0.1, 3.2, (0,)), [], regions) == []
 
 
 def test_each_real_turn_gets_its_language():
