@@ -8,6 +8,7 @@ import logging
 
 from kazru.adapters.bus import Bus
 from kazru.adapters.storage import ObjectStore
+from kazru.db.job_repository import JobRepository
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc.server import GrpcServer, wait_for_stop_signal
 from kazru.observability.logs import prepare_process
@@ -27,7 +28,8 @@ async def main() -> None:
     pipeline = await asyncio.to_thread(create_pipeline, settings)
     database = create_engine(settings)
     bus = await Bus.connect(settings, "transcriber")
-    worker = TranscriptionWorker(settings, create_sessionmaker(database), ObjectStore(settings), bus, pipeline)
+    jobs = JobRepository(create_sessionmaker(database), settings)
+    worker = TranscriptionWorker(settings, jobs, ObjectStore(settings), bus, pipeline)
     health = GrpcServer(settings.transcriber_address, lambda server: None, ["kazru.v1.Transcriber"])
     await health.start()
 

@@ -26,7 +26,6 @@ import uuid
 from pathlib import Path
 
 import nats.errors
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru.adapters import audio
 from kazru.adapters.bus import SUBJECT_UPLOADED, Bus
@@ -125,13 +124,13 @@ class TranscriptionWorker:
     def __init__(
         self,
         settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
+        jobs: JobRepository,
         store: ObjectStore,
         bus: Bus,
         pipeline: TranscriptionPipeline,
     ):
         self._settings = settings
-        self._jobs = JobRepository(sessions, settings)
+        self._jobs = jobs
         self._store = store
         self._bus = bus
         self._pipeline = pipeline

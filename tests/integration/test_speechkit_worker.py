@@ -10,6 +10,7 @@ import pytest_asyncio
 from sqlalchemy import func, select
 
 from kazru.adapters.speechkit import SpeechKitEngine
+from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
@@ -38,7 +39,7 @@ async def speechkit_worker(settings, database, store, bus):
     )
     engine = SpeechKitEngine(worker_settings.speechkit, ffmpeg_path=worker_settings.ffmpeg_path)
     pipeline = TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load()))
-    worker = TranscriptionWorker(worker_settings, database, store, bus, pipeline)
+    worker = TranscriptionWorker(worker_settings, JobRepository(database, worker_settings), store, bus, pipeline)
     async with running(worker, stop_timeout=30):
         yield fake
     await engine.close()

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from kazru.adapters.bus import SUBJECT_UPLOADED
 from kazru.adapters.speechkit import SpeechKitEngine
 from kazru.adapters.storage import ObjectStore
+from kazru.db.job_repository import JobRepository
 from kazru.db.models import JobState
 from kazru.domain.external_copies import NO_EXTERNAL_COPIES
 from kazru.grpc import server as grpc_server
@@ -71,7 +72,11 @@ async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `s
     app = create_app(settings, gateway, Authenticator(settings, database))
     engine = SpeechKitEngine(settings.speechkit, ffmpeg_path=settings.ffmpeg_path)
     worker = TranscriptionWorker(
-        settings, database, store, bus, TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load()))
+        settings,
+        JobRepository(database, settings),
+        store,
+        bus,
+        TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load())),
     )
     stop = asyncio.Event()
     working = asyncio.create_task(worker.run(stop))

@@ -15,6 +15,7 @@ from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, diarization_errors
 from bench.accuracy.metrics import Segment as ScoredSegment
 from kazru.adapters.encryption import new_key_entry
 from kazru.adapters.storage import ObjectStore
+from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.v1 import events_pb2
 from services.transcriber.worker import TranscriptionWorker
@@ -24,7 +25,7 @@ from tests.helpers import aiter_of, messages_left_after_acks, queued_messages, r
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def worker(settings, database, store, bus, pipeline):
-    worker = TranscriptionWorker(settings, database, store, bus, pipeline)
+    worker = TranscriptionWorker(settings, JobRepository(database, settings), store, bus, pipeline)
     async with running(worker, stop_timeout=30):
         yield worker
 

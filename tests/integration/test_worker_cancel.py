@@ -7,6 +7,7 @@ import pytest_asyncio
 from sqlalchemy import update
 
 from kazru.adapters.bus import Bus
+from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
@@ -21,7 +22,7 @@ async def quick_worker(infra, database, store, bus, pipeline):  # noqa: F811 - t
     """A worker (and its consumer) with a short ack wait: heartbeats every half second."""
     settings = infra.settings(job_ack_wait_seconds=ACK_WAIT_SECONDS)
     worker_bus = await Bus.connect(settings, "quick-worker")  # `bus` is fresh: the consumer is made here
-    worker = TranscriptionWorker(settings, database, store, worker_bus, pipeline)
+    worker = TranscriptionWorker(settings, JobRepository(database, settings), store, worker_bus, pipeline)
     async with running(worker, stop_timeout=60):
         yield worker
     await worker_bus.close()
