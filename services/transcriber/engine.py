@@ -233,7 +233,7 @@ class WhisperEngine:
             placed = _words_by_region(words, [regions[index] for index in chunk.regions])
             for index, region_words in zip(chunk.regions, placed, strict=True):
                 words_by_region[index].setdefault(language, []).extend(region_words)
-            lost = _regions_after_loop(chunk, words, regions) if looped else []
+            lost = _regions_the_decode_lost(chunk, words, regions, looped)
             if lost:
                 for index in lost:
                     words_by_region[index][language] = []
@@ -340,13 +340,18 @@ def _words_by_region(words: list[_Word], regions: Sequence[SpeechRegion]) -> lis
     return placed
 
 
-def _regions_after_loop(chunk: Chunk, words: list[_Word], regions: Sequence[SpeechRegion]) -> list[int]:
-    """The chunk's regions a looping decode lost: it lost its place where the loop began (at its
-    last kept word), so the regions from that one on are recognised again on their own, the way
-    Whisper's own transcription seeks past a failed window. The first region keeps what it got, so
-    each retry holds fewer regions than the chunk and the retries end."""
-    loop_start = words[-1].start if words else chunk.start
-    return [index for index in chunk.regions[1:] if regions[index].end > loop_start]
+def _regions_the_decode_lost(
+    chunk: Chunk, words: list[_Word], regions: Sequence[SpeechRegion], looped: bool
+) -> list[int]:
+    """The chunk's regions its decode lost, to be recognised again on their own, the way Whisper's
+    own transcription seeks past a window it failed. A decode that loops lost its place, and the
+    alignment of what is kept before the cut can stretch over the whole window, so it says nothing
+    of where the loop began: every region after the first. One that ended before the window's speech
+    did: the regions after its last word. The first region keeps what it got, so each retry holds
+    fewer regions and the retries end."""
+    if looped or not words:
+        return list(chunk.regions[1:])
+    return [index for index in chunk.regions[1:] if regions[index].start >= words[-1].end]
 
 
 def _language_runs(chunk: Chunk, chosen: Sequence[str]) -> list[tuple[str, list[int]]]:

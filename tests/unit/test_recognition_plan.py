@@ -16,7 +16,7 @@ from services.transcriber.engine import (
     _language_runs,
     _loop_start,
     _loops,
-    _regions_after_loop,
+    _regions_the_decode_lost,
     _sub_chunk,
     _without_loop,
     _Word,
@@ -123,20 +123,23 @@ REAL_RUSSIAN = turn(
 )
 
 
-def test_a_loop_loses_the_turns_from_the_one_it_began_in_and_a_retry_is_always_shorter():
+def test_a_decode_that_loops_or_stops_early_loses_turns_and_a_retry_is_always_shorter():
     regions = [SpeechRegion(0.5, 3.0), SpeechRegion(3.5, 6.0), SpeechRegion(6.5, 9.0), SpeechRegion(9.5, 12.0)]
     chunk = Chunk(0.1, 12.4, (0, 1, 2, 3))
 
     def said_until(start: float) -> list[_Word]:
         return [_Word(0.6, 1.0, "один", 0.9, -0.1), _Word(start, start + 0.4, "двадва", 0.5, -0.7)]
 
-    assert _regions_after_loop(chunk, said_until(4.0), regions) == [1, 2, 3]  # it began inside turn 1
-    assert _regions_after_loop(chunk, said_until(6.2), regions) == [2, 3]  # in the pause before turn 2
-    assert _regions_after_loop(chunk, said_until(10.0), regions) == [3]
-    # A loop from the first word on: the first turn keeps its cut text, every other one is tried again;
-    # a window of one turn is not retried at all.
-    assert _regions_after_loop(chunk, [], regions) == [1, 2, 3]
-    assert _regions_after_loop(Chunk(0.1, 3.2, (0,)), [], regions) == []
+    # Looped: whatever the kept words' alignment says, every turn after the first.
+    assert _regions_the_decode_lost(chunk, said_until(4.0), regions, looped=True) == [1, 2, 3]
+    assert _regions_the_decode_lost(chunk, said_until(10.0), regions, looped=True) == [1, 2, 3]
+    # Ended early: the turns after its last word; one that reached the last turn lost nothing.
+    assert _regions_the_decode_lost(chunk, said_until(4.0), regions, looped=False) == [2, 3]
+    assert _regions_the_decode_lost(chunk, said_until(11.0), regions, looped=False) == []
+    # Nothing heard: the first turn keeps its (empty) result, every other one is tried again;
+    # a window of one turn is never retried.
+    assert _regions_the_decode_lost(chunk, [], regions, looped=False) == [1, 2, 3]
+    assert _regions_the_decode_lost(Chunk(0.1, 3.2, (0,)), [], regions, looped=True) == []
 
 
 def test_each_real_turn_gets_its_language():
