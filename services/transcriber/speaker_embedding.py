@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
-from kazru.dev.model_install import is_campplus_installed
+from kazru.adapters.model_files import is_campplus_installed
 from kazru.settings import Settings
 
 FRAME_LENGTH = 400  # 25 ms

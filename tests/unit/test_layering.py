@@ -20,12 +20,9 @@ DOMAIN_MUST_NOT_IMPORT = (
     "minio",
     "grpc",
 )
-# Service code that really needs a development tool at run time. Each entry is a known debt, named
-# here so that it stays visible: the transcriber checks the CAM++ install with the installer's own
-# test (`is_campplus_installed`), so both agree on what a finished install is.
-DEV_IMPORTS_ALLOWED = {
-    "services/transcriber/speaker_embedding.py": {"kazru.dev.model_install"},
-}
+# Service code that really needs a development tool at run time, each entry a known debt named here
+# so that it stays visible. None today.
+DEV_IMPORTS_ALLOWED: dict[str, set[str]] = {}
 
 
 def imported_modules(path: Path) -> set[str]:

