@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     supported_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru", "en")
 
     # Yandex SpeechKit v3 (engine="speechkit"), read from KAZRU_SPEECHKIT_*: see SpeechKitSettings.
-    speechkit: SpeechKitSettings = Field(default_factory=lambda: SpeechKitSettings())
+    speechkit: SpeechKitSettings = Field(default_factory=SpeechKitSettings)
 
     # Janitor.
     janitor_interval_seconds: float = Field(default=60.0, gt=0)

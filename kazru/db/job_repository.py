@@ -8,7 +8,7 @@ by returning None/False instead of raising; the janitor and the owner's delete, 
 batches of rows they have locked themselves, call the `*_locked` forms inside their transaction.
 
 Creation is ingest's (`services/ingest/uploads.py`): a new row is PENDING, or SUCCEEDED at once
-when it reuses an earlier identical upload's transcript (`born_finished`, written here beside `succeed`).
+when it reuses an earlier identical upload's transcript (`add_reusing`, written here beside `succeed`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kazru.db import usage
+from kazru.db import transcripts, usage
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.domain import lifecycle
 from kazru.settings import Settings
@@ -65,15 +65,20 @@ def _take_result(job: Job, source: Outcome | Job, billed_seconds: float) -> None
     job.billed_seconds = billed_seconds
 
 
-def born_finished(job: Job, earlier: Job, now: datetime) -> None:
-    """A new row that takes an identical earlier upload's result: SUCCEEDED at once, the engine not run
-    (nothing billed). Its own object, rows and expiry; it says where its transcript came from."""
+async def add_reusing(session: AsyncSession, job: Job, earlier: Job, now: datetime, settings: Settings) -> None:
+    """Add a new row that takes an identical earlier upload's result: SUCCEEDED at once, the engine not
+    run (nothing billed), the earlier transcript copied as its own, its usage counted. Its own object
+    and expiry; it says where its transcript came from."""
     job.state = JobState.SUCCEEDED
     _take_result(job, earlier, billed_seconds=0.0)
     job.reused_from = earlier.id
     job.started_at = job.finished_at = now
     job.duration_seconds = earlier.duration_seconds
     job.declared_duration_seconds = earlier.declared_duration_seconds
+    session.add(job)
+    await session.flush()
+    await transcripts.copy_transcript(session, earlier.id, job.id)
+    await usage.record_usage(session, job, settings)
 
 
 async def _locked(session: AsyncSession, job_id: uuid.UUID) -> Job | None:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kazru.adapters import audio
 from kazru.adapters.bus import Bus
 from kazru.adapters.storage import ObjectStore
-from kazru.db import job_repository, transcripts, usage
+from kazru.db import job_repository
 from kazru.db.models import Job, JobState
 from kazru.domain import errors, upload_protocol
 from kazru.jobs import outbox
@@ -256,13 +256,10 @@ class UploadService:
         try:
             async with self._sessions.begin() as session:
                 earlier = await self._reusable_result(session, job) if self._settings.reuse_identical_uploads else None
-                if earlier is not None:
-                    job_repository.born_finished(job, earlier, now)
-                session.add(job)
-                if earlier is not None:
-                    await session.flush()
-                    await transcripts.copy_transcript(session, earlier.id, job.id)
-                    await usage.record_usage(session, job, self._settings)
+                if earlier is None:
+                    session.add(job)
+                else:
+                    await job_repository.add_reusing(session, job, earlier, now, self._settings)
         except IntegrityError:
             earlier = await self._job_with_request_id(header.owner_id, header.request_id) if header.request_id else None
             if earlier is None:
