@@ -29,6 +29,7 @@ import nats.errors
 
 from kazru.adapters import audio
 from kazru.adapters.bus import SUBJECT_UPLOADED, Bus
+from kazru.adapters.outages import from_infrastructure
 from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository, Outcome
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
@@ -44,6 +45,11 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_SECONDS = 0.5
 # Redelivery delays after transient failures (attempt 1, 2, ...).
 RETRY_DELAYS_SECONDS = (2.0, 10.0, 30.0, 60.0)
+# While the database cannot be reached, a delivered job is held (JetStream is told it is in progress)
+# and its claim tried again after these pauses (the last repeats), rather than handed back: every
+# hand-back costs one of the job's job_max_deliver deliveries, and a job whose deliveries all ran out
+# before it was claimed stayed PENDING, with nothing left to run it, until it expired.
+CLAIM_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
 # Decoded audio shorter than the header's claim by more than this (and this share) means a truncated file;
@@ -136,6 +142,8 @@ class TranscriptionWorker:
         self._pipeline = pipeline
         # The job in hand and its cancel switch (a worker holds one job at a time).
         self._current: tuple[uuid.UUID, CancelSwitch] | None = None
+        # Set when the worker is asked to stop: a job held while the database is down is handed back.
+        self._stopping = asyncio.Event()
 
     async def _on_cancel_signal(self, msg) -> None:
         current = self._current
@@ -144,6 +152,7 @@ class TranscriptionWorker:
             current[1].trip()
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stopping = stop
         await self._bus.ensure_jobs_stream()
         await self._bus.ensure_transcriber_consumer()
         cancels = await self._bus.on_cancel_signals(self._on_cancel_signal)
@@ -191,7 +200,7 @@ class TranscriptionWorker:
             log.error("dropping a malformed JobUploaded message")
             await message.term()
             return
-        claimed = await self._jobs.claim(job_id, message.metadata.num_delivered)
+        claimed = await self._claim_once_the_database_answers(job_id, message)
         if claimed is None:
             await message.ack()
             return
@@ -276,6 +285,25 @@ class TranscriptionWorker:
                 reporter.stop()
             heartbeat.cancel()
             work_dir.cleanup()
+
+    async def _claim_once_the_database_answers(self, job_id: uuid.UUID, message) -> Job | None:
+        """The claim, tried until the database answers while the message is kept in progress (see
+        CLAIM_RETRY_SECONDS). Raises, and so hands the message back, if the worker is stopping, on any
+        other error, or if JetStream cannot be told (then it redelivers the message after its ack wait)."""
+        tried = 0
+        while True:
+            tried += 1
+            try:
+                return await self._jobs.claim(job_id, message.metadata.num_delivered)
+            except Exception as error:
+                outage = from_infrastructure(error)
+                if outage is None or outage.code != "DATABASE_UNAVAILABLE" or self._stopping.is_set():
+                    raise
+                if tried == 1:
+                    log.warning("the database is unavailable; holding the job until it answers", exc_info=True)
+            await message.in_progress()
+            pause = CLAIM_RETRY_SECONDS[min(tried, len(CLAIM_RETRY_SECONDS)) - 1]
+            await asyncio.sleep(min(pause, self._settings.job_ack_wait_seconds / 3))
 
     async def _heartbeat(self, message, job_id: uuid.UUID, switch: CancelSwitch) -> None:
         """Tell JetStream the job is alive, so it is not redelivered to another worker, and the

@@ -18,7 +18,7 @@ from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.v1 import events_pb2
-from services.transcriber.worker import TranscriptionWorker
+from services.transcriber.worker import RETRY_DELAYS_SECONDS, TranscriptionWorker
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS, SPEECH_CLIP
 from tests.helpers import aiter_of, messages_left_after_acks, queued_messages, running
 
@@ -35,6 +35,15 @@ async def enqueue(
 ) -> uuid.UUID:
     """What ingest does, minus validation: store the object, add the row, publish.
     `external_operation_id`: a copy at SpeechKit left by an earlier attempt."""
+    job_id = await add_job(database, store, data, languages, max_speakers, external_operation_id)
+    await bus.publish_uploaded(events_pb2.JobUploaded(job_id=str(job_id), owner_id="owner-t"))
+    return job_id
+
+
+async def add_job(
+    database, store, data: bytes, languages=("kk", "ru"), max_speakers=None, external_operation_id=None
+) -> uuid.UUID:
+    """The object and the PENDING row of a job, not yet announced on the bus."""
     job_id = uuid.uuid4()
     key = f"jobs/{job_id}/original"
     await store.put_stream(key, aiter_of([data]))
@@ -44,7 +53,6 @@ async def enqueue(
                         content_type="audio/flac", size_bytes=len(data), object_key=key, container="flac",
                         languages=list(languages), max_speakers=max_speakers, created_at=now, expires_at=now + timedelta(hours=1),
                         external_operation_id=external_operation_id))  # fmt: skip
-    await bus.publish_uploaded(events_pb2.JobUploaded(job_id=str(job_id), owner_id="owner-t"))
     return job_id
 
 
@@ -138,6 +146,25 @@ async def test_redelivery_of_a_finished_job_changes_nothing(worker, database, st
         again = await session.get(Job, job_id)
     assert again.finished_at == first.finished_at and again.attempts == 1
     assert [(s.id, s.text) for s in await segments_of(database, job_id)] == before
+
+
+async def test_a_job_delivered_while_the_database_is_down_waits_for_it_and_keeps_its_deliveries(
+    worker, infra, database, store, bus, settings
+):
+    job_id = await add_job(database, store, SPEECH_CLIP.read_bytes())
+    # Down for longer than every delivery JetStream allows would take if each failed claim cost one: a job
+    # whose deliveries ran out before it was claimed stayed PENDING, with nothing left to run it, until it expired.
+    outage_seconds = settings.job_max_deliver * RETRY_DELAYS_SECONDS[0] + 4
+    await asyncio.to_thread(infra.postgres.stop)
+    try:
+        await bus.publish_uploaded(events_pb2.JobUploaded(job_id=str(job_id), owner_id="owner-t"))
+        await asyncio.sleep(outage_seconds)
+    finally:
+        await asyncio.to_thread(infra.postgres.start)
+    job = await wait_for_state(database, job_id, {JobState.SUCCEEDED, JobState.FAILED}, timeout=120)
+    assert job.state == JobState.SUCCEEDED, job.error_message
+    assert job.attempts == 1, "the wait for the database used up no delivery"
+    assert await segments_of(database, job_id), "the transcript is there"
 
 
 async def test_message_for_an_unknown_job_is_acked(worker, bus, settings):
