@@ -172,3 +172,38 @@ def reference_clip(reference: dict[str, np.ndarray], name: str) -> np.ndarray:
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# How people's recordings come: phone recorders (AMR, ADTS AAC), Windows (WMA), Macs (AIFF), and films and TV
+# (a picture with sound: MPEG-TS, M2TS, AVI, MKV, MOV). name → (with a picture, ffmpeg's output options); every
+# encoder here is in imageio-ffmpeg's build.
+RECORDING_FORMATS: dict[str, tuple[bool, list[str]]] = {
+    "aac": (False, ["-c:a", "aac", "-f", "adts"]),
+    "amr": (False, ["-ar", "8000", "-c:a", "libopencore_amrnb", "-b:a", "12.2k", "-f", "amr"]),
+    "aiff": (False, ["-f", "aiff"]),
+    "wma": (False, ["-c:a", "wmav2", "-f", "asf"]),
+    "ts": (True, ["-c:v", "mpeg2video", "-c:a", "mp2", "-f", "mpegts"]),
+    "m2ts": (True, ["-c:v", "mpeg2video", "-c:a", "ac3", "-f", "mpegts", "-mpegts_m2ts_mode", "1"]),
+    "avi": (True, ["-c:v", "mpeg4", "-c:a", "pcm_s16le", "-f", "avi"]),
+    "mkv": (True, ["-c:v", "mpeg4", "-c:a", "ac3", "-f", "matroska"]),
+    "mov": (True, ["-c:v", "mpeg4", "-c:a", "aac", "-f", "mov"]),
+}
+
+
+def encoded(source: Path, name: str, folder: Path) -> bytes:
+    """`source` re-encoded as a recording of the kind `name` (RECORDING_FORMATS) by a real ffmpeg:
+    imageio-ffmpeg's own build, which is always installed and has the AMR encoder."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    with_picture, output = RECORDING_FORMATS[name]
+    target = folder / f"recording.{name}"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y"]
+    if with_picture:  # a test pattern as input 0, the sound as input 1
+        command += ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-i", str(source)]
+        command += ["-map", "0:v", "-map", "1:a", "-shortest"]
+    else:
+        command += ["-i", str(source)]
+    subprocess.run([*command, *output, str(target)], check=True)
+    return target.read_bytes()

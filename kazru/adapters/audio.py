@@ -24,8 +24,12 @@ from kazru.domain import errors
 SAMPLE_RATE = 16_000
 # Decoded PCM: 16-bit signed little-endian, one channel.
 PCM_SAMPLE_BYTES = 2
-# Enough bytes to recognise every container we accept.
-SNIFF_BYTES = 12
+# Enough bytes to recognise every container we accept: an MPEG transport stream shows itself by
+# a sync byte at the start of three packets (192-byte M2TS packets: the third at 4 + 2 × 192).
+SNIFF_BYTES = 4 + 2 * 192 + 1
+# The header object GUID that starts every ASF file (WMA, WMV).
+ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+TS_SYNC = 0x47
 
 
 @lru_cache(maxsize=1)
@@ -43,9 +47,19 @@ def ffmpeg_exe(configured: str = "") -> str:
 
 
 def sniff_container(head: bytes) -> str | None:
-    """Name of the audio container the first bytes announce, or None."""
+    """Name of the audio container the first bytes announce, or None. Video containers count when
+    they can carry sound (a film, a TV recording): whether there really is an audio stream is for
+    ffmpeg's probe to say."""
     if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "wav"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    if len(head) >= 12 and head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[:5] == b"#!AMR":  # AMR-NB ("#!AMR\n") and AMR-WB ("#!AMR-WB\n"): phone recorders
+        return "amr"
+    if head[:16] == ASF_HEADER:
+        return "asf"
     if head[:4] == b"fLaC":
         return "flac"
     if head[:4] == b"OggS":
@@ -61,10 +75,19 @@ def sniff_container(head: bytes) -> str | None:
         and (head[1] & 0x06) != 0
     ):
         return "mp3"
+    # ADTS (raw AAC, .aac): 12 set sync bits, then layer 00.
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0:
+        return "aac"
     if len(head) >= 8 and head[4:8] == b"ftyp":
         return "mp4"
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return "webm"
+    for first, packet in ((0, 188), (4, 192)):  # MPEG-TS (.ts, DVB and IPTV recordings); M2TS (.mts, .m2ts)
+        if (
+            len(head) > first + 2 * packet
+            and head[first] == head[first + packet] == head[first + 2 * packet] == TS_SYNC
+        ):
+            return "mpegts"
     return None
 
 

@@ -19,6 +19,15 @@ def check_complete(declared: int | None, received: int) -> None:
         )
 
 
+# The containers ingest recognises (kazru.adapters.audio.sniff_container), as the NOT_AUDIO error lists
+# them; video files count for their sound.
+SUPPORTED_FORMATS = "WAV, FLAC, MP3, OGG/Opus, M4A/MP4/MOV, WebM/MKV, AAC, AMR, AIFF, WMA, AVI, MPEG-TS"
+
+
+def not_audio() -> errors.UnsupportedMedia:
+    return errors.UnsupportedMedia(f"the file is not a supported audio format ({SUPPORTED_FORMATS})", code="NOT_AUDIO")
+
+
 def too_large(max_bytes: int) -> errors.UploadTooLarge:
     return errors.UploadTooLarge(
         f"the file is larger than the {max_bytes // (1024 * 1024)} MiB limit", details={"max_bytes": max_bytes}

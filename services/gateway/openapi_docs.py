@@ -21,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from kazru.domain import upload_protocol
 from services.gateway.api_models import ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ ERROR_MESSAGES = {
     "AUDIO_DELETED": "the job's audio has been deleted",
     "UPLOAD_TOO_LARGE": "the file is larger than the 500 MiB limit",
     "RECORDING_TOO_LONG": "the recording is 4.2 h long; at most 3 h are accepted",
-    "NOT_AUDIO": "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A, WebM)",
+    "NOT_AUDIO": upload_protocol.not_audio().message,
     "AUDIO_UNDECODABLE": "the file is not audio ffmpeg can decode",
     "ENCRYPTION_KEY_UNKNOWN": "the audio is encrypted with master key '2026-01', which is not in KAZRU_ENCRYPTION_KEYS",
     "ENCRYPTION_KEY_MISMATCH": "the audio does not open with master key '2026-01': the key differs from the one it "

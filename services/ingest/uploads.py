@@ -49,6 +49,12 @@ CONTAINER_CONTENT_TYPES = {
     "ogg": "audio/ogg",
     "mp4": "audio/mp4",
     "webm": "audio/webm",
+    "aac": "audio/aac",
+    "amr": "audio/amr",
+    "aiff": "audio/aiff",
+    "asf": "audio/x-ms-wma",
+    "avi": "video/x-msvideo",
+    "mpegts": "video/mp2t",
 }
 
 
@@ -103,9 +109,7 @@ class UploadMeter:
 def recognise_container(head: bytes) -> str:
     container = audio.sniff_container(bytes(head[: audio.SNIFF_BYTES]))
     if container is None:
-        raise errors.UnsupportedMedia(
-            "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A, WebM)", code="NOT_AUDIO"
-        )
+        raise upload_protocol.not_audio()
     return container
 
 

@@ -27,7 +27,7 @@ from kazru.db.models import Job
 from services.gateway.auth import SESSION_COOKIE, Authenticator
 from tests import export_checks
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP, SPEECH_CLIP
-from tests.helpers import aiter_of
+from tests.helpers import aiter_of, encoded
 from tests.transcripts import WordSpec, insert_transcript, segment_of_words
 
 playwright_api = pytest.importorskip(
@@ -351,6 +351,29 @@ async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, br
     await turns.nth(1).locator(".revert").click()
     await expect(text).to_have_text("Привет, хорошо.")
     await expect(turns.nth(1).locator(".edited-mark")).to_be_hidden()
+    watched.assert_clean()
+    await context.close()
+
+
+async def test_a_recording_the_browser_cannot_play_is_said_so_and_its_transcript_still_opens(
+    stack, browser, database, store, tmp_path
+):
+    """A phone's AMR recording: transcribed like any other, but no browser plays AMR."""
+    context, page, watched = await open_page(browser, stack)
+    session = next(c["value"] for c in await context.cookies() if c["name"] == SESSION_COOKIE)
+    job_id = await insert_transcript(database, [segment_of_words("S1", [WordSpec(0.5, 0.9, "Алло,"),
+        WordSpec(1.0, 1.4, "слушаю.")], "ru")], owner_id=Authenticator._session_owner(session), filename="call.amr")  # fmt: skip
+    audio = encoded(SPEECH_CLIP, "amr", tmp_path)
+    await store.put_stream(f"jobs/{job_id}", aiter_of([audio]))
+    async with database.begin() as session:
+        await session.execute(
+            update(Job).where(Job.id == job_id).values(size_bytes=len(audio), content_type="audio/amr", container="amr")
+        )
+    await page.reload()
+    await page.locator("#jobs li.job .open").first.click()
+    await expect(page.locator("#segments li.turn")).to_have_count(1)
+    await expect(page.locator("#notice")).to_contain_text("This browser cannot play this recording's format")
+    await expect(page.locator("#dl-txt")).to_have_attribute("href", f"/api/v1/jobs/{job_id}/export/txt")
     watched.assert_clean()
     await context.close()
 

@@ -25,7 +25,7 @@ from kazru.v1 import events_pb2, ingest_service_pb2, ingest_service_pb2_grpc, jo
 from services.ingest.__main__ import create_server
 from services.ingest.uploads import UploadService
 from tests.conftest import SPEECH_CLIP
-from tests.helpers import leftovers, queued_messages, silent_wav_chunks
+from tests.helpers import encoded, leftovers, queued_messages, silent_wav_chunks
 from tests.transcripts import WordSpec, insert_transcript, segment_of_words
 
 SMALL_CAP = 2 * 1024 * 1024
@@ -99,6 +99,26 @@ async def test_accepted_upload_is_stored_recorded_and_queued(ingest, store, data
     message = await bus.js.get_msg(settings.jobs_stream, seq=1)
     assert message.headers["Nats-Msg-Id"] == job.job_id
     assert events_pb2.JobUploaded.FromString(message.data).job_id == job.job_id
+
+
+@pytest.mark.parametrize(
+    ("kind", "container", "content_type"),
+    [("aac", "aac", "audio/aac"), ("amr", "amr", "audio/amr"), ("aiff", "aiff", "audio/aiff"),
+     ("wma", "asf", "audio/x-ms-wma"), ("ts", "mpegts", "video/mp2t"), ("m2ts", "mpegts", "video/mp2t"),
+     ("avi", "avi", "video/x-msvideo"), ("mkv", "webm", "audio/webm"), ("mov", "mp4", "audio/mp4")],
+)  # fmt: skip
+async def test_phone_desktop_and_video_recordings_are_taken_for_their_sound(
+    ingest, database, tmp_path, kind, container, content_type
+):
+    data = encoded(SPEECH_CLIP, kind, tmp_path)
+    job = await upload(ingest, [data], filename=f"recording.{kind}")
+    assert job.state == job_pb2.Job.PENDING
+    assert job.audio.container == container
+    # ffmpeg read the sound: its length is the clip's 2.92 s (AAC and AMR frames round it up by up to 0.1 s).
+    assert job.audio.duration_seconds == pytest.approx(2.92, abs=0.15)
+    async with database() as session:
+        row = await session.get(Job, uuid.UUID(job.job_id))
+    assert row.content_type == content_type, "what the player is told it gets"
 
 
 async def test_options_sent_after_the_file_are_applied(ingest):

@@ -20,7 +20,7 @@ from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.v1 import events_pb2
 from services.transcriber.worker import RETRY_DELAYS_SECONDS, TranscriptionWorker
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS, SPEECH_CLIP
-from tests.helpers import aiter_of, messages_left_after_acks, queued_messages, running
+from tests.helpers import aiter_of, encoded, messages_left_after_acks, queued_messages, running
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -109,6 +109,20 @@ async def test_job_is_transcribed_with_the_real_model(worker, database, store, b
     assert progress_seen == sorted(progress_seen) and all(0 < p < 100 for p in progress_seen)
     # The job's audio was decoded to a PCM file while it ran, and the file is gone with it.
     assert pcm_files_seen and not list(Path(tempfile.gettempdir()).glob(f"kazru-job-{job_id}-*"))
+
+
+@pytest.mark.parametrize("kind", ["amr", "ts"])
+async def test_a_phone_recording_and_a_tv_recording_are_transcribed_from_their_sound(
+    worker, database, store, bus, tmp_path, kind
+):
+    """AMR at 8 kHz, as phone recorders write it; MPEG-TS with a picture, as a TV recording."""
+    job_id = await enqueue(database, store, bus, encoded(REAL_SPEECH_CLIP, kind, tmp_path))
+    job = await wait_for_state(database, job_id, {JobState.SUCCEEDED, JobState.FAILED})
+    assert job.state == JobState.SUCCEEDED, job.error_message
+    assert job.detected_language == "ru"
+    text = " ".join(s.text for s in await segments_of(database, job_id)).lower()
+    for word in REAL_SPEECH_WORDS:
+        assert word in text, text
 
 
 async def test_undecodable_object_fails_the_job_with_a_reason(worker, database, store, bus, settings):

@@ -14,6 +14,16 @@ from kazru.domain import errors
         (b"\xff\xfb\x90\x64\x00\x00\x00\x00\x00\x00\x00\x00", "mp3"),
         (b"\x00\x00\x00\x20ftypM4A \x00\x00", "mp4"),
         (b"\x1a\x45\xdf\xa3\x01\x00\x00\x00\x00\x00\x00\x1f", "webm"),
+        (b"\xff\xf1\x60\x40\x46\x7f\xfc\xdc", "aac"),  # ADTS, MPEG-4
+        (b"\xff\xf9\x50\x80\x02\x1f\xfc\x21", "aac"),  # ADTS, MPEG-2
+        (b"#!AMR\n<\x91\x17\x16\xbe", "amr"),
+        (b"#!AMR-WB\n\x24\x00", "amr"),
+        (b"FORM\x00\x04\xe2\x46AIFFCOMM", "aiff"),
+        (b"FORM\x00\x04\xe2\x46AIFCFVER", "aiff"),
+        (bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c") + b"\x00" * 8, "asf"),
+        (b"RIFF\x24\x00\x00\x00AVI LIST", "avi"),
+        ((b"\x47\x40\x11\x10" + b"\xff" * 184) * 3, "mpegts"),
+        ((b"\x00\x00\x00\x00\x47\x40\x11\x10" + b"\xff" * 184) * 3, "mpegts"),  # M2TS: a timecode first
     ],
 )
 def test_sniff_recognises_audio_containers(head, container):
@@ -26,7 +36,10 @@ def test_sniff_recognises_audio_containers(head, container):
         b"hello world, this is text",
         b"%PDF-1.7\n%\xe2\xe3\xcf\xd3",
         b"\x89PNG\r\n\x1a\n\x00\x00\x00\r",
-        b"RIFF\x24\x00\x00\x00AVI LIST",  # RIFF but video
+        b"RIFF\x24\x00\x00\x00ACONLIST",  # RIFF, but an animated cursor
+        b"G" + b"ood morning, " * 40,  # starts with MPEG-TS's sync byte, but only once
+        b"\x47\x40\x11\x10" + b"\x00" * 400,  # MPEG-TS's sync byte at 0, but not 188 bytes on
+        b"FORM\x00\x00\x00\x10ILBMBMHD",  # IFF, but a picture
         b"\xff\xe0\x00\x10JFIF\x00\x01",  # JPEG: sync-like bits with reserved layer
         b"",
         b"RIF",

@@ -992,7 +992,12 @@ document.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("keydown", onShortcut);
   const player = $("player");
   for (const name of ["timeupdate", "play", "pause", "seeked", "ended"]) player.addEventListener(name, highlightPlaying);
-  player.addEventListener("error", () => { if (shown && player.getAttribute("src")) notify(t("err_AUDIO_UNAVAILABLE"), true); });
+  player.addEventListener("error", () => {
+    if (!shown || !player.getAttribute("src")) return;
+    // AMR, WMA, AVI, MPEG-TS and the like are transcribed but most browsers cannot play them.
+    const unplayable = player.error && player.error.code === MediaError.MEDIA_ERR_SRC_NOT_SUPPORTED;
+    notify(t(unplayable ? "err_AUDIO_FORMAT_NOT_PLAYABLE" : "err_AUDIO_UNAVAILABLE"), true);
+  });
 
   applyLanguage();
   refreshJobs();

@@ -32,7 +32,7 @@ window.KAZRU_TEXT.en = {
   err_NETWORK: "The server cannot be reached. Check your connection and try again.",
   err_UPLOAD_TOO_LARGE: "The file is larger than the {limit} limit.",
   err_RECORDING_TOO_LONG: "The recording is longer than the {hours} h the service accepts.",
-  err_NOT_AUDIO: "This is not an audio file we can read (WAV, FLAC, MP3, OGG, M4A, WebM).",
+  err_NOT_AUDIO: "This is not an audio file we can read (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
   err_AUDIO_UNDECODABLE: "The recording could not be decoded: the file may be damaged.",
   err_EMPTY: "The file is empty.", err_RATE_LIMITED: "Too many uploads in a short time: try again in {seconds} s.",
   err_JOB_NOT_FOUND: "This job does not exist (or no longer does).",
@@ -50,4 +50,5 @@ window.KAZRU_TEXT.en = {
   err_WORKER_LOST: "The transcription stopped unexpectedly. Please upload the file again.",
   err_FORBIDDEN: "The page is out of date: reload it and try again.",
   err_AUDIO_UNAVAILABLE: "The audio cannot be played.",
+  err_AUDIO_FORMAT_NOT_PLAYABLE: "This browser cannot play this recording's format; the transcript and the downloads are not affected.",
 };

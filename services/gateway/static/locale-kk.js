@@ -33,7 +33,7 @@ window.KAZRU_TEXT.kk = {
   err_NETWORK: "Серверге қосылу мүмкін емес. Байланысты тексеріп, қайталап көріңіз.",
   err_UPLOAD_TOO_LARGE: "Файл рұқсат етілген {limit} шегінен үлкен.",
   err_RECORDING_TOO_LONG: "Жазба қызмет қабылдайтын {hours} сағаттан ұзын.",
-  err_NOT_AUDIO: "Бұл біз оқи алатын аудиофайл емес (WAV, FLAC, MP3, OGG, M4A, WebM).",
+  err_NOT_AUDIO: "Бұл біз оқи алатын аудиофайл емес (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
   err_AUDIO_UNDECODABLE: "Жазбаны ашу мүмкін болмады: файл бүлінген болуы мүмкін.",
   err_EMPTY: "Файл бос.", err_RATE_LIMITED: "Тым көп жүктеу: {seconds} с кейін қайталаңыз.",
   err_JOB_NOT_FOUND: "Мұндай тапсырма жоқ (немесе енді жоқ).",
@@ -51,4 +51,5 @@ window.KAZRU_TEXT.kk = {
   err_WORKER_LOST: "Тану күтпеген жерден тоқтады. Файлды қайта жүктеңіз.",
   err_FORBIDDEN: "Бет ескірген: оны қайта жүктеп, қайталаңыз.",
   err_AUDIO_UNAVAILABLE: "Жазбаны ойнату мүмкін емес.",
+  err_AUDIO_FORMAT_NOT_PLAYABLE: "Бұл браузер осы жазбаның форматын ойната алмайды; транскрипция мен жүктеп алу әдеттегідей жұмыс істейді.",
 };

@@ -33,7 +33,7 @@ window.KAZRU_TEXT.ru = {
   err_NETWORK: "Сервер недоступен. Проверьте подключение и попробуйте снова.",
   err_UPLOAD_TOO_LARGE: "Файл больше допустимых {limit}.",
   err_RECORDING_TOO_LONG: "Запись длиннее {hours} ч, которые принимает сервис.",
-  err_NOT_AUDIO: "Это не аудиофайл, который мы умеем читать (WAV, FLAC, MP3, OGG, M4A, WebM).",
+  err_NOT_AUDIO: "Это не аудиофайл, который мы умеем читать (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
   err_AUDIO_UNDECODABLE: "Запись не удалось декодировать: возможно, файл повреждён.",
   err_EMPTY: "Файл пуст.", err_RATE_LIMITED: "Слишком много загрузок подряд: повторите через {seconds} с.",
   err_JOB_NOT_FOUND: "Такого задания нет (или уже нет).",
@@ -51,4 +51,5 @@ window.KAZRU_TEXT.ru = {
   err_WORKER_LOST: "Расшифровка неожиданно остановилась. Загрузите файл ещё раз.",
   err_FORBIDDEN: "Страница устарела: обновите её и повторите.",
   err_AUDIO_UNAVAILABLE: "Запись не удаётся воспроизвести.",
+  err_AUDIO_FORMAT_NOT_PLAYABLE: "Этот браузер не воспроизводит формат этой записи; расшифровка и скачивание работают как обычно.",
 };
