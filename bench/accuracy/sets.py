@@ -1,8 +1,10 @@
 """Real recordings with references, for bench/accuracy/real.py.
 
-A reference folder holds `<id>.{flac,wav,mp3,ogg,opus,m4a}` with `<id>.rttm` (speaker turns,
-standard RTTM; the file is taken as annotated throughout) and/or `<id>.txt` (the transcript of
-the whole file), as in ../shared/corpus/real. A file with neither is skipped (nothing to score).
+A reference folder holds recordings `<id>.<ext>` (any of AUDIO_SUFFIXES: the kinds the service takes,
+video files for their sound) with `<id>.rttm` (speaker turns, standard RTTM; the file is taken as
+annotated throughout) and/or `<id>.txt` (the transcript of the whole file), as in ../shared/corpus/real.
+A recording with neither is skipped (nothing to score); a reference with no recording beside it is
+named on stderr, so that a set is never scored short without anyone knowing.
 
 The reference language of a file is, in order: the content of `<id>.lang` (e.g. `kk`), the
 file-name prefix (`kk_`, `ru_`, `en_`), the script of the reference text (a Kazakh-only letter
@@ -16,6 +18,7 @@ itself, without installing anything on the machine: `apt-get download` into a ca
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +31,10 @@ DEFAULT_CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus" / "real"
 # Gitignored: the festvox-ru package and its extracted files (~240 MB).
 CACHE_DIR = REPO_ROOT / "bench" / ".cache"
 
-AUDIO_SUFFIXES = (".flac", ".wav", ".mp3", ".ogg", ".opus", ".m4a")
+AUDIO_SUFFIXES = (
+    *(".flac", ".wav", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".amr", ".aif", ".aiff", ".wma"),
+    *(".mp4", ".m4v", ".mov", ".3gp", ".webm", ".mkv", ".avi", ".ts", ".mts", ".m2ts"),
+)
 KNOWN_LANGUAGES = ("kk", "ru", "en")
 # Letters of the Kazakh Cyrillic alphabet that Russian does not have.
 KAZAKH_ONLY_LETTERS = set("әғқңөұүһі")
@@ -116,6 +122,15 @@ def load_folder(set_name: str, folder: Path) -> list[ReferenceFile]:
         files.append(ReferenceFile(audio.stem, set_name, audio, language, text or None, turns or None))
     if not files:
         raise SystemExit(f"set {set_name!r}: no audio file with a .rttm or .txt reference in {folder}")
+    scored = {file.file_id for file in files}
+    unmatched = sorted(
+        path.name for path in folder.iterdir() if path.suffix in (".rttm", ".txt") and path.stem not in scored
+    )
+    if unmatched:
+        print(
+            f"set {set_name!r}: not scored, no recording ({', '.join(AUDIO_SUFFIXES)}) beside: {', '.join(unmatched)}",
+            file=sys.stderr,
+        )
     return files
 
 

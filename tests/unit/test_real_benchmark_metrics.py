@@ -109,6 +109,17 @@ def test_a_folder_is_loaded_with_its_references(tmp_path):
     assert files["meeting"].turns == (turn(0.5, 2.5, "s1"),)
 
 
+def test_film_tv_and_phone_recordings_are_scored_and_a_reference_without_one_is_named(tmp_path, capsys):
+    for stem, suffix in (("kk_scene", ".mkv"), ("kk_news", ".ts"), ("ru_call", ".amr"), ("kk_clip", ".mp4")):
+        (tmp_path / f"{stem}{suffix}").write_bytes(b"")
+        (tmp_path / f"{stem}.txt").write_text("Сәлем", encoding="utf-8")
+    (tmp_path / "kk_voice_note.txt").write_text("Сәлем", encoding="utf-8")  # RealAudio: not a kind we take
+    (tmp_path / "kk_voice_note.ra").write_bytes(b"")
+    files = load_folder("mine", tmp_path)
+    assert sorted(file.file_id for file in files) == ["kk_clip", "kk_news", "kk_scene", "ru_call"]
+    assert "kk_voice_note.txt" in capsys.readouterr().err
+
+
 def test_a_language_outside_the_allowed_set_is_allowed_alone():
     assert allowed_languages(("kk", "ru"), "ru") == ("kk", "ru")
     assert allowed_languages(("kk", "ru"), "en") == ("en",)
