@@ -78,7 +78,9 @@ def sniff_container(head: bytes) -> str | None:
     # ADTS (raw AAC, .aac): 12 set sync bits, then layer 00.
     if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0:
         return "aac"
-    if len(head) >= 8 and head[4:8] == b"ftyp":
+    # ISO media (MP4, M4A, MOV, 3GP) opens with its ftyp box; QuickTime files older than ftyp with moov,
+    # mdat or a wide box.
+    if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide"):
         return "mp4"
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return "webm"

@@ -21,7 +21,7 @@ def check_complete(declared: int | None, received: int) -> None:
 
 # The containers ingest recognises (kazru.adapters.audio.sniff_container), as the NOT_AUDIO error lists
 # them; video files count for their sound.
-SUPPORTED_FORMATS = "WAV, FLAC, MP3, OGG/Opus, M4A/MP4/MOV, WebM/MKV, AAC, AMR, AIFF, WMA, AVI, MPEG-TS"
+SUPPORTED_FORMATS = "WAV, FLAC, MP3, OGG/Opus, M4A/MP4/MOV/3GP, WebM/MKV, AAC, AMR, AIFF, WMA, AVI, MPEG-TS"
 
 
 def not_audio() -> errors.UnsupportedMedia:
