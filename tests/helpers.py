@@ -197,12 +197,18 @@ def encoded(source: Path, name: str, folder: Path) -> bytes:
 
     import imageio_ffmpeg
 
+    from kazru.adapters.audio import parse_ffmpeg_probe
+
     with_picture, output = RECORDING_FORMATS[name]
     target = folder / f"recording.{name}"
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y"]
-    if with_picture:  # a test pattern as input 0, the sound as input 1
-        command += ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-i", str(source)]
-        command += ["-map", "0:v", "-map", "1:a", "-shortest"]
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    command = [ffmpeg, "-v", "error", "-y"]
+    if with_picture:  # a test pattern as input 0, as long as the sound, which is input 1
+        # (-shortest instead made files whose length varied from run to run with the encoder's threads)
+        listing = subprocess.run([ffmpeg, "-hide_banner", "-i", str(source)], capture_output=True, text=True).stderr
+        seconds = parse_ffmpeg_probe(listing).duration_seconds
+        command += ["-f", "lavfi", "-i", f"testsrc=size=160x120:rate=25:duration={seconds}", "-i", str(source)]
+        command += ["-map", "0:v", "-map", "1:a"]
     else:
         command += ["-i", str(source)]
     subprocess.run([*command, *output, str(target)], check=True)
