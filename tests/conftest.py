@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from nats.js.api import StorageType, StreamConfig
 
 from kazru.adapters.bus import Bus
 from kazru.adapters.storage import ObjectStore
@@ -20,6 +21,13 @@ from kazru.dev.devstack import Servers, start_servers
 from kazru.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audio"
+# JetStream removes an account's storage folder when its last stream is deleted, and a stream created
+# right after can find the folder gone ("could not create storage directory": 3 of 400 delete-and-create
+# cycles on this server, 0 of 400 with a second stream). The `bus` fixture deletes the jobs stream
+# before every test, so this stream, never deleted, keeps the folder.
+STORAGE_KEEPER_STREAM = StreamConfig(
+    name="KAZRU_TESTS_KEEPER", subjects=["kazru.tests.keeper"], storage=StorageType.FILE
+)
 # A short espeak clip for the tests that need any decodable speech.
 SPEECH_CLIP = FIXTURES / "ru_weather_m3.flac"
 # Real recorded Russian (festvox-ru, fixtures/audio/README.md) for the tests that check what the real
@@ -68,6 +76,7 @@ async def store(settings: Settings) -> ObjectStore:
 async def bus(settings: Settings):
     """A connected bus with an empty jobs stream (each test starts with no queued jobs)."""
     bus = await Bus.connect(settings, "tests")
+    await bus.js.add_stream(STORAGE_KEEPER_STREAM)  # the same again is no change
     try:
         await bus.js.delete_stream(settings.jobs_stream)
     except Exception:  # noqa: BLE001 - not there yet
