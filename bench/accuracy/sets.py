@@ -1,7 +1,7 @@
 """Real recordings with references, for bench/accuracy/real.py.
 
-A reference folder holds recordings `<id>.<ext>` (any of AUDIO_SUFFIXES: the kinds the service takes,
-video files for their sound) with `<id>.rttm` (speaker turns, standard RTTM; the file is taken as
+A reference folder holds recordings `<id>.<ext>` (any kind the service takes, recognised as ingest does by
+the first bytes, video files for their sound) with `<id>.rttm` (speaker turns, standard RTTM; the file is taken as
 annotated throughout) and/or `<id>.txt` (the transcript of the whole file), as in ../shared/corpus/real.
 A recording with neither is skipped (nothing to score); a reference with no recording beside it is
 named on stderr, so that a set is never scored short without anyone knowing.
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accuracy.metrics import Segment
+from kazru.adapters.audio import SNIFF_BYTES, sniff_container
 from kazru.dev.debian_packages import PackageUnavailable, extracted_package
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,10 +32,9 @@ DEFAULT_CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus" / "real"
 # Gitignored: the festvox-ru package and its extracted files (~240 MB).
 CACHE_DIR = REPO_ROOT / "bench" / ".cache"
 
-AUDIO_SUFFIXES = (
-    *(".flac", ".wav", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".amr", ".aif", ".aiff", ".wma"),
-    *(".mp4", ".m4v", ".mov", ".3gp", ".webm", ".mkv", ".avi", ".ts", ".mts", ".m2ts"),
-)
+# Beside a recording: its references and its language. Any other file with a reference beside it is taken
+# when ingest would take it (the same first-bytes check), whatever its name ends in.
+REFERENCE_SUFFIXES = (".txt", ".rttm", ".lang")
 KNOWN_LANGUAGES = ("kk", "ru", "en")
 # Letters of the Kazakh Cyrillic alphabet that Russian does not have.
 KAZAKH_ONLY_LETTERS = set("әғқңөұүһі")
@@ -106,7 +106,7 @@ def load_folder(set_name: str, folder: Path) -> list[ReferenceFile]:
     if not folder.is_dir():
         raise SystemExit(f"set {set_name!r}: {folder} is not a folder")
     files = []
-    for audio in sorted(path for path in folder.iterdir() if path.suffix.lower() in AUDIO_SUFFIXES):
+    for audio in sorted(path for path in folder.iterdir() if path.suffix.lower() not in REFERENCE_SUFFIXES):
         text_path, rttm_path = audio.with_suffix(".txt"), audio.with_suffix(".rttm")
         text = text_path.read_text(encoding="utf-8").strip() if text_path.is_file() else None
         turns = (
@@ -114,7 +114,7 @@ def load_folder(set_name: str, folder: Path) -> list[ReferenceFile]:
             if rttm_path.is_file()
             else None
         )
-        if not text and not turns:
+        if (not text and not turns) or not is_recording(audio):
             continue
         language = reference_language(audio.stem, text, audio.with_suffix(".lang"))
         if language is None:
@@ -128,10 +128,18 @@ def load_folder(set_name: str, folder: Path) -> list[ReferenceFile]:
     )
     if unmatched:
         print(
-            f"set {set_name!r}: not scored, no recording ({', '.join(AUDIO_SUFFIXES)}) beside: {', '.join(unmatched)}",
+            f"set {set_name!r}: not scored, no recording of a kind the service takes beside: {', '.join(unmatched)}",
             file=sys.stderr,
         )
     return files
+
+
+def is_recording(path: Path) -> bool:
+    """A file ingest would take, by the same check of its first bytes."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as file:
+        return sniff_container(file.read(SNIFF_BYTES)) is not None
 
 
 # `( ru_0001 "text" )`, one utterance per line.

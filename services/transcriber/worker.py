@@ -172,7 +172,8 @@ class TranscriptionWorker:
                     try:
                         await self.handle(message)
                     except Exception:
-                        # E.g. the database went away before the job was claimed: hand it back.
+                        # E.g. the claim failed other than by a database outage (which is waited out),
+                        # or the worker is stopping while it waits: hand it back.
                         log.warning("could not handle a job; it will be redelivered", exc_info=True)
                         with contextlib.suppress(Exception):
                             await message.nak(delay=RETRY_DELAYS_SECONDS[0])

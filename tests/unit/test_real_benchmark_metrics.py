@@ -96,9 +96,9 @@ def test_the_lang_file_wins_over_the_name_and_the_name_over_the_text(tmp_path):
 
 
 def test_a_folder_is_loaded_with_its_references(tmp_path):
-    (tmp_path / "kk_call.flac").write_bytes(b"")
+    (tmp_path / "kk_call.flac").write_bytes(b"fLaC" + bytes(40))
     (tmp_path / "kk_call.txt").write_text("Сәлеметсіз бе\n", encoding="utf-8")
-    (tmp_path / "meeting.wav").write_bytes(b"")
+    (tmp_path / "meeting.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40))
     (tmp_path / "meeting.rttm").write_text("SPEAKER x 1 0.5 2.0 <NA> <NA> s1 <NA> <NA>\n", encoding="utf-8")
     (tmp_path / "meeting.lang").write_text("ru", encoding="utf-8")
     (tmp_path / "unreferenced.mp3").write_bytes(b"")
@@ -110,11 +110,16 @@ def test_a_folder_is_loaded_with_its_references(tmp_path):
 
 
 def test_film_tv_and_phone_recordings_are_scored_and_a_reference_without_one_is_named(tmp_path, capsys):
-    for stem, suffix in (("kk_scene", ".mkv"), ("kk_news", ".ts"), ("ru_call", ".amr"), ("kk_clip", ".mp4")):
-        (tmp_path / f"{stem}{suffix}").write_bytes(b"")
-        (tmp_path / f"{stem}.txt").write_text("Сәлем", encoding="utf-8")
-    (tmp_path / "kk_voice_note.txt").write_text("Сәлем", encoding="utf-8")  # RealAudio: not a kind we take
-    (tmp_path / "kk_voice_note.ra").write_bytes(b"")
+    heads = {
+        "kk_scene.mkv": b"\x1a\x45\xdf\xa3" + bytes(40),
+        "kk_news.ts": (b"\x47\x40\x11\x10" + bytes(184)) * 3,
+        "ru_call.amr": b"#!AMR\n" + bytes(40),
+        "kk_clip.mp4": b"\x00\x00\x00\x20ftypisom" + bytes(40),
+        "kk_voice_note.ra": b".ra\xfd" + bytes(40),  # RealAudio: not a kind we take
+    }
+    for name, head in heads.items():
+        (tmp_path / name).write_bytes(head)
+        (tmp_path / name).with_suffix(".txt").write_text("Сәлем", encoding="utf-8")
     files = load_folder("mine", tmp_path)
     assert sorted(file.file_id for file in files) == ["kk_clip", "kk_news", "kk_scene", "ru_call"]
     assert "kk_voice_note.txt" in capsys.readouterr().err

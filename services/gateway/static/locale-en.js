@@ -3,7 +3,7 @@
 window.KAZRU_TEXT = window.KAZRU_TEXT || {};
 window.KAZRU_TEXT.en = {
   tagline: "Kazakh · Russian · mixed speech to text. Everything is deleted 24 hours after upload.",
-  interfaceLanguage: "Interface", dropHint: "Drop audio files here (WAV, FLAC, MP3, OGG, M4A) or",
+  interfaceLanguage: "Interface", dropHint: "Drop recordings here (audio, or video for its sound) or",
   chooseFile: "Choose files", options: "Options", languages: "Languages", lang_kk: "Kazakh", lang_ru: "Russian",
   lang_en: "English", speakers: "Speakers, at most", speakersAuto: "automatic", yourJobs: "Your jobs",
   noJobs: "No jobs yet: upload a recording above.", close: "Close", download: "Download",
@@ -32,7 +32,7 @@ window.KAZRU_TEXT.en = {
   err_NETWORK: "The server cannot be reached. Check your connection and try again.",
   err_UPLOAD_TOO_LARGE: "The file is larger than the {limit} limit.",
   err_RECORDING_TOO_LONG: "The recording is longer than the {hours} h the service accepts.",
-  err_NOT_AUDIO: "This is not an audio file we can read (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
+  err_NOT_AUDIO: "This is not an audio file we can read (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, 3GP, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
   err_AUDIO_UNDECODABLE: "The recording could not be decoded: the file may be damaged.",
   err_EMPTY: "The file is empty.", err_RATE_LIMITED: "Too many uploads in a short time: try again in {seconds} s.",
   err_JOB_NOT_FOUND: "This job does not exist (or no longer does).",

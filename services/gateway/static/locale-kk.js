@@ -3,7 +3,7 @@
 window.KAZRU_TEXT = window.KAZRU_TEXT || {};
 window.KAZRU_TEXT.kk = {
   tagline: "Қазақ, орыс және аралас сөйлеуді мәтінге айналдыру. Бәрі жүктелгеннен кейін 24 сағатта жойылады.",
-  interfaceLanguage: "Интерфейс", dropHint: "Аудиофайлдарды осында сүйреңіз (WAV, FLAC, MP3, OGG, M4A) немесе",
+  interfaceLanguage: "Интерфейс", dropHint: "Жазбаларды осында сүйреңіз (аудио, немесе дыбысы үшін бейне) немесе",
   chooseFile: "Файлдарды таңдаңыз", options: "Баптаулар", languages: "Тілдер", lang_kk: "қазақша", lang_ru: "орысша",
   lang_en: "ағылшынша", speakers: "Сөйлеушілер, ең көбі", speakersAuto: "автоматты", yourJobs: "Сіздің тапсырмаларыңыз",
   noJobs: "Әзірге тапсырма жоқ: жоғарыда жазба жүктеңіз.", close: "Жабу", download: "Жүктеп алу",
@@ -33,7 +33,7 @@ window.KAZRU_TEXT.kk = {
   err_NETWORK: "Серверге қосылу мүмкін емес. Байланысты тексеріп, қайталап көріңіз.",
   err_UPLOAD_TOO_LARGE: "Файл рұқсат етілген {limit} шегінен үлкен.",
   err_RECORDING_TOO_LONG: "Жазба қызмет қабылдайтын {hours} сағаттан ұзын.",
-  err_NOT_AUDIO: "Бұл біз оқи алатын аудиофайл емес (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
+  err_NOT_AUDIO: "Бұл біз оқи алатын аудиофайл емес (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, 3GP, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
   err_AUDIO_UNDECODABLE: "Жазбаны ашу мүмкін болмады: файл бүлінген болуы мүмкін.",
   err_EMPTY: "Файл бос.", err_RATE_LIMITED: "Тым көп жүктеу: {seconds} с кейін қайталаңыз.",
   err_JOB_NOT_FOUND: "Мұндай тапсырма жоқ (немесе енді жоқ).",

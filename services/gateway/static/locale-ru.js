@@ -3,7 +3,7 @@
 window.KAZRU_TEXT = window.KAZRU_TEXT || {};
 window.KAZRU_TEXT.ru = {
   tagline: "Казахская, русская и смешанная речь в текст. Всё удаляется через 24 часа после загрузки.",
-  interfaceLanguage: "Интерфейс", dropHint: "Перетащите сюда аудиофайлы (WAV, FLAC, MP3, OGG, M4A) или",
+  interfaceLanguage: "Интерфейс", dropHint: "Перетащите сюда записи (аудио или видео — ради звука) или",
   chooseFile: "Выберите файлы", options: "Параметры", languages: "Языки", lang_kk: "казахский", lang_ru: "русский",
   lang_en: "английский", speakers: "Дикторов, не больше", speakersAuto: "автоматически", yourJobs: "Ваши задания",
   noJobs: "Заданий пока нет: загрузите запись выше.", close: "Закрыть", download: "Скачать",
@@ -33,7 +33,7 @@ window.KAZRU_TEXT.ru = {
   err_NETWORK: "Сервер недоступен. Проверьте подключение и попробуйте снова.",
   err_UPLOAD_TOO_LARGE: "Файл больше допустимых {limit}.",
   err_RECORDING_TOO_LONG: "Запись длиннее {hours} ч, которые принимает сервис.",
-  err_NOT_AUDIO: "Это не аудиофайл, который мы умеем читать (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
+  err_NOT_AUDIO: "Это не аудиофайл, который мы умеем читать (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, 3GP, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
   err_AUDIO_UNDECODABLE: "Запись не удалось декодировать: возможно, файл повреждён.",
   err_EMPTY: "Файл пуст.", err_RATE_LIMITED: "Слишком много загрузок подряд: повторите через {seconds} с.",
   err_JOB_NOT_FOUND: "Такого задания нет (или уже нет).",
