@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus" / "real"
+CORPUS = REPO.parent / "shared" / "corpus" / "real"  # beside the checkout, as bench/accuracy/sets.py has it
 # Real people, about 2 minutes in all: English meetings and calls, read turns, Kazakh commands.
 DEFAULT_FILES = [
     "en_pyannote_sample.flac",
@@ -122,7 +122,8 @@ def run_whisper(job: dict) -> dict:
 
 def in_fresh_process(job: dict) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"])}
-    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True, env=env)
+    command = [sys.executable, __file__, "--worker", json.dumps(job)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{job['kind']} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -133,7 +134,8 @@ def main() -> None:
     parser.add_argument("--gigaam", type=Path, help="folder of gigaam-multilingual-ctc (int8)")
     parser.add_argument("--gigaam-large", type=Path, help="folder of gigaam-multilingual-large-ctc (int8)")
     parser.add_argument("--whisper", type=Path, default=REPO / ".kazru" / "models" / "whisper-base")
-    parser.add_argument("--files", type=Path, nargs="*", default=[CORPUS / name for name in DEFAULT_FILES])
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help="folder of the default files")
+    parser.add_argument("--files", type=Path, nargs="*", help=f"default: {', '.join(DEFAULT_FILES)} of --corpus")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--piece-seconds", type=float, default=20.0)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -146,6 +148,9 @@ def main() -> None:
     if not args.gigaam:
         parser.error("--gigaam FOLDER is required (make it with scripts/export_random_gigaam.py)")
 
+    args.files = args.files or [args.corpus / name for name in DEFAULT_FILES]
+    if missing := [str(f) for f in args.files if not f.is_file()]:
+        parser.error(f"no such files: {missing} (--corpus FOLDER?)")
     common = {"files": [str(f) for f in args.files], "threads": args.threads}
     gigaam = {**common, "kind": "gigaam", "piece_seconds": args.piece_seconds, "batch_size": args.batch_size}
     jobs = [
@@ -154,13 +159,15 @@ def main() -> None:
     ]
     if args.gigaam_large:
         jobs.append({**gigaam, "model": "gigaam-multilingual-large-ctc", "folder": str(args.gigaam_large)})
+    load_before = os.getloadavg()  # the machine may be shared: say how busy it was
     results = [in_fresh_process(job) for job in jobs]
     print(json.dumps({
         "note": "speed and memory only: the GigaAM weights are random (same architecture, size and ONNX form)",
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "load_average_before": os.getloadavg(),
+        "load_average_before": load_before,
         "threads": args.threads,
+        "batch_size": args.batch_size,
         "files": [f.name for f in args.files],
         "results": results,
         "load_average_after": os.getloadavg(),
