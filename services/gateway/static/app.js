@@ -382,14 +382,28 @@ function renderJob(entry) {
   const failure = job.error ? explain(new ApiError(0, job.error.code || "", job.error.message || "")) : "";
   item.querySelector(".job-error").textContent = failure;
   const audio = job.audio || {};
-  item.querySelector(".job-note").textContent = audio.truncated
-    ? t("truncated", { decoded: clock(audio.duration_seconds), declared: clock(audio.declared_duration_seconds) }) : "";
+  const notes = (job.notices || []).map((notice) => noticeText(notice, job));
+  if (audio.truncated) {
+    notes.unshift(t("truncated", { decoded: clock(audio.duration_seconds), declared: clock(audio.declared_duration_seconds) }));
+  }
+  item.querySelector(".job-note").textContent = notes.join(" ");
   item.querySelector(".open").textContent = t("open");
   item.querySelector(".open").hidden = job.state !== "SUCCEEDED";
   item.querySelector(".delete").textContent = t("delete");
   item.querySelector(".delete").hidden = job.state === "EXPIRED" || job.state === "DELETED";
   item.classList.toggle("selected", Boolean(shown && shown.jobId === job.job_id));
   renderTimes(entry);
+}
+
+// A job's notice in the reader's language; one this page has no words for keeps the server's English sentence.
+function noticeText(notice, job) {
+  const known = (key) => key in TEXT[language] || key in TEXT.en;
+  if (notice.code === "UNSUPPORTED_LANGUAGE") {
+    if (!known(`lang_${notice.language}`)) return notice.message;
+    const allowed = (job.languages || []).map((code) => (known(`lang_${code}`) ? t(`lang_${code}`) : code));
+    return t("notice_UNSUPPORTED_LANGUAGE", { heard: t(`lang_${notice.language}`), allowed: allowed.join(", ") });
+  }
+  return known(`notice_${notice.code}`) ? t(`notice_${notice.code}`) : notice.message;
 }
 
 function renderTimes(entry) {
@@ -527,6 +541,10 @@ function renderTranscript() {
   const { transcript, jobId } = shown;
   const entry = jobs.get(jobId);
   $("transcript-title").textContent = entry ? entry.job.filename : "";
+  // What to know about the transcript (no speech found: instead of an empty transcript) heads it.
+  const notices = entry ? (entry.job.notices || []).map((notice) => element("p", "notice", noticeText(notice, entry.job))) : [];
+  $("transcript-notices").replaceChildren(...notices);
+  $("transcript-notices").hidden = notices.length === 0;
   $("speakers").replaceChildren(...transcript.speakers.map(buildSpeaker));
   shown.turns = transcript.segments.map(buildTurn);
   $("segments").replaceChildren(...shown.turns);
