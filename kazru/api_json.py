@@ -48,6 +48,14 @@ class JobError(BaseModel):
     message: str
 
 
+class JobNotice(BaseModel):
+    code: str = Field(description="NO_SPEECH: no speech was found; UNSUPPORTED_LANGUAGE: most of the speech is "
+                      "in a language not chosen for the job", examples=["NO_SPEECH"])
+    message: str = Field(description="The same for people, in English")
+    language: str | None = Field(description="The language the notice is about (ISO 639-1): for "
+                                 "UNSUPPORTED_LANGUAGE the one heard; else null")
+
+
 class JobLinks(BaseModel):
     self: str
     transcript: str
@@ -84,6 +92,7 @@ JOB_EXAMPLE = {
     "detected_language": None,
     "language_shares": {},
     "speaker_count": None,
+    "notices": [],
     "engine": None,
     "billed_seconds": 0.0,
     "reused_from": None,
@@ -112,6 +121,9 @@ class Job(BaseModel):
     detected_language: str | None = Field(description="The language of most of the speech")
     language_shares: dict[str, float] = Field(description="Language → share of the speech, 0..1")
     speaker_count: int | None
+    notices: list[JobNotice] = Field(
+        description="What to know about a finished job's transcript (e.g. that no speech was found)"
+    )
     engine: str | None
     billed_seconds: float
     reused_from: str | None = Field(
@@ -144,6 +156,10 @@ class Job(BaseModel):
             detected_language=job.detected_language or None,
             language_shares=dict(job.language_shares),
             speaker_count=job.speaker_count or None,
+            notices=[
+                JobNotice(code=notice.code, message=notice.message, language=notice.language or None)
+                for notice in job.notices
+            ],
             engine=job.engine or None,
             billed_seconds=job.billed_seconds,
             reused_from=job.reused_from or None,

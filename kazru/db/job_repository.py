@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -38,6 +38,7 @@ class Outcome:
     language_shares: dict[str, float]
     speaker_count: int
     engine: str
+    notices: list[dict[str, str]] = field(default_factory=list)
     billed_seconds: float = 0.0
     external_operation_id: str | None = None
 
@@ -61,6 +62,7 @@ def _take_result(job: Job, source: Outcome | Job, billed_seconds: float) -> None
     job.detected_language = source.detected_language
     job.language_shares = source.language_shares
     job.speaker_count = source.speaker_count
+    job.notices = source.notices
     job.engine = source.engine
     job.billed_seconds = billed_seconds
 

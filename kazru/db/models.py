@@ -70,6 +70,8 @@ class Job(Base):
     detected_language: Mapped[str | None] = mapped_column(String(8))
     language_shares: Mapped[dict[str, float] | None] = mapped_column(JSONB)
     speaker_count: Mapped[int | None] = mapped_column(Integer)
+    # What the reader should know about the transcript (kazru.domain.notices): [{code, message, language}].
+    notices: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
 
     # Which engine transcribed the job, what an external engine billed, and the
     # engine's own id of the result (deleted at the engine once stored, or by the janitor).

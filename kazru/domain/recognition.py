@@ -47,6 +47,9 @@ class Recognition:
     external_operation_id: str | None = None
     # Seconds spent per stage inside the engine (logged and measured by benchmarks).
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # Which languages the speech sounds like, over every language the engine can tell (not only the
+    # allowed ones): ISO 639-1 → share of the speech, largest first. Empty when the engine cannot tell.
+    languages_heard: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from kazru.db.models import Job, Speaker, Word
 from kazru.db.transcripts import StoredTranscript
+from kazru.domain.notices import JobNotice
 from kazru.v1 import job_pb2, transcript_pb2
 
 
@@ -53,6 +54,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         reused_from=str(job.reused_from) if job.reused_from else "",
         language_shares=job.language_shares or {},
         speaker_count=job.speaker_count or 0,
+        notices=[job_pb2.JobNotice(**JobNotice.from_json(notice).as_json()) for notice in job.notices or []],
         engine=job.engine or "",
         billed_seconds=job.billed_seconds or 0.0,
         create_time=_timestamp(job.created_at),

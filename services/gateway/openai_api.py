@@ -142,7 +142,7 @@ def check_field(name: str, value: str) -> None:
 TRANSCRIPTION_REQUEST_BODY = multipart_form({
     "file": {"type": "string", "format": "binary", "description": "The recording"},
     "model": {"type": "string", "enum": list(MODELS), "default": MODEL_ID},
-    "language": {"type": "string", "description": "ISO 639-1 (kk, ru, en); absent: kk or ru"},
+    "language": {"type": "string", "description": "ISO 639-1 (kk, ru, en); absent: detected among them"},
     "prompt": {"type": "string", "description": "Accepted; not used by our engine"},
     "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
     "timestamp_granularities[]": {"type": "array", "items": {"enum": list(GRANULARITIES)}},
@@ -208,7 +208,11 @@ async def get_model(model: str, who: Caller) -> dict:
 )
 async def transcribe(request: Request, who: Caller, gateway: GatewayDep, settings: SettingsDep) -> Response:
     fields: dict[str, str] = {}
-    job = await upload_form.upload_from_request(request, gateway, who, settings, fields, check_field)
+    # Without `language` OpenAI's API detects it: ours chooses among every language it supports, not the
+    # kk,ru default of our own API (English must come back as English, not as Russian words).
+    job = await upload_form.upload_from_request(
+        request, gateway, who, settings, fields, check_field, languages_when_absent=settings.supported_languages
+    )
     async for update in gateway.watch_job(who.owner_id, job.job_id):  # ends after the job's last state
         job = update
     if job.state != State.SUCCEEDED:

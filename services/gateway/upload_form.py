@@ -8,7 +8,7 @@ so the client reads our answer instead of a reset connection.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -30,11 +30,14 @@ INT32_MAX = 2**31 - 1
 FieldCheck = Callable[[str, str], None]
 
 
-def parse_options(fields: dict[str, str]) -> job_pb2.TranscriptionOptions:
+def parse_options(fields: dict[str, str], languages_when_absent: Sequence[str] = ()) -> job_pb2.TranscriptionOptions:
+    """`languages_when_absent`: the languages of a form that names none (none: the service's default)."""
     options = job_pb2.TranscriptionOptions()
     if "language" in fields or "languages" in fields:
         raw = fields.get("languages", fields.get("language", ""))
         options.languages.extend(part.strip() for part in raw.split(",") if part.strip())
+    else:
+        options.languages.extend(languages_when_absent)
     for name in ("min_speakers", "max_speakers"):
         if fields.get(name, "").strip():
             code = f"INVALID_{name.upper()}"
@@ -57,9 +60,11 @@ async def upload_from_request(
     settings: Settings,
     fields: dict[str, str] | None = None,
     check_field: FieldCheck | None = None,
+    languages_when_absent: Sequence[str] = (),
 ) -> job_pb2.Job:
     """Stream the request's form to ingest as a new job. `fields` (if given) receives every field;
-    a field sent more than once keeps its values joined by commas (`timestamp_granularities[]`)."""
+    a field sent more than once keeps its values joined by commas (`timestamp_granularities[]`).
+    `languages_when_absent`: the job's languages when the form names none (none: the service's default)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
         raise upload_protocol.too_large(settings.max_upload_bytes)
@@ -68,6 +73,7 @@ async def upload_from_request(
         return await _upload_from_form(
             gateway, caller, events, {} if fields is None else fields, check_field or _accept_any,
             request.headers.get("idempotency-key", ""), request.client.host if request.client else "",
+            tuple(languages_when_absent),
         )  # fmt: skip
     except KazruError:
         await _drain(request)
@@ -91,19 +97,24 @@ async def _upload_from_form(
     check_field: FieldCheck,
     request_id: str,
     client_address: str,
+    languages_when_absent: tuple[str, ...],
 ) -> job_pb2.Job:
     async for event in events:
         if isinstance(event, multipart.Field):
             _keep(fields, event, check_field)
         elif isinstance(event, multipart.FileStart):
-            start = UploadStart(event.filename, event.content_type, parse_options(fields), request_id)
-            rest = _rest_of_form(events, fields, check_field)
+            options = parse_options(fields, languages_when_absent)
+            start = UploadStart(event.filename, event.content_type, options, request_id)
+            rest = _rest_of_form(events, fields, check_field, languages_when_absent)
             return await gateway.upload(caller, start, rest, client_address=client_address)
     raise errors.InvalidArgument("the form has no 'file' field", code="FILE_FIELD_MISSING")
 
 
 async def _rest_of_form(
-    events: AsyncIterator[object], fields: dict[str, str], check_field: FieldCheck
+    events: AsyncIterator[object],
+    fields: dict[str, str],
+    check_field: FieldCheck,
+    languages_when_absent: tuple[str, ...],
 ) -> AsyncIterator[UploadItem]:
     """File bytes until the file ends; then any fields that came after it, as late options."""
     async for event in events:
@@ -113,7 +124,7 @@ async def _rest_of_form(
             raise errors.InvalidArgument("send exactly one 'file' field", code="MULTIPLE_FILES")
         elif isinstance(event, multipart.Field):
             _keep(fields, event, check_field)
-            yield parse_options(fields)
+            yield parse_options(fields, languages_when_absent)
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:

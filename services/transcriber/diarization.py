@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -134,6 +134,11 @@ class Diarization:
         return max(turn.start - moment, moment - turn.end, 0.0)
 
 
+# Called from the diarizing thread with the seconds of audio the VAD has scanned and the seconds of speech
+# it found in them.
+ScanCallback = Callable[[float, float], None]
+
+
 class SpeakerEncoder(Protocol):
     def embed_windows(self, wav: np.ndarray | Recording, windows: Sequence[tuple[float, float]]) -> np.ndarray:
         """(n, D) L2-normalised embeddings of the windows (seconds) of 16 kHz `wav`."""
@@ -146,12 +151,16 @@ class Diarizer:
         self._limits = limits
 
     def diarize(
-        self, audio: np.ndarray | Recording, min_speakers: int | None = None, max_speakers: int | None = None
+        self,
+        audio: np.ndarray | Recording,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        on_scanned: ScanCallback | None = None,
     ) -> Diarization:
         recording = as_recording(audio)
         stages: dict[str, float] = {}
         started = time.perf_counter()
-        speech = detect_speech(recording)
+        speech = detect_speech(recording, on_scanned)
         stages["vad_seconds"] = time.perf_counter() - started
         windows = embedding_windows(speech)
         if not windows:
@@ -168,8 +177,9 @@ class Diarizer:
         return Diarization(turns=turns, speech=speech, stage_seconds=stages)
 
 
-def detect_speech(audio: np.ndarray | Recording) -> list[SpeechRegion]:
-    """Speech regions of the recording, found block by block (VAD_BLOCK_SECONDS)."""
+def detect_speech(audio: np.ndarray | Recording, on_scanned: ScanCallback | None = None) -> list[SpeechRegion]:
+    """Speech regions of the recording, found block by block (VAD_BLOCK_SECONDS); `on_scanned` hears
+    after each block how far the scan is and how much speech it found so far."""
     recording = as_recording(audio)
     options = VadOptions(min_speech_duration_ms=150, min_silence_duration_ms=200, speech_pad_ms=60)
     regions: list[SpeechRegion] = []
@@ -185,6 +195,8 @@ def detect_speech(audio: np.ndarray | Recording) -> list[SpeechRegion]:
             else:
                 regions.append(region)
         start = stop
+        if on_scanned is not None:
+            on_scanned(stop / SAMPLE_RATE, sum(region.end - region.start for region in regions))
     return regions
 
 

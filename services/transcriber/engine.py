@@ -50,6 +50,7 @@ from kazru.domain.recognition import (
 )
 from kazru.settings import Settings
 from services.transcriber.language_choice import Reading, TurnEvidence, choose_languages
+from services.transcriber.languages_heard import LanguagesHeard
 
 # Whisper's own threshold for text that loops (faster-whisper's default).
 COMPRESSION_RATIO_THRESHOLD = 2.4
@@ -175,8 +176,9 @@ class WhisperEngine:
         # Per region: each language's words, and the evidence for choosing among them.
         words_by_region: list[dict[str, list[_Word]]] = [{} for _ in regions]
         evidence = [TurnEvidence(region.end - region.start, region.speaker, {}) for region in regions]
+        heard = LanguagesHeard()
         for chunk in chunks:
-            self._recognize_chunk(recording, chunk, regions, languages, stages, words_by_region, evidence)
+            self._recognize_chunk(recording, chunk, regions, languages, stages, words_by_region, evidence, heard)
             done += chunk.end - chunk.start
             on_progress(min(done / total, 1.0))
 
@@ -201,7 +203,7 @@ class WhisperEngine:
             ]
             if recognised:
                 spans.append(RecognizedSpan(region.start, region.end, language, tuple(recognised)))
-        return Recognition(engine=self.name, spans=spans, stage_seconds=stages)
+        return Recognition(engine=self.name, spans=spans, stage_seconds=stages, languages_heard=heard.shares())
 
     def _recognize_chunk(
         self,
@@ -212,6 +214,7 @@ class WhisperEngine:
         stages: dict[str, float],
         words_by_region: list[dict[str, list[_Word]]],
         evidence: list[TurnEvidence] | None = None,
+        heard: LanguagesHeard | None = None,
     ) -> None:
         audio = recording.seconds(chunk.start, chunk.end)
         if len(audio) < SAMPLE_RATE // 10:
@@ -220,7 +223,16 @@ class WhisperEngine:
         features = self._model.feature_extractor(audio)[:, :WINDOW_FRAMES]
         frames = features.shape[-1]
         encoder_output = self._model.encode(np.pad(features, ((0, 0), (0, WINDOW_FRAMES - frames))))
-        head = self._language_head(encoder_output, languages) if evidence is not None else {}
+        head = {}
+        if evidence is not None:
+            # Over every language Whisper knows, not only the allowed ones: speech in another one is noticed.
+            probabilities = self._language_head(encoder_output)
+            head = _among(probabilities, languages)
+            if heard is not None:
+                heard.add(probabilities, sum(
+                    max(min(chunk.end, regions[index].end) - max(chunk.start, regions[index].start), 0.0)
+                    for index in chunk.regions
+                ))
         stages["encode_seconds"] += time.perf_counter() - started
 
         for language in languages:
@@ -244,14 +256,9 @@ class WhisperEngine:
             evidence[index].head = head
             evidence[index].readings = {language: _reading(words) for language, words in words_by_region[index].items()}
 
-    def _language_head(self, encoder_output, languages: list[str]) -> dict[str, float]:
-        """Whisper's language probabilities for the chunk, renormalised over the allowed languages."""
-        if len(languages) < 2:
-            return {}
-        probabilities = {token[2:-2]: p for token, p in self._model.model.detect_language(encoder_output)[0]}
-        allowed = {language: probabilities.get(language, 0.0) for language in languages}
-        total = sum(allowed.values())
-        return {language: p / total for language, p in allowed.items()} if total > 0 else {}
+    def _language_head(self, encoder_output) -> dict[str, float]:
+        """Whisper's language probabilities for the chunk, over every language it knows."""
+        return {token[2:-2]: p for token, p in self._model.model.detect_language(encoder_output)[0]}
 
     def _decode(self, encoder_output, language: str) -> tuple[list[int], bool]:
         """The chunk's text tokens in `language` with any looping tail cut off, and whether it looped."""
@@ -324,6 +331,15 @@ class WhisperEngine:
                 self._model.hf_tokenizer, multilingual=True, task="transcribe", language=language
             )
         return self._tokenizers[language]
+
+
+def _among(probabilities: dict[str, float], languages: list[str]) -> dict[str, float]:
+    """Language probabilities renormalised over the allowed languages (none for a single one)."""
+    if len(languages) < 2:
+        return {}
+    allowed = {language: probabilities.get(language, 0.0) for language in languages}
+    total = sum(allowed.values())
+    return {language: p / total for language, p in allowed.items()} if total > 0 else {}
 
 
 def _words_by_region(words: list[_Word], regions: Sequence[SpeechRegion]) -> list[list[_Word]]:

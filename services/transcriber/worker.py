@@ -341,6 +341,7 @@ class TranscriptionWorker:
                 detected_language=transcript.main_language,
                 language_shares=transcript.language_shares,
                 speaker_count=len(transcript.speakers),
+                notices=[notice.as_json() for notice in result.notices],
                 engine=result.engine,
                 billed_seconds=result.billed_seconds,
                 external_operation_id=result.external_operation_id,

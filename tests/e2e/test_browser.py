@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import update
 
 from kazru.db.models import Job
+from kazru.domain import notices
 from services.gateway.auth import SESSION_COOKIE, Authenticator
 from tests import export_checks
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP, SPEECH_CLIP
@@ -657,5 +658,41 @@ async def test_sixty_jobs_are_all_reachable_and_rows_tell_two_uploads_of_one_fil
     await page.select_option("#ui-language", "kk")
     await expect(date).to_have_text(re.compile(rf"^\d\d\.\d\d\.{year}, \d\d:\d\d$"))
     await expect(row.locator(".job-languages")).to_have_attribute("title", "Тілдер")
+    watched.assert_clean()
+    await context.close()
+
+
+async def test_no_speech_and_a_language_not_chosen_are_said_on_the_page_in_its_language(
+    stack, browser, database, store
+):
+    """A job without speech says so in its row and instead of a transcript; one in a language not chosen names
+    the language heard and the ones chosen, in the page's language (here Russian)."""
+    context, page, watched = await open_page(browser, stack, locale="ru-RU")
+    session = next(c["value"] for c in await context.cookies() if c["name"] == SESSION_COOKIE)
+    owner = Authenticator._session_owner(session)
+    silent = await insert_transcript(database, [], owner_id=owner, filename="тишина.flac")
+    english = await insert_transcript(database, [segment_of_words("S1", [WordSpec(0.5, 0.9, "Привет")], "ru")],
+                                      owner_id=owner, filename="meeting.flac")  # fmt: skip
+    async with database.begin() as db:
+        await db.execute(update(Job).where(Job.id == silent).values(notices=[notices.no_speech().as_json()]))
+        heard = notices.unsupported_language("en", ("kk", "ru"), ("kk", "ru", "en"))
+        await db.execute(update(Job).where(Job.id == english).values(notices=[heard.as_json()]))
+    for job_id in (silent, english):  # the player loads each job's audio
+        await store.put_stream(f"jobs/{job_id}", aiter_of([SPEECH_CLIP.read_bytes()]))
+    await page.reload()
+    silent_row = page.locator(f'#jobs li.job[data-job-id="{silent}"]')
+    await expect(silent_row.locator(".job-note")).to_have_text("В этой записи не найдено речи.")
+    await silent_row.locator(".open").click()
+    await expect(page.locator("#transcript-notices")).to_have_text("В этой записи не найдено речи.")
+    await expect(page.locator("#segments li.turn")).to_have_count(0)
+    english_row = page.locator(f'#jobs li.job[data-job-id="{english}"]')
+    await english_row.locator(".open").click()
+    await expect(page.locator("#transcript-notices")).to_contain_text(
+        "Большая часть записи звучит как английский, а его нет среди языков, выбранных для неё (казахский, русский)"
+    )
+    await page.select_option("#ui-language", "en")
+    await expect(page.locator("#transcript-notices")).to_contain_text(
+        "Most of this recording sounds like English, which is not among the languages chosen for it (Kazakh, Russian)"
+    )
     watched.assert_clean()
     await context.close()

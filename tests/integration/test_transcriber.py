@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import subprocess
 import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, diarization_errors
 from bench.accuracy.metrics import Segment as ScoredSegment
+from kazru.adapters.audio import ffmpeg_exe
 from kazru.adapters.encryption import new_key_entry
 from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository
@@ -217,3 +219,27 @@ async def test_three_speaker_conversation_comes_out_with_three_speakers(worker, 
     assert (errors["missed detection"] + errors["false alarm"] + errors["confusion"]) / errors["total"] <= 0.10, errors
     assert sum(job.language_shares.values()) == pytest.approx(1.0, abs=0.01)
     assert set(job.language_shares) <= {"kk", "ru"}
+
+
+async def test_a_long_silence_moves_the_progress_and_ends_with_no_speech(worker, database, store, bus, tmp_path):
+    """25 min of silence: the VAD scans it in 10-min blocks, and each block scanned is progress (it sat at
+    0 % until the end before); no speech found is said on the job."""
+    silent = tmp_path / "silence.flac"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "1500",
+                    str(silent)], check=True)  # fmt: skip
+    progress_seen = []
+
+    async def record(msg) -> None:
+        progress_seen.append(events_pb2.JobProgress.FromString(msg.data).progress)
+
+    subscription = await bus.nc.subscribe("kazru.jobs.progress.*", cb=record)
+    job_id = await enqueue(database, store, bus, silent.read_bytes())
+    job = await wait_for_state(database, job_id, {JobState.SUCCEEDED, JobState.FAILED}, timeout=180)
+    await subscription.unsubscribe()
+    assert job.state == JobState.SUCCEEDED, job.error_message
+    assert job.notices == [{"code": "NO_SPEECH", "message": "No speech was found in this recording.", "language": ""}]
+    assert await segments_of(database, job_id) == []
+    # The first block scanned (about 600 of 1500 s, cut at its quietest point) is about 40 % of a job without
+    # speech; before, the bar moved only to the diarizer's fixed 10 % share once the whole scan was done.
+    assert progress_seen and progress_seen == sorted(progress_seen), progress_seen
+    assert 30 <= progress_seen[0] < 100, progress_seen

@@ -393,8 +393,11 @@ function renderJob(entry) {
   const failure = job.error ? explain(new ApiError(0, job.error.code || "", job.error.message || "")) : "";
   item.querySelector(".job-error").textContent = failure;
   const audio = job.audio || {};
-  item.querySelector(".job-note").textContent = audio.truncated
-    ? t("truncated", { decoded: clock(audio.duration_seconds), declared: clock(audio.declared_duration_seconds) }) : "";
+  const notes = (job.notices || []).map((notice) => noticeText(notice, job));
+  if (audio.truncated) {
+    notes.unshift(t("truncated", { decoded: clock(audio.duration_seconds), declared: clock(audio.declared_duration_seconds) }));
+  }
+  item.querySelector(".job-note").textContent = notes.join(" ");
   item.querySelector(".open").textContent = t("open");
   item.querySelector(".open").hidden = job.state !== "SUCCEEDED";
   item.querySelector(".delete").textContent = t("delete");
@@ -436,6 +439,17 @@ function languagesText(job) {
   if (shares.length === 1) return shares[0][0].toUpperCase();
   if (job.detected_language) return job.detected_language.toUpperCase();
   return (job.languages || []).map((code) => code.toUpperCase()).join(", ");
+}
+
+// A job's notice in the reader's language; one this page has no words for keeps the server's English sentence.
+function noticeText(notice, job) {
+  const known = (key) => key in TEXT[language] || key in TEXT.en;
+  if (notice.code === "UNSUPPORTED_LANGUAGE") {
+    if (!known(`lang_${notice.language}`)) return notice.message;
+    const allowed = (job.languages || []).map((code) => (known(`lang_${code}`) ? t(`lang_${code}`) : code));
+    return t("notice_UNSUPPORTED_LANGUAGE", { heard: t(`lang_${notice.language}`), allowed: allowed.join(", ") });
+  }
+  return known(`notice_${notice.code}`) ? t(`notice_${notice.code}`) : notice.message;
 }
 
 function renderTimes(entry) {
@@ -601,6 +615,10 @@ function renderTranscript() {
   const { transcript, jobId } = shown;
   const entry = jobs.get(jobId);
   $("transcript-title").textContent = entry ? entry.job.filename : "";
+  // What to know about the transcript (no speech found: instead of an empty transcript) heads it.
+  const notices = entry ? (entry.job.notices || []).map((notice) => element("p", "notice", noticeText(notice, entry.job))) : [];
+  $("transcript-notices").replaceChildren(...notices);
+  $("transcript-notices").hidden = notices.length === 0;
   $("speakers").replaceChildren(...transcript.speakers.map(buildSpeaker));
   shown.turns = transcript.segments.map(buildTurn);
   $("segments").replaceChildren(...shown.turns);

@@ -18,6 +18,8 @@ window.KAZRU_TEXT.en = {
   shortcuts: "Keys: Space or K play/pause · ← → 5 s back/forward · ↑ ↓ previous/next turn · / search",
   changeLanguage: "Language of this turn", languageChanged: "Language corrected.", undo: "Undo",
   unmerged: "The merge is undone.",
+  notice_NO_SPEECH: "No speech was found in this recording.",
+  notice_UNSUPPORTED_LANGUAGE: "Most of this recording sounds like {heard}, which is not among the languages chosen for it ({allowed}). Choose {heard} or the right language and upload again.",
   truncated: "Only {decoded} of the {declared} the file claims could be decoded: it is truncated or damaged.",
   state_PENDING: "Queued", state_RUNNING: "Transcribing", state_SUCCEEDED: "Done", state_FAILED: "Failed",
   state_CANCELLED: "Cancelled", state_EXPIRED: "Expired", state_DELETED: "Deleted",

@@ -18,6 +18,8 @@ window.KAZRU_TEXT.kk = {
   shortcuts: "Пернелер: бос орын немесе K — ойнату/кідірту · ← → — 5 с артқа/алға · ↑ ↓ — алдыңғы/келесі сөйлем · / — іздеу",
   changeLanguage: "Сөйлем тілі", languageChanged: "Тілі түзетілді.", undo: "Болдырмау",
   unmerged: "Біріктіру болдырылмады.",
+  notice_NO_SPEECH: "Бұл жазбада сөйлеу табылмады.",
+  notice_UNSUPPORTED_LANGUAGE: "Бұл жазбаның көп бөлігі {heard} сияқты естіледі, ал бұл тіл оған таңдалған тілдердің арасында жоқ ({allowed}). {heard} немесе дұрыс тілді таңдап, файлды қайта жүктеңіз.",
   truncated: "Файлда көрсетілген {declared} ішінен тек {decoded} ашылды: файл қиылған немесе бүлінген.",
   state_PENDING: "Кезекте", state_RUNNING: "Танылуда", state_SUCCEEDED: "Дайын", state_FAILED: "Қате",
   state_CANCELLED: "Тоқтатылды", state_EXPIRED: "Мерзімі өтті", state_DELETED: "Жойылды",

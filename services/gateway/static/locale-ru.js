@@ -18,6 +18,8 @@ window.KAZRU_TEXT.ru = {
   shortcuts: "Клавиши: пробел или K — пуск/пауза · ← → — 5 с назад/вперёд · ↑ ↓ — предыдущая/следующая реплика · / — поиск",
   changeLanguage: "Язык реплики", languageChanged: "Язык исправлен.", undo: "Отменить",
   unmerged: "Объединение отменено.",
+  notice_NO_SPEECH: "В этой записи не найдено речи.",
+  notice_UNSUPPORTED_LANGUAGE: "Большая часть записи звучит как {heard}, а его нет среди языков, выбранных для неё ({allowed}). Выберите {heard} или нужный язык и загрузите файл снова.",
   truncated: "Удалось декодировать только {decoded} из заявленных {declared}: файл обрезан или повреждён.",
   state_PENDING: "В очереди", state_RUNNING: "Расшифровка", state_SUCCEEDED: "Готово", state_FAILED: "Ошибка",
   state_CANCELLED: "Отменено", state_EXPIRED: "Срок истёк", state_DELETED: "Удалено",
