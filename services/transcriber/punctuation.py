@@ -59,7 +59,7 @@ W = TypeVar("W", bound=TimedWord)
 
 
 def punctuate(words: Sequence[W], language: str | None = None) -> list[W]:
-    """The same words (same times) with sentence case and each sentence's ending punctuation.
+    """The same words (same times; any with no text left out) with sentence case and each sentence's ending punctuation.
     `language` (ISO 639-1) enables that language's question cues; None: every sentence ends with "."."""
     punctuated: list[W] = []
     for sentence in split_sentences(words):
@@ -76,7 +76,7 @@ def punctuate(words: Sequence[W], language: str | None = None) -> list[W]:
 
 def split_sentences(words: Sequence[W]) -> list[list[W]]:
     """Words cut into sentences at pauses of SENTENCE_PAUSE_SECONDS or more (the last sentence ends with
-    the words), and after a word that already ends one."""
+    the words), and after a word that already ends one. Words with no text are left out."""
     sentences: list[list[W]] = []
     current: list[W] = []
     for word in words:
