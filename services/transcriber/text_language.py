@@ -13,9 +13,9 @@ bare lowercase, with no language token: the text itself says the language.
   a longer Cyrillic text without any Kazakh letter is hardly Kazakh.
 - The recording: a short turn ("иә", "да", "жоқ") says little, so the same
   speaker's other turns (the whole recording's where the speaker is unknown)
-  are added as a prior. The
-  evidence of each turn is capped, so a turn whose own text is clear keeps its
-  language against its neighbours (code-switching survives).
+  are added as a prior. The evidence of each turn is capped, so a turn whose
+  own text is clear keeps its language against its neighbours (code-switching
+  survives).
 
 The weights were chosen on real text (bench/accuracy/text_language.py: Common
 Voice Kazakh sentences, festvox-ru's Russian prompts, cut into 1-15-word
