@@ -87,7 +87,8 @@ def transcript_text(stack, job_id: str) -> str:
     return " ".join(segment["text"] for segment in transcript["segments"]).lower()
 
 
-async def grpc_upload(stack, name: str, data: bytes) -> tuple[job_pb2.Job, job_service_pb2_grpc.JobServiceStub]:
+async def grpc_upload(stack, name: str, data: bytes) -> job_pb2.Job:
+    """Upload over the public gRPC API and wait for the job to finish."""
     channel = grpc_server.channel(stack.settings.public_grpc_address)
     stub = job_service_pb2_grpc.JobServiceStub(channel)
 
@@ -103,7 +104,7 @@ async def grpc_upload(stack, name: str, data: bytes) -> tuple[job_pb2.Job, job_s
         await asyncio.sleep(0.2)
         job = await stub.GetJob(job_service_pb2.GetJobRequest(name=job.name), metadata=GRPC_AUTH)
     await channel.close()
-    return job, stub
+    return job
 
 
 def test_the_fixtures_really_have_no_length_or_a_wrong_one(tmp_path):
@@ -127,7 +128,7 @@ def test_a_recording_of_unknown_length_is_transcribed_over_http(stack, container
 
 @pytest.mark.parametrize("container", ["webm", "flac"])
 async def test_a_recording_of_unknown_length_is_transcribed_over_grpc(stack, container):
-    job, _ = await grpc_upload(stack, f"recorded.{container}", piped_speech(container))
+    job = await grpc_upload(stack, f"recorded.{container}", piped_speech(container))
     assert job.state == job_pb2.Job.SUCCEEDED, job.error
     assert job.audio.duration_seconds == pytest.approx(REAL_SPEECH_SECONDS, abs=0.1)
     assert all(word in transcript_text(stack, job.job_id) for word in REAL_SPEECH_WORDS)
@@ -136,7 +137,8 @@ async def test_a_recording_of_unknown_length_is_transcribed_over_grpc(stack, con
 def test_a_browser_recording_is_transcribed_by_the_openai_route(stack):
     response = httpx.post(
         f"{stack.http}/v1/audio/transcriptions", headers=AUTH, timeout=180,
-        files={"file": ("recording.webm", piped_speech("webm"))}, data={"model": "whisper-1", "response_format": "text"},
+        files={"file": ("recording.webm", piped_speech("webm"))},
+        data={"model": "whisper-1", "response_format": "text"},
     )  # fmt: skip
     assert response.status_code == 200, response.text
     assert all(word in response.text.lower() for word in REAL_SPEECH_WORDS), response.text
@@ -161,7 +163,7 @@ async def test_the_limit_holds_on_what_decodes_over_http(stack, database, store,
 
 
 async def test_the_limit_holds_on_what_decodes_over_grpc(stack, database, store):
-    job, _ = await grpc_upload(stack, "stream.webm", header_less_webm(4 * LIMIT_SECONDS))
+    job = await grpc_upload(stack, "stream.webm", header_less_webm(4 * LIMIT_SECONDS))
     assert job.state == job_pb2.Job.FAILED
     assert_refused_for_length_and_gone(job.error.code, job.error.message)
     assert (await remains_of(database, store, job.job_id))["objects"] == []
