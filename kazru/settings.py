@@ -120,8 +120,8 @@ class Settings(BaseSettings):
 
     # Uploads.
     max_upload_bytes: int = Field(default=500 * MIB, gt=0)
-    # The longest recording accepted (its header's duration), refused at upload with 413 RECORDING_TOO_LONG;
-    # 0: no limit. The local engine holds the whole recording as PCM today (about 1 GB per hour of audio at
+    # The longest recording accepted, refused at upload with 413 RECORDING_TOO_LONG when its header says
+    # longer, and by the transcriber (the job FAILED, RECORDING_TOO_LONG) once more than this decodes; 0: no limit. The local engine holds the whole recording as PCM today (about 1 GB per hour of audio at
     # peak), so 3 h keeps a transcriber within the 4 GiB the Kubernetes manifests give it.
     max_duration_seconds: float = Field(default=3 * 3600, ge=0)
     # An upload of the same bytes with the same options, by the same owner, while an earlier job of theirs

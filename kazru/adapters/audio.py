@@ -10,6 +10,7 @@ recording costs disk, not memory.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kazru.domain import errors
+from kazru.domain import errors, upload_protocol
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 # Decoded PCM: 16-bit signed little-endian, one channel.
@@ -118,7 +121,7 @@ def parse_ffmpeg_probe(stderr: str) -> AudioInfo:
     """Read duration and the first audio stream from `ffmpeg -i` output."""
     stream = _AUDIO_STREAM.search(stderr)
     if stream is None:
-        raise errors.UnsupportedMedia("the file has no audio stream ffmpeg can read", code="AUDIO_UNDECODABLE")
+        raise errors.UnsupportedMedia(NO_AUDIO_TRACK_MESSAGE, code="NO_AUDIO_TRACK")
     duration = _DURATION.search(stderr)
     seconds = None
     if duration:
@@ -142,6 +145,43 @@ def _ffmpeg_reason(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     specific = [line for line in lines if not line.startswith(_FFMPEG_SUMMARY_LINES)]
     return (specific or lines or ["ffmpeg failed"])[-1][:300]
+
+
+# What ffmpeg's complaints mean, in words the person who uploaded the file understands. ffmpeg's own words
+# never reach a client: they name the internal URL it read (with its token) and mean nothing to a person;
+# they go to the log (`_log_ffmpeg_output`). First match wins.
+NO_AUDIO_TRACK_MESSAGE = "the file has no sound track (a video without sound?): there is nothing to transcribe"
+UNDECODABLE_MESSAGE = "the recording is damaged or cut short: its sound could not be decoded"
+_FFMPEG_COMPLAINTS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"matches no streams|does not contain any stream"), "NO_AUDIO_TRACK", NO_AUDIO_TRACK_MESSAGE),
+    (re.compile(r"no decoder found|Decoder \(codec [^)]*\) not found|[Uu]nsupported codec|[Uu]nknown codec"
+                r"|codec not currently supported"), "AUDIO_CODEC_UNSUPPORTED",
+     "the sound in the file is encoded in a way this service cannot decode; save it as MP3, FLAC, WAV or Opus "
+     "and upload it again"),
+    (re.compile(r"Invalid data found when processing input|moov atom not found|EBML header parsing failed"
+                r"|Failed to find two consecutive MPEG audio frames|no 'fmt ' tag"), "AUDIO_UNDECODABLE",
+     "the file could not be read as a recording: it is damaged, cut short, or not audio at all"),
+)  # fmt: skip
+# ffmpeg's listing of the input (indented: streams, metadata such as titles) and its progress lines say
+# nothing about what went wrong and may hold the person's own words: the log gets the complaints only.
+_FFMPEG_CHATTER = ("Input #", "Output #", "Stream mapping", "Press [q]", "size=", "video:", "[out#")
+
+
+def _log_ffmpeg_output(what: str, source: str, stderr: str) -> None:
+    complaints = [line.strip() for line in stderr.splitlines()
+                  if line.strip() and not line[0].isspace() and not line.startswith(_FFMPEG_CHATTER)]  # fmt: skip
+    # The plaintext URL's path is a secret while it is served; a log keeps no secrets.
+    text = "\n".join(complaints[-12:]).replace(source, "<input>")[:2000]
+    log.warning(what, extra={"ffmpeg_output": text})
+
+
+def _undecodable(source: str, stderr: str) -> errors.UnsupportedMedia:
+    """The error a client sees when ffmpeg could not decode `source`, in plain words."""
+    _log_ffmpeg_output("ffmpeg could not decode the input", source, stderr)
+    for pattern, code, message in _FFMPEG_COMPLAINTS:
+        if pattern.search(stderr):
+            return errors.UnsupportedMedia(message, code=code)
+    return errors.UnsupportedMedia(UNDECODABLE_MESSAGE, code="AUDIO_UNDECODABLE")
 
 
 async def _run_ffmpeg(
@@ -175,11 +215,8 @@ _SOURCE_UNREACHABLE = re.compile(
 
 def _check_source_reachable(source: str, stderr: str) -> None:
     if "://" in source and _SOURCE_UNREACHABLE.search(stderr):
-        raise errors.Unavailable(
-            "object storage is unavailable; try again",
-            code="STORAGE_UNAVAILABLE",
-            details={"reason": _ffmpeg_reason(stderr)},
-        )
+        _log_ffmpeg_output("ffmpeg could not read the stored object", source, stderr)
+        raise errors.Unavailable("object storage is unavailable; try again", code="STORAGE_UNAVAILABLE")
 
 
 async def probe(source: str, ffmpeg: str = "") -> AudioInfo:
@@ -189,11 +226,7 @@ async def probe(source: str, ffmpeg: str = "") -> AudioInfo:
     )
     _check_source_reachable(source, stderr)
     if code != 0:
-        raise errors.UnsupportedMedia(
-            "the file is not audio ffmpeg can decode",
-            code="AUDIO_UNDECODABLE",
-            details={"reason": _ffmpeg_reason(stderr)},
-        )
+        raise _undecodable(source, stderr)
     if _DECODED_NOTHING.search(stderr):
         raise errors.UnsupportedMedia("the file holds no audio samples", code="AUDIO_EMPTY")
     return parse_ffmpeg_probe(stderr)
@@ -206,9 +239,7 @@ def _check_decoded(source: str, code: int, stderr: str) -> None:
     # Also when ffmpeg exits 0: a read cut off mid-stream must not pass for a shorter recording.
     _check_source_reachable(source, stderr)
     if code != 0:
-        raise errors.UnsupportedMedia(
-            "the audio could not be decoded", code="AUDIO_UNDECODABLE", details={"reason": _ffmpeg_reason(stderr)}
-        )
+        raise _undecodable(source, stderr)
 
 
 async def decode_pcm16k(source: str, ffmpeg: str = "") -> np.ndarray:
@@ -220,14 +251,28 @@ async def decode_pcm16k(source: str, ffmpeg: str = "") -> np.ndarray:
     return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
 
 
-async def decode_to_file(source: str, path: Path, ffmpeg: str = "") -> Recording:
+# Decoding under a duration limit goes on this far past it, and a recording counts as over the limit when more
+# than half of that decodes: what a header claims and what decodes differ by a frame or two of padding, which
+# must not refuse a recording that ends at the limit.
+PAST_LIMIT_SECONDS = 1.0
+
+
+async def decode_to_file(source: str, path: Path, ffmpeg: str = "", max_seconds: float = 0.0) -> Recording:
     """Decode `source` once to 16 kHz mono PCM in the file `path`, read back piece by piece.
-    Memory stays the same for a minute or ten hours; the file takes 115 MB per hour of audio."""
+    Memory stays the same for a minute or ten hours; the file takes 115 MB per hour of audio.
+
+    With `max_seconds` (KAZRU_MAX_DURATION_SECONDS), decoding stops as soon as the audio passes the limit and
+    a longer recording is refused (RECORDING_TOO_LONG), whatever its header said or did not say: a stream
+    whose container never learned its length, or a VBR MP3 without a Xing header that undersells it."""
+    stop = ["-t", f"{max_seconds + PAST_LIMIT_SECONDS:g}"] if max_seconds else []
     code, _, stderr = await _run_ffmpeg(
-        ffmpeg, ["-v", "error", "-i", source, *_DECODE_ARGS, "-y", str(path)], capture_stdout=False
+        ffmpeg, ["-v", "error", "-i", source, *_DECODE_ARGS, *stop, "-y", str(path)], capture_stdout=False
     )
     _check_decoded(source, code, stderr)
-    return Recording.from_pcm_file(path)
+    recording = Recording.from_pcm_file(path)
+    if max_seconds and recording.duration > max_seconds + PAST_LIMIT_SECONDS / 2:
+        raise upload_protocol.recording_too_long(max_seconds)
+    return recording
 
 
 class Recording:

@@ -34,6 +34,24 @@ def too_large(max_bytes: int) -> errors.UploadTooLarge:
     )
 
 
+RECORDING_TOO_LONG = "RECORDING_TOO_LONG"
+
+
+def recording_too_long(limit_seconds: float, duration_seconds: float | None = None) -> errors.UploadTooLarge:
+    """A recording longer than the service takes (KAZRU_MAX_DURATION_SECONDS), naming the limit: refused at
+    upload by its header's length, or while decoding (`duration_seconds` None) when the header told none or
+    undersold it."""
+    limit = f"at most {limit_seconds / 3600:g} h are accepted"
+    if duration_seconds is None:
+        message, details = f"the recording is longer than the service takes; {limit}", {}
+    else:
+        message = f"the recording is {duration_seconds / 3600:.1f} h long; {limit}"
+        details = {"duration_seconds": f"{duration_seconds:.1f}"}
+    return errors.UploadTooLarge(
+        message, code=RECORDING_TOO_LONG, details={"max_duration_seconds": f"{limit_seconds:g}", **details}
+    )
+
+
 # After refusing a client-streamed upload, read (and drop) at most this much more of it.
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 DRAIN_TIMEOUT_SECONDS = 10.0

@@ -149,7 +149,10 @@ ERROR_MESSAGES = {
     "UPLOAD_TOO_LARGE": "the file is larger than the 500 MiB limit",
     "RECORDING_TOO_LONG": "the recording is 4.2 h long; at most 3 h are accepted",
     "NOT_AUDIO": upload_protocol.not_audio().message,
-    "AUDIO_UNDECODABLE": "the file is not audio ffmpeg can decode",
+    "AUDIO_UNDECODABLE": "the recording is damaged or cut short: its sound could not be decoded",
+    "NO_AUDIO_TRACK": "the file has no sound track (a video without sound?): there is nothing to transcribe",
+    "AUDIO_CODEC_UNSUPPORTED": "the sound in the file is encoded in a way this service cannot decode; save it as "
+    "MP3, FLAC, WAV or Opus and upload it again",
     "ENCRYPTION_KEY_UNKNOWN": "the audio is encrypted with master key '2026-01', which is not in KAZRU_ENCRYPTION_KEYS",
     "ENCRYPTION_KEY_MISMATCH": "the audio does not open with master key '2026-01': the key differs from the one it "
     "was sealed with, or the object's header was changed",

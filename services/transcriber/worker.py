@@ -33,7 +33,7 @@ from kazru.adapters.outages import from_infrastructure
 from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository, Outcome
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
-from kazru.domain import errors
+from kazru.domain import errors, upload_protocol
 from kazru.observability import metrics, tracing
 from kazru.observability.logs import job_context
 from kazru.settings import Settings
@@ -219,10 +219,13 @@ class TranscriptionWorker:
                 raise errors.FailedPrecondition("the uploaded audio is gone", code="AUDIO_MISSING")
             with _timed(stages, "decode_seconds"), tracing.span("decode"):
                 async with self._store.plaintext_url(claimed.object_key) as url:
+                    # Stops soon after the audio passes the duration limit: a header can undersell a recording
+                    # or not tell its length at all, and ingest could only check what the header said.
                     recording = await _until_cancelled(
-                        audio.decode_to_file(url, Path(work_dir.name) / "audio.pcm", self._settings.ffmpeg_path),
+                        audio.decode_to_file(url, Path(work_dir.name) / "audio.pcm", self._settings.ffmpeg_path,
+                                             max_seconds=self._settings.max_duration_seconds),
                         switch,
-                    )
+                    )  # fmt: skip
             await self._record_decoded_duration(claimed, recording.duration)
             # A worker that died on an earlier attempt may have left a copy at the engine's provider.
             await self._forget_earlier_copy(claimed)
@@ -274,6 +277,8 @@ class TranscriptionWorker:
             else:
                 # The input itself is bad: retrying cannot help.
                 await self._fail(job_id, error.code, error.message)
+                if error.code == upload_protocol.RECORDING_TOO_LONG:
+                    await self._discard_refused_audio(claimed)
                 await message.term()
         except asyncio.CancelledError:
             await asyncio.shield(self._release(job_id, message))
@@ -401,6 +406,15 @@ class TranscriptionWorker:
         await self._bus.announce_finished(str(job_id), JobState.FAILED, code, message)
         metrics.JOBS_FINISHED.labels(JobState.FAILED.value).inc()
         log.warning("job failed", extra={"job_id": str(job_id), "error_code": code})
+
+    async def _discard_refused_audio(self, job: Job) -> None:
+        """A recording found too long only while decoding is refused as ingest refuses one whose header says
+        so: none of it is kept (the row stays, FAILED, to tell its owner why). Failing that, expiry removes it."""
+        try:
+            await self._store.delete(job.object_key)
+        except Exception:
+            log.warning("could not delete a refused recording; expiry will", extra={"job_id": str(job.id)},
+                        exc_info=True)  # fmt: skip
 
     async def _retry_or_fail(self, job_id: uuid.UUID, message, error: Exception) -> None:
         attempt = message.metadata.num_delivered

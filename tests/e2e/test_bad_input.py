@@ -1,17 +1,24 @@
 """Hostile and broken uploads and requests through the gateway over HTTP: each gets its documented
 error, and each leaves nothing behind: no object, no unfinished multipart upload, no job row, no
-message on the queue. (Ingest's gRPC-level refusals: tests/integration/test_ingest.py.)"""
+message on the queue. Errors a client sees, over HTTP, the OpenAI route and gRPC, say what is wrong in
+plain words and carry no internal address, token or raw ffmpeg output. (Ingest's gRPC-level refusals:
+tests/integration/test_ingest.py.)"""
 
 import asyncio
+import re
 import struct
 import subprocess
 
+import grpc
 import httpx
 import nats
 import pytest
 
 from kazru.adapters.audio import ffmpeg_exe
+from kazru.grpc import server as grpc_server
+from kazru.grpc.errors import from_rpc_error
 from kazru.settings import MIB
+from kazru.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.conftest import SPEECH_CLIP
 from tests.e2e.conftest import API_KEY, stack_fixture
 from tests.helpers import leftovers, wav_header
@@ -231,3 +238,108 @@ async def test_malformed_json_edits_are_400_and_change_nothing(stack, store, dat
         assert await snapshot(stack, store, database) == before
         assert (await client.get(f"/api/v1/jobs/{job['job_id']}")).json()["state"] == "PENDING"
         await client.delete(f"/api/v1/jobs/{job['job_id']}")
+
+
+def ffmpeg_output(*args: str) -> bytes:
+    return subprocess.run([ffmpeg_exe(), "-v", "error", *args, "pipe:1"], check=True, capture_output=True).stdout
+
+
+def wav_of_an_unknown_codec() -> bytes:
+    """A well-formed WAV whose format tag (0x9999) names no codec anyone decodes."""
+    return (b"RIFF" + struct.pack("<I", 36 + 32000) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHH", 16, 0x9999, 1, 16000, 32000, 2, 16)
+            + b"data" + struct.pack("<I", 32000) + bytes(32000))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def undecodable_uploads(mp3) -> dict[str, tuple[str, bytes, str]]:
+    """id → (file name, bytes, error code): every way an upload can fail its checks, ffmpeg's above all."""
+    video_without_sound = ffmpeg_output("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=2",
+                                        "-c:v", "mpeg4", "-f", "matroska")  # fmt: skip
+    too_long = ffmpeg_output("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", str(MAX_DURATION_SECONDS + 10),
+                             "-b:a", "8k", "-f", "mp3")  # fmt: skip
+    return {
+        "empty": ("empty.wav", b"", "EMPTY_FILE"),
+        "text-with-an-audio-name": ("song.mp3", b"plain text, not audio at all\n" * 20, "NOT_AUDIO"),
+        "truncated-mp3": ("cut.mp3", mp3[:400], "AUDIO_UNDECODABLE"),
+        "truncated-flac": ("cut.flac", FLAC[:1000], "AUDIO_UNDECODABLE"),
+        "garbage-behind-a-wav-magic": ("noise.wav", b"RIFF\x10\x00\x00\x00WAVE" + bytes(range(256)) * 20,
+                                       "AUDIO_UNDECODABLE"),
+        "video-without-sound": ("film.mkv", video_without_sound, "NO_AUDIO_TRACK"),
+        "unknown-codec": ("odd.wav", wav_of_an_unknown_codec(), "AUDIO_CODEC_UNSUPPORTED"),
+        "too-long": ("long.mp3", too_long, "RECORDING_TOO_LONG"),
+    }  # fmt: skip
+
+
+UNDECODABLE_IDS = ["empty", "text-with-an-audio-name", "truncated-mp3", "truncated-flac", "garbage-behind-a-wav-magic",
+                   "video-without-sound", "unknown-codec", "too-long"]  # fmt: skip
+# What must never reach a client: internal addresses (the plaintext server ffmpeg reads from, with its secret
+# path), ffmpeg's own words, file-system paths, and (below) token-like strings.
+LEAKS = re.compile(
+    r"https?://|127\.0\.0\.1|localhost|ffmpeg|Stream #|Error while|Invalid data found|trailing '\?'|\[in#|\[out#"
+    r"|Input #|Output #|Conversion failed|(?<![\w.])/(?:tmp|work|home|var|usr|root|proc)\b",
+    re.IGNORECASE,
+)
+# A secret such as secrets.token_urlsafe's: a long run of URL-safe characters mixing digits and both cases
+# (error codes and detail names are upper or lower case words, without digits).
+TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{16,}")
+
+
+def is_token_like(run: str) -> bool:
+    return any(c.isdigit() for c in run) + any(c.islower() for c in run) + any(c.isupper() for c in run) >= 3
+
+
+def assert_nothing_leaks(*seen: str) -> None:
+    for text in seen:
+        assert not LEAKS.search(text), f"leaked to the client: {LEAKS.search(text).group(0)!r} in {text!r}"
+        tokens = [run for run in TOKEN_LIKE.findall(text) if is_token_like(run)]
+        assert not tokens, f"a token-like string reached the client: {tokens} in {text!r}"
+
+
+async def grpc_upload_error(stack, name: str, data: bytes) -> grpc.aio.AioRpcError:
+    channel = grpc_server.channel(stack.settings.public_grpc_address)
+    stub = job_service_pb2_grpc.JobServiceStub(channel)
+
+    async def requests():
+        yield job_service_pb2.UploadAudioRequest(metadata=job_service_pb2.UploadMetadata(filename=name))
+        if data:
+            yield job_service_pb2.UploadAudioRequest(chunk=data)
+        yield job_service_pb2.UploadAudioRequest(complete=job_pb2.UploadComplete(size_bytes=len(data)))
+
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.UploadAudio(requests(), metadata=(("authorization", f"Bearer {API_KEY}"),))
+    finally:
+        await channel.close()
+    return caught.value
+
+
+@pytest.mark.parametrize("case", UNDECODABLE_IDS)
+async def test_refusals_say_what_is_wrong_without_leaking_internals_over_http_and_grpc(
+    stack, store, database, undecodable_uploads, case
+):
+    name, data, code = undecodable_uploads[case]
+    before = await snapshot(stack, store, database)
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        response = await client.post("/api/v1/upload", files={"file": (name, data)})
+        openai = await client.post("/v1/audio/transcriptions", files={"file": (name, data)},
+                                   data={"model": "whisper-1"})  # fmt: skip
+    assert response.json()["error"]["code"] == code, response.text
+    assert 400 <= response.status_code < 500 and 400 <= openai.status_code < 500, openai.text
+    assert_nothing_leaks(response.text, openai.text)
+
+    refused = await grpc_upload_error(stack, name, data)
+    error = from_rpc_error(refused)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and error.code == code, refused
+    assert_nothing_leaks(refused.details() or "", error.message, repr(error.details), str(refused.debug_error_string()))
+
+    await asyncio.sleep(0.2)  # a refused upload's clean-up runs before the answer; this only catches stragglers
+    assert await snapshot(stack, store, database) == before
+
+
+async def test_a_video_without_sound_is_called_so_not_damaged(stack, undecodable_uploads):
+    name, data, _ = undecodable_uploads["video-without-sound"]
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        error = (await client.post("/api/v1/upload", files={"file": (name, data)})).json()["error"]
+    assert "no sound track" in error["message"] and "damaged" not in error["message"]
+    assert error["details"] == {}

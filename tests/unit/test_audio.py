@@ -78,8 +78,9 @@ def test_parse_ffmpeg_probe(stderr, expected):
 
 def test_parse_ffmpeg_probe_without_audio_stream():
     video_only = "Input #0, matroska,webm, from 'x.webm':\n  Stream #0:0: Video: vp9, yuv420p, 640x480\n"
-    with pytest.raises(errors.UnsupportedMedia):
+    with pytest.raises(errors.UnsupportedMedia) as caught:
         audio.parse_ffmpeg_probe(video_only)
+    assert caught.value.code == "NO_AUDIO_TRACK"
 
 
 @pytest.mark.parametrize(
@@ -95,3 +96,43 @@ def test_a_failed_read_of_a_url_is_an_outage_not_bad_audio(stderr, unavailable):
     else:
         audio._check_source_reachable("http://127.0.0.1:1/jobs/x/original", stderr)
     audio._check_source_reachable("/local/file.flac", stderr)  # a local file has no outage
+
+
+URL = "http://127.0.0.1:42179/KaRy3xQ0d9Lm2pZt7vWcAb"
+NO_SOUND = f"""Input #0, mov,mp4,m4a,3gp,3g2,mj2, from '{URL}':
+  Stream #0:0[0x1](und): Video: mpeg4 (Simple Profile), yuv420p, 160x120
+Stream map '' matches no streams.
+To ignore this, add a trailing '?' to the map.
+Error opening output files: Invalid argument
+"""
+UNKNOWN_CODEC = """  Stream #0:0: Audio: none ([153][153][0][0] / 0x9999), 16000 Hz, mono, 256 kb/s
+[aist#0:0/none @ 0x55c4a8325540] Decoding requested, but no decoder found for: none
+Error opening output files: Invalid argument
+"""
+NOT_READABLE = f"""[in#0 @ 0x561e55e71080] no 'fmt ' or 'XMA2' tag found
+[in#0 @ 0x561e55e70d00] Error opening input: Invalid data found when processing input
+Error opening input file {URL}.
+Error opening input files: Invalid data found when processing input
+"""
+CUT_SHORT = """[out#0/null @ 0x5616e442e000] Output file is empty, nothing was encoded
+Conversion failed!
+"""
+
+
+@pytest.mark.parametrize(
+    ("stderr", "code", "words"),
+    [(NO_SOUND, "NO_AUDIO_TRACK", "no sound track"), (UNKNOWN_CODEC, "AUDIO_CODEC_UNSUPPORTED", "cannot decode"),
+     (NOT_READABLE, "AUDIO_UNDECODABLE", "could not be read as a recording"),
+     (CUT_SHORT, "AUDIO_UNDECODABLE", "damaged or cut short")],
+    ids=["video-without-sound", "unknown-codec", "not-a-recording", "cut-short"],
+)  # fmt: skip
+def test_ffmpeg_failures_are_said_in_plain_words_and_its_output_goes_to_the_log_only(stderr, code, words, caplog):
+    with caplog.at_level("WARNING", logger="kazru.adapters.audio"):
+        error = audio._undecodable(URL, stderr)
+    assert (error.code, error.details) == (code, {})
+    assert words in error.message and "ffmpeg" not in error.message
+    logged = caplog.records[-1].ffmpeg_output
+    assert URL not in logged, "the plaintext URL's secret path is not logged"
+    assert "Stream #" not in logged, "the input's listing (titles, metadata) is not logged"
+    if stderr is not CUT_SHORT:
+        assert ("matches no streams" in logged) or ("no decoder found" in logged) or ("Invalid data" in logged)

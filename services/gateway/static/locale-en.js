@@ -37,6 +37,8 @@ window.KAZRU_TEXT.en = {
   err_RECORDING_TOO_LONG: "The recording is longer than the {hours} h the service accepts.",
   err_NOT_AUDIO: "This is not an audio file we can read (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, 3GP, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
   err_AUDIO_UNDECODABLE: "The recording could not be decoded: the file may be damaged.",
+  err_NO_AUDIO_TRACK: "The file has no sound track (a video without sound?): there is nothing to transcribe.",
+  err_AUDIO_CODEC_UNSUPPORTED: "The sound in this file is encoded in a way we cannot decode: save it as MP3, FLAC, WAV or Opus and try again.",
   err_EMPTY: "The file is empty.", err_RATE_LIMITED: "Too many uploads in a short time: try again in {seconds} s.",
   err_JOB_NOT_FOUND: "This job does not exist (or no longer does).",
   err_JOB_EXPIRED: "This job has expired: its audio and transcript were deleted.",

@@ -38,6 +38,8 @@ window.KAZRU_TEXT.kk = {
   err_RECORDING_TOO_LONG: "Жазба қызмет қабылдайтын {hours} сағаттан ұзын.",
   err_NOT_AUDIO: "Бұл біз оқи алатын аудиофайл емес (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, 3GP, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
   err_AUDIO_UNDECODABLE: "Жазбаны ашу мүмкін болмады: файл бүлінген болуы мүмкін.",
+  err_NO_AUDIO_TRACK: "Файлда дыбыс жолы жоқ (дыбыссыз бейне ме?): мәтінге айналдыратын ештеңе жоқ.",
+  err_AUDIO_CODEC_UNSUPPORTED: "Бұл файлдағы дыбыс біз аша алмайтын тәсілмен кодталған: оны MP3, FLAC, WAV немесе Opus ретінде сақтап, қайталаңыз.",
   err_EMPTY: "Файл бос.", err_RATE_LIMITED: "Тым көп жүктеу: {seconds} с кейін қайталаңыз.",
   err_JOB_NOT_FOUND: "Мұндай тапсырма жоқ (немесе енді жоқ).",
   err_JOB_EXPIRED: "Тапсырманың мерзімі өтті: жазба мен транскрипция жойылды.",

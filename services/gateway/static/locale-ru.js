@@ -38,6 +38,8 @@ window.KAZRU_TEXT.ru = {
   err_RECORDING_TOO_LONG: "Запись длиннее {hours} ч, которые принимает сервис.",
   err_NOT_AUDIO: "Это не аудиофайл, который мы умеем читать (WAV, FLAC, MP3, OGG, M4A, MP4, MOV, 3GP, WebM, MKV, AAC, AMR, AIFF, WMA, AVI, TS).",
   err_AUDIO_UNDECODABLE: "Запись не удалось декодировать: возможно, файл повреждён.",
+  err_NO_AUDIO_TRACK: "В файле нет звуковой дорожки (видео без звука?): расшифровывать нечего.",
+  err_AUDIO_CODEC_UNSUPPORTED: "Звук в этом файле закодирован так, что мы не можем его декодировать: сохраните его как MP3, FLAC, WAV или Opus и попробуйте снова.",
   err_EMPTY: "Файл пуст.", err_RATE_LIMITED: "Слишком много загрузок подряд: повторите через {seconds} с.",
   err_JOB_NOT_FOUND: "Такого задания нет (или уже нет).",
   err_JOB_EXPIRED: "Срок задания истёк: запись и расшифровка удалены.",
