@@ -105,7 +105,7 @@ def create_speech_engine(settings: Settings) -> SpeechEngine:
         from kazru.adapters.speechkit import SpeechKitEngine  # only needed when chosen
 
         return SpeechKitEngine(settings.speechkit, ffmpeg_path=settings.ffmpeg_path)
-    from services.transcriber.engine import WhisperEngine
+    from services.transcriber.engines.whisper import WhisperEngine
 
     return WhisperEngine(settings)
 

@@ -9,7 +9,7 @@ import pytest
 from kazru.adapters import audio
 from kazru.domain.recognition import SpeechRegion
 from kazru.settings import Settings
-from services.transcriber.engine import WhisperEngine
+from services.transcriber.engines.whisper import WhisperEngine
 from tests.conftest import REAL_SPEECH_CLIP, REAL_SPEECH_SECONDS, REAL_SPEECH_WORDS
 
 

@@ -1,0 +1,1 @@
+"""The speech engines, one module each, behind `kazru.domain.recognition.SpeechEngine`."""
