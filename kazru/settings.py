@@ -31,6 +31,22 @@ class AnonymousAccess(StrEnum):
     DENY = "deny"
 
 
+class WhisperSettings(BaseSettings):
+    """The local engine, faster-whisper (engine="whisper"), `Settings.whisper`: the variables keep their
+    names, KAZRU_WHISPER_<FIELD> (KAZRU_WHISPER_MODEL, KAZRU_WHISPER_CPU_THREADS, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAZRU_WHISPER_", frozen=True, extra="ignore")
+
+    model: str = ""  # path or model name; empty: the installed offline default
+    compute_type: str = "int8"
+    device: str = "cpu"
+    cpu_threads: int = Field(default=0, ge=0)  # 0: let CTranslate2 decide
+    # Each speaker turn is decoded once per allowed language, so the beam costs double:
+    # greedy keeps the whole pipeline under 0.5x real time on 2 CPU cores (BENCHMARKS.md);
+    # on a GPU, 5 is affordable and a little more accurate.
+    beam_size: int = Field(default=1, ge=1)
+
+
 class SpeechKitSettings(BaseSettings):
     """Yandex SpeechKit v3 (engine="speechkit"), `Settings.speechkit`: the variables keep their names,
     KAZRU_SPEECHKIT_<FIELD> (KAZRU_SPEECHKIT_API_KEY, KAZRU_SPEECHKIT_ENDPOINT, ...).
@@ -152,15 +168,8 @@ class Settings(BaseSettings):
     # Speech engine: "whisper" (local, offline) or "speechkit" (Yandex SpeechKit v3).
     engine: Literal["whisper", "speechkit"] = "whisper"
 
-    # Local engine (faster-whisper).
-    whisper_model: str = ""  # path or model name; empty: the installed offline default
-    whisper_compute_type: str = "int8"
-    whisper_device: str = "cpu"
-    whisper_cpu_threads: int = Field(default=0, ge=0)  # 0: let CTranslate2 decide
-    # Each speaker turn is decoded once per allowed language, so the beam costs double:
-    # greedy keeps the whole pipeline under 0.5x real time on 2 CPU cores (BENCHMARKS.md);
-    # on a GPU, 5 is affordable and a little more accurate.
-    whisper_beam_size: int = Field(default=1, ge=1)
+    # Local engine (faster-whisper), read from KAZRU_WHISPER_*: see WhisperSettings.
+    whisper: WhisperSettings = Field(default_factory=WhisperSettings)
     # Comma-separated in the environment: KAZRU_DEFAULT_LANGUAGES=kk,ru
     default_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru")
     supported_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru", "en")
@@ -242,10 +251,11 @@ class Settings(BaseSettings):
         return environment
 
     def _flat_items(self) -> Iterator[tuple[str, object]]:
-        """(name, value) of every setting, the SpeechKit group's as `speechkit_<field>` (its variables' names)."""
+        """(name, value) of every setting, a nested engine group's as `<group>_<field>` (its variables'
+        names: `whisper_model` for KAZRU_WHISPER_MODEL)."""
         for name, value in self:
-            if isinstance(value, SpeechKitSettings):
-                yield from ((f"speechkit_{field}", inner) for field, inner in value)
+            if isinstance(value, BaseSettings):
+                yield from ((f"{name}_{field}", inner) for field, inner in value)
             else:
                 yield name, value
 
@@ -259,7 +269,7 @@ class Settings(BaseSettings):
 
     @property
     def whisper_model_path(self) -> str:
-        return self.whisper_model or str(self.model_dir)
+        return self.whisper.model or str(self.model_dir)
 
 
 def _comma_list(value: object) -> object:
