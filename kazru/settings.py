@@ -47,6 +47,27 @@ class WhisperSettings(BaseSettings):
     beam_size: int = Field(default=1, ge=1)
 
 
+class GigaamSettings(BaseSettings):
+    """GigaAM-Multilingual CTC through onnx-asr on onnxruntime (engine="gigaam"), `Settings.gigaam`,
+    read from KAZRU_GIGAAM_<FIELD>. The model's files are read from one local folder
+    (`Settings.gigaam_model_dir`; which files: `kazru.adapters.model_files.gigaam_model_files`)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAZRU_GIGAAM_", frozen=True, extra="ignore")
+
+    # 220 M parameters (int8 ~225 MB) or 600 M (int8 ~590 MB; a little more accurate, ~3x the CPU).
+    model: Literal["gigaam-multilingual-ctc", "gigaam-multilingual-large-ctc"] = "gigaam-multilingual-ctc"
+    # The folder holding the model's files; None: <data_dir>/models/<model>.
+    model_dir: Path | None = None
+    # The ONNX file's quantization as onnx-asr names it ("int8"); "": the full-precision file.
+    quantization: str = "int8"
+    # Speech is recognised in pieces at most this long, cut at pauses: GigaAM was trained on short
+    # utterances (up to ~20-25 s), and attention's cost grows with the square of a piece's length.
+    max_piece_seconds: float = Field(default=20.0, ge=2.0, le=60.0)
+    # Pieces recognised together in one model call (padded to the longest of them).
+    batch_size: int = Field(default=8, ge=1)
+    cpu_threads: int = Field(default=0, ge=0)  # 0: let onnxruntime decide
+
+
 class SpeechKitSettings(BaseSettings):
     """Yandex SpeechKit v3 (engine="speechkit"), `Settings.speechkit`: the variables keep their names,
     KAZRU_SPEECHKIT_<FIELD> (KAZRU_SPEECHKIT_API_KEY, KAZRU_SPEECHKIT_ENDPOINT, ...).
@@ -165,8 +186,9 @@ class Settings(BaseSettings):
     # An SSE comment line this often, so proxies and browsers keep an idle stream open.
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
 
-    # Speech engine: "whisper" (local, offline) or "speechkit" (Yandex SpeechKit v3).
-    engine: Literal["whisper", "speechkit"] = "whisper"
+    # Speech engine: "whisper" (faster-whisper, local), "speechkit" (Yandex SpeechKit v3) or "gigaam"
+    # (GigaAM-Multilingual on onnxruntime, local: the one that writes Kazakh).
+    engine: Literal["whisper", "speechkit", "gigaam"] = "whisper"
 
     # Local engine (faster-whisper), read from KAZRU_WHISPER_*: see WhisperSettings.
     whisper: WhisperSettings = Field(default_factory=WhisperSettings)
@@ -174,6 +196,8 @@ class Settings(BaseSettings):
     default_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru")
     supported_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru", "en")
 
+    # GigaAM-Multilingual (engine="gigaam"), read from KAZRU_GIGAAM_*: see GigaamSettings.
+    gigaam: GigaamSettings = Field(default_factory=GigaamSettings)
     # Yandex SpeechKit v3 (engine="speechkit"), read from KAZRU_SPEECHKIT_*: see SpeechKitSettings.
     speechkit: SpeechKitSettings = Field(default_factory=SpeechKitSettings)
 
@@ -266,6 +290,10 @@ class Settings(BaseSettings):
     @property
     def speaker_model_dir(self) -> Path:
         return self.data_dir / "models" / "campplus"
+
+    @property
+    def gigaam_model_dir(self) -> Path:
+        return self.gigaam.model_dir or self.data_dir / "models" / self.gigaam.model
 
     @property
     def whisper_model_path(self) -> str:
