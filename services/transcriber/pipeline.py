@@ -41,6 +41,8 @@ def metrics_of_failures(engine: str):
 class TranscriptionResult:
     engine: str
     transcript: Transcript
+    # Which model transcribed (`Recognition.model`).
+    model: str = ""
     billed_seconds: float = 0.0
     external_operation_id: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -95,6 +97,7 @@ class TranscriptionPipeline:
         return TranscriptionResult(
             engine=recognition.engine,
             transcript=transcript,
+            model=recognition.model,
             billed_seconds=recognition.billed_seconds,
             external_operation_id=recognition.external_operation_id,
             stage_seconds=stages,

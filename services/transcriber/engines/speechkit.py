@@ -75,6 +75,7 @@ class SpeechKitEngine:
         self._settings = settings
         self._ffmpeg_path = ffmpeg_path
         self._client = SpeechKitClient(settings)
+        self.model_name = f"speechkit/{settings.model}"
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class SpeechKitEngine:
             )
         if recording.sample_count == 0:
             on_progress(1.0)
-            return Recognition(engine=self.name, spans=[])
+            return Recognition(engine=self.name, model=self.model_name, spans=[])
 
         stages: dict[str, float] = {}
         started = time.monotonic()
@@ -179,6 +180,7 @@ class SpeechKitEngine:
         on_progress(1.0)
         return Recognition(
             engine=self.name,
+            model=self.model_name,
             spans=spans,
             billed_seconds=billed_seconds(duration),
             external_operation_id=operation_id,

@@ -139,6 +139,9 @@ class WhisperEngine:
                 "and set KAZRU_WHISPER_MODEL to its folder"
             ) from error
         self._beam_size = settings.whisper.beam_size
+        # A folder's or a model's name ("whisper-base", "large-v3"), said as a Whisper model.
+        name = Path(model).name
+        self.model_name = name if "whisper" in name.lower() else f"whisper-{name}"
         self._tokenizers: dict[str, Tokenizer] = {}
         self._suppressed: dict[str, list[int]] = {}
 
@@ -201,7 +204,7 @@ class WhisperEngine:
             ]
             if recognised:
                 spans.append(RecognizedSpan(region.start, region.end, language, tuple(recognised)))
-        return Recognition(engine=self.name, spans=spans, stage_seconds=stages)
+        return Recognition(engine=self.name, model=self.model_name, spans=spans, stage_seconds=stages)
 
     def _recognize_chunk(
         self,
