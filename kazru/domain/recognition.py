@@ -1,4 +1,4 @@
-"""What every speech engine returns, whatever it is (local Whisper, SpeechKit).
+"""What every speech engine returns, whatever it is (local Whisper or GigaAM, SpeechKit).
 
 Engines recognise words; speakers come from our own diarizer for every engine
 (`diarization.py`) and segments are formed afterwards (`assembly.py`), so an
@@ -41,6 +41,8 @@ class RecognizedSpan:
 class Recognition:
     engine: str
     spans: list[RecognizedSpan]
+    # Which model transcribed ("whisper-base", "gigaam-multilingual-ctc", "speechkit/general"), so a job can say.
+    model: str = ""
     # Audio seconds an external engine bills for this job (0 for local engines).
     billed_seconds: float = 0.0
     # The engine's own id of the stored result, to delete it there.

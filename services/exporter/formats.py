@@ -22,7 +22,7 @@ from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 from kazru.db.models import Job
-from kazru.domain.notices import JobNotice
+from kazru.domain.notices import NO_SPEECH, JobNotice
 from services.exporter import captions
 
 DOCX_CHUNK_BYTES = 64 * 1024
@@ -115,10 +115,12 @@ async def render_txt(job: Job, transcript: TranscriptStream, options: RenderOpti
     """One paragraph per speaker turn: `[00:01:23] Aigerim: …`, a blank line between turns."""
     names = speaker_names(transcript.speakers)
     index = 0
-    # A file with no text says why (no speech found), rather than being empty; other notices head the text.
+    # A file with no text says why (no speech found), rather than being empty. Other notices are the page's,
+    # the API's and the JSON export's: a TXT file is the transcript a person pastes elsewhere.
     for notice in map(JobNotice.from_json, job.notices or []):
-        yield f"{notice.message}\n"
-        index += 1
+        if notice.code == NO_SPEECH:
+            yield f"{notice.message}\n"
+            index += 1
     async for speaker, language, segments in turns(transcript, by_language=says_languages(job)):
         prefix = f"[{clock(segments[0].start_seconds)}] " if options.timestamps else ""
         who = who_says(names.get(speaker, speaker) if speaker else None, language)

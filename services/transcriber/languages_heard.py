@@ -12,11 +12,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-# Speech outside the allowed set is reported when languages outside it hold at least this share of the
-# speech heard. Measured with Whisper base on real speech allowed kk,ru (bench/languages_heard.py,
-# BENCHMARKS.md): 20 real English recordings 0.94-0.999 outside; 20 real Russian (festvox-ru) at most 0.11;
-# real Kazakh 0.47 (Whisper base knows little Kazakh and hears it partly as Lithuanian, Turkish, ...).
-OUTSIDE_SHARE_THRESHOLD = 0.75
+# Speech outside the allowed set is reported when the two languages outside it heard most hold at least
+# this share of the speech: one language clearly heard (English heard as English, or as Welsh and English),
+# not the spread over many languages Whisper base gives speech it does not know. Measured with Whisper base
+# on real speech allowed kk,ru (bench/languages_heard.py, BENCHMARKS.md): 20 real English recordings
+# 0.94-0.999 outside, almost all of it one or two languages; 20 real Russian (festvox-ru) at most 0.11; real
+# Kazakh 0.47 outside (Lithuanian 0.41). Synthetic espeak Russian and Kazakh (the test fixtures) is heard
+# 0.76-0.93 outside but spread (Japanese 0.33 + Latin 0.12 + Mongolian 0.12 ...; the top two at most 0.72):
+# a rule on the outside total alone flagged every one of them, as it would a real accent Whisper base has not
+# learned.
+OUTSIDE_SHARE_THRESHOLD = 0.8
 # A supported language outside the allowed set is named instead of the top one when heard at least this
 # share as much.
 SUPPORTED_PREFERENCE = 0.5
@@ -55,7 +60,7 @@ def language_outside(
     language heard most, or a `supported` one heard nearly as much (Whisper base hears some real English
     meetings as half Welsh, half English: the one the job could be given is the one to name)."""
     outside = {language: share for language, share in heard.items() if language not in allowed}
-    if sum(outside.values()) < OUTSIDE_SHARE_THRESHOLD:
+    if sum(sorted(outside.values(), reverse=True)[:2]) < OUTSIDE_SHARE_THRESHOLD:
         return None
     top = max(outside, key=outside.get)
     choices = [language for language in outside if language in supported]

@@ -22,6 +22,7 @@ from kazru.observability import metrics, tracing
 from kazru.settings import Settings
 from services.transcriber.assembly import Transcript, assemble
 from services.transcriber.diarization import Diarizer
+from services.transcriber.engines import create_speech_engine
 from services.transcriber.languages_heard import language_outside
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 
@@ -56,6 +57,8 @@ def metrics_of_failures(engine: str):
 class TranscriptionResult:
     engine: str
     transcript: Transcript
+    # Which model transcribed (`Recognition.model`).
+    model: str = ""
     billed_seconds: float = 0.0
     external_operation_id: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -126,6 +129,7 @@ class TranscriptionPipeline:
         return TranscriptionResult(
             engine=recognition.engine,
             transcript=transcript,
+            model=recognition.model,
             billed_seconds=recognition.billed_seconds,
             external_operation_id=recognition.external_operation_id,
             stage_seconds=stages,
@@ -142,16 +146,6 @@ def job_notices(
         return [notices.no_speech()]
     outside = language_outside(heard, allowed, supported)
     return [notices.unsupported_language(outside, allowed, supported)] if outside else []
-
-
-def create_speech_engine(settings: Settings) -> SpeechEngine:
-    if settings.engine == "speechkit":
-        from kazru.adapters.speechkit import SpeechKitEngine  # only needed when chosen
-
-        return SpeechKitEngine(settings.speechkit, ffmpeg_path=settings.ffmpeg_path)
-    from services.transcriber.engine import WhisperEngine
-
-    return WhisperEngine(settings)
 
 
 def create_diarizer(settings: Settings) -> Diarizer:
