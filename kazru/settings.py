@@ -70,6 +70,22 @@ class SpeechKitSettings(BaseSettings):
     retry_max_seconds: float = Field(default=30.0, ge=0)
 
 
+class GigaamSettings(BaseSettings):
+    """GigaAM-Multilingual CTC through onnx-asr (engine="gigaam"), `Settings.gigaam`, read from
+    KAZRU_GIGAAM_<FIELD>. The model folder is filled once by `python -m kazru.dev.model_install --engine gigaam`."""
+
+    model_config = SettingsConfigDict(env_prefix="KAZRU_GIGAAM_", frozen=True, extra="ignore")
+
+    model: Literal["gigaam-multilingual-ctc", "gigaam-multilingual-large-ctc"] = "gigaam-multilingual-ctc"
+    # The folder holding the model's files; None: <data_dir>/models/<model>.
+    model_dir: Path | None = None
+    # onnx-asr's quantization suffix of the model file ("" = full precision).
+    quantization: str = "int8"
+    max_piece_seconds: float = Field(default=20.0, gt=0)
+    batch_size: int = Field(default=8, ge=1)
+    cpu_threads: int = Field(default=0, ge=0)
+
+
 class Settings(BaseSettings):
     # Errors never echo the input: it holds secrets (S3 and API keys, the encryption keyring).
     model_config = SettingsConfigDict(env_prefix="KAZRU_", frozen=True, extra="ignore", hide_input_in_errors=True)
@@ -150,7 +166,7 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
 
     # Speech engine: "whisper" (local, offline) or "speechkit" (Yandex SpeechKit v3).
-    engine: Literal["whisper", "speechkit"] = "whisper"
+    engine: Literal["whisper", "speechkit", "gigaam"] = "whisper"
 
     # Local engine (faster-whisper).
     whisper_model: str = ""  # path or model name; empty: the installed offline default
@@ -167,6 +183,7 @@ class Settings(BaseSettings):
 
     # Yandex SpeechKit v3 (engine="speechkit"), read from KAZRU_SPEECHKIT_*: see SpeechKitSettings.
     speechkit: SpeechKitSettings = Field(default_factory=SpeechKitSettings)
+    gigaam: GigaamSettings = Field(default_factory=GigaamSettings)
 
     # Janitor.
     janitor_interval_seconds: float = Field(default=60.0, gt=0)
@@ -244,8 +261,8 @@ class Settings(BaseSettings):
     def _flat_items(self) -> Iterator[tuple[str, object]]:
         """(name, value) of every setting, the SpeechKit group's as `speechkit_<field>` (its variables' names)."""
         for name, value in self:
-            if isinstance(value, SpeechKitSettings):
-                yield from ((f"speechkit_{field}", inner) for field, inner in value)
+            if isinstance(value, BaseSettings):
+                yield from ((f"{name}_{field}", inner) for field, inner in value)
             else:
                 yield name, value
 
@@ -256,6 +273,10 @@ class Settings(BaseSettings):
     @property
     def speaker_model_dir(self) -> Path:
         return self.data_dir / "models" / "campplus"
+
+    @property
+    def gigaam_model_dir(self) -> Path:
+        return self.gigaam.model_dir or self.data_dir / "models" / self.gigaam.model
 
     @property
     def whisper_model_path(self) -> str:
