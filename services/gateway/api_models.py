@@ -106,6 +106,19 @@ class HealthCheck(BaseModel):
     # Only a failed check says why.
     error: str | None = Field(default=None, exclude_if=lambda error: error is None)
     latency_ms: float
+    # Only under `make run`, whose supervisor restarts a service that dies (Kubernetes reports its own).
+    restarts: int | None = Field(
+        default=None, exclude_if=lambda restarts: restarts is None,
+        description="Times the local run restarted this service after it died",
+    )  # fmt: skip
+    restarting: bool | None = Field(
+        default=None, exclude_if=lambda restarting: restarting is None,
+        description="Dead and about to be started again (the local run waits longer after each crash)",
+    )  # fmt: skip
+    last_exit: str | None = Field(
+        default=None, exclude_if=lambda last_exit: last_exit is None,
+        description="How the service last died, e.g. `killed by SIGKILL` or `exited with code 1`",
+    )  # fmt: skip
 
 
 class Health(BaseModel):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +42,8 @@ from kazru.v1 import (
 from services.gateway import status
 from services.gateway.auth import Principal
 from services.gateway.ratelimit import SlidingWindowLimiter
+
+log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 
@@ -319,7 +323,33 @@ class Gateway:
             checks[name] = self._service_check(chan)
         results = await asyncio.gather(*(self._timed(check) for check in checks.values()))
         report = dict(zip(checks, results, strict=True))
+        for name, restarts in (await self._restarts_by_supervisor()).items():
+            if name in report:
+                report[name].update(restarts)
         return all(result["ok"] for result in report.values()), report
+
+    async def _restarts_by_supervisor(self) -> dict[str, dict]:
+        """What `make run`'s supervisor (kazru.dev.supervisor) wrote of each service: restarts so far, whether
+        it is dead and waiting to be started again, how it last died. Nothing without a supervisor or its
+        file; a file that cannot be read leaves the checks as they are rather than failing health."""
+        path = self._settings.supervisor_status_file
+        if path is None:
+            return {}
+        try:
+            services = json.loads(await asyncio.to_thread(path.read_text))["services"]
+            return {
+                name: {
+                    "restarts": int(service["restarts"]),
+                    "restarting": service["state"] == "restarting",
+                    "last_exit": service["last_exit"],
+                }
+                for name, service in services.items()
+            }
+        except FileNotFoundError:  # not written yet: the supervisor starts watching once all are healthy
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            log.warning("could not read the supervisor's status file %s", path, exc_info=True)
+            return {}
 
     async def _ping_database(self) -> None:
         async with self._sessions() as session:

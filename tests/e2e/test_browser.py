@@ -2,7 +2,8 @@
 stack: upload through the file input, watch the job finish, rename a speaker, correct a segment,
 download SRT, play from a turn, switch the interface to Kazakh, read it at phone width, delete; several
 files dropped at once; search, word highlighting, shortcuts, speed, copy and language correction in a
-transcript; a 429 followed by the upload going by itself; merge and undo; the header in every language.
+transcript; a 429 followed by the upload going by itself; merge and undo; the header in every language;
+60 jobs, every one reachable through "Show more", with rows that tell two uploads of one file apart.
 
 Throughout: no console error, and no request leaves the gateway's origin. A screenshot of the
 finished transcript is saved to tests/artifacts/ (ignored by git) and its path printed.
@@ -342,8 +343,13 @@ async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, br
     await expect(page.locator("#speakers li.speaker")).to_have_count(1)
 
     # An edit, then undo: the recognised text is back and the turn no longer says "edited".
+    # A double-click only edits: its first click does not start playback, then or a moment later.
     text = turns.nth(1).locator(".text")
     await text.dblclick()
+    await expect(text).to_have_attribute("contenteditable", "true")
+    await asyncio.sleep(0.6)
+    player_state = "() => [document.getElementById('player').paused, document.getElementById('player').currentTime]"
+    assert await page.evaluate(player_state) == [True, 0]
     await page.keyboard.press("Control+A")
     await page.keyboard.type("Привет, всё хорошо.")
     await page.keyboard.press("Enter")
@@ -351,6 +357,11 @@ async def test_two_speakers_in_their_colours_merged_and_an_edit_undone(stack, br
     await turns.nth(1).locator(".revert").click()
     await expect(text).to_have_text("Привет, хорошо.")
     await expect(turns.nth(1).locator(".edited-mark")).to_be_hidden()
+    # A single click on a word still plays from it.
+    await text.locator(".word").last.click()
+    await wait_until(page, "() => !document.getElementById('player').paused")
+    assert await page.evaluate("() => document.getElementById('player').currentTime") >= 2.5 - 0.05
+    await page.evaluate("() => document.getElementById('player').pause()")
     watched.assert_clean()
     await context.close()
 
@@ -571,5 +582,80 @@ async def test_the_header_keeps_its_place_in_every_language(stack, browser, lang
             "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
         )
         assert widths[0] <= widths[1], (language, width, widths)
+    watched.assert_clean()
+    await context.close()
+
+
+async def test_sixty_jobs_are_all_reachable_and_rows_tell_two_uploads_of_one_file_apart(
+    stack, browser, database, store
+):
+    """The list comes a page (50) at a time; "Show more" reaches the rest. Each row says when the file was
+    uploaded, how long it is and its language(s)."""
+    context, page, watched = await open_page(browser, stack)
+    cookie = next(c["value"] for c in await context.cookies() if c["name"] == SESSION_COOKIE)
+    owner = Authenticator._session_owner(cookie)
+    inserted = []  # oldest first
+    for number in range(1, 61):
+        seconds = 60.0 + number  # each its own length
+        filename = "interview.flac" if number in (3, 60) else f"meeting-{number:02d}.flac"
+        words = [WordSpec(0.5, 1.0, f"Жиналыс {number}."), WordSpec(seconds - 1, seconds, "Рахмет.")]
+        job_id = await insert_transcript(database, [segment_of_words("S1", words)], owner_id=owner, filename=filename)
+        inserted.append(job_id)
+    # The 58th in the list (newest first) and the newest: one file uploaded twice, told apart by the rows.
+    older, newest = inserted[2], inserted[59]
+    audio = SPEECH_CLIP.read_bytes()  # what the player reads when the job is opened
+    await store.put_stream(f"jobs/{older}", aiter_of([audio]))
+    async with database.begin() as session:
+        await session.execute(
+            update(Job).where(Job.id == older).values(language_shares={"kk": 0.7, "ru": 0.3}, size_bytes=len(audio))
+        )
+        await session.execute(
+            update(Job).where(Job.id == newest).values(language_shares={"ru": 1.0}, detected_language="ru")
+        )
+
+    await page.reload()
+    rows = page.locator("#jobs li.job")
+    await expect(rows).to_have_count(50)
+    more = page.locator("#more-jobs")
+    await expect(more).to_have_text("Show more")
+    await more.click()
+    await expect(rows).to_have_count(60)
+    await expect(more).to_be_hidden()
+    # A refresh reads every page shown, so the older ones stay.
+    await page.evaluate("() => refreshJobs()")
+    await expect(rows).to_have_count(60)
+
+    row = rows.nth(57)
+    assert await row.get_attribute("data-job-id") == str(older)
+    cookies = {c["name"]: c["value"] for c in await context.cookies()}
+    async with httpx.AsyncClient(base_url=stack.http, cookies=cookies) as client:
+        created_at = (await client.get(f"/api/v1/jobs/{older}")).json()["created_at"]
+    date = row.locator(".job-date")
+    assert await date.get_attribute("datetime") == created_at
+    year = created_at[:4]
+    await expect(date).to_have_text(re.compile(rf"{year}.*\d{{1,2}}:\d\d"))
+    await expect(row.locator(".job-duration")).to_have_text("01:03")
+    await expect(row.locator(".job-languages")).to_have_text("KK 70% · RU 30%")
+    twin = rows.nth(0)
+    assert await twin.get_attribute("data-job-id") == str(newest)
+    assert await twin.locator(".job-name").text_content() == await row.locator(".job-name").text_content()
+    await expect(twin.locator(".job-duration")).to_have_text("02:00")
+    await expect(twin.locator(".job-languages")).to_have_text("RU")
+
+    # Opened from the page: its own transcript.
+    await row.locator(".open").click()
+    await expect(page.locator("#transcript-title")).to_have_text("interview.flac")
+    await expect(page.locator("#segments li.turn .text")).to_have_text("Жиналыс 3. Рахмет.")
+
+    # In Russian the date is written the Russian way, and the labels follow.
+    english_date = await date.text_content()
+    await page.select_option("#ui-language", "ru")
+    await expect(date).not_to_have_text(english_date)
+    await expect(date).to_have_attribute("title", re.compile(r"^Загружено "))
+    await expect(row.locator(".job-duration")).to_have_attribute("title", "Длительность 01:03")
+    # Chromium has no Kazakh month names ("2026 M12 6"): in Kazakh the date is written in digits.
+    await page.select_option("#ui-language", "kk")
+    await expect(date).to_have_text(re.compile(rf"^\d\d\.\d\d\.{year}, \d\d:\d\d$"))
+    await expect(row.locator(".job-languages")).to_have_attribute("title", "Тілдер")
     watched.assert_clean()
     await context.close()

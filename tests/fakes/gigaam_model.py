@@ -259,6 +259,16 @@ def _graph(reference: np.ndarray, log_probs_10ms: np.ndarray, subsampling: int) 
     return model
 
 
+def write_vocabulary_and_config(folder: Path, subsampling: int = 4) -> None:
+    """The model folder's `multilingual_vocab.txt` and `config.json` (also used beside a random-weight
+    model of the real size: scripts/export_random_gigaam.py)."""
+    (folder / "multilingual_vocab.txt").write_text(
+        "".join(f"{symbol} {i}\n" for i, symbol in enumerate(VOCABULARY)), encoding="utf-8"
+    )
+    config = {"model_type": "gigaam", "version": "v3", "features_size": MEL_BANDS, "subsampling_factor": subsampling}
+    (folder / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+
+
 def build_gigaam_model(
     folder: Path,
     script: Sequence[PlannedWord],
@@ -285,15 +295,5 @@ def build_gigaam_model(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(_graph(reference, log_probs_10ms, subsampling), folder / model_file_name(model, quantization))
-    (folder / "multilingual_vocab.txt").write_text(
-        "".join(f"{symbol} {i}\n" for i, symbol in enumerate(VOCABULARY)), encoding="utf-8"
-    )
-    config = {
-        "model_type": "gigaam",
-        "version": "v3",
-        "features_size": MEL_BANDS,
-        "subsampling_factor": subsampling,
-        "kazru_test_model": "planned CTC output from tests/fakes/gigaam_model.py, not a trained model",
-    }
-    (folder / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    write_vocabulary_and_config(folder, subsampling)
     return folder

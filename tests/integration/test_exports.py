@@ -192,7 +192,7 @@ async def test_edits_show_in_every_export_and_the_machine_text_stays_recoverable
     subtitles = export_checks.parse_srt(await export(gateway, job_id, "srt"))
     export_checks.check_caption_rules(subtitles)
     srt_text = "\n".join(s.content for s in subtitles)
-    assert subtitles[0].content.startswith("Әйгерім Құрманғалиқ…: ")  # a long name is shortened in captions
+    assert subtitles[0].content.startswith("Әйгерім Құрманғалиқызы: ")  # a long name stays whole, as in VTT
     assert "Ауа райы керемет." in srt_text and "Погода" not in srt_text
     assert srt_text.count("Дәурен:") == 1, "the name is shown when the speaker changes, not at each segment"
     # the edited text is spread over the segment's own time
@@ -225,6 +225,28 @@ async def test_edits_show_in_every_export_and_the_machine_text_stays_recoverable
     assert {s.id: s.label for s in transcript.speakers}["S2"] == "S2"
     async with database() as session:
         assert await session.scalar(select(Speaker.name).where(Speaker.label == "S2", Speaker.job_id == job_id)) is None
+
+
+async def test_long_speaker_names_stay_whole_in_srt(gateway, database):
+    """Names are never cut: one that leaves no room for text beside it has the caption's first line to
+    itself and the text wraps below it, within the line length."""
+    job_id = str(await insert_transcript(database, conversation(), owner_id=OWNER))
+    beside = "Айгерим Нурлановна Сейткалиева"  # 30 characters: the first words still fit beside it
+    alone = "Дәурен Болатұлы Ахметов-Исмаилов Серік"  # 38: "Name: Күн" is over 42
+    await gateway.rename_speakers(OWNER, job_id, {"S1": beside, "S2": alone})
+
+    subtitles = export_checks.parse_srt(await export(gateway, job_id, "srt"))
+    export_checks.check_caption_rules(subtitles)
+    first_lines = [s.content.split("\n") for s in subtitles]
+    assert first_lines[0][0].startswith(f"{beside}: Сәлеметсіз")
+    assert first_lines[1] == [f"{alone}:", "Күн ашық, һәм жылы. Ұлы дала өңірі."]
+    assert "…" not in "".join(s.content for s in subtitles)
+    # Every word is still shown, once and in order.
+    shown = " ".join(s.content for s in subtitles).replace(f"{beside}:", "").replace(f"{alone}:", "").replace("S3:", "")
+    assert shown.split() == " ".join(segment.text for segment in conversation()).split()
+    # VTT says the same names.
+    cues = export_checks.parse_vtt(await export(gateway, job_id, "vtt"))
+    assert [c.voice for c in cues][:2] == [beside, alone]
 
 
 async def test_a_corrected_language_shows_in_every_export_and_in_the_jobs_shares(gateway, database):

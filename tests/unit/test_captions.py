@@ -87,13 +87,27 @@ def test_at_most_seven_seconds_on_screen():
     assert len(built) >= 3
 
 
-def test_long_name_is_shortened_and_a_long_word_is_cut():
+def test_a_long_name_stays_whole_and_a_long_word_is_cut():
     long_name = "Айгерім Нұрланқызы Сейітқали"
     word = "ө" * 60
     built = build_captions([CaptionSource(0.0, 3.0, word, "S1", long_name, [TimedWord(0.0, 3.0, word)])])
     check_rules(built)
-    assert captions.name_prefix(long_name) == "Айгерім Нұрланқызы …: "
+    assert captions.name_prefix(long_name) == "Айгерім Нұрланқызы Сейітқали: "
     assert "".join("".join(c.lines) for c in built) == word
+
+
+def test_text_that_does_not_fit_beside_a_long_name_starts_on_the_second_line():
+    long_name = "Айгерим Нурлановна Сейткалиева-Ахметова"  # 39 characters: no word fits beside it
+    texts = "Добрый день, коллеги, начнём наше совещание.".split()
+    built = build_captions([CaptionSource(0.0, 4.0, " ".join(texts), "S1", long_name, words_at(texts))])
+    check_rules(built)
+    assert built[0].announce and built[0].lines[0] == ""
+    assert captions.name_prefix(built[0].speaker_name) == f"{long_name}: "
+    assert " ".join(" ".join(c.lines) for c in built).split() == texts
+    # A name longer than a line is still whole, alone on its line, with the text below it.
+    longer = "Айгерим Нурлановна Сейткалиева-Ахметова, директор"
+    (only,) = build_captions([CaptionSource(0.0, 2.0, "Да.", "S1", longer, words_at(["Да."]))])
+    assert only.lines == ("", "Да.") and only.speaker_name == longer
 
 
 def test_break_lines_balances_two_lines():

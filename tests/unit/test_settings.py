@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from kazru.adapters.encryption import Keyring, new_key_entry
-from kazru.dev.devstack import LOCAL_KEY_FILE, local_encryption_keys, local_run_environment
+from kazru.dev.devstack import LOCAL_JOB_ACK_WAIT_SECONDS, LOCAL_KEY_FILE, local_encryption_keys, local_run_environment
 from kazru.settings import AnonymousAccess, Settings, SpeechKitSettings
 
 
@@ -47,6 +47,8 @@ def test_make_run_is_one_local_user_whose_tools_share_an_owner_and_no_upload_lim
     assert local.anonymous_access is AnonymousAccess.SHARED
     assert local.upload_rate_limit_per_minute == local.anonymous_address_upload_rate_limit_per_minute == 0
     assert settings.upload_rate_limit_per_minute > 0 and settings.anonymous_address_upload_rate_limit_per_minute > 0
+    # A job whose worker died is handed on within seconds, not the minute Kubernetes keeps.
+    assert local.job_ack_wait_seconds == LOCAL_JOB_ACK_WAIT_SECONDS < settings.job_ack_wait_seconds
     # Whatever the operator sets wins.
     chosen = local_run_environment({"KAZRU_UPLOAD_RATE_LIMIT_PER_MINUTE": "7", "KAZRU_ANONYMOUS_ACCESS": "cookie"})
     assert chosen["KAZRU_UPLOAD_RATE_LIMIT_PER_MINUTE"] == "7" and chosen["KAZRU_ANONYMOUS_ACCESS"] == "cookie"

@@ -16,6 +16,11 @@ const SEEK_STEP_SECONDS = 5;
 // Each new estimate of the time left moves the one shown this part of the way: no jumps.
 const ETA_BLEND = 0.2;
 const UNDO_MS = 15000;
+// The list is read a page at a time (the API's page_token); "Show more" adds a page.
+const JOBS_PAGE_SIZE = 50;
+// A click on a turn's text waits this long before it plays: it may be the first click of a double-click,
+// which edits the text and must not start playback.
+const DOUBLE_CLICK_MS = 300;
 
 // The page's words in each language: static/locale-{en,ru,kk}.js, loaded before this file.
 const TEXT = window.KAZRU_TEXT;
@@ -49,6 +54,8 @@ let shown = null; // {jobId, transcript, turns (elements), current turn, word be
 let noticeTimer = 0;
 const uploadQueue = []; // {file, languages, maxSpeakers, row}, sent one at a time
 let uploading = false;
+let jobPages = 1; // how many pages of the job list the page shows
+let jobsRead = null; // the list read under way, if any
 
 function chooseLanguage() {
   const saved = localStorage.getItem(LANGUAGE_KEY);
@@ -354,6 +361,9 @@ function buildJob(jobId) {
   item.dataset.jobId = jobId;
   const head = element("div", "job-head");
   head.append(element("span", "job-name"), element("span", "state"));
+  // What tells two uploads of one file apart: when, how long, which language(s).
+  const facts = element("div", "job-facts");
+  facts.append(element("time", "job-date"), element("span", "job-duration"), element("span", "job-languages"));
   const bar = element("progress", "job-progress");
   bar.max = 100;
   const meta = element("div", "job-meta");
@@ -366,13 +376,14 @@ function buildJob(jobId) {
   remove.type = "button";
   remove.addEventListener("click", () => deleteJob(jobId));
   actions.append(open, remove);
-  item.append(head, bar, meta, actions);
+  item.append(head, facts, bar, meta, actions);
   return item;
 }
 
 function renderJob(entry) {
   const { job, element: item } = entry;
   item.querySelector(".job-name").textContent = job.filename;
+  renderFacts(item, job);
   const state = item.querySelector(".state");
   state.className = `state ${job.state}`;
   state.textContent = job.state === "RUNNING" ? `${t("state_RUNNING")} ${job.progress}%` : t(`state_${job.state}`);
@@ -390,6 +401,41 @@ function renderJob(entry) {
   item.querySelector(".delete").hidden = job.state === "EXPIRED" || job.state === "DELETED";
   item.classList.toggle("selected", Boolean(shown && shown.jobId === job.job_id));
   renderTimes(entry);
+}
+
+function renderFacts(item, job) {
+  const date = item.querySelector(".job-date");
+  date.dateTime = job.created_at || "";
+  date.textContent = job.created_at ? dateTimeText(job.created_at) : "";
+  date.title = job.created_at ? t("uploadedAt", { time: date.textContent }) : "";
+  const seconds = (job.audio && job.audio.duration_seconds) || 0;
+  const length = item.querySelector(".job-duration");
+  length.textContent = seconds ? clock(seconds) : "";
+  length.title = seconds ? t("durationLabel", { time: length.textContent }) : "";
+  const languages = item.querySelector(".job-languages");
+  languages.textContent = languagesText(job);
+  languages.title = t("languages");
+}
+
+function dateTimeText(stamp) {
+  // The upload's date and time in the page's language and the browser's time zone.
+  const date = new Date(stamp);
+  if (!/^M\d+$/.test(new Intl.DateTimeFormat(language, { month: "short" }).format(date))) {
+    return new Intl.DateTimeFormat(language, { dateStyle: "medium", timeStyle: "short" }).format(date);
+  }
+  // Chromium has no month names for Kazakh (it writes "2026 M12 6"): the digits, as Kazakhstan writes them.
+  const numeric = { day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  const part = Object.fromEntries(new Intl.DateTimeFormat(language, numeric).formatToParts(date).map((p) => [p.type, p.value]));
+  return `${part.day}.${part.month}.${part.year}, ${part.hour}:${part.minute}`;
+}
+
+function languagesText(job) {
+  // What was heard, largest share first, once known; before that, the languages the upload allowed.
+  const shares = Object.entries(job.language_shares || {}).filter(([, share]) => share > 0).sort((a, b) => b[1] - a[1]);
+  if (shares.length > 1) return shares.map(([code, share]) => `${code.toUpperCase()} ${Math.round(share * 100)}%`).join(" · ");
+  if (shares.length === 1) return shares[0][0].toUpperCase();
+  if (job.detected_language) return job.detected_language.toUpperCase();
+  return (job.languages || []).map((code) => code.toUpperCase()).join(", ");
 }
 
 function renderTimes(entry) {
@@ -436,16 +482,32 @@ function watchLiveJobs() {
   }
 }
 
-async function refreshJobs() {
-  let body;
+function refreshJobs() {
+  // One read at a time: the periodic refresh and "Show more" share the one under way.
+  if (!jobsRead) jobsRead = readJobs().finally(() => { jobsRead = null; });
+  return jobsRead;
+}
+
+async function readJobs() {
+  // Every page shown so far, read again from the newest: the pages are keyset pages (stable while jobs are
+  // added), and a job missing from them has been deleted.
+  const listed = [];
+  let token = "";
   try {
-    body = await api("GET", "/api/v1/jobs?page_size=50");
+    for (let page = 0; page < jobPages && (page === 0 || token); page += 1) {
+      const query = new URLSearchParams({ page_size: String(JOBS_PAGE_SIZE) });
+      if (token) query.set("page_token", token);
+      const body = await api("GET", `/api/v1/jobs?${query}`);
+      listed.push(...body.jobs);
+      token = body.next_page_token || "";
+    }
   } catch (error) {
     notify(explain(error), true);
     return;
   }
+  $("more-jobs").hidden = !token;
   const seen = new Set();
-  for (const job of body.jobs) {
+  for (const job of listed) {
     seen.add(job.job_id);
     const entry = jobs.get(job.job_id);
     // The live stream is fresher than a list read that started before its last event.
@@ -458,6 +520,18 @@ async function refreshJobs() {
     jobs.delete(jobId);
   }
   placeJobs();
+}
+
+async function showMoreJobs() {
+  const button = $("more-jobs");
+  jobPages += 1;
+  button.disabled = true;
+  try {
+    if (jobsRead) await jobsRead; // it started with a page fewer
+    await refreshJobs();
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function deleteJob(jobId) {
@@ -662,7 +736,8 @@ function buildTurn(segment, index) {
   const text = element("p", "text");
   text.lang = segment.language || "";
   showWords(text, segment);
-  text.addEventListener("dblclick", (e) => { e.preventDefault(); startEditing(segment, text); });
+  let pendingPlay = 0;
+  text.addEventListener("dblclick", (e) => { e.preventDefault(); clearTimeout(pendingPlay); startEditing(segment, text); });
   text.addEventListener("keydown", (e) => {
     if (!text.isContentEditable) return;
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); saveSegment(segment, text); }
@@ -681,8 +756,15 @@ function buildTurn(segment, index) {
   item.addEventListener("click", (e) => {
     if (text.isContentEditable && text.contains(e.target)) return;
     const word = e.target.closest && e.target.closest(".word");
-    if (word && word.dataset.start) playAt(Number(word.dataset.start));
-    else playFrom(index);
+    const play = () => {
+      if (!shown || !item.isConnected) return;
+      if (word && word.dataset.start) playAt(Number(word.dataset.start));
+      else playFrom(index);
+    };
+    if (!text.contains(e.target)) { play(); return; }
+    // On the text, a click may be the first of a double-click (which edits): play only if no second follows.
+    clearTimeout(pendingPlay);
+    if (e.detail < 2) pendingPlay = setTimeout(play, DOUBLE_CLICK_MS);
   });
   item.append(head, text);
   showEdited(item, segment);
@@ -977,6 +1059,7 @@ document.addEventListener("DOMContentLoaded", () => {
     e.target.value = "";
   });
   $("close-transcript").addEventListener("click", closeTranscript);
+  $("more-jobs").addEventListener("click", showMoreJobs);
   $("search").addEventListener("input", () => { if (shown) shown.match = 0; search(true); });
   $("search").addEventListener("keydown", (e) => {
     if (e.key === "Enter") { e.preventDefault(); stepMatch(e.shiftKey ? -1 : 1); }

@@ -21,6 +21,7 @@ window.KAZRU_TEXT.en = {
   truncated: "Only {decoded} of the {declared} the file claims could be decoded: it is truncated or damaged.",
   state_PENDING: "Queued", state_RUNNING: "Transcribing", state_SUCCEEDED: "Done", state_FAILED: "Failed",
   state_CANCELLED: "Cancelled", state_EXPIRED: "Expired", state_DELETED: "Deleted",
+  showMore: "Show more", uploadedAt: "Uploaded {time}",
   open: "Open transcript", delete: "Delete", confirmDelete: "Delete “{name}” and its transcript now? This cannot be undone.",
   deleted: "“{name}” was deleted.", checking: "Checking {name} on the server…",
   timeLeft: "about {time} left",

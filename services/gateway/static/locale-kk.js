@@ -21,6 +21,7 @@ window.KAZRU_TEXT.kk = {
   truncated: "Файлда көрсетілген {declared} ішінен тек {decoded} ашылды: файл қиылған немесе бүлінген.",
   state_PENDING: "Кезекте", state_RUNNING: "Танылуда", state_SUCCEEDED: "Дайын", state_FAILED: "Қате",
   state_CANCELLED: "Тоқтатылды", state_EXPIRED: "Мерзімі өтті", state_DELETED: "Жойылды",
+  showMore: "Тағы көрсету", uploadedAt: "Жүктелген уақыты: {time}",
   open: "Транскрипцияны ашу", delete: "Жою",
   confirmDelete: "«{name}» мен оның транскрипциясын қазір жою керек пе? Мұны қайтару мүмкін емес.",
   deleted: "«{name}» жойылды.", checking: "Сервер {name} файлын тексеруде…",

@@ -21,6 +21,7 @@ window.KAZRU_TEXT.ru = {
   truncated: "Удалось декодировать только {decoded} из заявленных {declared}: файл обрезан или повреждён.",
   state_PENDING: "В очереди", state_RUNNING: "Расшифровка", state_SUCCEEDED: "Готово", state_FAILED: "Ошибка",
   state_CANCELLED: "Отменено", state_EXPIRED: "Срок истёк", state_DELETED: "Удалено",
+  showMore: "Показать ещё", uploadedAt: "Загружено {time}",
   open: "Открыть расшифровку", delete: "Удалить",
   confirmDelete: "Удалить «{name}» и расшифровку сейчас? Это нельзя отменить.",
   deleted: "«{name}» удалён.", checking: "Сервер проверяет {name}…",
