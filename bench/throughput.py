@@ -25,7 +25,7 @@ from kazru.adapters.bus import Bus
 from kazru.dev.devservers import free_port
 from kazru.dev.devstack import service_environment, start_services
 from kazru.grpc import server as grpc_server
-from kazru.settings import REPO_ROOT, Settings
+from kazru.settings import REPO_ROOT, Settings, WhisperSettings
 from kazru.v1 import events_pb2
 
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: bench.stack
@@ -89,7 +89,7 @@ def main() -> None:
     # worker that the engine is limited to (BLAS in the speaker encoder, OpenMP in onnxruntime).
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"
-    with running_stack(whisper_cpu_threads=1, upload_rate_limit_per_minute=0) as stack:
+    with running_stack(whisper=WhisperSettings(cpu_threads=1), upload_rate_limit_per_minute=0) as stack:
         settings = stack.settings
         asyncio.run(run_round(settings, 2))  # warm-up: first decode, first engine call, connections
         one = asyncio.run(run_round(settings, JOBS))

@@ -31,6 +31,43 @@ class AnonymousAccess(StrEnum):
     DENY = "deny"
 
 
+class WhisperSettings(BaseSettings):
+    """The local engine, faster-whisper (engine="whisper"), `Settings.whisper`: the variables keep their
+    names, KAZRU_WHISPER_<FIELD> (KAZRU_WHISPER_MODEL, KAZRU_WHISPER_CPU_THREADS, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAZRU_WHISPER_", frozen=True, extra="ignore")
+
+    model: str = ""  # path or model name; empty: the installed offline default
+    compute_type: str = "int8"
+    device: str = "cpu"
+    cpu_threads: int = Field(default=0, ge=0)  # 0: let CTranslate2 decide
+    # Each speaker turn is decoded once per allowed language, so the beam costs double:
+    # greedy keeps the whole pipeline under 0.5x real time on 2 CPU cores (BENCHMARKS.md);
+    # on a GPU, 5 is affordable and a little more accurate.
+    beam_size: int = Field(default=1, ge=1)
+
+
+class GigaamSettings(BaseSettings):
+    """GigaAM-Multilingual CTC through onnx-asr on onnxruntime (engine="gigaam"), `Settings.gigaam`,
+    read from KAZRU_GIGAAM_<FIELD>. The model's files are read from one local folder
+    (`Settings.gigaam_model_dir`; which files: `kazru.adapters.model_files.gigaam_model_files`)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAZRU_GIGAAM_", frozen=True, extra="ignore")
+
+    # 220 M parameters (int8 ~225 MB) or 600 M (int8 ~590 MB; a little more accurate, ~3x the CPU).
+    model: Literal["gigaam-multilingual-ctc", "gigaam-multilingual-large-ctc"] = "gigaam-multilingual-ctc"
+    # The folder holding the model's files; None: <data_dir>/models/<model>.
+    model_dir: Path | None = None
+    # The ONNX file's quantization as onnx-asr names it ("int8"); "": the full-precision file.
+    quantization: str = "int8"
+    # Speech is recognised in pieces at most this long, cut at pauses: GigaAM was trained on short
+    # utterances (up to ~20-25 s), and attention's cost grows with the square of a piece's length.
+    max_piece_seconds: float = Field(default=20.0, ge=2.0, le=60.0)
+    # Pieces recognised together in one model call (padded to the longest of them).
+    batch_size: int = Field(default=8, ge=1)
+    cpu_threads: int = Field(default=0, ge=0)  # 0: let onnxruntime decide
+
+
 class SpeechKitSettings(BaseSettings):
     """Yandex SpeechKit v3 (engine="speechkit"), `Settings.speechkit`: the variables keep their names,
     KAZRU_SPEECHKIT_<FIELD> (KAZRU_SPEECHKIT_API_KEY, KAZRU_SPEECHKIT_ENDPOINT, ...).
@@ -68,22 +105,6 @@ class SpeechKitSettings(BaseSettings):
     max_attempts: int = Field(default=6, ge=1)
     retry_initial_seconds: float = Field(default=1.0, ge=0)
     retry_max_seconds: float = Field(default=30.0, ge=0)
-
-
-class GigaamSettings(BaseSettings):
-    """GigaAM-Multilingual CTC through onnx-asr (engine="gigaam"), `Settings.gigaam`, read from
-    KAZRU_GIGAAM_<FIELD>. The model folder is filled once by `python -m kazru.dev.model_install --engine gigaam`."""
-
-    model_config = SettingsConfigDict(env_prefix="KAZRU_GIGAAM_", frozen=True, extra="ignore")
-
-    model: Literal["gigaam-multilingual-ctc", "gigaam-multilingual-large-ctc"] = "gigaam-multilingual-ctc"
-    # The folder holding the model's files; None: <data_dir>/models/<model>.
-    model_dir: Path | None = None
-    # onnx-asr's quantization suffix of the model file ("" = full precision).
-    quantization: str = "int8"
-    max_piece_seconds: float = Field(default=20.0, gt=0)
-    batch_size: int = Field(default=8, ge=1)
-    cpu_threads: int = Field(default=0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -165,25 +186,20 @@ class Settings(BaseSettings):
     # An SSE comment line this often, so proxies and browsers keep an idle stream open.
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
 
-    # Speech engine: "whisper" (local, offline) or "speechkit" (Yandex SpeechKit v3).
+    # Speech engine: "whisper" (faster-whisper, local), "speechkit" (Yandex SpeechKit v3) or "gigaam"
+    # (GigaAM-Multilingual on onnxruntime, local: the one that writes Kazakh).
     engine: Literal["whisper", "speechkit", "gigaam"] = "whisper"
 
-    # Local engine (faster-whisper).
-    whisper_model: str = ""  # path or model name; empty: the installed offline default
-    whisper_compute_type: str = "int8"
-    whisper_device: str = "cpu"
-    whisper_cpu_threads: int = Field(default=0, ge=0)  # 0: let CTranslate2 decide
-    # Each speaker turn is decoded once per allowed language, so the beam costs double:
-    # greedy keeps the whole pipeline under 0.5x real time on 2 CPU cores (BENCHMARKS.md);
-    # on a GPU, 5 is affordable and a little more accurate.
-    whisper_beam_size: int = Field(default=1, ge=1)
+    # Local engine (faster-whisper), read from KAZRU_WHISPER_*: see WhisperSettings.
+    whisper: WhisperSettings = Field(default_factory=WhisperSettings)
     # Comma-separated in the environment: KAZRU_DEFAULT_LANGUAGES=kk,ru
     default_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru")
     supported_languages: Annotated[tuple[str, ...], NoDecode] = ("kk", "ru", "en")
 
+    # GigaAM-Multilingual (engine="gigaam"), read from KAZRU_GIGAAM_*: see GigaamSettings.
+    gigaam: GigaamSettings = Field(default_factory=GigaamSettings)
     # Yandex SpeechKit v3 (engine="speechkit"), read from KAZRU_SPEECHKIT_*: see SpeechKitSettings.
     speechkit: SpeechKitSettings = Field(default_factory=SpeechKitSettings)
-    gigaam: GigaamSettings = Field(default_factory=GigaamSettings)
 
     # Janitor.
     janitor_interval_seconds: float = Field(default=60.0, gt=0)
@@ -263,7 +279,8 @@ class Settings(BaseSettings):
         return environment
 
     def _flat_items(self) -> Iterator[tuple[str, object]]:
-        """(name, value) of every setting, the SpeechKit group's as `speechkit_<field>` (its variables' names)."""
+        """(name, value) of every setting, a nested engine group's as `<group>_<field>` (its variables'
+        names: `whisper_model` for KAZRU_WHISPER_MODEL)."""
         for name, value in self:
             if isinstance(value, BaseSettings):
                 yield from ((f"{name}_{field}", inner) for field, inner in value)
@@ -284,7 +301,7 @@ class Settings(BaseSettings):
 
     @property
     def whisper_model_path(self) -> str:
-        return self.whisper_model or str(self.model_dir)
+        return self.whisper.model or str(self.model_dir)
 
 
 def _comma_list(value: object) -> object:

@@ -9,7 +9,7 @@ Run by a developer, not by the build:   .venv/bin/python scripts/convert_ge2e.py
    torch (the CPU wheel in /opt/wheels), resemblyzer==0.1.4 and its needs (librosa,
    webrtcvad; setuptools<81 because webrtcvad imports pkg_resources).
 3. Inside that environment, loads resemblyzer's VoiceEncoder and writes
-   - services/transcriber/assets/ge2e.npz: float32 LSTM and linear weights (torch's layout
+   - bench/ge2e/ge2e.npz: float32 LSTM and linear weights (torch's layout
      and names) and the 40-band mel filterbank exactly as librosa builds it for resemblyzer;
    - tests/fixtures/ge2e_reference.npz: the decoded clips (int16) and resemblyzer's own
      mel spectrograms, partial embeddings and utterance embeddings of them
@@ -26,7 +26,7 @@ from pathlib import Path
 from converter_steps import inner_step_argument, make_throwaway_venv, run_inner_step
 
 REPO = Path(__file__).resolve().parent.parent
-ASSET = REPO / "services" / "transcriber" / "assets" / "ge2e.npz"
+ASSET = REPO / "bench" / "ge2e" / "ge2e.npz"
 REFERENCE = REPO / "tests" / "fixtures" / "ge2e_reference.npz"
 FIXTURES = ("ru_weather_m3", "ru_weather_f3", "kk_city_f3")
 THROWAWAY_VENV = Path(tempfile.gettempdir()) / "kazru-ge2e-convert-venv"

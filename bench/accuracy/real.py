@@ -11,7 +11,7 @@ bench/.cache, see sets.py) and any `--set NAME=PATH` folder in the same format (
 Systems, all in this process, each model loaded once before the first file:
 - `ours`: the pipeline (`create_pipeline(Settings())`: diarizer, per-turn language, assembly).
 - `whisper_reference_language`: plain faster-whisper `transcribe` on the whole file with the same
-  model, compute type and beam (Settings().whisper_beam_size, greedy by default), told the file's
+  model, compute type and beam (Settings().whisper.beam_size, greedy by default), told the file's
   reference language; `..._beam5`: the same with faster-whisper's own default beam of 5, so our
   greedy default is compared with the peer's usual setting too; both only on files with a
   transcript. `whisper_detected_language`: the same with `language=None` (Whisper's own language
@@ -93,7 +93,7 @@ def default_diarizer():
 def ge2e_diarizer():
     """The pipeline's previous diarizer: the GE2E encoder with the clustering limits it had."""
     from services.transcriber.diarization import ClusteringLimits, Diarizer
-    from services.transcriber.voice_encoder import VoiceEncoder
+    from bench.ge2e.voice_encoder import VoiceEncoder
 
     return Diarizer(VoiceEncoder.load(), ClusteringLimits(min_speaker_windows=3, merge_cosine=None))
 
@@ -124,8 +124,8 @@ class WhisperPeer:
 
 def whisper_peers(settings) -> list[WhisperPeer]:
     return [
-        WhisperPeer("whisper_reference_language", settings.whisper_beam_size, detect_language=False, needs_text=True),
-        WhisperPeer("whisper_detected_language", settings.whisper_beam_size, detect_language=True, needs_text=False),
+        WhisperPeer("whisper_reference_language", settings.whisper.beam_size, detect_language=False, needs_text=True),
+        WhisperPeer("whisper_detected_language", settings.whisper.beam_size, detect_language=True, needs_text=False),
         WhisperPeer(f"whisper_reference_language_beam{PEER_DEFAULT_BEAM}", PEER_DEFAULT_BEAM, False, needs_text=True),
     ]
 
@@ -279,8 +279,8 @@ class Systems:
             self.whisper = WhisperModel(
                 settings.whisper_model_path,
                 device="cpu",
-                compute_type=settings.whisper_compute_type,
-                cpu_threads=settings.whisper_cpu_threads,
+                compute_type=settings.whisper.compute_type,
+                cpu_threads=settings.whisper.cpu_threads,
             )
             self.load_seconds["whisper"] = round(time.perf_counter() - started, 3)
             self.whisper_peers = whisper_peers(settings)
@@ -443,8 +443,8 @@ async def benchmark(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "accuracy-real",
         "model": settings.whisper_model_path,
-        "compute_type": settings.whisper_compute_type,
-        "beam_size": settings.whisper_beam_size,
+        "compute_type": settings.whisper.compute_type,
+        "beam_size": settings.whisper.beam_size,
         "languages": {name: list(languages_by_set.get(name, default_languages)) for name in sets},
         "sets": {
             name: {"file_count": len(files), **block(by_set.get(name, {}), list_cut_words=True)}

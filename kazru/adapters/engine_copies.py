@@ -12,7 +12,7 @@ from kazru.settings import Settings
 def for_engine(settings: Settings) -> ExternalCopies:
     """What forgets the configured engine's copies: SpeechKit's operations API, or nothing."""
     if settings.engine == "speechkit":
-        from kazru.adapters.speechkit import SpeechKitEngine  # its gRPC stubs load only where SpeechKit is used
+        from kazru.adapters.speechkit import SpeechKitClient  # its gRPC stubs load only where SpeechKit is used
 
-        return SpeechKitEngine(settings.speechkit)
+        return SpeechKitClient(settings.speechkit)
     return NO_EXTERNAL_COPIES

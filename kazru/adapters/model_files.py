@@ -1,9 +1,14 @@
-"""The speech models' files on disk: what a finished CAM++ install is, which files a GigaAM folder holds.
+"""The speech models' files on disk: what a finished install is.
 
 One answer for the installer (`kazru.dev.model_install`: `make model`, the Dockerfile) and for the
-transcriber, which refuses to start on a missing or partial install. CAM++: the weights file named by the
-committed manifest, the marker holding its sha256 (written last), and the committed graph itself.
-GigaAM-Multilingual: the three files onnx-asr 0.12 loads from a local folder.
+transcriber, which refuses to start on a missing or partial install.
+
+- CAM++: the weights file named by the committed manifest, the marker holding its sha256 (written
+  last), and the committed graph itself.
+- GigaAM-Multilingual: the files onnx-asr 0.12 reads from a local folder
+  (`GigaamMultilingualCtc._get_model_files`: the graph matching `multilingual*_ctc{.quantization}.onnx`,
+  `multilingual_vocab.txt`; and `config.json`, which says the front end's version), under the names
+  the model hub's ai-sage/GigaAM-Multilingual ONNX export gives them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,14 @@ from typing import Any
 CAMPPLUS_GRAPH = "campplus.onnx"
 CAMPPLUS_MANIFEST = "campplus.weights.json"
 CAMPPLUS_MARKER = "campplus.onnx.data.sha256"
+
+# The graph's file name per model, before its quantization suffix.
+GIGAAM_GRAPH_STEMS = {
+    "gigaam-multilingual-ctc": "multilingual_ctc",
+    "gigaam-multilingual-large-ctc": "multilingual_large_ctc",
+}
+GIGAAM_VOCABULARY = "multilingual_vocab.txt"
+GIGAAM_CONFIG = "config.json"
 
 
 def campplus_assets() -> tuple[bytes, dict[str, Any]]:
@@ -37,28 +50,13 @@ def is_campplus_installed(target: Path) -> bool:
     )
 
 
-# onnx-asr finds the graph with the glob `multilingual*_ctc{.quantization}.onnx`, which matches both sizes:
-# each size keeps its own folder.
-GIGAAM_MODEL_STEMS = {
-    "gigaam-multilingual-ctc": "multilingual_ctc",
-    "gigaam-multilingual-large-ctc": "multilingual_large_ctc",
-}
-GIGAAM_VOCABULARY = "multilingual_vocab.txt"
-GIGAAM_CONFIG = "config.json"
-
-
 def gigaam_model_files(model: str, quantization: str) -> list[str]:
-    """The files a GigaAM-Multilingual folder must hold for `onnx_asr.load_model(model, folder, quantization)`."""
-    if model not in GIGAAM_MODEL_STEMS:
-        raise ValueError(f"unknown GigaAM model {model!r}: one of {sorted(GIGAAM_MODEL_STEMS)}")
+    """The exact names of the files a GigaAM-Multilingual folder must hold for `model` (a
+    `GigaamSettings.model`) at `quantization` ("int8"; "": full precision)."""
     suffix = f".{quantization}" if quantization else ""
-    return [f"{GIGAAM_MODEL_STEMS[model]}{suffix}.onnx", GIGAAM_VOCABULARY, GIGAAM_CONFIG]
+    return [f"{GIGAAM_GRAPH_STEMS[model]}{suffix}.onnx", GIGAAM_VOCABULARY, GIGAAM_CONFIG]
 
 
 def missing_gigaam_files(folder: Path, model: str, quantization: str) -> list[str]:
-    """Those of gigaam_model_files that `folder` lacks or holds empty (an interrupted copy)."""
-    return [
-        name
-        for name in gigaam_model_files(model, quantization)
-        if not (folder / name).is_file() or (folder / name).stat().st_size == 0
-    ]
+    """Which of `gigaam_model_files` `folder` lacks (all of them when the folder does not exist)."""
+    return [name for name in gigaam_model_files(model, quantization) if not (Path(folder) / name).is_file()]

@@ -278,7 +278,12 @@ class HubUnreachable(Exception):
 
 def gigaam_folder_problems(folder: Path, model: str, quantization: str) -> list[str]:
     """What keeps `folder` from being a GigaAM-Multilingual install onnx-asr loads as configured (offline)."""
-    problems = [f"{name} is missing or empty" for name in model_files.missing_gigaam_files(folder, model, quantization)]
+    # An empty file is what an interrupted copy leaves behind.
+    problems = [
+        f"{name} is missing or empty"
+        for name in model_files.gigaam_model_files(model, quantization)
+        if name in model_files.missing_gigaam_files(folder, model, quantization) or not (folder / name).stat().st_size
+    ]
     config = folder / model_files.GIGAAM_CONFIG
     if config.is_file() and config.stat().st_size:
         try:

@@ -126,12 +126,13 @@ def text_language_probability(text: str, language: str, languages: tuple[str, ..
     letters = [char for char in text if char.isalpha()]
     if language == "ru" and any(char in KAZAKH_LETTERS for char in letters):
         return 1e-3
-    ranked = dict(_identifier(languages).rank(text))
+    ranked = dict(text_identifier(languages).rank(text))
     return float(ranked.get(language, 0.0))
 
 
 @cache
-def _identifier(languages: tuple[str, ...]):
+def text_identifier(languages: tuple[str, ...]):
+    """py3langid's identifier restricted to `languages` (those it knows), probabilities normalised."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)

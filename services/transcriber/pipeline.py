@@ -20,6 +20,7 @@ from kazru.observability import metrics, tracing
 from kazru.settings import Settings
 from services.transcriber.assembly import Transcript, assemble
 from services.transcriber.diarization import Diarizer
+from services.transcriber.engines import create_speech_engine
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 
 # Share of the progress bar given to diarization; recognition takes the rest.
@@ -98,16 +99,6 @@ class TranscriptionPipeline:
             external_operation_id=recognition.external_operation_id,
             stage_seconds=stages,
         )
-
-
-def create_speech_engine(settings: Settings) -> SpeechEngine:
-    if settings.engine == "speechkit":
-        from kazru.adapters.speechkit import SpeechKitEngine  # only needed when chosen
-
-        return SpeechKitEngine(settings.speechkit, ffmpeg_path=settings.ffmpeg_path)
-    from services.transcriber.engine import WhisperEngine
-
-    return WhisperEngine(settings)
 
 
 def create_diarizer(settings: Settings) -> Diarizer:

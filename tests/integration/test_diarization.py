@@ -11,7 +11,7 @@ import pytest
 
 from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, Segment, diarization_errors
 from kazru.adapters import audio
-from kazru.adapters.speechkit import SpeechKitEngine
+from services.transcriber.engines.speechkit import SpeechKitEngine
 from services.transcriber.diarization import Diarizer
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder

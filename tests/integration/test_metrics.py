@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from kazru.adapters.audio import SAMPLE_RATE
-from kazru.adapters.speechkit import SpeechKitEngine
+from services.transcriber.engines.speechkit import SpeechKitEngine
 from kazru.db.models import Job, JobState
 from kazru.domain.external_copies import NO_EXTERNAL_COPIES
 from kazru.settings import SpeechKitSettings

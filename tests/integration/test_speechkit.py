@@ -14,9 +14,10 @@ import pytest
 from pydantic import ValidationError
 
 from kazru.adapters.audio import SAMPLE_RATE
-from kazru.adapters.speechkit import SpeechKitEngine, SpeechKitUnavailable, billed_seconds
+from kazru.adapters.speechkit import SpeechKitUnavailable, billed_seconds
 from kazru.domain import errors
 from kazru.settings import Settings, SpeechKitSettings
+from services.transcriber.engines.speechkit import SpeechKitEngine
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
 
 API_KEY = "AQVN-test-key"

@@ -9,7 +9,7 @@ import grpc
 import pytest_asyncio
 from sqlalchemy import func, select
 
-from kazru.adapters.speechkit import SpeechKitEngine
+from services.transcriber.engines.speechkit import SpeechKitEngine
 from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from services.transcriber.diarization import Diarizer

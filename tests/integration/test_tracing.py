@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
 from kazru.adapters.bus import SUBJECT_UPLOADED
-from kazru.adapters.speechkit import SpeechKitEngine
+from services.transcriber.engines.speechkit import SpeechKitEngine
 from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository
 from kazru.db.models import JobState

@@ -20,6 +20,11 @@ DOMAIN_MUST_NOT_IMPORT = (
     "minio",
     "grpc",
 )
+# The speech engines' home: one module per engine, and the one place that builds the configured engine.
+ENGINES = REPO / "services" / "transcriber" / "engines"
+# What recognises speech (the models' runtimes), used only inside the engines. faster-whisper's VAD
+# (`faster_whisper.vad`) is the diarizer's, not an engine's.
+ENGINE_LIBRARIES = ("onnx_asr", "faster_whisper.WhisperModel", "faster_whisper.transcribe", "faster_whisper.tokenizer")
 # Service code that really needs a development tool at run time, each entry a known debt named here
 # so that it stays visible. None today.
 DEV_IMPORTS_ALLOWED: dict[str, set[str]] = {}
@@ -71,6 +76,7 @@ def python_files(root: Path) -> list[Path]:
 
 
 def test_no_module_under_kazru_imports_from_services():
+    """Not even for annotations: `imported_modules` walks `if TYPE_CHECKING:` blocks too."""
     upward = {
         str(path.relative_to(KAZRU.parent)): sorted(
             name for name in imported_modules(path) if name.split(".")[0] == "services"
@@ -131,3 +137,42 @@ def test_only_tools_and_tests_import_the_development_tools():
     assert not offending, "kazru.dev is for make run, tests, bench and scripts:\n" + "\n".join(offending)
     # An allowance nobody uses any more is taken out, so the list stays the list of real needs.
     assert allowed_seen == set(DEV_IMPORTS_ALLOWED), f"unused allowance: {set(DEV_IMPORTS_ALLOWED) - allowed_seen}"
+
+
+def engine_classes(path: Path) -> list[str]:
+    """Classes in `path` that are speech engines: they define `recognize` (the SpeechEngine protocol)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and any(isinstance(item, ast.AsyncFunctionDef) and item.name == "recognize" for item in node.body)
+        and node.name != "SpeechEngine"  # the protocol itself (kazru/domain/recognition.py)
+    ]
+
+
+def test_speech_engines_live_in_one_place_and_are_built_in_one_place():
+    code = [*python_files(KAZRU), *sorted((REPO / "services").rglob("*.py"))]
+    engines = {path: engine_classes(path) for path in code}
+    outside = {str(path.relative_to(REPO)): names for path, names in engines.items() if names and ENGINES not in path.parents}
+    assert outside == {}, "speech engines belong in services/transcriber/engines"
+    names = {name for found in engines.values() for name in found}
+    assert {"WhisperEngine", "SpeechKitEngine"} <= names  # the walk really saw them
+
+    libraries = [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for path in code
+        if ENGINES not in path.parents
+        for line, module in runtime_imports(path)
+        if within(module, ENGINE_LIBRARIES)
+    ]
+    assert not libraries, "speech recognition libraries are for the engines only:\n" + "\n".join(libraries)
+
+    builders = [
+        f"{path.relative_to(REPO)}:{node.lineno} builds {node.func.id}"
+        for path in code
+        if path != ENGINES / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names
+    ]
+    assert not builders, "create_speech_engine (services/transcriber/engines) builds the engine:\n" + "\n".join(builders)

@@ -9,7 +9,7 @@ import pytest
 
 from kazru.domain.recognition import SpeechRegion
 from services.transcriber import language_choice
-from services.transcriber.engine import (
+from services.transcriber.engines.whisper import (
     CHUNK_GAP_SECONDS,
     MAX_CHUNK_SECONDS,
     Chunk,

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from kazru.adapters.encryption import Keyring, new_key_entry
 from kazru.dev.devstack import LOCAL_JOB_ACK_WAIT_SECONDS, LOCAL_KEY_FILE, local_encryption_keys, local_run_environment
-from kazru.settings import AnonymousAccess, Settings, SpeechKitSettings
+from kazru.settings import AnonymousAccess, Settings, SpeechKitSettings, WhisperSettings
 
 
 def test_languages_from_a_comma_separated_environment_variable(monkeypatch):
@@ -95,6 +95,26 @@ def test_speechkit_settings_are_one_group_read_from_the_same_variables(monkeypat
         for name, value in environment.items():
             patch.setenv(name, value)
         assert Settings() == settings
+
+
+def test_whisper_settings_are_one_group_read_from_the_same_variables(monkeypatch):
+    """`settings.whisper` reads KAZRU_WHISPER_*, the names the manifests and operators already use."""
+    monkeypatch.setenv("KAZRU_WHISPER_MODEL", "/models/whisper-large-v3")
+    monkeypatch.setenv("KAZRU_WHISPER_DEVICE", "cuda")
+    monkeypatch.setenv("KAZRU_WHISPER_COMPUTE_TYPE", "float16")
+    monkeypatch.setenv("KAZRU_WHISPER_CPU_THREADS", "3")
+    monkeypatch.setenv("KAZRU_WHISPER_BEAM_SIZE", "5")
+    settings = Settings()
+    whisper = settings.whisper
+    assert isinstance(whisper, WhisperSettings)
+    assert (whisper.model, whisper.device, whisper.compute_type) == ("/models/whisper-large-v3", "cuda", "float16")
+    assert (whisper.cpu_threads, whisper.beam_size) == (3, 5)
+    assert settings.whisper_model_path == "/models/whisper-large-v3"
+    assert Settings(whisper=WhisperSettings(model="")).whisper_model_path == str(settings.model_dir)
+    environment = settings.as_environment()
+    every = {f"KAZRU_WHISPER_{field.upper()}" for field in WhisperSettings.model_fields}
+    assert {name for name in environment if name.startswith("KAZRU_WHISPER")} == every
+    assert environment["KAZRU_WHISPER_BEAM_SIZE"] == "5"
 
 
 def test_every_speechkit_setting_is_passed_on_under_its_variable_name():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.transcriber.voice_encoder import (
+from bench.ge2e.voice_encoder import (
     DEFAULT_ASSET,
     FRAMES_PER_SECOND,
     VoiceEncoder,

@@ -1,13 +1,13 @@
 """Speaker embeddings with resemblyzer's pretrained GE2E encoder, in numpy alone.
 
 The weights and the mel filterbank were taken once from the `resemblyzer==0.1.4`
-wheel by scripts/convert_ge2e.py (see assets/README.md), so the worker needs
+wheel by scripts/convert_ge2e.py (see README.md here), so the benchmark needs
 neither torch nor librosa. The arithmetic follows resemblyzer step by step:
 a power (not log) 40-band mel spectrogram, 25 ms windows every 10 ms, centred
 frames with zero padding (librosa >= 0.10's default); a 3-layer LSTM whose last
 hidden state goes through linear + ReLU and is L2-normalised.
 
-The diarizer calls `embed_windows`: the mel spectrogram of the whole recording is
+The diarizer (the accuracy benchmark's `ge2e_diarizer`) calls `embed_windows`: the mel spectrogram of the whole recording is
 computed once and sliced per window, and the windows go through the LSTM
 together, one matrix product per time step for the whole batch.
 """
@@ -34,7 +34,7 @@ FRAME_STEP = 160  # 10 ms
 FRAMES_PER_SECOND = SAMPLE_RATE // FRAME_STEP
 PARTIAL_FRAMES = 160  # resemblyzer's partial utterance: 1.6 s
 EMBEDDING_SIZE = 256
-DEFAULT_ASSET = Path(__file__).resolve().parent / "assets" / "ge2e.npz"
+DEFAULT_ASSET = Path(__file__).resolve().parent / "ge2e.npz"
 
 # Frames of the STFT computed at a time, so a long recording never holds all of them at once.
 _STFT_BLOCK_FRAMES = 8192

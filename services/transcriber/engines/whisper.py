@@ -119,16 +119,16 @@ class WhisperEngine:
 
     def __init__(self, settings: Settings):
         model = settings.whisper_model_path
-        if settings.whisper_model == "" and not (Path(model) / "model.bin").is_file():
+        if settings.whisper.model == "" and not (Path(model) / "model.bin").is_file():
             raise RuntimeError(f"the default model is not installed in {model}: run `make model`")
         try:
             # A folder with model.bin is used as it is; anything else is a faster-whisper model name
             # ("large-v3", "large-v3-turbo", a Hugging Face repo id), fetched once into its cache.
             self._model = WhisperModel(
                 model,
-                device=settings.whisper_device,
-                compute_type=settings.whisper_compute_type,
-                cpu_threads=settings.whisper_cpu_threads,
+                device=settings.whisper.device,
+                compute_type=settings.whisper.compute_type,
+                cpu_threads=settings.whisper.cpu_threads,
             )
         except Exception as error:
             if Path(model).is_dir():
@@ -138,7 +138,7 @@ class WhisperEngine:
                 f"({type(error).__name__}: {error}); on a machine without internet, fetch or convert it elsewhere "
                 "and set KAZRU_WHISPER_MODEL to its folder"
             ) from error
-        self._beam_size = settings.whisper_beam_size
+        self._beam_size = settings.whisper.beam_size
         self._tokenizers: dict[str, Tokenizer] = {}
         self._suppressed: dict[str, list[int]] = {}
 
