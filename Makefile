@@ -9,7 +9,7 @@ PROTOS := $(wildcard protos/kazru/v1/*.proto)
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make run    - install everything and run the whole service locally"
+	@echo "make run    - install everything and run the whole service locally (KAZRU_ENGINE=gigaam: the Kazakh engine)"
 	@echo "make test   - run the test suite (starts its own servers)"
 	@echo "make bench  - run the benchmarks (prints JSON; tens of minutes)"
 	@echo "make bench-real - the accuracy benchmark on real speech with its peers (~20 min on 2 cores)"

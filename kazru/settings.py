@@ -299,6 +299,17 @@ class Settings(BaseSettings):
         return self.data_dir / "models" / "campplus"
 
     @property
+    def engine_model(self) -> str:
+        """The configured engine's model as jobs name it (Recognition.model): "whisper-base",
+        "gigaam-multilingual-ctc", "speechkit/general"; a Whisper folder or name as given, prefixed "whisper-"."""
+        if self.engine == "gigaam":
+            return self.gigaam.model
+        if self.engine == "speechkit":
+            return f"speechkit/{self.speechkit.model}"
+        name = Path(self.whisper.model).name if self.whisper.model else "base"
+        return name if name.startswith("whisper") else f"whisper-{name}"
+
+    @property
     def gigaam_model_dir(self) -> Path:
         return self.gigaam.model_dir or self.data_dir / "models" / self.gigaam.model
 

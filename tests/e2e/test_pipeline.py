@@ -37,6 +37,8 @@ def test_health_checks_every_dependency(stack):
     body = response.json()
     assert body["status"] == "ok"
     assert set(body["checks"]) == {"postgres", "nats", "s3", "ingest", "exporter", "transcriber", "janitor"}
+    # Which engine new jobs run on, from the settings the gateway shares with the transcribers.
+    assert body["engine"] == {"name": "whisper", "model": "whisper-base"}
 
 
 def test_http_upload_to_transcript_and_exports(stack):

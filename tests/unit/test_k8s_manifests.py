@@ -17,15 +17,16 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from kazru.adapters import bus
+from kazru.adapters.model_files import gigaam_model_files
 from kazru.settings import Settings
 from tests.kustomize_render import load_documents, pod_template, render
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
-OVERLAYS = ("dev", "prod", "gpu")
+OVERLAYS = ("dev", "prod", "gpu", "gigaam")
 # The newest Kubernetes whose schemas kubernetes-validate 1.37.0 ships.
 KUBERNETES_VERSION = "1.37.0"
-NAMESPACES = {"dev": "kazru-dev", "prod": "kazru", "gpu": "kazru"}
+NAMESPACES = {"dev": "kazru-dev", "prod": "kazru", "gpu": "kazru", "gigaam": "kazru"}
 APP_WORKLOADS = ("gateway", "ingest", "exporter", "transcriber", "janitor")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 CREDENTIAL_NAME = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|DATABASE_URL", re.IGNORECASE)
@@ -172,7 +173,8 @@ def test_every_container_has_probes_resources_and_a_locked_down_security_context
             resources = container["resources"]
             assert {"cpu", "memory"} <= resources["requests"].keys(), name
             assert {"cpu", "memory"} <= resources["limits"].keys(), name
-        for container in spec["containers"]:  # init containers run to completion: no probes
+        # Init containers and Jobs run to completion: no probes.
+        for container in spec["containers"] if workload["kind"] not in ("Job", "CronJob") else ():
             name = f"{where}/{container['name']}"
             assert "livenessProbe" in container and "readinessProbe" in container, name
 
@@ -206,12 +208,14 @@ def test_grpc_services_use_native_grpc_probes_on_the_port_they_bind(overlay):
 def test_commands_name_modules_that_exist(overlay):
     for name in APP_WORKLOADS:
         for container in containers(get(overlay, "Deployment", name)):
-            python, flag, module = container["command"]
+            python, flag, module, *_ = container["command"]
             assert (python, flag) == ("python", "-m")
             package = REPO / module.replace(".", "/")
             assert (package / "__main__.py").is_file() or package.with_suffix(".py").is_file(), module
         init = pod_spec(get(overlay, "Deployment", name))["initContainers"]
-        assert [c["command"] for c in init] == [["python", "-m", "kazru.db.migrate"]], name
+        # Migrations before every service; the GigaAM transcriber first waits for its model (test below).
+        assert init[-1]["command"] == ["python", "-m", "kazru.db.migrate"], name
+        assert len(init) == 1 or (overlay, name) == ("gigaam", "transcriber"), name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -425,6 +429,75 @@ def test_gpu_overlay_puts_the_transcriber_on_a_gpu_in_float16():
             assert all("nvidia.com/gpu" not in c["resources"]["limits"] for c in containers(workload))
     (cpu,) = pod_spec(get("prod", "Deployment", "transcriber"))["containers"]
     assert "nvidia.com/gpu" not in cpu["resources"]["limits"] and not cpu["image"].endswith("-gpu")
+
+
+def test_gigaam_overlay_fills_the_model_volume_once_and_the_transcribers_read_it(monkeypatch):
+    config = get("gigaam", "ConfigMap", "kazru-config")["data"]
+    assert config["KAZRU_ENGINE"] == "gigaam"
+    # The folder the services compute from this ConfigMap (kazru.settings), not a path written twice.
+    for name in [name for name in config if name.startswith("KAZRU_")]:
+        monkeypatch.setenv(name, config[name])
+    settings = Settings()
+    assert settings.engine == "gigaam" and settings.gigaam.quantization == "int8"
+    folder = settings.gigaam_model_dir
+
+    def mounted_claim(spec: dict, container: dict) -> tuple[str, str, bool]:
+        (mount,) = [m for m in container["volumeMounts"] if folder.is_relative_to(m["mountPath"])]
+        (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        return volume["persistentVolumeClaim"]["claimName"], mount["mountPath"], mount.get("readOnly", False)
+
+    # The Job runs the installer, writable, into the claim; the claim is shared by pods on any node.
+    job = get("gigaam", "Job", "gigaam-model-install")
+    (installer,) = pod_spec(job)["containers"]
+    assert installer["command"] == ["python", "-m", "kazru.dev.model_install", "--engine", "gigaam"]
+    assert {"configMapRef": {"name": "kazru-config"}} in installer["envFrom"]
+    claim, _, read_only = mounted_claim(pod_spec(job), installer)
+    assert not read_only and pod_spec(job)["restartPolicy"] == "OnFailure"
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0  # re-created by the next apply, not patched (immutable)
+    assert get("gigaam", "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert env_of(installer)["HF_HOME"]["value"].startswith("/tmp/")  # the only writable path besides the claim
+
+    # Every transcriber mounts it read-only and checks it, offline, before migrating and starting.
+    transcriber = get("gigaam", "Deployment", "transcriber")
+    spec = pod_spec(transcriber)
+    check, migrate = spec["initContainers"]
+    assert check["command"] == ["python", "-m", "kazru.dev.model_install", "--check"]
+    assert migrate["name"] == "migrate"
+    (worker,) = spec["containers"]
+    for container in (check, worker):
+        assert mounted_claim(spec, container) == (claim, "/models", True), container["name"]
+        assert {"configMapRef": {"name": "kazru-config"}} in container["envFrom"]
+    assert env_of(worker)["KAZRU_GIGAAM_CPU_THREADS"]["value"] == worker["resources"]["requests"]["cpu"]
+    (whisper_worker,) = pod_spec(get("prod", "Deployment", "transcriber"))["containers"]
+
+    def gib(quantity: str) -> float:
+        return float(quantity.removesuffix("Gi"))
+
+    for bound in ("requests", "limits"):  # the model's ~1 GiB on top of what the Whisper worker needs
+        assert gib(worker["resources"][bound]["memory"]) >= gib(whisper_worker["resources"][bound]["memory"]) + 1
+    scaled = get("gigaam", "ScaledObject", "transcriber")["spec"]
+    assert scaled["triggers"] == get("prod", "ScaledObject", "transcriber")["spec"]["triggers"]
+    assert scaled["minReplicaCount"] >= 2 and scaled["maxReplicaCount"] * gib(worker["resources"]["limits"]["memory"]) <= (
+        get("prod", "ScaledObject", "transcriber")["spec"]["maxReplicaCount"]
+        * gib(whisper_worker["resources"]["limits"]["memory"])
+    )  # fmt: skip
+    assert "gigaam-models" not in {v["name"] for v in pod_spec(get("prod", "Deployment", "transcriber"))["volumes"]}
+    assert gigaam_model_files(settings.gigaam.model, settings.gigaam.quantization)[0] == "multilingual_ctc.int8.onnx"
+
+
+def test_only_the_gigaam_installer_may_leave_the_namespace_and_only_for_https():
+    leaving = {}
+    for policy in objects("gigaam", "NetworkPolicy"):
+        for rule in policy["spec"].get("egress", []):
+            for peer in rule.get("to", []):
+                if "ipBlock" in peer:
+                    target = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                    leaving[target] = (peer["ipBlock"], [(p["protocol"], p["port"]) for p in rule["ports"]])
+    assert leaving.keys() == {"gigaam-model-install"}
+    block, ports = leaving["gigaam-model-install"]
+    assert ports == [("TCP", 443)]
+    assert block["cidr"] == "0.0.0.0/0" and {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(block["except"])
+    assert not [p for p in objects("prod", "NetworkPolicy") if "gigaam" in p["metadata"]["name"]]
 
 
 # --- network policies ---------------------------------------------------------------------------------------------

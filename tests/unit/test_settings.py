@@ -153,3 +153,22 @@ def test_speechkit_credentials_pass_when_right_and_are_not_checked_for_whisper(m
     monkeypatch.setenv("KAZRU_ENGINE", "whisper")
     monkeypatch.setenv("KAZRU_SPEECHKIT_API_KEY", "a")  # both set: fine while SpeechKit is not the engine
     assert Settings().engine == "whisper"
+
+
+@pytest.mark.parametrize(
+    ("environment", "engine_model"),
+    [
+        ({}, "whisper-base"),
+        ({"KAZRU_WHISPER_MODEL": "/models/whisper-large-v3"}, "whisper-large-v3"),
+        ({"KAZRU_WHISPER_MODEL": "large-v3"}, "whisper-large-v3"),
+        ({"KAZRU_ENGINE": "gigaam"}, "gigaam-multilingual-ctc"),
+        ({"KAZRU_ENGINE": "gigaam", "KAZRU_GIGAAM_MODEL": "gigaam-multilingual-large-ctc"},
+         "gigaam-multilingual-large-ctc"),
+        ({"KAZRU_ENGINE": "speechkit", "KAZRU_SPEECHKIT_API_KEY": "k"}, "speechkit/general"),
+    ],
+)
+def test_the_configured_engine_model_is_named_as_jobs_name_it(monkeypatch, environment, engine_model):
+    """What /api/v1/health and /api/v1/status show as the configured model (ConfiguredEngine.model)."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().engine_model == engine_model

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from services.gateway import openapi_docs as docs
-from services.gateway.api_models import Health, ServiceStatus, UsageReport
-from services.gateway.routes.dependencies import Caller, GatewayDep
+from kazru.settings import Settings
+from services.gateway.api_models import ConfiguredEngine, Health, ServiceStatus, UsageReport
+from services.gateway.routes.dependencies import Caller, GatewayDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1")
 
@@ -26,15 +27,21 @@ async def owner_usage(caller: Caller, gateway: GatewayDep, days: Annotated[int, 
     "/health", summary="Checks PostgreSQL, NATS, S3 and every service", response_model=Health,
     responses={503: {"model": Health, "description": "A check failed"}},
 )  # fmt: skip
-async def health(gateway: GatewayDep, response: Response) -> Health:
+async def health(gateway: GatewayDep, settings: SettingsDep, response: Response) -> Health:
     healthy, checks = await gateway.health()
     response.status_code = 200 if healthy else 503
-    return Health(status="ok" if healthy else "unavailable", checks=checks)
+    return Health(status="ok" if healthy else "unavailable", checks=checks, engine=configured_engine(settings))
 
 
 @router.get(
-    "/status", summary="Jobs waiting and the estimated wait for a new upload", response_model=ServiceStatus,
+    "/status", summary="Jobs waiting, the estimated wait for a new upload and the engine that will transcribe it",
+    response_model=ServiceStatus,
     responses=docs.error_responses(docs.UNAVAILABLE),
 )  # fmt: skip
-async def service_status(gateway: GatewayDep) -> dict:
-    return await gateway.public_status()
+async def service_status(gateway: GatewayDep, settings: SettingsDep) -> dict:
+    return {**await gateway.public_status(), "engine": configured_engine(settings)}
+
+
+def configured_engine(settings: Settings) -> ConfiguredEngine:
+    """What new jobs run on, as the settings say (the gateway and the transcribers read the same KAZRU_ENGINE)."""
+    return ConfiguredEngine(name=settings.engine, model=settings.engine_model)
