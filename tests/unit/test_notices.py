@@ -88,10 +88,13 @@ async def test_txt_of_a_job_without_speech_says_so_and_json_carries_its_notices(
                                     "language": None}]  # fmt: skip
 
 
-async def test_txt_of_a_job_in_another_language_warns_before_the_text():
+async def test_txt_of_a_job_in_another_language_is_the_transcript_alone():
+    """The warning is the page's, the API's and the JSON's: a TXT file is what a person pastes elsewhere."""
     job = make_job()
     job.notices = [notices.unsupported_language("en", ("kk", "ru"), SUPPORTED).as_json()]
     segments: list[Segment] = make_segments()[:1]
     text = "".join([piece async for piece in formats.render_txt(job, stream(segments), formats.RenderOptions())])
-    assert text.startswith("Most of this recording sounds like English")
-    assert text.endswith(".\n\n[00:00:00] Сәлем, әлем!\n")
+    assert text == "[00:00:00] Сәлем, әлем!\n"
+    pieces = formats.render_json(job, stream(segments), formats.RenderOptions())
+    document = json.loads("".join([piece async for piece in pieces]))
+    assert [notice["code"] for notice in document["notices"]] == ["UNSUPPORTED_LANGUAGE"]
