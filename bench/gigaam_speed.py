@@ -14,6 +14,12 @@ model (timed apart), warm up on 2 s, then recognise every file:
   without a language hint.
 Real-time factor = recognition seconds / audio seconds (model load excluded). Prints JSON.
 
+`--through engine` (the default) runs the service's own engines instead, as the transcriber does: the
+diarizer's speech regions (Silero VAD, found once per file outside the timing, since every engine gets the
+same ones) recognised by `GigaamEngine` (pieces cut at quiet points, words, language from the text,
+punctuation) and by `WhisperEngine` (chunks, one decode per allowed language, word alignment, language
+choice), both allowed kk,ru. `--through plain` is the bare runtimes above.
+
     .venv/bin/python bench/gigaam_speed.py --gigaam /work/e2-models/gigaam-multilingual-ctc \\
         [--gigaam-large /work/e2-models/gigaam-multilingual-large-ctc] [--threads 2]
 """
@@ -93,6 +99,46 @@ def run_gigaam(job: dict) -> dict:
     }
 
 
+def run_engine(job: dict) -> dict:
+    """One of the service's engines over VAD regions, as the transcriber runs it (see the docstring)."""
+    sys.path.insert(0, str(REPO))
+    from kazru.domain.recognition import SpeechRegion
+    from kazru.settings import GigaamSettings, Settings, WhisperSettings
+    from services.transcriber.diarization import detect_speech
+    from services.transcriber.engines import create_speech_engine
+
+    clips = decode([Path(f) for f in job["files"]])
+    regions = [[SpeechRegion(r.start, r.end, "S1") for r in detect_speech(clip)] for clip in clips]
+    if job["kind"] == "engine-gigaam":
+        settings = Settings(engine="gigaam", gigaam=GigaamSettings(
+            model=job["model"], model_dir=job["folder"], cpu_threads=job["threads"], batch_size=job["batch_size"],
+            max_piece_seconds=job["piece_seconds"]))  # fmt: skip
+    else:
+        settings = Settings(engine="whisper", whisper=WhisperSettings(model=job["folder"], cpu_threads=job["threads"]))
+    started = time.perf_counter()
+    engine = create_speech_engine(settings)
+    load_seconds = time.perf_counter() - started
+    warm = clips[0][: 2 * SAMPLE_RATE]
+    engine.recognize_blocking(warm, ["kk", "ru"], [SpeechRegion(0.0, 2.0, "S1")], lambda fraction: None)
+    started = time.perf_counter()
+    words = 0
+    for clip, clip_regions in zip(clips, regions, strict=True):
+        recognition = engine.recognize_blocking(clip, ["kk", "ru"], clip_regions, lambda fraction: None)
+        words += sum(len(span.words) for span in recognition.spans)
+    seconds = time.perf_counter() - started
+    audio_seconds = sum(len(clip) for clip in clips) / SAMPLE_RATE
+    return {
+        "engine": f"ours: {recognition.engine} / {recognition.model}, allowed kk,ru",
+        "audio_seconds": round(audio_seconds, 2),
+        "speech_seconds": round(sum(r.end - r.start for rs in regions for r in rs), 2),
+        "load_seconds": round(load_seconds, 2),
+        "recognition_seconds": round(seconds, 2),
+        "real_time_factor": round(seconds / audio_seconds, 4),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "output_words": words,
+    }
+
+
 def run_whisper(job: dict) -> dict:
     from faster_whisper import WhisperModel
 
@@ -138,12 +184,14 @@ def main() -> None:
     parser.add_argument("--files", type=Path, nargs="*", help=f"default: {', '.join(DEFAULT_FILES)} of --corpus")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--piece-seconds", type=float, default=20.0)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--through", choices=("engine", "plain"), default="engine")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         job = json.loads(args.worker)
-        print(json.dumps(run_whisper(job) if job["kind"] == "whisper" else run_gigaam(job)))
+        runs = {"whisper": run_whisper, "gigaam": run_gigaam, "engine-gigaam": run_engine, "engine-whisper": run_engine}
+        print(json.dumps(runs[job["kind"]](job)))
         return
     if not args.gigaam:
         parser.error("--gigaam FOLDER is required (make it with scripts/export_random_gigaam.py)")
@@ -152,10 +200,11 @@ def main() -> None:
     if missing := [str(f) for f in args.files if not f.is_file()]:
         parser.error(f"no such files: {missing} (--corpus FOLDER?)")
     common = {"files": [str(f) for f in args.files], "threads": args.threads}
-    gigaam = {**common, "kind": "gigaam", "piece_seconds": args.piece_seconds, "batch_size": args.batch_size}
+    prefix = "engine-" if args.through == "engine" else ""
+    gigaam = {**common, "kind": f"{prefix}gigaam", "piece_seconds": args.piece_seconds, "batch_size": args.batch_size}
     jobs = [
         {**gigaam, "model": "gigaam-multilingual-ctc", "folder": str(args.gigaam)},
-        {**common, "kind": "whisper", "folder": str(args.whisper)},
+        {**common, "kind": f"{prefix}whisper", "folder": str(args.whisper)},
     ]
     if args.gigaam_large:
         jobs.append({**gigaam, "model": "gigaam-multilingual-large-ctc", "folder": str(args.gigaam_large)})
@@ -168,6 +217,7 @@ def main() -> None:
         "load_average_before": load_before,
         "threads": args.threads,
         "batch_size": args.batch_size,
+        "through": args.through,
         "files": [f.name for f in args.files],
         "results": results,
         "load_average_after": os.getloadavg(),
