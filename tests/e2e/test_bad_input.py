@@ -9,6 +9,7 @@ import struct
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -299,3 +300,18 @@ async def test_a_streamed_200_mb_json_body_does_not_grow_the_gateway(stack, head
         sampler.join()
     assert (response.status_code, response.json()["error"]["code"]) == (status, code)
     assert peak - baseline < 8 * MIB, f"the gateway grew by {(peak - baseline) / MIB:.1f} MiB"
+
+
+async def test_an_idempotency_key_reused_with_another_file_or_options_is_422(stack, store, database, mp3):
+    key = {"Idempotency-Key": f"reused-{uuid.uuid4()}"}
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        first = await client.post("/api/v1/upload", files={"file": ("a.flac", FLAC)}, headers=key)
+        assert first.status_code == 202
+        before = await snapshot(stack, store, database)
+        for files, data in [({"file": ("a.mp3", mp3)}, {}), ({"file": ("a.flac", FLAC)}, {"language": "ru"})]:
+            reused = await client.post("/api/v1/upload", files=files, data=data, headers=key)
+            assert (reused.status_code, reused.json()["error"]["code"]) == (422, "IDEMPOTENCY_KEY_REUSED"), data
+        assert await snapshot(stack, store, database) == before
+        again = await client.post("/api/v1/upload", files={"file": ("a.flac", FLAC)}, headers=key)
+        assert again.json()["job_id"] == first.json()["job_id"]
+        await client.delete(f"/api/v1/jobs/{first.json()['job_id']}")
