@@ -202,11 +202,15 @@ def multipart_form(properties: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
+# The models of the JSON bodies routes read themselves, placed among the document's schemas.
+JSON_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
 def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
     """A request body of JSON as `model` describes it, for a route that reads it itself
     (routes/dependencies.py json_body) so that FastAPI does not read it first."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+    JSON_BODY_MODELS[model.__name__] = model
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
 
 
 # Fields before the file apply from the start.
@@ -331,7 +335,7 @@ def install(app: FastAPI) -> None:
 
 def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any]:
     """Drop the 422 answers FastAPI adds to every operation with parameters (we answer 400 instead);
-    add the JSON export's schemas and the ways to authenticate;
+    add the JSON export's schemas, those of the JSON bodies routes read themselves and the ways to authenticate;
     say that job ids are UUIDs (any other id is simply not found: 404)."""
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
@@ -345,6 +349,8 @@ def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any
     for name in FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
     schemas.update(transcript_export_schemas())  # the export route's JSON
+    for name, model in JSON_BODY_MODELS.items():
+        schemas[name] = model.model_json_schema(ref_template="#/components/schemas/{model}")
     document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     document["security"] = [{"apiKey": []}, {"session": []}, {}]
     return document
