@@ -315,3 +315,16 @@ async def test_an_idempotency_key_reused_with_another_file_or_options_is_422(sta
         again = await client.post("/api/v1/upload", files={"file": ("a.flac", FLAC)}, headers=key)
         assert again.json()["job_id"] == first.json()["job_id"]
         await client.delete(f"/api/v1/jobs/{first.json()['job_id']}")
+
+
+async def test_head_of_a_jobs_audio_answers_like_get_without_the_body(stack):
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        job = (await client.post("/api/v1/upload", files={"file": ("head.flac", FLAC)})).json()
+        audio = f"/api/v1/jobs/{job['job_id']}/audio"
+        whole, head = await client.get(audio), await client.head(audio)
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["content-length"] == whole.headers["content-length"] == str(len(FLAC))
+        assert head.headers["content-type"] == whole.headers["content-type"]
+        part = await client.head(audio, headers={"Range": "bytes=0-99"})
+        assert (part.status_code, part.headers["content-range"]) == (206, f"bytes 0-99/{len(FLAC)}")
+        await client.delete(f"/api/v1/jobs/{job['job_id']}")
