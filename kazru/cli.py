@@ -26,7 +26,7 @@ import grpc
 
 from kazru.adapters import outages
 from kazru.api_json import job_json
-from kazru.domain import errors, export_formats
+from kazru.domain import errors, export_formats, upload_protocol
 from kazru.domain.errors import KazruError, Kind
 from kazru.grpc.errors import from_rpc_error
 from kazru.v1 import export_pb2, job_pb2, job_service_pb2, job_service_pb2_grpc
@@ -372,9 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The API's min_speakers/max_speakers; the page's "Speakers, at most" is --max-speakers.
     speakers = transcribe.add_mutually_exclusive_group()
-    speakers.add_argument("--speakers", type=_positive, help="exactly this many speakers (min = max)")
-    transcribe.add_argument("--min-speakers", type=_positive, help="at least this many speakers")
-    speakers.add_argument("--max-speakers", type=_positive, help="at most this many speakers")
+    # Checked here, so that an error names the option typed (--speakers sets both bounds).
+    speakers.add_argument("--speakers", type=_speaker_count, help="exactly this many speakers (min = max)")
+    transcribe.add_argument("--min-speakers", type=_speaker_count, help="at least this many speakers")
+    speakers.add_argument("--max-speakers", type=_speaker_count, help="at most this many speakers")
     transcribe.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     transcribe.set_defaults(run=cmd_transcribe)
 
@@ -430,6 +431,13 @@ def _positive(value: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _speaker_count(value: str) -> int:
+    number = _positive(value)
+    if number > upload_protocol.MAX_SPEAKERS:
+        raise argparse.ArgumentTypeError(f"at most {upload_protocol.MAX_SPEAKERS} speakers are told apart")
     return number
 
 

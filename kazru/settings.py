@@ -19,6 +19,8 @@ from kazru.adapters.encryption import Keyring
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
+# Addresses that mean "listen on every interface".
+WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 class AnonymousAccess(StrEnum):
@@ -182,6 +184,14 @@ class Settings(BaseSettings):
     # Other origins whose pages may call the HTTP API with an API key (CORS), comma-separated:
     # KAZRU_CORS_ORIGINS=https://app.example.org. Empty: none. Cookies are never allowed cross-origin.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Host names (optionally with :port) the HTTP API answers to, comma-separated; `*`: any. A request
+    # naming another Host is refused before routing (421), so a page on a domain re-pointed at 127.0.0.1
+    # (DNS rebinding) cannot reach a local run. Empty: 127.0.0.1, localhost, [::1] and http_host, or any
+    # host where http_host listens on every address (a server behind a proxy or Kubernetes probes).
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    # The largest JSON request body (renaming speakers, editing a segment), refused with 413 before it is
+    # read whole; uploads have max_upload_bytes instead.
+    max_json_body_bytes: int = Field(default=MIB, gt=0)
 
     # Live job updates (gRPC WatchJob, HTTP SSE). The row is re-read on every bus event and at least
     # this often (events can be missed, and a worker claiming a job announces nothing).
@@ -229,7 +239,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"
 
-    @field_validator("default_languages", "supported_languages", mode="before")
+    @field_validator("default_languages", "supported_languages", "allowed_hosts", mode="before")
     @classmethod
     def _split_languages(cls, value: object) -> object:
         return _comma_list(value)
@@ -289,6 +299,16 @@ class Settings(BaseSettings):
                 yield from ((f"{name}_{field}", inner) for field, inner in value)
             else:
                 yield name, value
+
+    @property
+    def http_allowed_hosts(self) -> tuple[str, ...]:
+        """KAZRU_ALLOWED_HOSTS, or the default it describes."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        if self.http_host in WILDCARD_ADDRESSES:
+            return ("*",)
+        own = f"[{self.http_host}]" if ":" in self.http_host else self.http_host
+        return tuple(dict.fromkeys(("127.0.0.1", "localhost", "[::1]", own)))
 
     @property
     def model_dir(self) -> Path:

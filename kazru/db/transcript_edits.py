@@ -33,6 +33,12 @@ def _has_control_characters(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
+def _has_lone_surrogates(text: str) -> bool:
+    """JSON may escape half of a UTF-16 pair alone ("\\ud800"); that is no character, and neither the
+    database nor any export can store it."""
+    return any(unicodedata.category(ch) == "Cs" for ch in text)
+
+
 def clean_speaker_name(raw: str, label: str) -> str:
     """Trimmed, 1-100 characters, no control characters; else a clear INVALID_ARGUMENT."""
     name = raw.strip()
@@ -48,6 +54,12 @@ def clean_speaker_name(raw: str, label: str) -> str:
     if _has_control_characters(name):
         raise errors.InvalidArgument(
             f"the name for {label[:32]} contains control characters", code="SPEAKER_NAME_INVALID", details=details
+        )
+    if _has_lone_surrogates(name):
+        raise errors.InvalidArgument(
+            f"the name for {label[:32]} contains half of a UTF-16 surrogate pair, which is not a character",
+            code="SPEAKER_NAME_INVALID",
+            details=details,
         )
     return name
 
@@ -66,6 +78,10 @@ def clean_segment_text(raw: str) -> str:
     text = " ".join(raw.split())
     if _has_control_characters(text):
         raise errors.InvalidArgument("the text contains control characters", code="SEGMENT_TEXT_INVALID")
+    if _has_lone_surrogates(text):
+        raise errors.InvalidArgument(
+            "the text contains half of a UTF-16 surrogate pair, which is not a character", code="SEGMENT_TEXT_INVALID"
+        )
     return text
 
 

@@ -22,6 +22,8 @@ class Kind(Enum):
     GONE = "GONE"
     TOO_LARGE = "TOO_LARGE"
     UNSUPPORTED_MEDIA = "UNSUPPORTED_MEDIA"
+    # Well-formed, but contradicts what the same request said before (HTTP 422).
+    UNPROCESSABLE = "UNPROCESSABLE"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
@@ -73,6 +75,10 @@ class UnsupportedMedia(KazruError):
     kind, default_code = Kind.UNSUPPORTED_MEDIA, "UNSUPPORTED_MEDIA"
 
 
+class Unprocessable(KazruError):
+    kind, default_code = Kind.UNPROCESSABLE, "UNPROCESSABLE"
+
+
 # Detail of a RateLimited error: whole seconds until a request will be accepted.
 RETRY_AFTER_DETAIL = "retry_after_seconds"
 
@@ -102,6 +108,7 @@ BY_KIND: dict[Kind, type[KazruError]] = {
         Gone,
         UploadTooLarge,
         UnsupportedMedia,
+        Unprocessable,
         RateLimited,
         Unavailable,
         Internal,

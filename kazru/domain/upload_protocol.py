@@ -19,6 +19,9 @@ def check_complete(declared: int | None, received: int) -> None:
         )
 
 
+# The most speakers an upload may ask for (min_speakers, max_speakers); the CLI checks it before uploading.
+MAX_SPEAKERS = 10
+
 # The containers ingest recognises (kazru.adapters.audio.sniff_container), as the NOT_AUDIO error lists
 # them; video files count for their sound.
 SUPPORTED_FORMATS = "WAV, FLAC, MP3, OGG/Opus, M4A/MP4/MOV/3GP, WebM/MKV, AAC, AMR, AIFF, WMA, AVI, MPEG-TS"

@@ -38,6 +38,7 @@ GRPC_CODE: dict[Kind, grpc.StatusCode] = {
     Kind.GONE: grpc.StatusCode.NOT_FOUND,
     Kind.TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     Kind.UNSUPPORTED_MEDIA: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.UNPROCESSABLE: grpc.StatusCode.INVALID_ARGUMENT,
     Kind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Kind.INTERNAL: grpc.StatusCode.INTERNAL,

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from kazru.settings import Settings
 from services.gateway import http_errors, openai_api, openapi_docs
+from services.gateway.allowed_hosts import AllowedHosts
 from services.gateway.auth import Authenticator
 from services.gateway.core import Gateway
 from services.gateway.http_telemetry import RequestTelemetry
@@ -34,7 +35,7 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
     app.mount("/static", StaticFiles(directory=str(page.STATIC_DIR)), name="static")
     http_errors.install_handlers(app)
 
-    # The last added runs outermost: telemetry, session cookies, CORS, security headers.
+    # The last added runs outermost: telemetry, the Host allow-list, session cookies, CORS, security headers.
     app.add_middleware(SecurityHeaders, docs_path=openapi_docs.DOCS_PATH)
     if settings.cors_origins:
         # For other sites' pages that call the API with a key: never with cookies (no credentials).
@@ -48,5 +49,6 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
 
     for router in (page.router, jobs.router, transcript.router, files.router, system.router, openai_api.router):
         app.include_router(router)
+    app.add_middleware(AllowedHosts, allowed=settings.http_allowed_hosts)
     app.add_middleware(RequestTelemetry)
     return app

@@ -30,6 +30,7 @@ HTTP_STATUS: dict[Kind, int] = {
     Kind.GONE: 410,
     Kind.TOO_LARGE: 413,
     Kind.UNSUPPORTED_MEDIA: 415,
+    Kind.UNPROCESSABLE: 422,
     Kind.RESOURCE_EXHAUSTED: 429,
     Kind.UNAVAILABLE: 503,
     Kind.INTERNAL: 500,
@@ -39,14 +40,21 @@ HTTP_STATUS: dict[Kind, int] = {
 PARAM_DETAIL = "param"
 
 
+def writable(text: str) -> str:
+    """`text` as UTF-8 can carry it: a message that quotes the request (a label, a language) may hold a lone
+    surrogate from a JSON escape ("\\ud800"), which would fail the answer itself; it is written escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_body(error: KazruError) -> dict:
-    return {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    details = {name: writable(value) for name, value in error.details.items()}
+    return {"error": {"code": error.code, "message": writable(error.message), "details": details}}
 
 
 def openai_error_body(error: KazruError, status: int) -> dict:
     kind = "server_error" if status >= 500 else "rate_limit_error" if status == 429 else "invalid_request_error"
     param = error.details.get(PARAM_DETAIL)
-    return {"error": {"message": error.message, "type": kind, "param": param, "code": error.code}}
+    return {"error": {"message": writable(error.message), "type": kind, "param": param, "code": error.code}}
 
 
 def error_response(

@@ -1,4 +1,5 @@
-"""OpenAI-compatible transcription: `POST /v1/audio/transcriptions`, `GET /v1/models`.
+"""OpenAI-compatible transcription: `POST /v1/audio/transcriptions`, `GET /v1/models`; `POST
+/v1/audio/translations` answers that translation is not offered.
 
 The audio API that whisper-asr-webservice, speaches, faster-whisper-server, LocalAI and whisper.cpp's
 server offer, so the SDKs and tools that speak OpenAI's work unchanged:
@@ -7,8 +8,11 @@ server offer, so the SDKs and tools that speak OpenAI's work unchanged:
 A request is a normal job (listed, exportable, deleted after 24 h or on request; `X-Job-Id` and
 `Location` name it); the answer comes when the job ends. Callers authenticate with the API's own keys
 (`Authorization: Bearer`); where anonymous callers share the local owner (`make run`), any key that is
-not registered acts as that owner too, since the SDK insists on sending one. Errors come in OpenAI's
-shape, {"error": {"message", "type", "param", "code"}}, with our status mapping and error codes.
+not registered acts as that owner too, since the SDK insists on sending one; such writes follow the
+page's rule against other sites (services/gateway/csrf.py), so no web page can drive the local owner.
+Errors come in OpenAI's shape, {"error": {"message", "type", "param", "code"}}, with our status mapping
+and error codes, except that a bad file is 400 (param "file"), as OpenAI answers it, which its SDKs
+raise as BadRequestError.
 """
 
 import math
@@ -25,10 +29,10 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from kazru.domain import errors, export_formats
-from kazru.domain.errors import KazruError
+from kazru.domain.errors import KazruError, Kind
 from kazru.settings import AnonymousAccess
 from kazru.v1 import export_pb2, job_pb2, transcript_pb2
-from services.gateway import upload_form
+from services.gateway import csrf, upload_form
 from services.gateway.auth import LOCAL_OWNER, Principal
 from services.gateway.http_errors import PARAM_DETAIL, error_response, unexpected_error
 from services.gateway.openapi_docs import multipart_form
@@ -45,6 +49,13 @@ GRANULARITIES = ("word", "segment")
 LANGUAGE_NAMES = {"kk": "kazakh", "ru": "russian", "en": "english"}
 # A job that ended without a transcript: what the file was is at fault, so a 4xx, not a 5xx.
 JOB_FAILED_STATUS = 422
+# Refusals of the file itself (not audio, empty, undecodable, too large or too long, at upload or when the
+# job failed on it): OpenAI answers them 400 invalid_request_error with param "file", not our 413/415/422.
+FILE_ERROR_KINDS = frozenset({Kind.TOO_LARGE, Kind.UNSUPPORTED_MEDIA})
+FILE_ERROR_CODES = frozenset({
+    "EMPTY_FILE", "FILE_FIELD_MISSING", "MULTIPLE_FILES", "NOT_AUDIO", "AUDIO_UNDECODABLE", "AUDIO_EMPTY",
+    "RECORDING_TOO_LONG", "RECORDING_TOO_LONG_FOR_SPEECHKIT",
+})  # fmt: skip
 State = job_pb2.Job.State
 
 
@@ -58,6 +69,9 @@ class OpenAIRoute(APIRoute):
             try:
                 return await handler(request)
             except KazruError as error:
+                if _about_the_file(error):
+                    error.details.setdefault(PARAM_DETAIL, "file")
+                    return error_response(error, 400, openai=True)
                 return error_response(error, _status_of(error), openai=True)
             except RequestValidationError as error:
                 first = error.errors()[0] if error.errors() else {}
@@ -112,6 +126,10 @@ def _status_of(error: KazruError) -> int | None:
     return error.status if isinstance(error, JobEnded) else None
 
 
+def _about_the_file(error: KazruError) -> bool:
+    return error.kind in FILE_ERROR_KINDS or error.code in FILE_ERROR_CODES
+
+
 def _invalid(param: str, message: str, code: str) -> errors.InvalidArgument:
     return errors.InvalidArgument(message, code=code, details={PARAM_DETAIL: param})
 
@@ -157,13 +175,17 @@ SERVED_SINCE = int(time.time())
 
 
 async def _caller(request: Request, settings: SettingsDep, auth: AuthenticatorDep) -> Principal:
-    """An API key only (the SDKs send one); where anonymous callers share the local owner, any key will do."""
+    """An API key only (the SDKs send one); where anonymous callers share the local owner, any key will do,
+    but not from another site's page: a form it posts would otherwise act as the local owner."""
     try:
-        return await auth.authenticate(request.headers.get("authorization"), None, browser=False)
+        found = await auth.authenticate(request.headers.get("authorization"), None, browser=False)
     except errors.Unauthenticated:
-        if settings.anonymous_access is AnonymousAccess.SHARED:
-            return Principal(LOCAL_OWNER)
-        raise
+        if settings.anonymous_access is not AnonymousAccess.SHARED:
+            raise
+        found = Principal(LOCAL_OWNER)
+    if found.anonymous and request.method not in csrf.SAFE_METHODS:
+        csrf.check_browser_write(request.headers, None, request.headers.get("host", ""))
+    return found
 
 
 Caller = Annotated[Principal, Depends(_caller)]
@@ -203,7 +225,7 @@ async def get_model(model: str, who: Caller) -> dict:
     response_class=Response,
     responses={
         200: {"content": {"application/json": {}, "text/plain": {}, "application/x-subrip": {}, "text/vtt": {}}},
-        **openai_errors(400, 401, 410, 413, 415, 422, 429, 503),
+        **openai_errors(400, 401, 403, 410, 413, 422, 429, 503),
     },
 )
 async def transcribe(request: Request, who: Caller, gateway: GatewayDep, settings: SettingsDep) -> Response:
@@ -231,6 +253,24 @@ async def transcribe(request: Request, who: Caller, gateway: GatewayDep, setting
     granularities = [part.strip() for part in fields.get("timestamp_granularities[]", "").split(",")]
     body = render(response_format, job, transcript, granularities)
     return JSONResponse(body, headers=headers)
+
+
+@router.post(
+    "/audio/translations",
+    summary="Not offered: translation to English (OpenAI's audio API)",
+    description="Answers `400` `invalid_request_error` with code `TRANSLATION_NOT_SUPPORTED`: this service "
+    "transcribes in the language spoken and its configured engine does not translate to English. Use "
+    "`/v1/audio/transcriptions`.",
+    openapi_extra={"requestBody": TRANSCRIPTION_REQUEST_BODY},
+    responses=openai_errors(400, 401, 403),
+)
+async def translate(who: Caller, settings: SettingsDep) -> Response:
+    # The caller first (a bad key is still 401); the form is not read: the answer does not depend on it.
+    raise errors.InvalidArgument(
+        f"translation to English is not offered by this service's configured engine ({settings.engine}); "
+        "transcribe in the spoken language with /v1/audio/transcriptions",
+        code="TRANSLATION_NOT_SUPPORTED",
+    )
 
 
 def full_text(transcript: transcript_pb2.Transcript) -> str:

@@ -17,6 +17,7 @@ from importlib import resources, util
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -97,8 +98,9 @@ ERROR_DESCRIPTIONS = {
     404: "No such job for this caller (another owner's job is answered the same way)",
     409: "The job is not in a state that allows this (e.g. no transcript yet)",
     410: "Expired or deleted: the audio and transcript are gone",
-    413: "The upload is larger than the gateway accepts",
+    413: "The upload, or a JSON body, is larger than the gateway accepts",
     415: "The file is not audio the service can read",
+    422: "The Idempotency-Key was already used with a different file or different options",
     416: "The byte range is outside the recording",
     429: "Too many uploads; retry after `Retry-After` seconds",
     500: "The stored audio does not decrypt: its master key is not configured or differs, or the object was changed",
@@ -147,6 +149,8 @@ ERROR_MESSAGES = {
     "JOB_EXPIRED": "the job's audio and transcript have been deleted",
     "AUDIO_DELETED": "the job's audio has been deleted",
     "UPLOAD_TOO_LARGE": "the file is larger than the 500 MiB limit",
+    "BODY_TOO_LARGE": "the request body is larger than 1048576 bytes",
+    "IDEMPOTENCY_KEY_REUSED": "Idempotency-Key is already used with a different request payload",
     "RECORDING_TOO_LONG": "the recording is 4.2 h long; at most 3 h are accepted",
     "NOT_AUDIO": upload_protocol.not_audio().message,
     "AUDIO_UNDECODABLE": "the recording is damaged or cut short: its sound could not be decoded",
@@ -199,6 +203,17 @@ def multipart_form(properties: dict[str, Any]) -> dict[str, Any]:
     The uploads are read as a stream (services/gateway/multipart.py), so FastAPI does not see their forms."""
     schema = {"type": "object", "required": ["file"], "properties": properties}
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+# The models of the JSON bodies routes read themselves, placed among the document's schemas.
+JSON_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A request body of JSON as `model` describes it, for a route that reads it itself
+    (routes/dependencies.py json_body) so that FastAPI does not read it first."""
+    JSON_BODY_MODELS[model.__name__] = model
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
 
 
 # Fields before the file apply from the start.
@@ -323,7 +338,7 @@ def install(app: FastAPI) -> None:
 
 def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any]:
     """Drop the 422 answers FastAPI adds to every operation with parameters (we answer 400 instead);
-    add the JSON export's schemas and the ways to authenticate;
+    add the JSON export's schemas, those of the JSON bodies routes read themselves and the ways to authenticate;
     say that job ids are UUIDs (any other id is simply not found: 404)."""
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
@@ -337,6 +352,8 @@ def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any
     for name in FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
     schemas.update(transcript_export_schemas())  # the export route's JSON
+    for name, model in JSON_BODY_MODELS.items():
+        schemas[name] = model.model_json_schema(ref_template="#/components/schemas/{model}")
     document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     document["security"] = [{"apiKey": []}, {"session": []}, {}]
     return document

@@ -8,7 +8,10 @@ job stays PENDING without a queue sequence and the janitor republishes it
 
 Idempotency: an upload with a request id (HTTP `Idempotency-Key`, gRPC
 `request_id`) that the owner already used returns that job; the retry's bytes
-are read and dropped, and nothing of it is kept.
+are read, hashed and dropped, and nothing of it is kept. A retry whose bytes, name
+or options differ from the first request's is refused (IDEMPOTENCY_KEY_REUSED, HTTP
+422, as draft-ietf-httpapi-idempotency-key-header says) instead of answering a job
+made of another file.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ from kazru.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_FILENAME_BYTES = 255
-MAX_SPEAKERS_LIMIT = 10
 MAX_REQUEST_ID_LENGTH = 128
 
 CONTAINER_CONTENT_TYPES = {
@@ -156,9 +158,9 @@ def validate_options(options: UploadOptions, settings: Settings) -> UploadOption
             code="INVALID_LANGUAGE",
         )
     for name in ("min_speakers", "max_speakers"):
-        if not 0 <= getattr(options, name) <= MAX_SPEAKERS_LIMIT:
+        if not 0 <= getattr(options, name) <= upload_protocol.MAX_SPEAKERS:
             raise errors.InvalidArgument(
-                f"{name} must be between 1 and {MAX_SPEAKERS_LIMIT} (or omitted)", code=f"INVALID_{name.upper()}"
+                f"{name} must be between 1 and {upload_protocol.MAX_SPEAKERS} (or omitted)", code=f"INVALID_{name.upper()}"
             )
     if options.min_speakers and options.max_speakers and options.min_speakers > options.max_speakers:
         raise errors.InvalidArgument("min_speakers must not exceed max_speakers", code="INVALID_MIN_SPEAKERS")
@@ -167,6 +169,25 @@ def validate_options(options: UploadOptions, settings: Settings) -> UploadOption
         max_speakers=options.max_speakers,
         min_speakers=options.min_speakers,
     )
+
+
+def check_same_request(earlier: Job, filename: str, options: UploadOptions, content_sha256: str) -> None:
+    """Refuse a retry under `earlier`'s request id that is not the same request: other bytes, another file
+    name or other options."""
+    same = (
+        earlier.content_sha256 == content_sha256
+        and earlier.filename == clean_filename(filename)
+        and list(earlier.languages or ()) == list(options.languages)
+        and (earlier.min_speakers or 0) == options.min_speakers
+        and (earlier.max_speakers or 0) == options.max_speakers
+    )
+    if not same:
+        raise errors.Unprocessable(
+            "Idempotency-Key is already used with a different request payload (another file or other options); "
+            "use a new key for a new upload",
+            code="IDEMPOTENCY_KEY_REUSED",
+            details={"job_id": str(earlier.id)},
+        )
 
 
 class UploadService:
@@ -189,8 +210,11 @@ class UploadService:
         if header.request_id:
             earlier = await self._job_with_request_id(header.owner_id, header.request_id)
             if earlier is not None:
-                async for _ in chunks:  # a retry: its bytes are read to the end and dropped
-                    pass
+                retried = hashlib.sha256()
+                async for chunk in chunks:  # a retry: its bytes are read to the end, hashed and dropped
+                    retried.update(chunk)
+                options = validate_options(late_options() or header.options, self._settings)
+                check_same_request(earlier, header.filename, options, retried.hexdigest())
                 log.info("upload retried with a known request id", extra={"job_id": str(earlier.id)})
                 return earlier
         job_id = uuid.uuid4()
@@ -211,6 +235,7 @@ class UploadService:
             if job.id != job_id:
                 # A concurrent upload with the same request id committed first: it is the job.
                 await self._discard_object(key)
+                check_same_request(job, header.filename, options, meter.sha256.hexdigest())
                 return job
         except BaseException as error:
             log.info(

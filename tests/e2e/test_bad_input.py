@@ -5,13 +5,20 @@ plain words and carry no internal address, token or raw ffmpeg output. (Ingest's
 tests/integration/test_ingest.py.)"""
 
 import asyncio
+import http.client
+import json
 import re
 import struct
 import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
 
 import grpc
 import httpx
 import nats
+import psutil
 import pytest
 
 from kazru.adapters.audio import ffmpeg_exe
@@ -343,3 +350,93 @@ async def test_a_video_without_sound_is_called_so_not_damaged(stack, undecodable
         error = (await client.post("/api/v1/upload", files={"file": (name, data)})).json()["error"]
     assert "no sound track" in error["message"] and "damaged" not in error["message"]
     assert error["details"] == {}
+
+
+JSON_EDIT_PATH = "/api/v1/jobs/00000000-0000-0000-0000-000000000000/speakers"
+WRONG_KEY = {"Authorization": "Bearer not-a-registered-key"}
+
+
+def answer_to_headers_alone(stack, headers: dict[str, str]) -> tuple[int, dict]:
+    """Send a PUT whose headers promise a 200 MB JSON body but only its first bytes, and read the answer: one
+    that comes at all was given without reading the body."""
+    connection = http.client.HTTPConnection("127.0.0.1", stack.settings.http_port, timeout=10)
+    try:
+        connection.putrequest("PUT", JSON_EDIT_PATH)
+        for name, value in {**headers, "Content-Type": "application/json", "Content-Length": str(200 * MIB)}.items():
+            connection.putheader(name, value)
+        connection.endheaders(b'{"speakers": {"S1": "')
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+async def test_a_json_body_over_the_cap_is_refused_from_its_headers_and_a_wrong_key_before_its_body(stack):
+    status, body = answer_to_headers_alone(stack, AUTH)
+    assert (status, body["error"]["code"]) == (413, "BODY_TOO_LARGE")
+    assert body["error"]["details"]["max_bytes"] == str(stack.settings.max_json_body_bytes)
+    status, body = answer_to_headers_alone(stack, WRONG_KEY)
+    assert (status, body["error"]["code"]) == (401, "INVALID_API_KEY")
+
+
+def chunked_json(total_bytes: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """A JSON body of `total_bytes` as a generator: sent chunked, with no Content-Length to refuse it by."""
+    yield b'{"speakers": {"S1": "'
+    for _ in range(total_bytes // chunk):
+        yield b"a" * chunk
+    yield b'"}}'
+
+
+@pytest.mark.parametrize(("headers", "status", "code"), [(AUTH, 413, "BODY_TOO_LARGE"),
+                                                         (WRONG_KEY, 401, "INVALID_API_KEY")], ids=["key", "wrong-key"])
+async def test_a_streamed_200_mb_json_body_does_not_grow_the_gateway(stack, headers, status, code):
+    gateway = psutil.Process(stack.processes["gateway"].pid)
+    baseline = gateway.memory_info().rss
+    peak = baseline
+    sending = True
+
+    def sample() -> None:
+        nonlocal peak
+        while sending:
+            peak = max(peak, gateway.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with httpx.Client(base_url=stack.http, headers=headers, timeout=120) as client:
+            response = client.put(JSON_EDIT_PATH, content=chunked_json(200 * MIB),
+                                  headers={"Content-Type": "application/json"})  # fmt: skip
+    finally:
+        sending = False
+        sampler.join()
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    assert peak - baseline < 8 * MIB, f"the gateway grew by {(peak - baseline) / MIB:.1f} MiB"
+
+
+async def test_an_idempotency_key_reused_with_another_file_or_options_is_422(stack, store, database, mp3):
+    key = {"Idempotency-Key": f"reused-{uuid.uuid4()}"}
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        first = await client.post("/api/v1/upload", files={"file": ("a.flac", FLAC)}, headers=key)
+        assert first.status_code == 202
+        before = await snapshot(stack, store, database)
+        for files, data in [({"file": ("a.mp3", mp3)}, {}), ({"file": ("a.flac", FLAC)}, {"language": "ru"})]:
+            reused = await client.post("/api/v1/upload", files=files, data=data, headers=key)
+            assert (reused.status_code, reused.json()["error"]["code"]) == (422, "IDEMPOTENCY_KEY_REUSED"), data
+        assert await snapshot(stack, store, database) == before
+        again = await client.post("/api/v1/upload", files={"file": ("a.flac", FLAC)}, headers=key)
+        assert again.json()["job_id"] == first.json()["job_id"]
+        await client.delete(f"/api/v1/jobs/{first.json()['job_id']}")
+
+
+async def test_head_of_a_jobs_audio_answers_like_get_without_the_body(stack):
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH, timeout=30) as client:
+        job = (await client.post("/api/v1/upload", files={"file": ("head.flac", FLAC)})).json()
+        audio = f"/api/v1/jobs/{job['job_id']}/audio"
+        whole, head = await client.get(audio), await client.head(audio)
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["content-length"] == whole.headers["content-length"] == str(len(FLAC))
+        assert head.headers["content-type"] == whole.headers["content-type"]
+        part = await client.head(audio, headers={"Range": "bytes=0-99"})
+        assert (part.status_code, part.headers["content-range"]) == (206, f"bytes 0-99/{len(FLAC)}")
+        await client.delete(f"/api/v1/jobs/{job['job_id']}")

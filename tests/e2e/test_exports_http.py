@@ -231,3 +231,57 @@ async def test_edit_and_export_over_grpc(stack, database):
             assert refused.value.code() == code
     finally:
         await channel.close()
+
+
+async def test_a_lone_surrogate_or_a_nul_is_a_clear_400_on_http_and_grpc_and_changes_nothing(stack, database):
+    job_id = await new_job(database)
+    # "\ud800" is valid JSON (half of a UTF-16 pair) but no character: raw bodies, as json.dumps cannot send it.
+    cases = [
+        ("put", "/speakers", rb'{"speakers": {"S1": "Ai\ud800gerim"}}', "SPEAKER_NAME_INVALID"),
+        ("patch", "/segments/0", rb'{"text": "\ud800"}', "SEGMENT_TEXT_INVALID"),
+        ("patch", "/segments/0", rb'{"text": "a\u0000b"}', "SEGMENT_TEXT_INVALID"),
+        # Fields with a length bound are refused by the body's model already.
+        ("patch", "/segments/0", rb'{"language": "\udc00"}', "INVALID_REQUEST"),
+        ("patch", "/segments/0", rb'{"speaker": "\ud800"}', "INVALID_REQUEST"),
+    ]
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH) as client:
+        before = (await client.get(f"/api/v1/jobs/{job_id}/export/json")).content
+        for method, path, body, code in cases:
+            response = await client.request(
+                method, f"/api/v1/jobs/{job_id}{path}", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert (response.status_code, response.json()["error"]["code"]) == (400, code), (body, response.text)
+        # A label is echoed in the error's message: still written, escaped, as UTF-8 cannot carry it.
+        unknown = await client.put(f"/api/v1/jobs/{job_id}/speakers", content=rb'{"speakers": {"\ud800": "A"}}')
+        assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "SPEAKER_NOT_FOUND")
+        assert (await client.get(f"/api/v1/jobs/{job_id}/export/json")).content == before
+
+    channel = grpc_server.channel(stack.settings.public_grpc_address)
+    stub = job_service_pb2_grpc.JobServiceStub(channel)
+    metadata = (("authorization", f"Bearer {API_KEY}"),)
+    # gRPC strings cannot carry a surrogate, but can carry a NUL, which PostgreSQL's text cannot store.
+    name = f"jobs/{job_id}/segments/0"
+    try:
+        for call, request in [
+            (stub.UpdateSegment, job_service_pb2.UpdateSegmentRequest(name=name, text="a\x00b")),
+            (stub.UpdateSpeakers, job_service_pb2.UpdateSpeakersRequest(name=f"jobs/{job_id}", speaker_names={"S1": "\x00"})),
+        ]:  # fmt: skip
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call(request, metadata=metadata)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+    finally:
+        await channel.close()
+
+
+async def test_export_formats_are_case_insensitive_and_head_answers_like_get(stack, database):
+    job_id = await new_job(database)
+    async with httpx.AsyncClient(base_url=stack.http, headers=AUTH) as client:
+        lower = await client.get(f"/api/v1/jobs/{job_id}/export/txt")
+        upper = await client.get(f"/api/v1/jobs/{job_id}/export/TXT")
+        assert upper.status_code == 200 and upper.content == lower.content
+        assert upper.headers["content-type"] == lower.headers["content-type"]
+        assert (await client.get(f"/api/v1/jobs/{job_id}/export/Srt")).status_code == 200
+        page, head = await client.get("/"), await client.head("/")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"] == page.headers["content-type"]
+        assert head.headers["content-length"] == page.headers["content-length"]

@@ -133,17 +133,34 @@ async def test_a_long_upload_keeps_its_timings_far_into_the_file(client, tmp_pat
     assert all(word.end <= result.duration + 0.05 for word in late)
 
 
-async def test_a_non_audio_file_is_refused_in_openais_shape_and_nothing_is_left(client, tmp_path, store, database):
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [(b"These are meeting notes, not a recording.\n" * 200, "NOT_AUDIO"), (b"", "EMPTY_FILE")],
+    ids=["not-audio", "empty"],
+)  # fmt: skip
+async def test_a_bad_file_is_a_bad_request_in_openais_shape_and_nothing_is_left(
+    client, tmp_path, store, database, content, code
+):
     before = await leftovers(store, database)
     notes = tmp_path / "notes.mp3"
-    notes.write_bytes(b"These are meeting notes, not a recording.\n" * 200)
-    with pytest.raises(openai.APIStatusError) as refused:
+    notes.write_bytes(content)
+    # As OpenAI answers a bad file: 400, so its SDK raises BadRequestError (not a bare APIStatusError).
+    with pytest.raises(openai.BadRequestError) as refused:
         await transcribe(client, notes)
-    assert refused.value.status_code == 415
+    assert refused.value.status_code == 400
     error = refused.value.response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
-    assert error["code"] and error["message"]
+    assert error["param"] == "file" and error["code"] == code and error["message"]
     assert await leftovers(store, database) == before
+
+
+async def test_translation_is_refused_clearly_in_openais_shape(client):
+    with pytest.raises(openai.BadRequestError) as refused:
+        with REAL_SPEECH_CLIP.open("rb") as audio:
+            await client.audio.translations.create(file=("a.flac", audio), model="whisper-1")
+    error = refused.value.response.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "TRANSLATION_NOT_SUPPORTED")
+    assert "translation to English is not offered" in error["message"]
 
 
 async def test_bad_fields_are_refused_before_the_file_is_stored(client, store, database):

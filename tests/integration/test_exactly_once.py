@@ -17,7 +17,7 @@ from kazru.grpc.errors import from_rpc_error
 from kazru.v1 import events_pb2, ingest_service_pb2, job_pb2
 from services.janitor.expiry import Janitor
 from tests.conftest import SPEECH_CLIP
-from tests.helpers import leftovers, queued_messages
+from tests.helpers import leftovers, queued_messages, wav_header
 from tests.integration.test_ingest import ingest_server
 
 
@@ -122,3 +122,16 @@ async def test_the_relay_leaves_young_and_confirmed_jobs_alone(ingest, infra, da
         infra.settings(enqueue_retry_after_seconds=0.01), database, store, bus, external_copies=NO_EXTERNAL_COPIES
     ).sweep()
     assert await queued_messages(bus, settings) == 1
+
+
+async def test_a_key_reused_for_another_file_is_refused_and_leaves_nothing(ingest, store, database, bus, settings):
+    key = f"reused-{uuid.uuid4()}"
+    first = await upload(ingest, request_id=key)
+    before = await leftovers(store, database)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await upload(ingest, request_id=key, data=wav_header(32000) + bytes(32000))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    error = from_rpc_error(refused.value)
+    assert error.code == "IDEMPOTENCY_KEY_REUSED" and error.details["job_id"] == first.job_id
+    assert await leftovers(store, database) == before
+    assert (await upload(ingest, request_id=key)).job_id == first.job_id, "the same request is still the job"

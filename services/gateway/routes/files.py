@@ -29,6 +29,8 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
+# HEAD answers as GET does, without the body: a player or a download manager asks for the size first.
+@router.head("/audio", include_in_schema=False, response_class=StreamingResponse)
 @router.get(
     "/audio",
     summary="The original recording, with HTTP range requests so a player can seek",
@@ -51,6 +53,12 @@ async def job_audio(job_id: str, caller: Caller, gateway: GatewayDep, request: R
         refusal = errors.InvalidArgument(str(error), code="RANGE_NOT_SATISFIABLE", details={"size_bytes": error.size})
         return error_response(refusal, status=416, headers={**headers, "Content-Range": f"bytes */{error.size}"})
     part = wanted or byte_ranges.ByteRange(0, audio.size_bytes - 1)
+    headers["Content-Length"] = str(part.length)
+    if wanted is not None:
+        headers["Content-Range"] = wanted.content_range(audio.size_bytes)
+    status = 206 if wanted else 200
+    if request.method == "HEAD":  # the object is not opened
+        return Response(status_code=status, headers=headers, media_type=audio.media_type)
     first, rest = await gateway.read_audio(audio, part.start, part.length)
 
     async def body() -> AsyncIterator[bytes]:
@@ -58,10 +66,7 @@ async def job_audio(job_id: str, caller: Caller, gateway: GatewayDep, request: R
         async for chunk in rest:
             yield chunk
 
-    headers["Content-Length"] = str(part.length)
-    if wanted is not None:
-        headers["Content-Range"] = wanted.content_range(audio.size_bytes)
-    return StreamingResponse(body(), 206 if wanted else 200, headers=headers, media_type=audio.media_type)
+    return StreamingResponse(body(), status, headers=headers, media_type=audio.media_type)
 
 
 @router.get(
@@ -75,6 +80,7 @@ async def job_audio(job_id: str, caller: Caller, gateway: GatewayDep, request: R
 async def export(
     job_id: str, fmt: ExportFormatName, caller: Caller, gateway: GatewayDep, timestamps: bool = True
 ) -> Response:
+    fmt = fmt.lower()  # export/TXT is export/txt
     if fmt not in EXPORT_FORMATS:
         raise errors.InvalidArgument(
             f"unknown format '{fmt[:20]}'; available: {', '.join(EXPORT_FORMATS)}", code="UNSUPPORTED_FORMAT"

@@ -13,6 +13,6 @@ PAGE_HTML = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])  # HEAD: as GET, the server leaves the body out
 async def page() -> HTMLResponse:
     return HTMLResponse(PAGE_HTML)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
@@ -9,7 +11,7 @@ from kazru.domain import errors
 from services.gateway import openapi_docs as docs
 from services.gateway.api_models import Segment, Transcript
 from services.gateway.core import SegmentChange
-from services.gateway.routes.dependencies import Caller, GatewayDep
+from services.gateway.routes.dependencies import Caller, GatewayDep, json_body
 
 router = APIRouter(prefix="/api/v1/jobs/{job_id}")
 
@@ -48,6 +50,13 @@ class SegmentEdit(BaseModel):
         return SegmentChange(given[0], "" if given[0] == "revert" else getattr(self, given[0]))
 
 
+# Read after the caller is known and within KAZRU_MAX_JSON_BODY_BYTES (dependencies.json_body).
+SpeakerNamesBody = Annotated[SpeakerNames, json_body(SpeakerNames)]
+SpeakerMergeBody = Annotated[SpeakerMerge, json_body(SpeakerMerge)]
+SegmentEditBody = Annotated[SegmentEdit, json_body(SegmentEdit)]
+JSON_BODY_TOO_LARGE = {413: ("BODY_TOO_LARGE",)}
+
+
 @router.get(
     "/transcript", summary="The transcript of a finished job", response_model=Transcript,
     responses=docs.error_responses({
@@ -60,13 +69,14 @@ async def get_transcript(job_id: str, caller: Caller, gateway: GatewayDep) -> Tr
 
 @router.put(
     "/speakers", summary="Name speakers; answers the updated transcript", response_model=Transcript,
+    openapi_extra={"requestBody": docs.json_request_body(SpeakerNames)},
     responses=docs.error_responses({
-        **docs.EDIT_ERRORS,
+        **docs.EDIT_ERRORS, **JSON_BODY_TOO_LARGE,
         400: ("INVALID_REQUEST", "SPEAKERS_EMPTY", "SPEAKER_NAME_EMPTY", "SPEAKER_NAME_INVALID",
               "SPEAKER_NAME_TOO_LONG"),
     }),
 )  # fmt: skip
-async def rename_speakers(job_id: str, body: SpeakerNames, caller: Caller, gateway: GatewayDep) -> Transcript:
+async def rename_speakers(job_id: str, body: SpeakerNamesBody, caller: Caller, gateway: GatewayDep) -> Transcript:
     return Transcript.from_proto(*await gateway.rename_speakers(caller.owner_id, job_id, body.speakers))
 
 
@@ -75,10 +85,13 @@ async def rename_speakers(job_id: str, body: SpeakerNames, caller: Caller, gatew
     summary="Merge a speaker into another; answers the updated transcript",
     description="The speaker's segments and words are relabelled as `into`, and the speaker is removed.",
     response_model=Transcript,
-    responses=docs.error_responses({**docs.EDIT_ERRORS, 400: ("INVALID_REQUEST", "MERGE_INTO_SELF")}),
+    openapi_extra={"requestBody": docs.json_request_body(SpeakerMerge)},
+    responses=docs.error_responses({
+        **docs.EDIT_ERRORS, **JSON_BODY_TOO_LARGE, 400: ("INVALID_REQUEST", "MERGE_INTO_SELF")
+    }),
 )
 async def merge_speaker(
-    job_id: str, speaker: str, body: SpeakerMerge, caller: Caller, gateway: GatewayDep
+    job_id: str, speaker: str, body: SpeakerMergeBody, caller: Caller, gateway: GatewayDep
 ) -> Transcript:
     return Transcript.from_proto(*await gateway.merge_speaker(caller.owner_id, job_id, speaker, body.into))
 
@@ -90,11 +103,12 @@ async def merge_speaker(
     "reverted. A corrected `language` updates the job's language shares. `speaker` moves the segment and its "
     "words to another speaker, or to a new one (`S1`-`S99`), which splits a merge back turn by turn.",
     response_model=Segment,
+    openapi_extra={"requestBody": docs.json_request_body(SegmentEdit)},
     responses=docs.error_responses({
-        **docs.EDIT_ERRORS, 404: ("JOB_NOT_FOUND", "SEGMENT_NOT_FOUND"),
+        **docs.EDIT_ERRORS, **JSON_BODY_TOO_LARGE, 404: ("JOB_NOT_FOUND", "SEGMENT_NOT_FOUND"),
         400: ("INVALID_REQUEST", "SEGMENT_CHANGE_MISSING", "SEGMENT_TEXT_INVALID", "SEGMENT_TEXT_TOO_LONG",
               "INVALID_LANGUAGE", "SPEAKER_LABEL_INVALID"),
     }),
 )  # fmt: skip
-async def edit_segment(job_id: str, segment: int, body: SegmentEdit, caller: Caller, gateway: GatewayDep) -> Segment:
+async def edit_segment(job_id: str, segment: int, body: SegmentEditBody, caller: Caller, gateway: GatewayDep) -> Segment:
     return Segment.from_proto(await gateway.edit_segment(caller.owner_id, job_id, segment, body.change()))
