@@ -3,6 +3,9 @@ real Kazakh, Russian and English sentences, written as GigaAM writes them."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from services.transcriber import text_language
@@ -10,6 +13,13 @@ from services.transcriber.text_language import TextTurn, choose_segment_language
 
 KK_RU = ("kk", "ru")
 KK_RU_EN = ("kk", "ru", "en")
+CONVERSATION = json.loads(
+    (Path(__file__).parents[1] / "fixtures" / "audio" / "conversation_2spk.json").read_text(encoding="utf-8")
+)
+
+
+def as_model_writes(text: str) -> str:
+    return " ".join("".join(char if char.isalpha() else " " for char in text.lower()).split())
 
 
 def alone(text: str, allowed=KK_RU) -> str:
@@ -77,6 +87,45 @@ def test_a_clear_turn_keeps_its_language_against_its_speaker():
         TextTurn("A", "осында қаламын", 1.0),
     ]
     assert choose_segment_languages(switching, KK_RU) == ["kk", "kk", "ru", "kk"]
+
+
+@pytest.mark.parametrize("allowed", [KK_RU, KK_RU_EN])
+def test_a_code_switching_speaker_keeps_a_clear_russian_turn_russian(allowed):
+    # conversation_2spk's sentences said by one speaker who switches between turns: the Russian weather
+    # sentence, cut at the pause after "в Алматы" as a turn, then two Kazakh sentences. "погода в алматы" is
+    # plainly Russian (text ID: p(ru) ~ 0.95), but short: the speaker's two strongly Kazakh turns made it
+    # Kazakh while the prior counted in full beside any turn.
+    russian, _, kazakh_weather, kazakh_city, _ = (as_model_writes(segment["text"]) for segment in CONVERSATION)
+    russian_start = " ".join(russian.split()[:3])
+    assert russian_start == "погода в алматы"
+    turns = [TextTurn("spk_m3", russian_start, 1.0), TextTurn("spk_m3", kazakh_weather, 1.6)]
+    turns.append(TextTurn("spk_m3", kazakh_city, 2.9))
+    assert choose_segment_languages(turns, allowed) == ["ru", "kk", "kk"]
+
+
+def test_the_conversation_keeps_each_turns_language_whoever_speaks_it():
+    # The whole conversation_2spk text, as recorded, and with every turn said by one code-switching speaker.
+    expected = [segment["language"] for segment in CONVERSATION]
+    for speakers in ([segment["speaker"] for segment in CONVERSATION], ["spk_m3"] * len(CONVERSATION)):
+        turns = [
+            TextTurn(speaker, as_model_writes(segment["text"]), segment["end"] - segment["start"])
+            for speaker, segment in zip(speakers, CONVERSATION, strict=True)
+        ]
+        assert choose_segment_languages(turns, KK_RU) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "others"),
+    [
+        ("погода в алматы", "ru", ("әңгіме құрғақ өлең үкі ғұмыр һәм ілгері", "қазақстандағы ең үлкен қала")),
+        ("москва является столицей россии", "ru", ("әңгіме құрғақ өлең үкі ғұмыр һәм ілгері",)),
+        ("мен университетте оқимын", "kk", ("москва является столицей россии", "сегодня очень тёплая и солнечная")),
+    ],
+)
+def test_a_clear_turn_is_decided_by_its_own_text_however_strong_the_speakers_other_turns(text, language, others):
+    # Whatever the speaker said elsewhere, and however much of it: the prior only decides unsure turns.
+    turns = [TextTurn("A", text, 1.0)] + [TextTurn("A", other, 5.0) for other in others * 10]
+    assert choose_segment_languages(turns, KK_RU)[0] == language
 
 
 def test_a_turn_without_a_speaker_takes_the_recordings_language():
