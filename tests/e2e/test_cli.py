@@ -194,7 +194,9 @@ def test_usage_errors_exit_2(stack, tmp_path):
     assert kazru(stack, "export", str(uuid.uuid4())).returncode == 2  # --format is required
     assert kazru(stack, "transcribe", str(tmp_path / "missing.flac")).returncode == 2
     refused = kazru(stack, "transcribe", str(SPEECH_CLIP), "--speakers", "11")  # the server's limit is 10
-    assert refused.returncode == 2 and one_error_line(refused).startswith("kazru: INVALID_")
+    # Refused before anything is sent, naming the option typed (not the min_speakers it sets).
+    last = refused.stderr.decode().strip().splitlines()[-1]
+    assert refused.returncode == 2 and last.endswith("argument --speakers: at most 10 speakers are told apart"), last
 
 
 def test_server_down_exits_5(stack):

@@ -13,6 +13,7 @@ Deterministic (derandomized); about 700 requests in all.
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 
@@ -99,9 +100,11 @@ def test_docs_need_nothing_from_outside_the_gateway(stack):
     assert "http" not in policy and "script-src 'self';" in policy
     # Validation errors are 400 with the one error body, so FastAPI's 422 shape is nowhere in the document.
     assert "HTTPValidationError" not in str(document)
-    # The only 422 is the OpenAI-compatible route's job that failed after its upload, in OpenAI's error shape.
+    # The only 422s: the OpenAI-compatible route's job that failed after its upload, in OpenAI's error shape, and
+    # an upload that reuses an Idempotency-Key with another request (IETF Idempotency-Key draft).
     with_422 = {
         path for path, operations in document["paths"].items() for op in operations.values() if "422" in op["responses"]
     }
-    assert with_422 == {"/v1/audio/transcriptions"}
+    assert with_422 == {"/v1/audio/transcriptions", "/api/v1/upload"}
+    assert "IDEMPOTENCY_KEY_REUSED" in json.dumps(document["paths"]["/api/v1/upload"]["post"]["responses"]["422"])
     assert document["paths"]["/api/v1/jobs/{job_id}"]["get"]["parameters"][0]["schema"]["format"] == "uuid"

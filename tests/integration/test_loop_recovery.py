@@ -54,4 +54,7 @@ def test_the_turns_after_a_loop_are_recognised_again(pipeline, monkeypatch):
     assert len(decoded) >= 3, "the window was decoded once per language: nothing recovered the lost turns"
     heard = {round(span.start, 2): " ".join(word.text for word in span.words).lower() for span in recognition.spans}
     assert sorted(heard) == [round(region.start, 2) for region in regions], heard
-    assert all(len(text.split()) >= 2 for text in heard.values()), heard
+    # Every turn has words again: the Russian sentence several, each Kazakh command (one or two words, which
+    # Whisper base writes as it hears them: one word or two, by CPU) at least one.
+    assert len(heard[round(regions[0].start, 2)].split()) >= 4, heard
+    assert all(text.split() for text in heard.values()), heard

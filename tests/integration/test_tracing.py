@@ -81,7 +81,7 @@ async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `s
     stop = asyncio.Event()
     working = asyncio.create_task(worker.run(stop))
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
             yield client
     finally:
         stop.set()
