@@ -239,9 +239,11 @@ async def test_an_identical_upload_of_the_same_owner_takes_the_earlier_transcrip
 ):
     data = SPEECH_CLIP.read_bytes()
     owner = "owner-reuse-" + uuid.uuid4().hex[:8]
-    earlier = await finished_job_of(database, data, owner)
+    earlier = await finished_job_of(database, data, owner, engine="gigaam", engine_model="gigaam-multilingual-ctc")
     job = await upload(ingest, [data], owner=owner)
     assert job.state == job_pb2.Job.SUCCEEDED and job.progress == 100 and job.reused_from == str(earlier)
+    # It says which engine and model wrote the transcript it took.
+    assert (job.engine, job.engine_model) == ("gigaam", "gigaam-multilingual-ctc")
     assert await queued_messages(bus, settings) == 0, "the engine is not asked"
     assert await transcript_rows(database, uuid.UUID(job.job_id)) == await transcript_rows(database, earlier)
     async with database() as session:
