@@ -49,9 +49,10 @@ bench: proto model
 	$(MAKE) bench-real
 
 # Real recordings (../shared/corpus/real and festvox-ru, fetched into bench/.cache) with the peers
-# measured in the same run; needs apt-get and dpkg-deb for festvox-ru.
+# measured in the same run; needs apt-get and dpkg-deb for festvox-ru. Any engine and model folder:
+# make bench-real BENCH_ARGS="--engine gigaam --model-dir DIR" (or KAZRU_ENGINE / KAZRU_GIGAAM_MODEL_DIR).
 bench-real: proto model
-	$(PY) bench/accuracy/real.py --json-out bench/results/accuracy-real.json
+	$(PY) bench/accuracy/real.py $(BENCH_ARGS) --json-out bench/results/accuracy-real.json
 
 fixtures:
 	bash scripts/make_fixtures.sh

@@ -94,6 +94,7 @@ JOB_EXAMPLE = {
     "speaker_count": None,
     "notices": [],
     "engine": None,
+    "engine_model": None,
     "billed_seconds": 0.0,
     "reused_from": None,
     "created_at": "2026-12-01T09:30:00Z",
@@ -124,7 +125,11 @@ class Job(BaseModel):
     notices: list[JobNotice] = Field(
         description="What to know about a finished job's transcript (e.g. that no speech was found)"
     )
-    engine: str | None
+    engine: str | None = Field(description='The engine that transcribed the job ("whisper", "gigaam", "speechkit")')
+    engine_model: str | None = Field(
+        description='Its model ("whisper-base", "gigaam-multilingual-ctc", "speechkit/general"); null until the '
+        "job has finished"
+    )
     billed_seconds: float
     reused_from: str | None = Field(
         description="The earlier job of yours with the same file and options whose transcript this one took at "
@@ -161,6 +166,7 @@ class Job(BaseModel):
                 for notice in job.notices
             ],
             engine=job.engine or None,
+            engine_model=job.engine_model or None,
             billed_seconds=job.billed_seconds,
             reused_from=job.reused_from or None,
             created_at=_iso(job.create_time, job.HasField("create_time")),

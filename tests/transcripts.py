@@ -103,6 +103,7 @@ async def insert_transcript(
             id=job_id, owner_id=owner_id, state=state, progress=100, filename=filename, content_type="audio/flac",
             size_bytes=1000, object_key=f"jobs/{job_id}", container="flac", duration_seconds=duration,
             languages=["kk", "ru"], detected_language="kk", speaker_count=len(stats), engine="whisper",
+            engine_model="whisper-base",
             finished_at=now, expires_at=now + timedelta(hours=24),
         ))  # fmt: skip
         await session.flush()

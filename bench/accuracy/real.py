@@ -4,14 +4,19 @@
     python bench/accuracy/real.py --set corpus=../shared/corpus/real --festvox-count 10
     python bench/accuracy/real.py --set mine=/data/kk-meetings --sets mine --languages mine=kk,ru
     python bench/accuracy/real.py --only peers --json-out bench/results/accuracy-real.json
+    python bench/accuracy/real.py --engine gigaam --model-dir .kazru/models/gigaam-multilingual-ctc
+    make bench-real BENCH_ARGS="--engine gigaam --model-dir /models/gigaam-multilingual-ctc"
 
 Sets: `corpus` (<repo>/../shared/corpus/real), `festvox-ru` (fetched from the Debian archive into
 bench/.cache, see sets.py) and any `--set NAME=PATH` folder in the same format (sets.py).
 
 Systems, all in this process, each model loaded once before the first file:
-- `ours`: the pipeline (`create_pipeline(Settings())`: diarizer, per-turn language, assembly).
-- `whisper_reference_language`: plain faster-whisper `transcribe` on the whole file with the same
-  model, compute type and beam (Settings().whisper.beam_size, greedy by default), told the file's
+- `ours`: the pipeline (`create_pipeline(settings)`: engine, diarizer, per-turn language, assembly) with
+  the configured engine: the environment's (KAZRU_ENGINE, KAZRU_GIGAAM_MODEL_DIR, KAZRU_WHISPER_MODEL, ...),
+  or `--engine {whisper,gigaam,speechkit}` and `--model-dir DIR` (the engine's model folder) over it.
+  The JSON's `engine` says which engine, model and folder were scored.
+- `whisper_reference_language`: plain faster-whisper `transcribe` on the whole file with the
+  Whisper model our Whisper engine uses (`model` in the JSON; the same as ours when ours is Whisper), compute type and beam (Settings().whisper.beam_size, greedy by default), told the file's
   reference language; `..._beam5`: the same with faster-whisper's own default beam of 5, so our
   greedy default is compared with the peer's usual setting too; both only on files with a
   transcript. `whisper_detected_language`: the same with `language=None` (Whisper's own language
@@ -399,13 +404,37 @@ def _name_value(item: str, option: str) -> tuple[str, str]:
     return name, value
 
 
+def engine_settings(args: argparse.Namespace):
+    """The settings `ours` runs on: the environment's, with `--engine` and `--model-dir` over them."""
+    from kazru.settings import GigaamSettings, Settings, WhisperSettings
+
+    engine = args.engine or Settings().engine
+    changes: dict[str, object] = {"engine": engine}
+    if args.model_dir is not None:
+        if engine == "gigaam":
+            changes["gigaam"] = GigaamSettings(model_dir=args.model_dir)  # its other fields: KAZRU_GIGAAM_*
+        elif engine == "whisper":
+            changes["whisper"] = WhisperSettings(model=str(args.model_dir))  # its other fields: KAZRU_WHISPER_*
+        else:
+            raise SystemExit(f"--model-dir: the {engine} engine runs at its provider and has no model folder")
+    return Settings(**changes)
+
+
+def engine_model_dir(settings) -> str | None:
+    """The folder the configured engine reads its model from (None: a remote engine)."""
+    if settings.engine == "gigaam":
+        return str(settings.gigaam_model_dir)
+    if settings.engine == "whisper":
+        return settings.whisper_model_path
+    return None
+
+
 async def benchmark(args: argparse.Namespace) -> dict:
     from kazru.adapters import audio
-    from kazru.settings import Settings
 
     run_started = time.perf_counter()
     load_average_at_start = os.getloadavg()
-    settings = Settings()
+    settings = engine_settings(args)
     sets = load_sets(args)
     default_languages, languages_by_set = set_languages(args)
     systems = Systems(settings, args.only)
@@ -442,6 +471,8 @@ async def benchmark(args: argparse.Namespace) -> dict:
     audio_seconds = sum(row["duration_s"] for row in rows)
     return {
         "benchmark": "accuracy-real",
+        # What `ours` ran on; `model`, `compute_type` and `beam_size` are the Whisper peers' (and Whisper's).
+        "engine": {"name": settings.engine, "model": settings.engine_model, "model_dir": engine_model_dir(settings)},
         "model": settings.whisper_model_path,
         "compute_type": settings.whisper.compute_type,
         "beam_size": settings.whisper.beam_size,
@@ -470,7 +501,7 @@ def progress_line(row: dict) -> str:
     return f"{row['id']} {row['duration_s']:.1f} s {row['reference_language']} | " + " | ".join(parts)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=PATH", help="a reference folder (repeatable)"
@@ -491,9 +522,20 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["ours", "peers"], default=None, help="run only our pipeline or only the peers"
     )
+    parser.add_argument(
+        "--engine", choices=["whisper", "gigaam", "speechkit"], default=None,
+        help="the engine our pipeline runs on (default: KAZRU_ENGINE, else whisper)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model-dir", type=Path, default=None,
+        help="the engine's model folder (default: KAZRU_GIGAAM_MODEL_DIR / KAZRU_WHISPER_MODEL, else the installed one)",
+    )  # fmt: skip
     parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON here")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def main() -> None:
+    args = parse_args()
     print_report(asyncio.run(benchmark(args)), args.json_out)
 
 

@@ -38,6 +38,8 @@ class Outcome:
     language_shares: dict[str, float]
     speaker_count: int
     engine: str
+    # The engine's model ("whisper-base", "gigaam-multilingual-ctc"); empty when the engine names none.
+    engine_model: str = ""
     notices: list[dict[str, str]] = field(default_factory=list)
     billed_seconds: float = 0.0
     external_operation_id: str | None = None
@@ -64,6 +66,7 @@ def _take_result(job: Job, source: Outcome | Job, billed_seconds: float) -> None
     job.speaker_count = source.speaker_count
     job.notices = source.notices
     job.engine = source.engine
+    job.engine_model = source.engine_model or None
     job.billed_seconds = billed_seconds
 
 

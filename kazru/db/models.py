@@ -73,9 +73,10 @@ class Job(Base):
     # What the reader should know about the transcript (kazru.domain.notices): [{code, message, language}].
     notices: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
 
-    # Which engine transcribed the job, what an external engine billed, and the
+    # Which engine and model transcribed the job, what an external engine billed, and the
     # engine's own id of the result (deleted at the engine once stored, or by the janitor).
     engine: Mapped[str | None] = mapped_column(String(32))
+    engine_model: Mapped[str | None] = mapped_column(String(64))
     billed_seconds: Mapped[float | None] = mapped_column(Float)
     external_operation_id: Mapped[str | None] = mapped_column(String(128))
 

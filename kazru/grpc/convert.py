@@ -56,6 +56,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         speaker_count=job.speaker_count or 0,
         notices=[job_pb2.JobNotice(**JobNotice.from_json(notice).as_json()) for notice in job.notices or []],
         engine=job.engine or "",
+        engine_model=job.engine_model or "",
         billed_seconds=job.billed_seconds or 0.0,
         create_time=_timestamp(job.created_at),
         start_time=_timestamp(job.started_at),

@@ -27,6 +27,9 @@ from services.exporter import captions
 
 DOCX_CHUNK_BYTES = 64 * 1024
 
+# How a document names the engines (`Job.engine`) for people; the page has the same names (static/app.js).
+ENGINE_TITLES = {"whisper": "Whisper", "gigaam": "GigaAM-Multilingual", "speechkit": "Yandex SpeechKit"}
+
 
 @dataclass(frozen=True)
 class RenderOptions:
@@ -209,6 +212,7 @@ async def render_json(job: Job, transcript: TranscriptStream, options: RenderOpt
         "language": job.detected_language,
         "language_shares": job.language_shares or {},
         "engine": job.engine,
+        "engine_model": job.engine_model,
         "notices": [
             {"code": notice.code, "message": notice.message, "language": notice.language or None}
             for notice in map(JobNotice.from_json, job.notices or [])
@@ -329,6 +333,12 @@ def _split_at_marker(document_xml: bytes) -> tuple[bytes, bytes]:
     return document_xml[:start], document_xml[end:]
 
 
+def transcribed_by_text(job: Job) -> str:
+    """The engine and model that wrote the transcript, for people: "GigaAM-Multilingual (gigaam-multilingual-ctc)"."""
+    title = ENGINE_TITLES.get(job.engine or "", job.engine or "")
+    return f"{title} ({job.engine_model})" if job.engine_model else title
+
+
 def _docx_template(job: Job, speakers: list[Any], names: dict[str, str]) -> bytes:
     import docx  # python-docx: imported here, the other formats do not need it
 
@@ -339,6 +349,11 @@ def _docx_template(job: Job, speakers: list[Any], names: dict[str, str]) -> byte
     facts = document.add_paragraph()
     facts.add_run(f"Date: {job.created_at:%Y-%m-%d %H:%M} UTC\n" if job.created_at else "")
     facts.add_run(f"Duration: {clock(job.duration_seconds or 0.0)}")
+    if job.engine:
+        transcribed_by = transcribed_by_text(job)
+        facts.add_run(f"\nTranscribed by: {transcribed_by}")
+        # Also in the document's properties, where a reader's "File > Info" and document indexers look.
+        document.core_properties.comments = f"Transcribed by {transcribed_by}"
     if speakers:
         document.add_heading("Speakers", level=2)
         for speaker in speakers:

@@ -295,7 +295,8 @@ class UploadService:
         return job
 
     async def _reusable_result(self, session: AsyncSession, job: Job) -> Job | None:
-        """The owner's latest finished job of the same bytes and options on this engine, whose transcript is
+        """The owner's latest finished job of the same bytes and options on this engine and model (another
+        model would write another transcript, and the copy would name a model that did not run), whose transcript is
         still there as the machine left it; locked (FOR SHARE) so that it cannot be deleted while its transcript is copied. Never
         another owner's."""
         return await session.scalar(
@@ -305,6 +306,7 @@ class UploadService:
                 Job.content_sha256 == job.content_sha256,
                 Job.state == JobState.SUCCEEDED,
                 Job.engine == self._settings.engine,
+                Job.engine_model == self._settings.engine_model,
                 Job.languages == job.languages,
                 Job.min_speakers.is_not_distinct_from(job.min_speakers),
                 Job.max_speakers.is_not_distinct_from(job.max_speakers),

@@ -348,6 +348,7 @@ class TranscriptionWorker:
                 speaker_count=len(transcript.speakers),
                 notices=[notice.as_json() for notice in result.notices],
                 engine=result.engine,
+                engine_model=result.model,
                 billed_seconds=result.billed_seconds,
                 external_operation_id=result.external_operation_id,
             ),

@@ -134,6 +134,8 @@ async def test_upload_watch_edit_download_play_and_switch_language(stack, browse
     # The session (and its CSRF cookie) comes with the page's first API answer, which can land after
     # the heading: picked before it, the upload goes out without a session and so without a token.
     await wait_until(page, "() => document.cookie.includes('kazru_csrf=')")
+    # The engine new uploads run on is named beside the upload form (the stack's: Whisper base).
+    await expect(page.locator("#configured-engine")).to_have_text("Engine: Whisper (whisper-base)")
     await page.set_input_files("#picker", str(SPEECH_CLIP))
     job = page.locator("#jobs li.job").first
     await expect(job.locator(".job-name")).to_have_text(SPEECH_CLIP.name)
@@ -148,6 +150,8 @@ async def test_upload_watch_edit_download_play_and_switch_language(stack, browse
     first_turn = turns.first
     await expect(first_turn.locator(".lang")).to_have_text(re.compile(r"^(KK|RU)$"))
     await expect(first_turn.locator(".who")).to_have_text("S1")
+    # The transcript says which engine and model wrote it.
+    await expect(page.locator("#transcript-engine")).to_have_text("Transcribed by Whisper (whisper-base)")
 
     # Rename S1: Enter saves; every turn of S1 shows the new name.
     name_input = page.locator('#speakers li[data-speaker="S1"] input')
@@ -207,11 +211,13 @@ async def test_upload_watch_edit_download_play_and_switch_language(stack, browse
     await page.reload()
     await expect(page.locator("h2[data-i18n=yourJobs]")).to_have_text("Сіздің тапсырмаларыңыз")
     assert await page.evaluate("() => document.documentElement.lang") == "kk"
+    await expect(page.locator("#configured-engine")).to_have_text("Тану жүйесі: Whisper (whisper-base)")
 
     # Phone width: nothing wider than the screen, the transcript included.
     await page.set_viewport_size({"width": PHONE_WIDTH, "height": 740})
     await page.locator("#jobs li.job .open").first.click()
     await expect(turns.first).to_be_visible()
+    await expect(page.locator("#transcript-engine")).to_have_text("Мәтінге айналдырған: Whisper (whisper-base)")
     widths = await page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert widths[0] <= widths[1] == PHONE_WIDTH, f"horizontal scroll at phone width: {widths}"
     await page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)

@@ -67,6 +67,8 @@ def test_a_mixed_kazakh_russian_recording_reads_right_in_the_transcript_and_expo
     job = wait_for_job(stack, response.json()["job_id"])
     assert job["state"] == "SUCCEEDED", job["error"]
     job_id = job["job_id"]
+    # The job says which engine and model wrote it (the test model folder is configured as the default model).
+    assert (job["engine"], job["engine_model"]) == ("gigaam", "gigaam-multilingual-ctc")
 
     transcript = httpx.get(f"{stack.http}/api/v1/jobs/{job_id}/transcript", headers=AUTH).json()
     segments = transcript["segments"]
@@ -95,3 +97,4 @@ def test_a_mixed_kazakh_russian_recording_reads_right_in_the_transcript_and_expo
     assert abs(subtitles[0].start.total_seconds() - turns[0].start) <= 0.3
     document = export_checks.parse_json(export("json"))
     assert [(segment["language"], segment["text"]) for segment in document["segments"]] == EXPECTED
+    assert (document["engine"], document["engine_model"]) == ("gigaam", "gigaam-multilingual-ctc")

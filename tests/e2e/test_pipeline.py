@@ -56,6 +56,8 @@ def test_http_upload_to_transcript_and_exports(stack):
     assert job["state"] == "SUCCEEDED", job["error"]
     assert job["progress"] == 100 and job["detected_language"] == "ru"
     assert job["audio"]["duration_seconds"] == pytest.approx(REAL_SPEECH_SECONDS, abs=0.05)
+    # Which engine and model wrote the transcript, on the job and in the JSON export's metadata.
+    assert (job["engine"], job["engine_model"]) == ("whisper", "whisper-base")
 
     transcript = httpx.get(f"{stack.http}/api/v1/jobs/{job['job_id']}/transcript", headers=AUTH).json()
     text = " ".join(segment["text"] for segment in transcript["segments"]).lower()
@@ -70,6 +72,7 @@ def test_http_upload_to_transcript_and_exports(stack):
     exported = httpx.get(f"{stack.http}/api/v1/jobs/{job['job_id']}/export/json", headers=AUTH)
     document = json.loads(exported.text)
     assert [s["text"] for s in document["segments"]] == [s["text"] for s in transcript["segments"]]
+    assert (document["engine"], document["engine_model"]) == ("whisper", "whisper-base")
 
     listed = httpx.get(f"{stack.http}/api/v1/jobs", headers=AUTH, params={"page_size": 100}).json()
     assert job["job_id"] in [j["job_id"] for j in listed["jobs"]]
@@ -95,6 +98,7 @@ async def test_grpc_upload_to_transcript_and_export(stack):
             break
         await asyncio.sleep(0.2)
     assert job.state == job_pb2.Job.SUCCEEDED
+    assert (job.engine, job.engine_model) == ("whisper", "whisper-base")
     transcript = await stub.GetTranscript(job_service_pb2.GetTranscriptRequest(name=job.name), metadata=metadata)
     text = " ".join(segment.text for segment in transcript.segments).lower()
     assert all(word in text for word in REAL_SPEECH_WORDS)

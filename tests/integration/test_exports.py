@@ -113,7 +113,11 @@ async def test_every_format_of_a_one_word_transcript(gateway, database):
     assert document["speakers"] == [
         {"id": "S1", "label": "Әлия", "name": "Әлия", "speaking_seconds": pytest.approx(0.3), "segment_count": 1}
     ]
-    assert "[00:00:01] Әлия: Қош" in export_checks.open_docx(await export(gateway, job_id, "docx"))
+    assert (document["engine"], document["engine_model"]) == ("whisper", "whisper-base")
+    paragraphs = export_checks.open_docx(await export(gateway, job_id, "docx"))
+    assert "[00:00:01] Әлия: Қош" in paragraphs
+    # Which engine and model wrote it: in the document's facts under the title.
+    assert "Transcribed by: Whisper (whisper-base)" in paragraphs[1].splitlines()
 
 
 async def test_three_hour_transcript_in_every_format(gateway, database):

@@ -242,6 +242,8 @@ async def test_an_identical_upload_of_the_same_owner_takes_the_earlier_transcrip
     earlier = await finished_job_of(database, data, owner)
     job = await upload(ingest, [data], owner=owner)
     assert job.state == job_pb2.Job.SUCCEEDED and job.progress == 100 and job.reused_from == str(earlier)
+    # It says which engine and model wrote the transcript it took (the engine did not run for it).
+    assert (job.engine, job.engine_model) == ("whisper", "whisper-base")
     assert await queued_messages(bus, settings) == 0, "the engine is not asked"
     assert await transcript_rows(database, uuid.UUID(job.job_id)) == await transcript_rows(database, earlier)
     async with database() as session:
@@ -255,8 +257,10 @@ async def test_an_identical_upload_of_the_same_owner_takes_the_earlier_transcrip
 
 
 @pytest.mark.parametrize(
-    "case", ["another owner", "other options", "earlier one expired", "earlier one failed", "earlier one edited"]
-)
+    "case",
+    ["another owner", "other options", "earlier one expired", "earlier one failed", "earlier one edited",
+     "another model"],
+)  # fmt: skip
 async def test_no_reuse_across_owners_options_or_a_gone_transcript(ingest, database, bus, settings, case):
     data = SPEECH_CLIP.read_bytes()
     owner = "owner-reuse-" + uuid.uuid4().hex[:8]
@@ -265,6 +269,8 @@ async def test_no_reuse_across_owners_options_or_a_gone_transcript(ingest, datab
         "earlier one failed": {"state": JobState.FAILED},
         # A person's names, merges or corrections are theirs, in that job: the copy would be the machine's.
         "earlier one edited": {"transcript_edited_at": datetime.now(UTC)},
+        # Written by another model of the same engine (the service's is whisper-base).
+        "another model": {"engine_model": "whisper-small"},
     }.get(case, {})
     await finished_job_of(database, data, owner, **changes)
     uploader = "someone-else-" + uuid.uuid4().hex[:8] if case == "another owner" else owner

@@ -75,3 +75,9 @@ def test_every_json_route_answers_through_its_documented_model():
         responses = DOCUMENT["paths"][route.path][next(iter(route.methods)).lower()]["responses"]
         success = responses.get("200") or responses["202"]
         assert success["content"]["application/json"]["schema"]["$ref"].endswith(f"/{route.response_model.__name__}")
+
+
+def test_the_job_says_which_engine_and_model_transcribed_it():
+    job = DOCUMENT["components"]["schemas"]["Job"]
+    assert {"engine", "engine_model"} <= set(job["required"])
+    assert "gigaam-multilingual-ctc" in job["properties"]["engine_model"]["description"]

@@ -1,7 +1,11 @@
-"""The real-speech benchmark's reference loading (bench/accuracy/sets.py) and its added scores
-(bench/accuracy/metrics.py), on hand-checked cases; no model, no servers."""
+"""The real-speech benchmark's reference loading (bench/accuracy/sets.py), its added scores
+(bench/accuracy/metrics.py) and its choice of engine (bench/accuracy/real.py), on hand-checked cases;
+no model, no servers."""
 
 from __future__ import annotations
+
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +19,7 @@ from bench.accuracy.metrics import (
     speech_seconds_by_speaker,
     time_ordered_text,
 )
-from bench.accuracy.real import allowed_languages
+from bench.accuracy.real import allowed_languages, engine_model_dir, engine_settings, parse_args
 from bench.accuracy.sets import (
     evenly_spaced,
     language_from_name,
@@ -128,6 +132,64 @@ def test_film_tv_and_phone_recordings_are_scored_and_a_reference_without_one_is_
 def test_a_language_outside_the_allowed_set_is_allowed_alone():
     assert allowed_languages(("kk", "ru"), "ru") == ("kk", "ru")
     assert allowed_languages(("kk", "ru"), "en") == ("en",)
+
+
+# --- the engine `ours` runs on ---
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE_VARIABLES = ("KAZRU_ENGINE", "KAZRU_GIGAAM_MODEL_DIR", "KAZRU_GIGAAM_MODEL", "KAZRU_WHISPER_MODEL")
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    """No engine variables but the ones a test sets."""
+    for name in ENGINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_without_a_choice_ours_is_the_default_whisper_engine(environment):
+    settings = engine_settings(parse_args([]))
+    assert (settings.engine, settings.engine_model) == ("whisper", "whisper-base")
+
+
+def test_the_engine_and_its_model_folder_from_the_command_line(environment, tmp_path):
+    settings = engine_settings(parse_args(["--engine", "gigaam", "--model-dir", str(tmp_path)]))
+    assert (settings.engine, settings.engine_model) == ("gigaam", "gigaam-multilingual-ctc")
+    assert settings.gigaam_model_dir == tmp_path and engine_model_dir(settings) == str(tmp_path)
+
+    whisper = engine_settings(parse_args(["--engine", "whisper", "--model-dir", str(tmp_path / "whisper-small")]))
+    assert whisper.whisper_model_path == str(tmp_path / "whisper-small") and whisper.engine_model == "whisper-small"
+
+
+def test_the_engine_and_its_model_folder_from_the_environment(environment, tmp_path):
+    environment.setenv("KAZRU_ENGINE", "gigaam")
+    environment.setenv("KAZRU_GIGAAM_MODEL", "gigaam-multilingual-large-ctc")
+    environment.setenv("KAZRU_GIGAAM_MODEL_DIR", str(tmp_path))
+    settings = engine_settings(parse_args([]))
+    assert (settings.engine, settings.engine_model) == ("gigaam", "gigaam-multilingual-large-ctc")
+    assert settings.gigaam_model_dir == tmp_path
+    # The command line wins; the environment's other GigaAM settings stay.
+    other = tmp_path / "other"
+    settings = engine_settings(parse_args(["--model-dir", str(other)]))
+    assert settings.gigaam_model_dir == other and settings.engine_model == "gigaam-multilingual-large-ctc"
+    assert engine_settings(parse_args(["--engine", "whisper"])).engine == "whisper"
+
+
+def test_a_remote_engine_has_no_model_folder_and_an_unknown_engine_is_refused(environment, tmp_path):
+    with pytest.raises(SystemExit, match="speechkit engine runs at its provider"):
+        engine_settings(parse_args(["--engine", "speechkit", "--model-dir", str(tmp_path)]))
+    with pytest.raises(SystemExit):
+        parse_args(["--engine", "vosk"])
+
+
+def test_make_bench_real_passes_bench_args_to_the_benchmark():
+    dry_run = subprocess.run(
+        ["make", "-n", "bench-real", "BENCH_ARGS=--engine gigaam --model-dir /models/g"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (command,) = [line for line in dry_run.stdout.splitlines() if "bench/accuracy/real.py" in line]
+    assert "real.py --engine gigaam --model-dir /models/g --json-out" in command
 
 
 # --- speaker count ---

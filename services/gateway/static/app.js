@@ -22,6 +22,10 @@ const JOBS_PAGE_SIZE = 50;
 // which edits the text and must not start playback.
 const DOUBLE_CLICK_MS = 300;
 
+// How the page names the engines (a job's `engine`, /api/v1/status's `engine.name`); the DOCX export has the
+// same names (services/exporter/formats.py).
+const ENGINE_TITLES = { whisper: "Whisper", gigaam: "GigaAM-Multilingual", speechkit: "Yandex SpeechKit" };
+
 // The page's words in each language: static/locale-{en,ru,kk}.js, loaded before this file.
 const TEXT = window.KAZRU_TEXT;
 
@@ -57,6 +61,7 @@ const uploadQueue = []; // {file, languages, maxSpeakers, row}, sent one at a ti
 let uploading = false;
 let jobPages = 1; // how many pages of the job list the page shows
 let jobsRead = null; // the list read under way, if any
+let configuredEngine = null; // {name, model} that new uploads run on (/api/v1/status), once read
 
 function chooseLanguage() {
   const saved = localStorage.getItem(LANGUAGE_KEY);
@@ -85,6 +90,28 @@ function applyLanguage() {
   }
   for (const entry of jobs.values()) renderJob(entry);
   if (shown) renderTranscript();
+  renderConfiguredEngine();
+}
+
+function engineText(name, model) {
+  // "GigaAM-Multilingual (gigaam-multilingual-ctc)"; the model alone repeats nothing when it is absent.
+  const title = ENGINE_TITLES[name] || name;
+  return model ? `${title} (${model})` : title;
+}
+
+async function readConfiguredEngine() {
+  try {
+    configuredEngine = (await api("GET", "/api/v1/status")).engine;
+  } catch {
+    return; // the line stays hidden: the upload works without it
+  }
+  renderConfiguredEngine();
+}
+
+function renderConfiguredEngine() {
+  const line = $("configured-engine");
+  line.hidden = !configuredEngine;
+  line.textContent = configuredEngine ? t("configuredEngine", { engine: engineText(configuredEngine.name, configuredEngine.model) }) : "";
 }
 
 // ---- API ----
@@ -627,6 +654,10 @@ function renderTranscript() {
   shown.word = null;
   const seconds = (entry && entry.job.audio.duration_seconds) || transcript.duration_seconds;
   $("transcript-duration").textContent = seconds ? t("durationLabel", { time: clock(seconds) }) : "";
+  // Which engine and model wrote this transcript (a reused result: the earlier job's).
+  const engine = entry && entry.job.engine;
+  $("transcript-engine").textContent = engine ? t("transcribedBy", { engine: engineText(engine, entry.job.engine_model) }) : "";
+  $("transcript-engine").hidden = !engine;
   search(false);
   highlightPlaying();
 }
@@ -1102,6 +1133,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 
   applyLanguage();
+  readConfiguredEngine();
   refreshJobs();
   setInterval(refreshJobs, REFRESH_MS);
   setInterval(() => { for (const entry of jobs.values()) renderTimes(entry); }, 1000);

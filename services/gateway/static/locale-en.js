@@ -56,4 +56,5 @@ window.KAZRU_TEXT.en = {
   err_FORBIDDEN: "The page is out of date: reload it and try again.",
   err_AUDIO_UNAVAILABLE: "The audio cannot be played.",
   err_AUDIO_FORMAT_NOT_PLAYABLE: "This browser cannot play this recording's format; the transcript and the downloads are not affected.",
+  configuredEngine: "Engine: {engine}", transcribedBy: "Transcribed by {engine}",
 };

@@ -57,4 +57,5 @@ window.KAZRU_TEXT.kk = {
   err_FORBIDDEN: "Бет ескірген: оны қайта жүктеп, қайталаңыз.",
   err_AUDIO_UNAVAILABLE: "Жазбаны ойнату мүмкін емес.",
   err_AUDIO_FORMAT_NOT_PLAYABLE: "Бұл браузер осы жазбаның форматын ойната алмайды; транскрипция мен жүктеп алу әдеттегідей жұмыс істейді.",
+  configuredEngine: "Тану жүйесі: {engine}", transcribedBy: "Мәтінге айналдырған: {engine}",
 };

@@ -57,4 +57,5 @@ window.KAZRU_TEXT.ru = {
   err_FORBIDDEN: "Страница устарела: обновите её и повторите.",
   err_AUDIO_UNAVAILABLE: "Запись не удаётся воспроизвести.",
   err_AUDIO_FORMAT_NOT_PLAYABLE: "Этот браузер не воспроизводит формат этой записи; расшифровка и скачивание работают как обычно.",
+  configuredEngine: "Система распознавания: {engine}", transcribedBy: "Распознано: {engine}",
 };
