@@ -12,7 +12,10 @@ import time
 from collections.abc import Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 
+from kazru.domain import errors
+from kazru.grpc import errors as grpc_errors
 from kazru.observability import metrics, tracing
 
 # Health checks and reflection are counted but not traced: probes would bury the real traces.
@@ -84,6 +87,66 @@ class ServerTelemetry(grpc.aio.ServerInterceptor):
             return observed
 
         return wrap_behaviour(handler, unary_response, streamed_response)
+
+
+class _Undecodable:
+    """What a request deserializer returns for bytes that are not the message (instead of raising, which
+    grpc.aio reports to the client as UNKNOWN with the exception's class and text)."""
+
+
+UNDECODABLE = _Undecodable()
+
+
+class RefuseUndecodableRequests(grpc.aio.ServerInterceptor):
+    """A request that does not parse (a string field that is not UTF-8, truncated bytes) is refused with
+    INVALID_ARGUMENT through the one error mapping, never answered with protobuf's own exception text."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+
+        def tolerant_parse(data: bytes):
+            try:
+                return parse(data)
+            except DecodeError:
+                return UNDECODABLE
+
+        async def refuse(context) -> None:
+            await grpc_errors.abort(
+                context, errors.InvalidArgument("the request is not a valid message (text must be UTF-8)",
+                                                code="MALFORMED_REQUEST"),
+            )  # fmt: skip
+
+        async def checked_stream(requests, context):
+            async for request in requests:
+                if request is UNDECODABLE:
+                    await refuse(context)
+                yield request
+
+        def unary_response(behavior: Callable) -> Callable:
+            async def checked(request, context):
+                if request is UNDECODABLE:
+                    await refuse(context)
+                if hasattr(request, "__aiter__"):
+                    request = checked_stream(request, context)
+                return await behavior(request, context)
+
+            return checked
+
+        def streamed_response(behavior: Callable) -> Callable:
+            async def checked(request, context):
+                if request is UNDECODABLE:
+                    await refuse(context)
+                if hasattr(request, "__aiter__"):
+                    request = checked_stream(request, context)
+                async for response in behavior(request, context):
+                    yield response
+
+            return checked
+
+        return wrap_behaviour(handler._replace(request_deserializer=tolerant_parse), unary_response, streamed_response)
 
 
 def wrap_behaviour(

@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from kazru.grpc.interceptors import ServerTelemetry, client_interceptors
+from kazru.grpc.interceptors import RefuseUndecodableRequests, ServerTelemetry, client_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class GrpcServer:
         interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     ):
         # Telemetry first: it also counts and times the calls the others refuse.
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[ServerTelemetry(), *interceptors])
+        self.server = grpc.aio.server(
+            options=CHANNEL_OPTIONS, interceptors=[ServerTelemetry(), RefuseUndecodableRequests(), *interceptors]
+        )
         register(self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

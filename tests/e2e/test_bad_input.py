@@ -440,3 +440,33 @@ async def test_head_of_a_jobs_audio_answers_like_get_without_the_body(stack):
         part = await client.head(audio, headers={"Range": "bytes=0-99"})
         assert (part.status_code, part.headers["content-range"]) == (206, f"bytes 0-99/{len(FLAC)}")
         await client.delete(f"/api/v1/jobs/{job['job_id']}")
+
+
+# A GetJobRequest whose `name` (field 1, a string) is not UTF-8, and an upload's metadata whose file name is not.
+NOT_UTF8_GET_JOB = b"\x0a\x02\xff\xfe"
+NOT_UTF8_UPLOAD_METADATA = b"\x0a\x04\x0a\x02\xff\xfe"
+
+
+@pytest.mark.parametrize("method", ["GetJob", "UploadAudio"])
+async def test_a_grpc_request_that_is_not_a_valid_message_is_invalid_argument_without_internals(stack, method):
+    """protobuf refuses a string field that is not UTF-8; that is the caller's error (INVALID_ARGUMENT,
+    MALFORMED_REQUEST), not UNKNOWN with protobuf's exception class and text."""
+    channel = grpc_server.channel(stack.settings.public_grpc_address)
+    metadata = (("authorization", f"Bearer {API_KEY}"),)
+    path = f"/kazru.v1.JobService/{method}"
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            if method == "GetJob":
+                await channel.unary_unary(path)(NOT_UTF8_GET_JOB, metadata=metadata, timeout=10)
+            else:
+
+                async def requests():
+                    yield NOT_UTF8_UPLOAD_METADATA
+
+                await channel.stream_unary(path)(requests(), metadata=metadata, timeout=10)
+    finally:
+        await channel.close()
+    refused = caught.value
+    error = from_rpc_error(refused)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and error.code == "MALFORMED_REQUEST", refused
+    assert "DecodeError" not in (refused.details() or "") and "class" not in (refused.details() or "")
