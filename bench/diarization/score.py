@@ -39,7 +39,7 @@ from bench.accuracy.metrics import (  # noqa: E402
     diarization_errors,
 )
 from bench.accuracy.run import machine_info, print_report  # noqa: E402
-from bench.accuracy.sets import DEFAULT_CORPUS_DIR, load_folder, rttm_turns_for  # noqa: E402
+from bench.accuracy.sets import DEFAULT_CORPUS_DIR, REFERENCE_SUFFIXES, is_recording, rttm_turns_for  # noqa: E402
 from bench.diarization.conversations import DEFAULT_SEED, POOLS, output_dir  # noqa: E402
 from kazru.adapters.audio import SAMPLE_RATE, decode_pcm16k  # noqa: E402
 
@@ -95,11 +95,14 @@ def conversation_items(folder: Path, pool: str, limit: int | None) -> list[Item]
 
 
 def real_items(folder: Path) -> list[Item]:
-    return [
-        Item("real", reference.file_id, reference.audio, reference.turns)
-        for reference in load_folder("real", folder)
-        if reference.turns
-    ]
+    """Every recording with an RTTM beside it (its language does not matter here, unlike in bench/accuracy)."""
+    items = []
+    for audio in sorted(path for path in folder.iterdir() if path.suffix.lower() not in REFERENCE_SUFFIXES):
+        rttm = audio.with_suffix(".rttm")
+        if rttm.is_file() and is_recording(audio):
+            turns = rttm_turns_for(audio.stem, rttm.read_text(encoding="utf-8"), rttm)
+            items.append(Item("real", audio.stem, audio, turns))
+    return items
 
 
 def groups_of(item: Item, reference_count: int) -> list[str]:
