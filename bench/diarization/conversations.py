@@ -21,7 +21,8 @@ resumed or run in parallel without changing a byte:
 A voice's material is its utterances with the silence at their ends cut and pauses inside them longer
 than MAX_PAUSE_SECONDS shortened to it (an energy threshold, MATERIAL_FLOOR_DB under the utterance's
 loud frames), so a turn is speech from its first sample to its last: its RTTM line is exactly where its
-samples were placed. Written into the gitignored bench/.cache/conversations/<version>-seed<seed>/:
+samples were placed. Every conversation gets a microphone's hiss 45-60 dB under its speech, so that
+nothing in it is digital silence. Written into the gitignored bench/.cache/conversations/<version>-seed<seed>/:
 `<name>.flac` (16 kHz mono), `<name>.rttm`, and `manifest.jsonl` (one line per conversation: file,
 pool, n_speakers, speakers, sexes, same_sex, dominant and its share of the talk, overlap_share,
 channel, duration_s).
@@ -83,6 +84,8 @@ MAX_OVERLAP_SHARE = 0.20
 NO_OVERLAP_SHARE = 0.3  # of conversations have none at all
 # Every speaker talks at least this long, so that each one counts (bench/accuracy/metrics.counted_speakers: 2 s).
 MIN_SPEAKER_SECONDS = 4.0
+# Every conversation's hiss (pink noise) is this far under its speech, whatever its channel.
+NOISE_FLOOR_SNR_DB = (45.0, 60.0)
 CHANNELS = ("clean", "opus", "telephone", "noise", "reverb")
 BABBLE_VOICES = (4, 6)
 
@@ -368,16 +371,22 @@ def speech_runs(samples: np.ndarray) -> list[tuple[int, int]]:
 
 def compact_material(utterances: list[np.ndarray]) -> tuple[np.ndarray, tuple[int, ...]]:
     """A voice's utterances as one stretch of speech: silence at the ends cut, longer pauses shortened to
-    MAX_PAUSE_SECONDS (and that pause between utterances); where each stretch of speech starts."""
-    pause = np.zeros(_seconds(MAX_PAUSE_SECONDS), dtype=np.float32)
+    MAX_PAUSE_SECONDS (their own room tone, not digital silence); between two utterances the room tone
+    before the next one's first word. Also where each stretch of speech starts."""
+    most = _seconds(MAX_PAUSE_SECONDS)
     pieces, run_starts, length = [], [], 0
     for utterance in utterances:
         runs = speech_runs(utterance)
         for position, (start, stop) in enumerate(runs):
             if pieces:
-                gap = len(pause) if position == 0 else min(start - runs[position - 1][1], len(pause))
-                pieces.append(pause[:gap])
-                length += gap
+                if position == 0:
+                    pause = utterance[max(0, start - most) : start]
+                else:
+                    pause = utterance[runs[position - 1][1] : start]
+                    if len(pause) > most:
+                        pause = np.concatenate([pause[: most // 2], pause[len(pause) - (most - most // 2) :]])
+                pieces.append(pause)
+                length += len(pause)
             run_starts.append(length)
             pieces.append(utterance[start:stop])
             length += stop - start
@@ -431,6 +440,10 @@ def render(plan: ConversationPlan, audio: dict[str, np.ndarray]) -> np.ndarray:
     speech = np.zeros(plan.samples, dtype=bool)
     for turn in plan.turns:
         speech[turn.start : turn.start + turn.samples] = True
+    # No upload is digital silence between turns: a microphone's hiss, far under the speech.
+    floor_rng = np.random.default_rng([plan.channel["seed"], 1])
+    floor = coloured_noise(plan.samples, 1.0, floor_rng)
+    mix = add_at_snr(mix, speech, floor, floor_rng.uniform(*NOISE_FLOOR_SNR_DB)).astype(np.float32)
     mix = apply_channel(mix, speech, plan.channel, audio)
     # Uploads come at all levels: peak between -12 and -1 dBFS.
     peak_db = np.random.default_rng(plan.channel["seed"]).uniform(-12.0, -1.0)
