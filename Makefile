@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PROTOS := $(wildcard protos/kazru/v1/*.proto)
 
-.PHONY: run test proto model fixtures bench bench-real clean help
+.PHONY: run test proto model fixtures bench bench-real bench-diarization clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -13,6 +13,7 @@ help:
 	@echo "make test   - run the test suite (starts its own servers)"
 	@echo "make bench  - run the benchmarks (prints JSON; tens of minutes)"
 	@echo "make bench-real - the accuracy benchmark on real speech with its peers (~20 min on 2 cores)"
+	@echo "make bench-diarization - diarizers on 300 real-voice conversations and the real recordings (~25 min)"
 	@echo "make proto  - regenerate the gRPC/protobuf code"
 	@echo "make fixtures - regenerate the test speech (needs espeak-ng and sox)"
 
@@ -47,12 +48,19 @@ bench: proto model
 	$(PY) bench/accuracy/generate.py
 	$(PY) bench/accuracy/run.py
 	$(MAKE) bench-real
+	$(MAKE) bench-diarization
 
 # Real recordings (../shared/corpus/real and festvox-ru, fetched into bench/.cache) with the peers
 # measured in the same run; needs apt-get and dpkg-deb for festvox-ru. Any engine and model folder:
 # make bench-real BENCH_ARGS="--engine gigaam --model-dir DIR" (or KAZRU_ENGINE / KAZRU_GIGAAM_MODEL_DIR).
 bench-real: proto model
 	$(PY) bench/accuracy/real.py $(BENCH_ARGS) --json-out bench/results/accuracy-real.json
+
+# 300 conversations of real voices (tuning and held-out speaker pools; built into bench/.cache, ~2 min) and
+# ../shared/corpus/real: our diarizer and the plain peer, DER and the speaker count (issue 24).
+bench-diarization: proto model
+	$(PY) bench/diarization/conversations.py
+	$(PY) bench/diarization/score.py --json-out bench/results/diarization.json
 
 fixtures:
 	bash scripts/make_fixtures.sh
