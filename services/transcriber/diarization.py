@@ -62,15 +62,20 @@ AFFINITY_KEEP = 0.2
 
 @dataclass(frozen=True)
 class ClusteringLimits:
-    """Limits that live in the speaker encoder's embedding space. The defaults are 3D-Speaker's
-    own for CAM++ (min_cluster_size 4, mer_cos 0.8): a cluster of fewer windows (about 3 s of
-    speech) is not a speaker of its own, and two speakers whose mean embeddings are closer are
-    one. Measured on real speech (BENCHMARKS.md): with them no single-speaker festvox-ru or
-    Kazakh clip is split, and the meetings' count is exact more often."""
+    """How windows become speakers; the limits live in the speaker encoder's embedding space.
+
+    `count_rule` says how many speakers there are: "eigengap" (the pruned affinity graph's largest
+    eigengap, keeping `affinity_keep` of each window's neighbours) or "threshold" (average linkage cut
+    where two groups' mean cosine similarity falls below `link_similarity`). Then a group of fewer than
+    `min_speaker_windows` windows is folded into its nearest speaker, and speakers whose centroids are
+    closer than `merge_cosine` are one (None: never)."""
 
     min_speaker_windows: int = 4
     # None: never merge by closeness (GE2E's setting before CAM++: 3 windows, no merge).
     merge_cosine: float | None = 0.8
+    count_rule: str = "eigengap"
+    affinity_keep: float = 0.2
+    link_similarity: float = 0.55
 
 
 CAMPLUS_LIMITS = ClusteringLimits()
@@ -241,8 +246,12 @@ def cluster_speakers(
     lower = min(max(min_speakers or 1, 1), upper)
     if len(embeddings) == 1:
         return np.zeros(1, dtype=int)
-    count = min(max(count_speakers(embeddings, upper), lower), upper)
     tree = linkage(embeddings, method="average", metric="cosine")
+    if limits.count_rule == "threshold":
+        count = len(np.unique(fcluster(tree, t=1.0 - limits.link_similarity, criterion="distance")))
+    else:
+        count = count_speakers(embeddings, upper, limits.affinity_keep)
+    count = min(max(count, lower), upper)
     labels = fcluster(tree, t=count, criterion="maxclust")
     labels = _merge_small_clusters(embeddings, labels - 1, lower, limits.min_speaker_windows)
     if limits.merge_cosine is not None:
@@ -261,7 +270,7 @@ def _cluster_through_an_even_sample(
     return _reassign_to_centroids(embeddings, np.unique(nearest, return_inverse=True)[1])
 
 
-def count_speakers(embeddings: np.ndarray, upper: int) -> int:
+def count_speakers(embeddings: np.ndarray, upper: int, affinity_keep: float = AFFINITY_KEEP) -> int:
     """The eigengap of the normalised Laplacian of the pruned affinity graph: with k
     well-separated voices the graph has k nearly disconnected parts, so k eigenvalues
     sit near 0 and the largest jump follows them."""
@@ -269,7 +278,7 @@ def count_speakers(embeddings: np.ndarray, upper: int) -> int:
     if count < 3:
         return 1
     affinity = np.clip(embeddings @ embeddings.T, 0.0, None)
-    neighbours = max(2, int(np.ceil(AFFINITY_KEEP * count)))
+    neighbours = max(2, int(np.ceil(affinity_keep * count)))
     kth_largest = -np.sort(-affinity, axis=1)[:, neighbours - 1 : neighbours]
     pruned = np.where(affinity >= kth_largest, affinity, 0.0)
     pruned = (pruned + pruned.T) / 2
