@@ -89,11 +89,11 @@ def embed(items: list[Item], seed: int) -> None:
 def candidates() -> list[ClusteringLimits]:
     """The settings tried on the tuning pool: today's eigengap count with other graph prunings and merge
     rules, and a count by average linkage cut at a cosine similarity, with the same clean-up after."""
-    found = [CAMPLUS_LIMITS]
+    found = [BEFORE_ISSUE_24]
     for keep, merge in itertools.product((0.1, 0.15, 0.3), (None, 0.8)):
-        found.append(replace(CAMPLUS_LIMITS, affinity_keep=keep, merge_cosine=merge))
+        found.append(replace(BEFORE_ISSUE_24, affinity_keep=keep, merge_cosine=merge))
     for similarity, min_windows, merge in itertools.product(
-        (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7), (2, 4, 6, 8), (None, 0.7, 0.8)
+        (0.45, 0.5, 0.525, 0.55, 0.575, 0.6, 0.65), (3, 4, 5, 6), (None, 0.7, 0.75, 0.8)
     ):
         found.append(
             ClusteringLimits(
@@ -104,6 +104,8 @@ def candidates() -> list[ClusteringLimits]:
 
 
 PEER = "plain_peer"
+# The setting before this sweep: the eigengap count (keep 0.2), 4 windows, merge at 0.8.
+BEFORE_ISSUE_24 = ClusteringLimits()
 
 
 def load_cached(items: list[Item], seed: int) -> list[tuple[Item, dict]]:
@@ -199,7 +201,8 @@ def sweep(items: list[Item], seed: int, json_out: Path | None) -> None:
     print(f"chosen on tuning: {label(chosen)}", file=sys.stderr)
 
     summary = {}
-    for name, setting in (("chosen", chosen), ("current", CAMPLUS_LIMITS), (PEER, PEER)):
+    settings = (("chosen", chosen), ("service default", CAMPLUS_LIMITS), ("before", BEFORE_ISSUE_24), (PEER, PEER))
+    for name, setting in settings:
         summary[name] = {
             pool: figures_by_group(score_setting(pairs, setting), by_key) for pool, pairs in pools.items() if pairs
         }
@@ -208,7 +211,7 @@ def sweep(items: list[Item], seed: int, json_out: Path | None) -> None:
             if pool in summary[name]:
                 figures = summary[name][pool]["all"]
                 print(
-                    f"{pool:8s} {name:10s} DER {figures['der']:.4f} count exact {figures['count_exact']:.3f}",
+                    f"{pool:8s} {name:16s} DER {figures['der']:.4f} count exact {figures['count_exact']:.3f}",
                     file=sys.stderr,
                 )
     print_report(
@@ -231,9 +234,11 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=DEFAULT_CORPUS_DIR)
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--reverse", action="store_true", help="embed from the last file (a second process)")
+    parser.add_argument("--pool", choices=("tuning", "heldout", "real"), help="embed this set only")
     args = parser.parse_args()
     items = all_items(args.seed, args.real)
     if args.step == "embed":
+        items = [item for item in items if args.pool in (None, item.set_name)]
         embed(items[::-1] if args.reverse else items, args.seed)
     else:
         sweep(items, args.seed, args.json_out)
