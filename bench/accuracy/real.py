@@ -97,8 +97,8 @@ def default_diarizer():
 
 def ge2e_diarizer():
     """The pipeline's previous diarizer: the GE2E encoder with the clustering limits it had."""
-    from services.transcriber.diarization import ClusteringLimits, Diarizer
     from bench.ge2e.voice_encoder import VoiceEncoder
+    from services.transcriber.diarization import ClusteringLimits, Diarizer
 
     return Diarizer(VoiceEncoder.load(), ClusteringLimits(min_speaker_windows=3, merge_cosine=None))
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
-import json
 import io
+import json
 import pickle
 import shutil
 import subprocess

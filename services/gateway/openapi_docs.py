@@ -17,10 +17,10 @@ from importlib import resources, util
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from kazru.domain import upload_protocol
 from services.gateway.api_models import ErrorResponse

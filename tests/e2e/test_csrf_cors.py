@@ -36,23 +36,23 @@ def upload(client: httpx.Client, **headers: str) -> httpx.Response:
 
 
 def test_cookie_writes_need_the_csrf_token_from_our_own_origin(stack):
-    with httpx.Client(base_url=stack.http, timeout=30) as browser:
-        first = browser.get("/api/v1/jobs")
+    with httpx.Client(base_url=stack.http, timeout=30) as cookie_client:
+        first = cookie_client.get("/api/v1/jobs")
         assert first.json()["jobs"] == []
         cookies = {line.split("=", 1)[0]: line for line in first.headers.get_list("set-cookie")}
         assert "HttpOnly" in cookies["kazru_session"]
         # The page's script must read the token, so that cookie alone is readable; and never sent cross-site.
         assert "HttpOnly" not in cookies["kazru_csrf"] and "SameSite=strict" in cookies["kazru_csrf"]
-        token = browser.cookies["kazru_csrf"]
-        assert token != browser.cookies["kazru_session"]
+        token = cookie_client.cookies["kazru_csrf"]
+        assert token != cookie_client.cookies["kazru_session"]
 
         refused = {
-            "no token": upload(browser),
-            "wrong token": upload(browser, **{"X-CSRF-Token": "0" * 64}),
-            "another origin": upload(browser, **{"X-CSRF-Token": token, "Origin": "https://evil.example"}),
-            "another site": upload(browser, **{"X-CSRF-Token": token, "Sec-Fetch-Site": "cross-site"}),
+            "no token": upload(cookie_client),
+            "wrong token": upload(cookie_client, **{"X-CSRF-Token": "0" * 64}),
+            "another origin": upload(cookie_client, **{"X-CSRF-Token": token, "Origin": "https://evil.example"}),
+            "another site": upload(cookie_client, **{"X-CSRF-Token": token, "Sec-Fetch-Site": "cross-site"}),
             # CORS lets that origin's pages call the API with a key, not write with a visitor's cookie.
-            "a CORS origin": upload(browser, **{"X-CSRF-Token": token, "Origin": ALLOWED_ORIGIN}),
+            "a CORS origin": upload(cookie_client, **{"X-CSRF-Token": token, "Origin": ALLOWED_ORIGIN}),
         }
         answers = {case: (r.status_code, r.json()["error"]["code"]) for case, r in refused.items()}
         assert answers == {
@@ -62,15 +62,15 @@ def test_cookie_writes_need_the_csrf_token_from_our_own_origin(stack):
             "another site": (403, "CSRF_ORIGIN_REFUSED"),
             "a CORS origin": (403, "CSRF_ORIGIN_REFUSED"),
         }
-        assert browser.get("/api/v1/jobs").json()["jobs"] == []  # none of them created a job
+        assert cookie_client.get("/api/v1/jobs").json()["jobs"] == []  # none of them created a job
 
         page_headers = {"X-CSRF-Token": token, "Origin": stack.http, "Sec-Fetch-Site": "same-origin"}
-        accepted = upload(browser, **page_headers)
+        accepted = upload(cookie_client, **page_headers)
         assert accepted.status_code == 202, accepted.text
         job_path = f"/api/v1/jobs/{accepted.json()['job_id']}"
-        assert browser.delete(job_path).json()["error"]["code"] == "CSRF_TOKEN_MISSING"
-        assert browser.get(job_path).json()["state"] != "DELETED"
-        deleted = browser.delete(job_path, headers=page_headers)
+        assert cookie_client.delete(job_path).json()["error"]["code"] == "CSRF_TOKEN_MISSING"
+        assert cookie_client.get(job_path).json()["state"] != "DELETED"
+        deleted = cookie_client.delete(job_path, headers=page_headers)
         assert deleted.status_code == 200 and deleted.json()["state"] == "DELETED"
 
 
@@ -82,9 +82,9 @@ def test_api_key_writes_need_no_csrf_token(stack):
         assert accepted.status_code == 202, accepted.text
         assert client.delete(f"/api/v1/jobs/{accepted.json()['job_id']}", headers=AUTH).status_code == 200
     # An empty Authorization header is no API key: the write is judged as a cookie write.
-    with httpx.Client(base_url=stack.http, timeout=30) as browser:
-        browser.get("/api/v1/jobs")
-        assert upload(browser, Authorization="").status_code == 403
+    with httpx.Client(base_url=stack.http, timeout=30) as cookie_client:
+        cookie_client.get("/api/v1/jobs")
+        assert upload(cookie_client, Authorization="").status_code == 403
 
 
 def test_cors_preflight_allows_the_configured_origin_only(stack):
@@ -172,7 +172,7 @@ def test_another_origins_form_post_to_the_openai_route_is_refused(local_stack):
     assert local_job_count(local_stack) == before, "no job was created"
 
 
-async def test_a_page_on_another_origin_cannot_post_a_file_to_the_openai_route(local_stack, browser):
+async def test_a_page_on_another_origin_cannot_post_a_file_to_the_openai_route(local_stack, browser):  # noqa: F811 - the fixture
     before = local_job_count(local_stack)
     target = f"{local_stack.http}/v1/audio/transcriptions"
     context = await browser.new_context()

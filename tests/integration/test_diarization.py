@@ -11,8 +11,8 @@ import pytest
 
 from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, Segment, diarization_errors
 from kazru.adapters import audio
-from services.transcriber.engines.speechkit import SpeechKitEngine
 from services.transcriber.diarization import Diarizer
+from services.transcriber.engines.speechkit import SpeechKitEngine
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP

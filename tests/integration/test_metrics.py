@@ -7,12 +7,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from kazru.adapters.audio import SAMPLE_RATE
-from services.transcriber.engines.speechkit import SpeechKitEngine
 from kazru.db.models import Job, JobState
 from kazru.domain.external_copies import NO_EXTERNAL_COPIES
 from kazru.settings import SpeechKitSettings
 from services.janitor.expiry import Janitor
 from services.transcriber.diarization import Diarizer
+from services.transcriber.engines.speechkit import SpeechKitEngine
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from tests.fakes.bus import RecordingBus

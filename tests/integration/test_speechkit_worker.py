@@ -9,10 +9,10 @@ import grpc
 import pytest_asyncio
 from sqlalchemy import func, select
 
-from services.transcriber.engines.speechkit import SpeechKitEngine
 from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from services.transcriber.diarization import Diarizer
+from services.transcriber.engines.speechkit import SpeechKitEngine
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from services.transcriber.worker import TranscriptionWorker

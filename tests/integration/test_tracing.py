@@ -14,7 +14,6 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
 from kazru.adapters.bus import SUBJECT_UPLOADED
-from services.transcriber.engines.speechkit import SpeechKitEngine
 from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository
 from kazru.db.models import JobState
@@ -31,6 +30,7 @@ from services.gateway.http_api import create_app
 from services.ingest.__main__ import create_server as create_ingest
 from services.ingest.uploads import UploadService
 from services.transcriber.diarization import Diarizer
+from services.transcriber.engines.speechkit import SpeechKitEngine
 from services.transcriber.pipeline import TranscriptionPipeline
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 from services.transcriber.worker import TranscriptionWorker

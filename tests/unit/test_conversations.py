@@ -93,7 +93,7 @@ def test_the_set_has_what_the_issue_asks_for():
     for plan in plans:
         for speaker in plan.speakers:
             own = sorted((turn.start, turn.start + turn.samples) for turn in plan.turns if turn.speaker == speaker)
-            assert all(end <= next_start for (_, end), (next_start, _) in zip(own, own[1:]))  # never over itself
+            assert all(end <= next_start for (_, end), (next_start, _) in zip(own, own[1:], strict=False))  # never over itself
             assert sum(end - start for start, end in own) >= MIN_SPEAKER_SECONDS * SAMPLE_RATE
         assert max(turn.start + turn.samples for turn in plan.turns) < plan.samples
 

@@ -5,7 +5,6 @@ voices are, so the right speaker count is not in doubt."""
 from __future__ import annotations
 
 import numpy as np
-
 import pytest
 
 from services.transcriber.diarization import CAMPLUS_LIMITS, ClusteringLimits, cluster_speakers

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from services.gateway import openapi_docs as docs
 from kazru.settings import Settings
+from services.gateway import openapi_docs as docs
 from services.gateway.api_models import ConfiguredEngine, Health, ServiceStatus, UsageReport
 from services.gateway.routes.dependencies import Caller, GatewayDep, SettingsDep
 

@@ -20,7 +20,6 @@ no capitals, no digits. So:
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Sequence
@@ -34,7 +33,6 @@ from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
 from kazru.adapters.model_files import missing_gigaam_files
 from kazru.domain import errors
 from kazru.domain.recognition import (
-    ExternalCopyCallback,
     ProgressCallback,
     Recognition,
     RecognizedSpan,
@@ -42,6 +40,7 @@ from kazru.domain.recognition import (
     SpeechRegion,
 )
 from kazru.settings import Settings
+from services.transcriber.engines.local import LocalEngine
 from services.transcriber.punctuation import punctuate
 from services.transcriber.text_language import TextTurn, choose_segment_languages
 
@@ -70,7 +69,7 @@ class Piece:
     end: float
 
 
-class GigaamEngine:
+class GigaamEngine(LocalEngine):
     name = "gigaam"
 
     def __init__(self, settings: Settings):
@@ -100,20 +99,6 @@ class GigaamEngine:
         self.model_name = gigaam.model
         self._max_piece_seconds = gigaam.max_piece_seconds
         self._batch_size = gigaam.batch_size
-
-    async def recognize(
-        self,
-        audio: np.ndarray | Recording,
-        languages: Sequence[str],
-        regions: Sequence[SpeechRegion],
-        on_progress: ProgressCallback,
-        on_external_copy: ExternalCopyCallback | None = None,
-    ) -> Recognition:
-        del on_external_copy  # everything stays on this machine
-        return await asyncio.to_thread(self.recognize_blocking, audio, languages, regions, on_progress)
-
-    async def forget(self, external_operation_id: str) -> None:
-        """Nothing is kept outside our own storage."""
 
     def recognize_blocking(
         self,

@@ -25,7 +25,6 @@ second, which cut fast speech mid-word.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 import zlib
@@ -41,7 +40,6 @@ from faster_whisper.transcribe import get_suppressed_tokens, merge_punctuations
 from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
 from kazru.domain import errors
 from kazru.domain.recognition import (
-    ExternalCopyCallback,
     ProgressCallback,
     Recognition,
     RecognizedSpan,
@@ -49,6 +47,7 @@ from kazru.domain.recognition import (
     SpeechRegion,
 )
 from kazru.settings import Settings
+from services.transcriber.engines.local import LocalEngine
 from services.transcriber.language_choice import Reading, TurnEvidence, choose_languages
 from services.transcriber.languages_heard import LanguagesHeard
 
@@ -115,7 +114,7 @@ def plan_chunks(regions: Sequence[SpeechRegion], duration: float) -> list[Chunk]
     return chunks
 
 
-class WhisperEngine:
+class WhisperEngine(LocalEngine):
     name = "whisper"
 
     def __init__(self, settings: Settings):
@@ -145,20 +144,6 @@ class WhisperEngine:
         self.model_name = name if "whisper" in name.lower() else f"whisper-{name}"
         self._tokenizers: dict[str, Tokenizer] = {}
         self._suppressed: dict[str, list[int]] = {}
-
-    async def recognize(
-        self,
-        audio: np.ndarray | Recording,
-        languages: Sequence[str],
-        regions: Sequence[SpeechRegion],
-        on_progress: ProgressCallback,
-        on_external_copy: ExternalCopyCallback | None = None,
-    ) -> Recognition:
-        del on_external_copy  # everything stays on this machine
-        return await asyncio.to_thread(self.recognize_blocking, audio, languages, regions, on_progress)
-
-    async def forget(self, external_operation_id: str) -> None:
-        """Nothing is kept outside our own storage."""
 
     def recognize_blocking(
         self,
