@@ -140,13 +140,17 @@ def test_only_tools_and_tests_import_the_development_tools():
 
 
 def engine_classes(path: Path) -> list[str]:
-    """Classes in `path` that are speech engines: they define `recognize` (the SpeechEngine protocol)."""
+    """Classes in `path` that are speech engines: they define `recognize` (the SpeechEngine protocol) or
+    `recognize_blocking` (a local engine's half, the rest inherited from LocalEngine)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     return [
         node.name
         for node in ast.walk(tree)
         if isinstance(node, ast.ClassDef)
-        and any(isinstance(item, ast.AsyncFunctionDef) and item.name == "recognize" for item in node.body)
+        and any(
+            isinstance(item, ast.AsyncFunctionDef | ast.FunctionDef) and item.name in ("recognize", "recognize_blocking")
+            for item in node.body
+        )
         and node.name != "SpeechEngine"  # the protocol itself (kazru/domain/recognition.py)
     ]
 
