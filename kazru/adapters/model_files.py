@@ -58,5 +58,10 @@ def gigaam_model_files(model: str, quantization: str) -> list[str]:
 
 
 def missing_gigaam_files(folder: Path, model: str, quantization: str) -> list[str]:
-    """Which of `gigaam_model_files` `folder` lacks (all of them when the folder does not exist)."""
-    return [name for name in gigaam_model_files(model, quantization) if not (Path(folder) / name).is_file()]
+    """Which of `gigaam_model_files` `folder` lacks (all of them when the folder does not exist). An empty file is
+    missing too: a copy cut short, which would otherwise fail later, inside onnxruntime, with its own words."""
+    return [
+        name
+        for name in gigaam_model_files(model, quantization)
+        if not (Path(folder) / name).is_file() or (Path(folder) / name).stat().st_size == 0
+    ]

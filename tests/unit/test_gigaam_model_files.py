@@ -33,10 +33,13 @@ def test_missing_files_are_named_exactly(tmp_path):
         "multilingual_ctc.int8.onnx", "multilingual_vocab.txt", "config.json",
     ]  # fmt: skip
     (tmp_path / "config.json").write_text("{}")
-    (tmp_path / "multilingual_ctc.onnx").touch()  # full precision: not the int8 file asked for
+    (tmp_path / "multilingual_ctc.onnx").write_bytes(b"graph")  # full precision: not the int8 file asked for
     assert missing_gigaam_files(tmp_path, "gigaam-multilingual-ctc", "int8") == [
         "multilingual_ctc.int8.onnx", "multilingual_vocab.txt",
     ]  # fmt: skip
+    assert missing_gigaam_files(tmp_path, "gigaam-multilingual-ctc", "") == ["multilingual_vocab.txt"]
+    # A copy cut short to nothing is as good as missing.
+    (tmp_path / "multilingual_vocab.txt").touch()
     assert missing_gigaam_files(tmp_path, "gigaam-multilingual-ctc", "") == ["multilingual_vocab.txt"]
 
 
