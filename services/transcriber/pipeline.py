@@ -25,6 +25,7 @@ from services.transcriber.diarization import Diarizer
 from services.transcriber.engines import create_speech_engine
 from services.transcriber.languages_heard import language_outside
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
+from services.transcriber.speech_segmentation import SpeechSegmentation
 
 # Share of the progress bar given to diarization at least; recognition takes the rest.
 DIARIZATION_PROGRESS_SHARE = 0.1
@@ -149,8 +150,11 @@ def job_notices(
 
 
 def create_diarizer(settings: Settings) -> Diarizer:
-    """The diarizer with the CAM++ speaker encoder installed by `make model`."""
-    return Diarizer(CamPlusPlusEncoder.load(settings.speaker_model_dir))
+    """The diarizer with the CAM++ speaker encoder and the speech segmentation model installed by `make model`."""
+    return Diarizer(
+        CamPlusPlusEncoder.load(settings.speaker_model_dir),
+        segmentation=SpeechSegmentation.load(settings.speaker_model_dir),
+    )
 
 
 def create_pipeline(settings: Settings) -> TranscriptionPipeline:

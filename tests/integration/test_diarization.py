@@ -11,10 +11,10 @@ import pytest
 
 from bench.accuracy.metrics import DER_COLLAR_EACH_SIDE_S, Segment, diarization_errors
 from kazru.adapters import audio
+from kazru.settings import Settings
 from services.transcriber.diarization import Diarizer
 from services.transcriber.engines.speechkit import SpeechKitEngine
-from services.transcriber.pipeline import TranscriptionPipeline
-from services.transcriber.speaker_embedding import CamPlusPlusEncoder
+from services.transcriber.pipeline import TranscriptionPipeline, create_diarizer
 from tests.conftest import FIXTURES, REAL_SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
 from tests.integration.test_speechkit import API_KEY, engine_settings
@@ -24,7 +24,7 @@ CONVERSATIONS = {"conversation_3spk": 3, "conversation_2spk": 2}
 
 @pytest.fixture(scope="module")
 def diarizer() -> Diarizer:
-    return Diarizer(CamPlusPlusEncoder.load())
+    return create_diarizer(Settings())
 
 
 def reference_turns(name: str) -> list[dict]:

@@ -9,12 +9,10 @@ from prometheus_client import REGISTRY
 from kazru.adapters.audio import SAMPLE_RATE
 from kazru.db.models import Job, JobState
 from kazru.domain.external_copies import NO_EXTERNAL_COPIES
-from kazru.settings import SpeechKitSettings
+from kazru.settings import Settings, SpeechKitSettings
 from services.janitor.expiry import Janitor
-from services.transcriber.diarization import Diarizer
 from services.transcriber.engines.speechkit import SpeechKitEngine
-from services.transcriber.pipeline import TranscriptionPipeline
-from services.transcriber.speaker_embedding import CamPlusPlusEncoder
+from services.transcriber.pipeline import TranscriptionPipeline, create_diarizer
 from tests.fakes.bus import RecordingBus
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario
 from tests.helpers import store_finished_job
@@ -52,7 +50,7 @@ async def test_a_failing_engine_is_counted_by_engine_and_error(infra):
     noise = (np.random.default_rng(3).standard_normal(3 * SAMPLE_RATE) * 0.01).astype(np.float32)
     try:
         with pytest.raises(Exception):  # noqa: B017 - which one is the engine's business; counted either way
-            await TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load())).run(noise, ["ru"])
+            await TranscriptionPipeline(engine, create_diarizer(Settings())).run(noise, ["ru"])
     finally:
         await engine.close()
         await fake.stop()

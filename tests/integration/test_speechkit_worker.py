@@ -11,10 +11,9 @@ from sqlalchemy import func, select
 
 from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
-from services.transcriber.diarization import Diarizer
+from kazru.settings import Settings
 from services.transcriber.engines.speechkit import SpeechKitEngine
-from services.transcriber.pipeline import TranscriptionPipeline
-from services.transcriber.speaker_embedding import CamPlusPlusEncoder
+from services.transcriber.pipeline import TranscriptionPipeline, create_diarizer
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
@@ -38,7 +37,7 @@ async def speechkit_worker(settings, database, store, bus):
         update={name: value for name, value in engine_settings(address) if name.startswith(("speechkit", "engine"))}
     )
     engine = SpeechKitEngine(worker_settings.speechkit, ffmpeg_path=worker_settings.ffmpeg_path)
-    pipeline = TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load()))
+    pipeline = TranscriptionPipeline(engine, create_diarizer(Settings()))
     worker = TranscriptionWorker(worker_settings, JobRepository(database, worker_settings), store, bus, pipeline)
     async with running(worker, stop_timeout=30):
         yield fake

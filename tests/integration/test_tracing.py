@@ -20,7 +20,7 @@ from kazru.db.models import JobState
 from kazru.domain.external_copies import NO_EXTERNAL_COPIES
 from kazru.grpc import server as grpc_server
 from kazru.observability import tracing
-from kazru.settings import SpeechKitSettings
+from kazru.settings import Settings, SpeechKitSettings
 from kazru.v1 import events_pb2
 from services.exporter.__main__ import create_server as create_exporter
 from services.exporter.grpc_api import ExporterServicer
@@ -29,10 +29,8 @@ from services.gateway.core import Gateway
 from services.gateway.http_api import create_app
 from services.ingest.__main__ import create_server as create_ingest
 from services.ingest.uploads import UploadService
-from services.transcriber.diarization import Diarizer
 from services.transcriber.engines.speechkit import SpeechKitEngine
-from services.transcriber.pipeline import TranscriptionPipeline
-from services.transcriber.speaker_embedding import CamPlusPlusEncoder
+from services.transcriber.pipeline import TranscriptionPipeline, create_diarizer
 from services.transcriber.worker import TranscriptionWorker
 from tests.conftest import SPEECH_CLIP
 from tests.fakes.speechkit_server import FakeSpeechKit, Scenario, Utterance
@@ -76,7 +74,7 @@ async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `s
         JobRepository(database, settings),
         store,
         bus,
-        TranscriptionPipeline(engine, Diarizer(CamPlusPlusEncoder.load())),
+        TranscriptionPipeline(engine, create_diarizer(Settings())),
     )
     stop = asyncio.Event()
     working = asyncio.create_task(worker.run(stop))
