@@ -46,11 +46,28 @@ from kazru.domain.recognition import SpeechRegion  # noqa: E402
 from services.transcriber.diarization import CAMPLUS_LIMITS, ClusteringLimits  # noqa: E402
 
 CACHE_ROOT = Path(__file__).resolve().parents[1] / ".cache" / "diarization-embeddings"
+# Bumped whenever the speech detection or the windows change, so that prints of another version are never mixed in.
+# v2: Silero VAD joined with segmentation-3.0 (services/transcriber/speech_segmentation.py).
+CACHE_VERSION = "v2"
 
 
 def cache_path(item: Item, seed: int) -> Path:
-    folder = CACHE_ROOT / ("real" if item.set_name == "real" else f"seed{seed}")
+    folder = CACHE_ROOT / CACHE_VERSION / ("real" if item.set_name == "real" else f"seed{seed}")
     return folder / f"{item.file_id}.npz"
+
+
+def speech_of(samples: np.ndarray) -> list[SpeechRegion]:
+    """The speech regions exactly as the service's diarizer finds them (Silero joined with segmentation-3.0)."""
+    from services.transcriber.diarization import detect_speech
+    from services.transcriber.speech_segmentation import SpeechSegmentation
+
+    global _SEGMENTATION
+    if _SEGMENTATION is None:
+        _SEGMENTATION = SpeechSegmentation.load()
+    return detect_speech(samples, None, _SEGMENTATION)
+
+
+_SEGMENTATION = None
 
 
 def all_items(seed: int, real: Path) -> list[Item]:
@@ -62,7 +79,7 @@ def all_items(seed: int, real: Path) -> list[Item]:
 
 def embed(items: list[Item], seed: int) -> None:
     from kazru.settings import Settings
-    from services.transcriber.diarization import detect_speech, embedding_windows
+    from services.transcriber.diarization import embedding_windows
     from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 
     encoder = CamPlusPlusEncoder.load(Settings().speaker_model_dir)
@@ -72,7 +89,7 @@ def embed(items: list[Item], seed: int) -> None:
             continue
         started = time.perf_counter()
         samples = asyncio.run(decode_pcm16k(str(item.audio)))
-        speech = detect_speech(samples)
+        speech = speech_of(samples)
         windows = embedding_windows(speech)
         embeddings = encoder.embed_windows(samples, windows)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +122,19 @@ def candidates() -> list[ClusteringLimits]:
         found.append(
             ClusteringLimits(
                 count_rule=rule, link_similarity=similarity, min_speaker_windows=min_windows, merge_cosine=merge
+            )
+        )
+    # Small speakers (a few seconds of one voice in noise) joined to a close enough neighbour.
+    for rule, similarity, min_windows, small, small_cosine in itertools.product(
+        ("threshold", "threshold_or_eigengap"), (0.55, 0.575, 0.6), (4, 5), (6, 8, 10), (0.65, 0.7, 0.75)
+    ):
+        found.append(
+            ClusteringLimits(
+                count_rule=rule,
+                link_similarity=similarity,
+                min_speaker_windows=min_windows,
+                small_speaker_windows=small,
+                small_merge_cosine=small_cosine,
             )
         )
     return list(dict.fromkeys(found))
@@ -181,7 +211,10 @@ def label(setting: ClusteringLimits | str) -> str:
         rule = f"{setting.count_rule}@{setting.link_similarity}"
     else:
         rule = f"eigengap keep {setting.affinity_keep}"
-    return f"{rule}, min {setting.min_speaker_windows} windows, merge {setting.merge_cosine}"
+    small = ""
+    if setting.small_merge_cosine is not None:
+        small = f", under {setting.small_speaker_windows} windows join at {setting.small_merge_cosine}"
+    return f"{rule}, min {setting.min_speaker_windows} windows, merge {setting.merge_cosine}{small}"
 
 
 # tests/integration/test_diarization.py and test_transcriber.py want each espeak speaker to be one of ours;
@@ -191,7 +224,7 @@ FIXTURE_DER_ALLOWED = 0.02
 
 
 def espeak_fixtures() -> list[tuple[str, dict]]:
-    from services.transcriber.diarization import detect_speech, embedding_windows
+    from services.transcriber.diarization import embedding_windows
     from services.transcriber.speaker_embedding import CamPlusPlusEncoder
     from tests.conftest import FIXTURES
 
@@ -200,7 +233,7 @@ def espeak_fixtures() -> list[tuple[str, dict]]:
     for name in ESPEAK_FIXTURES:
         samples = asyncio.run(decode_pcm16k(str(FIXTURES / f"{name}.flac")))
         reference = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
-        speech = detect_speech(samples)
+        speech = speech_of(samples)
         windows = embedding_windows(speech)
         item = Item("espeak", name, FIXTURES / f"{name}.flac", tuple(
             Segment(turn["start"], turn["end"], turn["speaker"], "", "") for turn in reference

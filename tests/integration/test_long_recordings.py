@@ -100,9 +100,11 @@ async def test_clustering_through_an_even_sample_agrees_with_clustering_every_wi
 
     assert len(windows) > 200 and everyone.max() + 1 == sampled.max() + 1 >= 3
     assert _agreement(everyone, sampled) >= 0.95
-    # The count hints still bind when the voices come from the sample.
+    # The count hints still bind when the voices come from the sample (on their own they find fewer than 9 of
+    # the ten people here).
     assert cluster_speakers(embeddings, None, 1).max() == 0
-    assert cluster_speakers(embeddings, 6, None).max() + 1 == 6
+    assert everyone.max() + 1 < 9
+    assert cluster_speakers(embeddings, 9, None).max() + 1 == 9
 
 
 async def test_a_file_and_memory_give_the_same_diarization_and_transcript(encoder, pipeline, tmp_path):
