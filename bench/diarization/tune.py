@@ -43,6 +43,7 @@ from bench.diarization.score import (  # noqa: E402
 )
 from kazru.adapters.audio import SAMPLE_RATE, decode_pcm16k  # noqa: E402
 from kazru.domain.recognition import SpeechRegion  # noqa: E402
+from services.transcriber.channel import Channel, measure_channel  # noqa: E402
 from services.transcriber.diarization import CAMPLUS_LIMITS, ClusteringLimits  # noqa: E402
 
 CACHE_ROOT = Path(__file__).resolve().parents[1] / ".cache" / "diarization-embeddings"
@@ -85,22 +86,31 @@ def embed(items: list[Item], seed: int) -> None:
     encoder = CamPlusPlusEncoder.load(Settings().speaker_model_dir)
     for number, item in enumerate(items, start=1):
         path = cache_path(item, seed)
+        cached = {}
         if path.is_file():
-            continue
+            with np.load(path) as data:
+                cached = {key: data[key] for key in data.files}
+            if "high_band_share" in cached:
+                continue
         started = time.perf_counter()
         samples = asyncio.run(decode_pcm16k(str(item.audio)))
-        speech = speech_of(samples)
-        windows = embedding_windows(speech)
-        embeddings = encoder.embed_windows(samples, windows)
+        if cached:  # prints cached before the channel was measured: measure it only
+            speech = [SpeechRegion(float(a), float(b)) for a, b in cached["speech"]]
+        else:
+            speech = speech_of(samples)
+            windows = embedding_windows(speech)
+            cached = {
+                "speech": np.array([(r.start, r.end) for r in speech], dtype=np.float64).reshape(-1, 2),
+                "windows": np.array(windows, dtype=np.float64).reshape(-1, 2),
+                "embeddings": encoder.embed_windows(samples, windows),
+                "duration": len(samples) / SAMPLE_RATE,
+                "seconds": time.perf_counter() - started,
+            }
+        channel = measure_channel(samples, speech)
+        cached["high_band_share"] = channel.high_band_share
+        cached["speech_to_pause_db"] = np.nan if channel.speech_to_pause_db is None else channel.speech_to_pause_db
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            path.with_suffix(".tmp.npz"),
-            speech=np.array([(r.start, r.end) for r in speech], dtype=np.float64).reshape(-1, 2),
-            windows=np.array(windows, dtype=np.float64).reshape(-1, 2),
-            embeddings=embeddings,
-            duration=len(samples) / SAMPLE_RATE,
-            seconds=time.perf_counter() - started,
-        )
+        np.savez(path.with_suffix(".tmp.npz"), **cached)
         path.with_suffix(".tmp.npz").rename(path)
         print(f"{number}/{len(items)} {item.file_id} {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
 
@@ -137,6 +147,20 @@ def candidates() -> list[ClusteringLimits]:
                 small_merge_cosine=small_cosine,
             )
         )
+    # The cut's similarity by channel: a telephone band, background noise (channel.py).
+    for similarity, small, narrowband, noisy in itertools.product(
+        (0.575, 0.6), (6, 8), (None, 0.6, 0.625, 0.65), (None, 0.5, 0.525, 0.55)
+    ):
+        found.append(
+            ClusteringLimits(
+                count_rule="threshold",
+                link_similarity=similarity,
+                small_speaker_windows=small,
+                small_merge_cosine=0.7,
+                narrowband_link_similarity=narrowband,
+                noisy_link_similarity=noisy,
+            )
+        )
     return list(dict.fromkeys(found))
 
 
@@ -156,8 +180,14 @@ def load_cached(items: list[Item], seed: int) -> list[tuple[Item, dict]]:
         cached["regions"] = [SpeechRegion(float(a), float(b)) for a, b in cached["speech"]]
         cached["window_list"] = [(float(a), float(b)) for a, b in cached["windows"]]
         cached["duration"] = float(cached["duration"])
+        cached["channel"] = channel_of(cached)
         loaded.append((item, cached))
     return loaded
+
+
+def channel_of(cached: dict) -> Channel:
+    decibels = float(cached.get("speech_to_pause_db", np.nan))
+    return Channel(float(cached.get("high_band_share", 1.0)), None if np.isnan(decibels) else decibels)
 
 
 def score_setting(loaded: list[tuple[Item, dict]], setting: ClusteringLimits | str) -> list[dict]:
@@ -175,7 +205,7 @@ def score_setting(loaded: list[tuple[Item, dict]], setting: ClusteringLimits | s
             if setting == PEER:
                 labels = threshold_clusters(embeddings)
             else:
-                labels = cluster_speakers(embeddings, None, None, setting)
+                labels = cluster_speakers(embeddings, None, None, setting.for_channel(cached["channel"]))
             turns = turns_from_windows(cached["regions"], cached["window_list"], labels, cached["duration"])
         clustering = time.perf_counter() - started
         segments = [Segment(turn.start, turn.end, turn.speaker, "", "") for turn in turns]
@@ -214,6 +244,10 @@ def label(setting: ClusteringLimits | str) -> str:
     small = ""
     if setting.small_merge_cosine is not None:
         small = f", under {setting.small_speaker_windows} windows join at {setting.small_merge_cosine}"
+    if setting.narrowband_link_similarity is not None:
+        small += f", telephone band @{setting.narrowband_link_similarity}"
+    if setting.noisy_link_similarity is not None:
+        small += f", noise (< {setting.noisy_below_db} dB) @{setting.noisy_link_similarity}"
     return f"{rule}, min {setting.min_speaker_windows} windows, merge {setting.merge_cosine}{small}"
 
 
@@ -244,6 +278,7 @@ def espeak_fixtures() -> list[tuple[str, dict]]:
             "window_list": windows,
             "duration": len(samples) / SAMPLE_RATE,
             "seconds": 0.0,
+            "channel": measure_channel(samples, speech),
         }
         found.append((item, cached))
     return found
