@@ -13,7 +13,7 @@ help:
 	@echo "make test   - run the test suite (starts its own servers)"
 	@echo "make bench  - run the benchmarks (prints JSON; tens of minutes)"
 	@echo "make bench-real - the accuracy benchmark on real speech with its peers (~20 min on 2 cores)"
-	@echo "make bench-diarization - diarizers on 300 real-voice conversations and the real recordings (~25 min)"
+	@echo "make bench-diarization - diarizers on 300 real-voice conversations and the real recordings, the settings' sweep, a long recording (~50 min)"
 	@echo "make proto  - regenerate the gRPC/protobuf code"
 	@echo "make fixtures - regenerate the test speech (needs espeak-ng and sox)"
 
@@ -61,6 +61,9 @@ bench-real: proto model
 bench-diarization: proto model
 	$(PY) bench/diarization/conversations.py
 	$(PY) bench/diarization/score.py --json-out bench/results/diarization.json
+	$(PY) bench/diarization/tune.py embed
+	$(PY) bench/diarization/tune.py sweep --json-out bench/results/diarization-tune.json
+	$(PY) bench/diarization/long_run.py --json-out bench/results/diarization-long.json
 
 fixtures:
 	bash scripts/make_fixtures.sh

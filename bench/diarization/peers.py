@@ -1,11 +1,12 @@
 """The plain peer of issue 24: Silero VAD + 1.5 s windows + the same CAM++ + average-linkage AHC at cosine 0.55.
 
-Everything but the clustering is the service's own code (services/transcriber/diarization.py), called as
-its Diarizer calls it: the speech regions (`detect_speech`), the 1.5 s windows every 0.75 s
+Everything but the speech detection and the clustering is the service's own code
+(services/transcriber/diarization.py), called as its Diarizer calls it: the 1.5 s windows every 0.75 s
 (`embedding_windows`), their CAM++ prints (`CamPlusPlusEncoder.embed_windows`) and the frames-to-turns step
-(`turns_from_windows`). The clustering is the textbook one, with no speaker counting and no clean-up:
-average linkage on cosine distance, merging while two clusters' mean similarity is at least
-SIMILARITY_THRESHOLD. So a comparison with ours measures how ours counts and groups the same prints.
+(`turns_from_windows`). Speech is Silero VAD's alone (`detect_speech` without the segmentation model that ours
+joins to it), as the issue defines the peer. The clustering is the textbook one, with no speaker counting and no
+clean-up: average linkage on cosine distance, merging while two clusters' mean similarity is at least
+SIMILARITY_THRESHOLD.
 """
 
 from __future__ import annotations

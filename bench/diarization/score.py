@@ -51,10 +51,9 @@ HIGH_OVERLAP_SHARE = 0.10
 def ours():
     """Our diarizer exactly as the pipeline builds it (services/transcriber/pipeline.create_diarizer)."""
     from kazru.settings import Settings
-    from services.transcriber.diarization import Diarizer
-    from services.transcriber.speaker_embedding import CamPlusPlusEncoder
+    from services.transcriber.pipeline import create_diarizer
 
-    return Diarizer(CamPlusPlusEncoder.load(Settings().speaker_model_dir))
+    return create_diarizer(Settings())
 
 
 def plain_peer():
