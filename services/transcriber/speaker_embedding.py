@@ -23,6 +23,7 @@ import onnxruntime as ort
 from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
 from kazru.adapters.model_files import is_campplus_installed
 from kazru.settings import Settings
+from services.transcriber.onnx_runtime import cpu_session
 
 FRAME_LENGTH = 400  # 25 ms
 FRAME_SHIFT = 160  # 10 ms
@@ -116,13 +117,7 @@ class CamPlusPlusEncoder:
                 f"the CAM++ speaker model is not installed (or is outdated) in {directory}: run `make model` "
                 "(python -m kazru.dev.model_install)"
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(directory / "campplus.onnx"), options, providers=["CPUExecutionProvider"])
-        return cls(session)
+        return cls(cpu_session(directory / "campplus.onnx", threads))
 
     def raw_embeddings(self, features: np.ndarray) -> np.ndarray:
         """(B, frames, 80) features of `kaldi_fbank` -> (B, D) embeddings as the model gives them (not normalised)."""

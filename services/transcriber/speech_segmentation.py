@@ -21,6 +21,7 @@ import onnxruntime as ort
 from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
 from kazru.adapters.model_files import SEGMENTATION_GRAPH, is_segmentation_installed
 from kazru.settings import Settings
+from services.transcriber.onnx_runtime import cpu_session
 
 WINDOW_SAMPLES = 10 * SAMPLE_RATE  # the length segmentation-3.0 was trained on
 # Every frame is judged by 2 windows: on the tuning pool of bench/diarization, missed + false alarm were the same
@@ -48,14 +49,8 @@ class SpeechSegmentation:
                 f"the speech segmentation model is not installed (or is damaged) in {directory}: run `make model` "
                 "(python -m kazru.dev.model_install)"
             )
-        options = ort.SessionOptions()
-        # One thread, as the CAM++ encoder: on 2 shared cores a second thread mostly waits; batches of windows were
-        # slower per window than one at a time.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(directory / SEGMENTATION_GRAPH), options, providers=["CPUExecutionProvider"])
-        return cls(session)
+        # One thread, as the CAM++ encoder; batches of windows were slower per window than one at a time.
+        return cls(cpu_session(directory / SEGMENTATION_GRAPH))
 
     def speech_probability(self, audio: np.ndarray | Recording) -> tuple[np.ndarray, np.ndarray]:
         """(frame centres in seconds, probability that someone speaks) for the whole recording."""
