@@ -236,7 +236,7 @@ def score_run(reference: ReferenceFile, run: SystemRun, duration: float) -> tupl
             "cut_words": [cut["word"] for cut in score.cut_words],
             "text": heard,
         }
-    if run.labels_language:
+    if run.labels_language and reference.language is not None:
         score.language[reference.language] = language_seconds(run.segments, reference.language)
         row["language_share"] = _round(score.language[reference.language].share)
         row["languages_heard"] = sorted({segment.language for segment in run.segments})
@@ -256,9 +256,12 @@ def score_run(reference: ReferenceFile, run: SystemRun, duration: float) -> tupl
     return score, row
 
 
-def allowed_languages(set_languages: tuple[str, ...], reference_language: str) -> tuple[str, ...]:
-    """The rule of the module docstring: the set's languages, or the reference language alone."""
-    return set_languages if reference_language in set_languages else (reference_language,)
+def allowed_languages(set_languages: tuple[str, ...], reference_language: str | None) -> tuple[str, ...]:
+    """The rule of the module docstring: the set's languages, or the reference language alone (the set's where the
+    reference has none)."""
+    if reference_language is None or reference_language in set_languages:
+        return set_languages
+    return (reference_language,)
 
 
 class Systems:
@@ -311,7 +314,7 @@ class Systems:
                 labels_speakers=True,
             )
         for peer in self.whisper_peers:
-            if reference.text or not peer.needs_text:
+            if (reference.text or not peer.needs_text) and (peer.detect_language or reference.language is not None):
                 runs[peer.name] = self._transcribe(samples, peer, reference.language)
         if reference.turns is not None:
             for name, diarizer in self.diarizers.items():
@@ -326,7 +329,7 @@ class Systems:
                 )
         return runs
 
-    def _transcribe(self, samples, peer: WhisperPeer, reference_language: str) -> SystemRun:
+    def _transcribe(self, samples, peer: WhisperPeer, reference_language: str | None) -> SystemRun:
         started = time.perf_counter()
         segments, info = self.whisper.transcribe(
             samples,

@@ -49,7 +49,7 @@ class ReferenceFile:
     file_id: str
     set_name: str
     audio: Path
-    language: str
+    language: str | None  # None: not known (a recording with speaker turns only)
     text: str | None  # the transcript of the whole file
     turns: tuple[Segment, ...] | None  # RTTM speaker turns (no text, no language)
 
@@ -117,8 +117,10 @@ def load_folder(set_name: str, folder: Path) -> list[ReferenceFile]:
         if (not text and not turns) or not is_recording(audio):
             continue
         language = reference_language(audio.stem, text, audio.with_suffix(".lang"))
-        if language is None:
+        if language is None and text:
             raise SystemExit(f"{audio}: no reference language; write it (e.g. `kk`) into {audio.with_suffix('.lang')}")
+        # Speaker turns alone and no language (the corpus's AMI and falcon_test excerpts): scored for speakers
+        # only, transcribed in the set's languages.
         files.append(ReferenceFile(audio.stem, set_name, audio, language, text or None, turns or None))
     if not files:
         raise SystemExit(f"set {set_name!r}: no audio file with a .rttm or .txt reference in {folder}")

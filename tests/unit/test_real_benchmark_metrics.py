@@ -287,3 +287,19 @@ def test_a_subset_is_spread_over_all_utterances_not_the_first_ones():
     assert chosen[0] == "ru_0003" and chosen[-1] == "ru_0618"
     assert chosen == evenly_spaced(utterances, 120)  # deterministic
     assert evenly_spaced(utterances[:5], 10) == utterances[:5]
+
+
+def test_speaker_turns_without_a_language_are_scored_for_speakers_in_the_sets_languages(tmp_path):
+    """The shared corpus's AMI and falcon_test excerpts: an RTTM, no transcript, no language in the name."""
+    (tmp_path / "ami_meeting.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40))
+    (tmp_path / "ami_meeting.rttm").write_text("SPEAKER x 1 0.5 2.0 <NA> <NA> s1 <NA> <NA>\n", encoding="utf-8")
+    (reference,) = load_folder("mine", tmp_path)
+    assert (reference.language, reference.text, reference.turns) == (None, None, (turn(0.5, 2.5, "s1"),))
+    assert allowed_languages(("kk", "ru"), reference.language) == ("kk", "ru")
+    # A transcript still needs its language.
+    (tmp_path / "ami_meeting.txt").write_text("good morning", encoding="utf-8")
+    (tmp_path / "ami_meeting.rttm").unlink()
+    (tmp_path / "mystery.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40))
+    (tmp_path / "mystery.txt").write_text("12 34", encoding="utf-8")
+    with pytest.raises(SystemExit, match="no reference language"):
+        load_folder("mine", tmp_path)
