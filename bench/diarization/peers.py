@@ -11,19 +11,10 @@ SIMILARITY_THRESHOLD.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from kazru.adapters.audio import Recording, as_recording
-from services.transcriber.diarization import (
-    MAX_SPEAKERS,
-    Diarization,
-    detect_speech,
-    embedding_windows,
-    turns_from_windows,
-)
+from services.transcriber.diarization import MAX_SPEAKERS, Diarizer
 from services.transcriber.speaker_embedding import CamPlusPlusEncoder
 
 # Cosine similarity (1 - scipy's cosine distance) at which average linkage stops merging.
@@ -49,31 +40,16 @@ def threshold_clusters(
     return np.unique(labels, return_inverse=True)[1]
 
 
-class PlainPeer:
+class PlainPeer(Diarizer):
+    """The service's Diarizer with Silero's speech alone (no segmentation model) and the textbook clustering."""
+
     def __init__(self, encoder, similarity: float = SIMILARITY_THRESHOLD):
-        self._encoder = encoder
+        super().__init__(encoder)
         self.similarity = similarity
 
     @classmethod
     def load(cls, model_dir=None, **options) -> PlainPeer:
         return cls(CamPlusPlusEncoder.load(model_dir), **options)
 
-    def diarize(
-        self, audio: np.ndarray | Recording, min_speakers: int | None = None, max_speakers: int | None = None
-    ) -> Diarization:
-        recording = as_recording(audio)
-        stages: dict[str, float] = {}
-        started = time.perf_counter()
-        speech = detect_speech(recording)
-        stages["vad_seconds"] = time.perf_counter() - started
-        windows = embedding_windows(speech)
-        if not windows:
-            return Diarization(turns=[], speech=speech, stage_seconds=stages)
-        started = time.perf_counter()
-        embeddings = self._encoder.embed_windows(recording, windows)
-        stages["embedding_seconds"] = time.perf_counter() - started
-        started = time.perf_counter()
-        labels = threshold_clusters(embeddings, self.similarity, min_speakers, max_speakers)
-        turns = turns_from_windows(speech, windows, labels, recording.duration)
-        stages["clustering_seconds"] = time.perf_counter() - started
-        return Diarization(turns=turns, speech=speech, stage_seconds=stages)
+    def cluster(self, recording, speech, embeddings, min_speakers, max_speakers) -> np.ndarray:
+        return threshold_clusters(embeddings, self.similarity, min_speakers, max_speakers)

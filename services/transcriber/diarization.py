@@ -95,6 +95,10 @@ class ClusteringLimits:
     noisy_link_similarity: float | None = None
     noisy_below_db: float = 15.0
 
+    @property
+    def depends_on_channel(self) -> bool:
+        return self.narrowband_link_similarity is not None or self.noisy_link_similarity is not None
+
     def for_channel(self, channel: Channel) -> ClusteringLimits:
         """These limits with the cut's similarity the channel calls for."""
         if self.narrowband_link_similarity is not None and channel.high_band_share < NARROWBAND_HIGH_BAND_SHARE:
@@ -230,11 +234,25 @@ class Diarizer:
         stages["embedding_seconds"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        limits = self._limits.for_channel(measure_channel(recording, speech))
-        labels = cluster_speakers(embeddings, min_speakers, max_speakers, limits)
+        labels = self.cluster(recording, speech, embeddings, min_speakers, max_speakers)
         turns = turns_from_windows(speech, windows, labels, recording.duration)
         stages["clustering_seconds"] = time.perf_counter() - started
         return Diarization(turns=turns, speech=speech, stage_seconds=stages)
+
+
+    def cluster(
+        self,
+        recording: Recording,
+        speech: list[SpeechRegion],
+        embeddings: np.ndarray,
+        min_speakers: int | None,
+        max_speakers: int | None,
+    ) -> np.ndarray:
+        """Speaker labels of the windows' prints; the channel is measured only when the limits depend on it."""
+        limits = self._limits
+        if limits.depends_on_channel:
+            limits = limits.for_channel(measure_channel(recording, speech))
+        return cluster_speakers(embeddings, min_speakers, max_speakers, limits)
 
 
 def detect_speech(

@@ -70,3 +70,5 @@ def test_the_cut_takes_the_channel_similarity():
     # A setting without channel similarities keeps its own everywhere.
     plain = ClusteringLimits(count_rule="threshold", link_similarity=0.55)
     assert plain.for_channel(Channel(0.0, 3.0)) == plain
+    # ...and the diarizer measures no channel for it.
+    assert CAMPLUS_LIMITS.depends_on_channel and not plain.depends_on_channel
