@@ -7,23 +7,26 @@ saves, a message redelivered for a finished job) can never write one. The worker
 by returning None/False instead of raising; the janitor and the owner's delete, which work on
 batches of rows they have locked themselves, call the `*_locked` forms inside their transaction.
 
-Creation is ingest's (`services/ingest/uploads.py`): a new row is PENDING, or SUCCEEDED at once
-when it reuses an earlier identical upload's transcript (`add_reusing`, written here beside `succeed`).
+Creation is ingest's (`JobRepository.add_upload`): a new row is PENDING, or SUCCEEDED at once when it
+reuses an earlier identical upload's transcript (`add_reusing`, written here beside `succeed`). Services
+hand the repository domain values (`NewUpload`, `Outcome` with its `Transcript`); every row is built here.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru.db import transcripts, usage
 from kazru.db.models import Job, JobState, Segment, Speaker, Word
 from kazru.domain import lifecycle
+from kazru.domain.transcript import Transcript
 from kazru.settings import Settings
 
 TRANSCRIPT_TABLES = (Word, Segment, Speaker)
@@ -31,18 +34,83 @@ TRANSCRIPT_TABLES = (Word, Segment, Speaker)
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a finished transcription writes: its rows and the job's summary of them."""
+    """What a finished transcription writes: its transcript and what the job says of it."""
 
-    rows: Sequence[Segment | Word | Speaker]
-    detected_language: str | None
-    language_shares: dict[str, float]
-    speaker_count: int
+    transcript: Transcript
     engine: str
     # The engine's model ("whisper-base", "gigaam-multilingual-ctc"); empty when the engine names none.
     engine_model: str = ""
     notices: list[dict[str, str]] = field(default_factory=list)
     billed_seconds: float = 0.0
     external_operation_id: str | None = None
+
+    @property
+    def detected_language(self) -> str | None:
+        return self.transcript.main_language
+
+    @property
+    def language_shares(self) -> dict[str, float]:
+        return self.transcript.language_shares
+
+    @property
+    def speaker_count(self) -> int:
+        return len(self.transcript.speakers)
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    """An accepted upload, as ingest knows it once its bytes are stored and probed: what the job row records."""
+
+    id: uuid.UUID
+    owner_id: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    object_key: str
+    container: str
+    duration_seconds: float | None
+    codec: str | None
+    channels: int | None
+    sample_rate: int | None
+    languages: tuple[str, ...]
+    # 0: found automatically
+    min_speakers: int
+    max_speakers: int
+    content_sha256: str
+    # The client's idempotency key; empty: none.
+    request_id: str = ""
+
+
+def transcript_rows(job_id: uuid.UUID, transcript: Transcript) -> list[Segment | Word | Speaker]:
+    """The rows that store a transcript: its speakers, its segments in order and their words (numbered
+    across the whole transcript); times to the millisecond, as every reader shows them."""
+    rows: list[Segment | Word | Speaker] = [
+        Speaker(job_id=job_id, label=speaker.label, speaking_seconds=speaker.speaking_seconds,
+                segment_count=speaker.segment_count)
+        for speaker in transcript.speakers
+    ]  # fmt: skip
+    word_position = 0
+    for position, segment in enumerate(transcript.segments):
+        rows.append(
+            Segment(
+                job_id=job_id,
+                position=position,
+                start_seconds=round(segment.start, 3),
+                end_seconds=round(segment.end, 3),
+                text=segment.text,
+                language=segment.language,
+                confidence=round(segment.confidence, 4),
+                speaker=segment.speaker,
+            )
+        )
+        for word in segment.words:
+            rows.append(
+                Word(job_id=job_id, segment_position=position, position=word_position,
+                     start_seconds=round(word.start, 3), end_seconds=round(word.end, 3), text=word.text,
+                     probability=round(word.probability, 4), speaker=word.speaker)
+            )  # fmt: skip
+            word_position += 1
+    return rows
 
 
 def move(job: Job, target: JobState) -> None:
@@ -121,11 +189,89 @@ async def end_locked(session: AsyncSession, job: Job, tombstone: JobState, setti
 
 
 class JobRepository:
-    """The worker's and the janitor's writes of job rows, each in its own transaction."""
+    """Ingest's, the worker's and the janitor's reads and writes of job rows, each in its own transaction."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings):
         self._sessions = sessions
         self._settings = settings
+
+    async def find_by_request_id(self, owner_id: str, request_id: str) -> Job | None:
+        """The owner's job made by an upload with this idempotency key, if any."""
+        async with self._sessions() as session:
+            return await session.scalar(select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == request_id))
+
+    async def add_upload(self, upload: NewUpload) -> Job:
+        """The job of an accepted upload: PENDING, or SUCCEEDED at once with the transcript of the owner's
+        identical earlier upload (`reuse_identical_uploads`). If a concurrent upload with the same request id
+        committed first, that job is returned instead (its id differs from `upload.id`) and nothing is added."""
+        now = datetime.now(UTC)
+        job = Job(
+            id=upload.id,
+            owner_id=upload.owner_id,
+            state=JobState.PENDING,
+            progress=0,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            size_bytes=upload.size_bytes,
+            object_key=upload.object_key,
+            container=upload.container,
+            duration_seconds=upload.duration_seconds,
+            codec=upload.codec,
+            channels=upload.channels,
+            sample_rate=upload.sample_rate,
+            languages=list(upload.languages),
+            max_speakers=upload.max_speakers or None,
+            min_speakers=upload.min_speakers or None,
+            attempts=0,
+            created_at=now,
+            expires_at=now + timedelta(hours=self._settings.retention_hours),
+            idempotency_key=upload.request_id or None,
+            content_sha256=upload.content_sha256,
+        )
+        try:
+            async with self._sessions.begin() as session:
+                earlier = await self._reusable_result(session, job) if self._settings.reuse_identical_uploads else None
+                if earlier is None:
+                    session.add(job)
+                else:
+                    await add_reusing(session, job, earlier, now, self._settings)
+        except IntegrityError:
+            earlier = await self.find_by_request_id(upload.owner_id, upload.request_id) if upload.request_id else None
+            if earlier is None:
+                raise
+            return earlier
+        return job
+
+    async def _reusable_result(self, session: AsyncSession, job: Job) -> Job | None:
+        """The owner's latest finished job of the same bytes and options on this engine and model (another
+        model would write another transcript, and the copy would name a model that did not run), whose
+        transcript is still there as the machine left it; locked (FOR SHARE) so that it cannot be deleted while
+        its transcript is copied. Never another owner's."""
+        return await session.scalar(
+            select(Job)
+            .where(
+                Job.owner_id == job.owner_id,
+                Job.content_sha256 == job.content_sha256,
+                Job.state == JobState.SUCCEEDED,
+                Job.engine == self._settings.engine,
+                Job.engine_model == self._settings.engine_model,
+                Job.languages == job.languages,
+                Job.min_speakers.is_not_distinct_from(job.min_speakers),
+                Job.max_speakers.is_not_distinct_from(job.max_speakers),
+                Job.expires_at > datetime.now(UTC),
+                Job.transcript_edited_at.is_(None),  # the machine's result, not a person's edits of it
+            )
+            .order_by(Job.finished_at.desc())
+            .limit(1)
+            .with_for_update(read=True)
+        )
+
+    async def record_enqueued(self, job_id: uuid.UUID, sequence: int) -> None:
+        """The job's message is on the queue at this stream sequence (`kazru.jobs.outbox`)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Job).where(Job.id == job_id, Job.queue_sequence.is_(None)).values(queue_sequence=sequence)
+            )
 
     async def claim(self, job_id: uuid.UUID, delivery: int) -> Job | None:
         """RUNNING for this delivery (JetStream's count, this one included); None for a job that is
@@ -184,7 +330,7 @@ class JobRepository:
             if job is None or not lifecycle.is_legal(job.state, JobState.SUCCEEDED):
                 return False
             await delete_transcript(session, job_id)
-            session.add_all(outcome.rows)
+            session.add_all(transcript_rows(job_id, outcome.transcript))
             move(job, JobState.SUCCEEDED)
             _take_result(job, outcome, outcome.billed_seconds)
             job.external_operation_id = outcome.external_operation_id

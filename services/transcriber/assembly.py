@@ -15,49 +15,11 @@ from dataclasses import dataclass
 
 from kazru.domain.language_shares import language_shares
 from kazru.domain.recognition import Recognition
+from kazru.domain.transcript import SpeakerSummary, Transcript, TranscriptSegment, TranscriptWord
 from services.transcriber.diarization import TURN_PAUSE_SECONDS, Diarization
 
 # Placeholder speaker when diarization found no speech but the engine heard words.
 LONE_SPEAKER = "S1"
-
-
-@dataclass(frozen=True)
-class TranscriptWord:
-    start: float
-    end: float
-    text: str
-    probability: float
-    speaker: str
-
-
-@dataclass(frozen=True)
-class TranscriptSegment:
-    start: float
-    end: float
-    speaker: str
-    language: str
-    text: str
-    confidence: float
-    words: tuple[TranscriptWord, ...]
-
-
-@dataclass(frozen=True)
-class SpeakerSummary:
-    label: str
-    speaking_seconds: float
-    segment_count: int
-
-
-@dataclass(frozen=True)
-class Transcript:
-    segments: list[TranscriptSegment]
-    speakers: list[SpeakerSummary]
-    # language → share of speech time (0-1), largest first
-    language_shares: dict[str, float]
-
-    @property
-    def main_language(self) -> str | None:
-        return next(iter(self.language_shares), None)
 
 
 @dataclass

@@ -18,9 +18,10 @@ from kazru.adapters.audio import Recording, as_recording
 from kazru.domain import notices
 from kazru.domain.notices import JobNotice
 from kazru.domain.recognition import ExternalCopyCallback, ProgressCallback, SpeechEngine, SpeechRegion
+from kazru.domain.transcript import Transcript
 from kazru.observability import metrics, tracing
 from kazru.settings import Settings
-from services.transcriber.assembly import Transcript, assemble
+from services.transcriber.assembly import assemble
 from services.transcriber.diarization import Diarizer
 from services.transcriber.engines import create_speech_engine
 from services.transcriber.languages_heard import language_outside

@@ -32,7 +32,7 @@ from kazru.adapters.bus import SUBJECT_UPLOADED, Bus
 from kazru.adapters.outages import from_infrastructure
 from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository, Outcome
-from kazru.db.models import Job, JobState, Segment, Speaker, Word
+from kazru.db.models import Job, JobState
 from kazru.domain import errors, upload_protocol
 from kazru.observability import metrics, tracing
 from kazru.observability.logs import job_context
@@ -338,14 +338,10 @@ class TranscriptionWorker:
     async def _save(self, job_id: uuid.UUID, result: TranscriptionResult) -> bool:
         """Replace the job's transcript and mark it SUCCEEDED, in one transaction. False (and nothing
         written) if the job stopped being RUNNING meanwhile (deleted, expired)."""
-        transcript = result.transcript
         saved = await self._jobs.succeed(
             job_id,
             Outcome(
-                rows=_transcript_rows(job_id, result),
-                detected_language=transcript.main_language,
-                language_shares=transcript.language_shares,
-                speaker_count=len(transcript.speakers),
+                transcript=result.transcript,
                 notices=[notice.as_json() for notice in result.notices],
                 engine=result.engine,
                 engine_model=result.model,
@@ -451,33 +447,3 @@ async def _until_cancelled(work, switch: CancelSwitch):
     # Its outcome (JobCancelled from the engine thread, or a result nobody wants) is dropped.
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
     raise JobCancelled()
-
-
-def _transcript_rows(job_id: uuid.UUID, result: TranscriptionResult) -> list[Segment | Word | Speaker]:
-    rows: list[Segment | Word | Speaker] = [
-        Speaker(job_id=job_id, label=speaker.label, speaking_seconds=speaker.speaking_seconds,
-                segment_count=speaker.segment_count)
-        for speaker in result.speakers
-    ]  # fmt: skip
-    word_position = 0
-    for position, segment in enumerate(result.segments):
-        rows.append(
-            Segment(
-                job_id=job_id,
-                position=position,
-                start_seconds=round(segment.start, 3),
-                end_seconds=round(segment.end, 3),
-                text=segment.text,
-                language=segment.language,
-                confidence=round(segment.confidence, 4),
-                speaker=segment.speaker,
-            )
-        )
-        for word in segment.words:
-            rows.append(
-                Word(job_id=job_id, segment_position=position, position=word_position,
-                     start_seconds=round(word.start, 3), end_seconds=round(word.end, 3), text=word.text,
-                     probability=round(word.probability, 4), speaker=word.speaker)
-            )  # fmt: skip
-            word_position += 1
-    return rows

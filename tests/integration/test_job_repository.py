@@ -14,6 +14,7 @@ from kazru.db.job_repository import JobRepository, Outcome
 from kazru.db.models import Job, JobState, Segment
 from kazru.domain import errors
 from kazru.domain.lifecycle import LEGAL_TRANSITIONS
+from kazru.domain.transcript import Transcript
 from tests.helpers import store_finished_job
 
 STATES = list(JobState)
@@ -71,9 +72,7 @@ async def test_the_workers_steps_change_a_job_only_from_the_states_the_lifecycle
         JobState.PENDING: repository.hand_back,
         JobState.SUCCEEDED: lambda job_id: repository.succeed(
             job_id,
-            Outcome(
-                rows=[], detected_language="kk", language_shares={"kk": 1.0}, speaker_count=0, engine="whisper"
-            ),  # fmt: skip
+            Outcome(transcript=Transcript([], [], {"kk": 1.0}), engine="whisper"),
         ),
         JobState.FAILED: lambda job_id: repository.fail(job_id, "TRANSCRIPTION_FAILED", "failed"),
     }
@@ -121,6 +120,6 @@ async def test_a_redelivered_job_whose_worker_was_lost_is_claimed_again_and_coun
     assert await state_of(database, job.id) is JobState.RUNNING
     assert await repository.heartbeat(job.id)
     assert await repository.succeed(
-        job.id, Outcome(rows=[], detected_language=None, language_shares={}, speaker_count=0, engine="whisper")
+        job.id, Outcome(transcript=Transcript([], [], {}), engine="whisper")
     )
     assert await repository.claim(job.id, 4) is None and not await repository.heartbeat(job.id)

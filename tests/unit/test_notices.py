@@ -7,8 +7,8 @@ import json
 
 from kazru.db.models import Segment
 from kazru.domain import notices
+from kazru.domain.transcript import Transcript, TranscriptSegment
 from services.exporter import formats
-from services.transcriber.assembly import Transcript, TranscriptSegment
 from services.transcriber.languages_heard import LanguagesHeard, language_outside
 from services.transcriber.pipeline import DIARIZATION_PROGRESS_SHARE, job_notices, scanned_share
 from tests.unit.test_formats import make_job, make_segments, stream

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kazru.domain.recognition import RecognizedWord
-from services.transcriber.assembly import TranscriptWord
+from kazru.domain.transcript import TranscriptWord
 from services.transcriber.punctuation import SENTENCE_PAUSE_SECONDS, punctuate, split_sentences
 
 
