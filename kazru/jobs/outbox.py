@@ -15,10 +15,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru.adapters.bus import Bus
+from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState
 from kazru.v1 import events_pb2
 
@@ -31,13 +32,10 @@ def job_uploaded_event(job: Job) -> events_pb2.JobUploaded:
     return events_pb2.JobUploaded(job_id=str(job.id), owner_id=job.owner_id, upload_time=upload_time)
 
 
-async def publish_job(sessions: async_sessionmaker[AsyncSession], bus: Bus, job: Job) -> None:
+async def publish_job(jobs: JobRepository, bus: Bus, job: Job) -> None:
     """Publish a committed job's JobUploaded and record that it is on the queue."""
     sequence = await bus.publish_uploaded(job_uploaded_event(job))
-    async with sessions.begin() as session:
-        await session.execute(
-            update(Job).where(Job.id == job.id, Job.queue_sequence.is_(None)).values(queue_sequence=sequence)
-        )
+    await jobs.record_enqueued(job.id, sequence)
     job.queue_sequence = sequence
 
 

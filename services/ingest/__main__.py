@@ -7,6 +7,7 @@ import logging
 
 from kazru.adapters.bus import Bus
 from kazru.adapters.storage import ObjectStore
+from kazru.db.job_repository import JobRepository
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.grpc.server import GrpcServer, wait_for_stop_signal
 from kazru.observability.logs import prepare_process
@@ -36,7 +37,9 @@ async def main() -> None:
     await store.ensure_bucket()
     bus = await Bus.connect(settings, "ingest")
     await bus.ensure_jobs_stream()
-    server = create_server(settings, UploadService(settings, create_sessionmaker(engine), store, bus))
+    server = create_server(
+        settings, UploadService(settings, JobRepository(create_sessionmaker(engine), settings), store, bus)
+    )
     await server.start()
     log.info("ingest listening", extra={"address": settings.ingest_address})
     await wait_for_stop_signal()

@@ -23,17 +23,12 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru.adapters import audio
 from kazru.adapters.bus import Bus
 from kazru.adapters.storage import ObjectStore
-from kazru.db import job_repository
-from kazru.db.models import Job, JobState
+from kazru.db.job_repository import JobRepository, NewUpload
+from kazru.db.models import Job
 from kazru.domain import errors, upload_protocol
 from kazru.jobs import outbox
 from kazru.observability import metrics, tracing
@@ -191,9 +186,9 @@ def check_same_request(earlier: Job, filename: str, options: UploadOptions, cont
 
 
 class UploadService:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], store: ObjectStore, bus: Bus):
+    def __init__(self, settings: Settings, jobs: JobRepository, store: ObjectStore, bus: Bus):
         self._settings = settings
-        self._sessions = sessions
+        self._jobs = jobs
         self._store = store
         self._bus = bus
 
@@ -208,7 +203,7 @@ class UploadService:
         validate_options(header.options, self._settings)  # fail before reading the body
         validate_request_id(header.request_id)
         if header.request_id:
-            earlier = await self._job_with_request_id(header.owner_id, header.request_id)
+            earlier = await self._jobs.find_by_request_id(header.owner_id, header.request_id)
             if earlier is not None:
                 retried = hashlib.sha256()
                 async for chunk in chunks:  # a retry: its bytes are read to the end, hashed and dropped
@@ -256,71 +251,26 @@ class UploadService:
         self, job_id: uuid.UUID, key: str, header: UploadHeader, options: UploadOptions, info: audio.AudioInfo,
         meter: UploadMeter,
     ) -> Job:  # fmt: skip
-        now = datetime.now(UTC)
-        job = Job(
-            id=job_id,
-            owner_id=header.owner_id,
-            state=JobState.PENDING,
-            progress=0,
-            filename=clean_filename(header.filename),
-            content_type=CONTAINER_CONTENT_TYPES[meter.container],
-            size_bytes=meter.size,
-            object_key=key,
-            container=meter.container,
-            duration_seconds=info.duration_seconds,
-            codec=info.codec,
-            channels=info.channels,
-            sample_rate=info.sample_rate,
-            languages=list(options.languages),
-            max_speakers=options.max_speakers or None,
-            min_speakers=options.min_speakers or None,
-            attempts=0,
-            created_at=now,
-            expires_at=now + timedelta(hours=self._settings.retention_hours),
-            idempotency_key=header.request_id or None,
-            content_sha256=meter.sha256.hexdigest(),
-        )
-        try:
-            async with self._sessions.begin() as session:
-                earlier = await self._reusable_result(session, job) if self._settings.reuse_identical_uploads else None
-                if earlier is None:
-                    session.add(job)
-                else:
-                    await job_repository.add_reusing(session, job, earlier, now, self._settings)
-        except IntegrityError:
-            earlier = await self._job_with_request_id(header.owner_id, header.request_id) if header.request_id else None
-            if earlier is None:
-                raise
-            return earlier
-        return job
-
-    async def _reusable_result(self, session: AsyncSession, job: Job) -> Job | None:
-        """The owner's latest finished job of the same bytes and options on this engine and model (another
-        model would write another transcript, and the copy would name a model that did not run), whose transcript is
-        still there as the machine left it; locked (FOR SHARE) so that it cannot be deleted while its transcript is copied. Never
-        another owner's."""
-        return await session.scalar(
-            select(Job)
-            .where(
-                Job.owner_id == job.owner_id,
-                Job.content_sha256 == job.content_sha256,
-                Job.state == JobState.SUCCEEDED,
-                Job.engine == self._settings.engine,
-                Job.engine_model == self._settings.engine_model,
-                Job.languages == job.languages,
-                Job.min_speakers.is_not_distinct_from(job.min_speakers),
-                Job.max_speakers.is_not_distinct_from(job.max_speakers),
-                Job.expires_at > datetime.now(UTC),
-                Job.transcript_edited_at.is_(None),  # the machine's result, not a person's edits of it
+        return await self._jobs.add_upload(
+            NewUpload(
+                id=job_id,
+                owner_id=header.owner_id,
+                filename=clean_filename(header.filename),
+                content_type=CONTAINER_CONTENT_TYPES[meter.container],
+                size_bytes=meter.size,
+                object_key=key,
+                container=meter.container,
+                duration_seconds=info.duration_seconds,
+                codec=info.codec,
+                channels=info.channels,
+                sample_rate=info.sample_rate,
+                languages=options.languages,
+                min_speakers=options.min_speakers,
+                max_speakers=options.max_speakers,
+                content_sha256=meter.sha256.hexdigest(),
+                request_id=header.request_id,
             )
-            .order_by(Job.finished_at.desc())
-            .limit(1)
-            .with_for_update(read=True)
         )
-
-    async def _job_with_request_id(self, owner_id: str, request_id: str) -> Job | None:
-        async with self._sessions() as session:
-            return await session.scalar(select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == request_id))
 
     async def _discard_object(self, key: str) -> None:
         try:
@@ -331,7 +281,7 @@ class UploadService:
 
     async def _enqueue(self, job: Job) -> None:
         try:
-            await outbox.publish_job(self._sessions, self._bus, job)
+            await outbox.publish_job(self._jobs, self._bus, job)
         except Exception as error:
             # The job is committed and stays PENDING without a queue sequence: the janitor's
             # outbox relay publishes it. The client has its job either way.

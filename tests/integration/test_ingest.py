@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from kazru.adapters.storage import ObjectStore
 from kazru.db import transcripts
+from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState
 from kazru.db.session import create_engine, create_sessionmaker
 from kazru.dev.devservers import free_port
@@ -33,7 +34,7 @@ SMALL_CAP = 2 * 1024 * 1024
 
 @contextlib.asynccontextmanager
 async def ingest_server(settings, database, store, bus):
-    server = create_server(settings, UploadService(settings, database, store, bus))
+    server = create_server(settings, UploadService(settings, JobRepository(database, settings), store, bus))
     await server.start()
     channel = grpc_server.channel(f"127.0.0.1:{server.port}")
     try:
@@ -251,7 +252,7 @@ async def test_an_identical_upload_of_the_same_owner_takes_the_earlier_transcrip
     assert row.usage_counted and row.billed_seconds == 0 and await store.exists(row.object_key)
     assert (row.finished_at - row.created_at).total_seconds() < 1
     # Each keeps its own life: deleting the earlier job leaves this one whole.
-    await retention.delete_job(database, store, bus, settings, owner, str(earlier), external_copies=NO_EXTERNAL_COPIES)
+    await retention.JobRemoval(database, store, bus, settings, NO_EXTERNAL_COPIES).delete_owned(owner, str(earlier))
     segments, speakers = await transcript_rows(database, uuid.UUID(job.job_id))
     assert len(segments) == 2 and [s[0] for s in speakers] == ["S1", "S2"]
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from kazru.adapters.engine_copies import for_engine
 from kazru.adapters.storage import ObjectStore
+from kazru.db.job_repository import JobRepository
 from kazru.db.models import Job, JobState
 from kazru.domain import errors
 from kazru.domain.external_copies import NO_EXTERNAL_COPIES
@@ -34,8 +35,8 @@ async def test_owner_deletes_a_finished_job_and_a_tombstone_stays(settings, data
     usage_before = await usage_of_day(database, day)
     priced = settings.model_copy(update={"usage_cost_per_billed_minute": 0.5})
 
-    deleted = await retention.delete_job(
-        database, store, bus, priced, "owner-d", str(job.id), external_copies=NO_EXTERNAL_COPIES
+    deleted = await retention.JobRemoval(database, store, bus, priced, NO_EXTERNAL_COPIES).delete_owned(
+        "owner-d", str(job.id)
     )
 
     assert deleted.state == JobState.DELETED
@@ -49,8 +50,8 @@ async def test_owner_deletes_a_finished_job_and_a_tombstone_stays(settings, data
     assert usage["estimated_cost"] == pytest.approx(usage_before.get("estimated_cost", 0) + 1.0)
 
     with pytest.raises(errors.Gone) as again:  # as every other route on a deleted job answers
-        await retention.delete_job(
-            database, store, bus, settings, "owner-d", str(job.id), external_copies=NO_EXTERNAL_COPIES
+        await retention.JobRemoval(database, store, bus, settings, NO_EXTERNAL_COPIES).delete_owned(
+            "owner-d", str(job.id)
         )
     assert again.value.code == "JOB_DELETED"
     assert await usage_of_day(database, day) == usage, "a job is counted once"
@@ -65,9 +66,7 @@ async def test_another_owner_cannot_delete(settings, database, store, bus):
     job = await store_finished_job(database, store, owner="owner-a")
     for owner, job_id in (("owner-b", str(job.id)), ("owner-a", str(uuid.uuid4())), ("owner-a", "not-a-uuid")):
         with pytest.raises(errors.NotFound):
-            await retention.delete_job(
-                database, store, bus, settings, owner, job_id, external_copies=NO_EXTERNAL_COPIES
-            )
+            await retention.JobRemoval(database, store, bus, settings, NO_EXTERNAL_COPIES).delete_owned(owner, job_id)
     assert (await remains_of(database, store, job.id))["segments"] == 1
     assert (await state_of(database, job.id)).state == JobState.SUCCEEDED
 
@@ -81,7 +80,7 @@ async def test_deleting_an_active_job_cancels_it_and_takes_its_message_off_the_q
     from kazru.jobs import outbox
 
     job = await store_finished_job(database, store, owner="owner-p", state=state, extra_objects=())
-    await outbox.publish_job(database, bus, job)
+    await outbox.publish_job(JobRepository(database, settings), bus, job)
     assert await queued_messages(bus, settings) == 1
     cancels = []
 
@@ -92,9 +91,7 @@ async def test_deleting_an_active_job_cancels_it_and_takes_its_message_off_the_q
     day = job.created_at.date()
     cancelled_before = (await usage_of_day(database, day)).get("cancelled", 0)
 
-    await retention.delete_job(
-        database, store, bus, settings, "owner-p", str(job.id), external_copies=NO_EXTERNAL_COPIES
-    )
+    await retention.JobRemoval(database, store, bus, settings, NO_EXTERNAL_COPIES).delete_owned("owner-p", str(job.id))
 
     await bus.nc.flush()
     await subscription.unsubscribe()
@@ -208,7 +205,7 @@ async def test_a_job_whose_worker_died_on_its_last_delivery_is_failed_with_a_rea
     retrying = await store_finished_job(database, store, state="RUNNING")
     alive = await store_finished_job(database, store, state="RUNNING")
     for job in (lost, retrying):  # their messages, still in the stream (JetStream stops delivering, never drops)
-        await outbox.publish_job(database, bus, job)
+        await outbox.publish_job(JobRepository(database, settings), bus, job)
     long_ago = datetime.now(UTC) - timedelta(seconds=10)
     async with database.begin() as session:
         await session.execute(update(Job).where(Job.id == lost.id).values(attempts=3, updated_at=long_ago))
@@ -244,8 +241,6 @@ async def test_a_delivery_lost_before_its_claim_still_counts_towards_the_last(in
     from datetime import timedelta
 
     from sqlalchemy import update
-
-    from kazru.db.job_repository import JobRepository
 
     settings = infra.settings(job_ack_wait_seconds=1.0, job_max_deliver=3)
     job = await store_finished_job(database, store, state="PENDING")

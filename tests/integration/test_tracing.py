@@ -25,7 +25,7 @@ from kazru.v1 import events_pb2
 from services.exporter.__main__ import create_server as create_exporter
 from services.exporter.grpc_api import ExporterServicer
 from services.gateway.auth import Authenticator
-from services.gateway.core import Gateway
+from services.gateway.core import create_gateway
 from services.gateway.http_api import create_app
 from services.ingest.__main__ import create_server as create_ingest
 from services.ingest.uploads import UploadService
@@ -60,13 +60,13 @@ async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `s
     )  # fmt: skip
     store = ObjectStore(settings)
     await store.ensure_bucket()
-    ingest = create_ingest(settings, UploadService(settings, database, store, bus))
+    ingest = create_ingest(settings, UploadService(settings, JobRepository(database, settings), store, bus))
     exporter = create_exporter(settings, ExporterServicer(database))
     await ingest.start()
     await exporter.start()
     channels = {"ingest": grpc_server.channel(f"127.0.0.1:{ingest.port}"),
                 "exporter": grpc_server.channel(f"127.0.0.1:{exporter.port}")}  # fmt: skip
-    gateway = Gateway(database, bus, store, channels, settings=settings, external_copies=NO_EXTERNAL_COPIES)
+    gateway = create_gateway(settings, database, bus, store, channels, NO_EXTERNAL_COPIES)
     app = create_app(settings, gateway, Authenticator(settings, database))
     engine = SpeechKitEngine(settings.speechkit, ffmpeg_path=settings.ffmpeg_path)
     worker = TranscriptionWorker(
