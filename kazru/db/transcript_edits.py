@@ -9,8 +9,6 @@ owner's job is NOT_FOUND, as everywhere.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
@@ -20,69 +18,7 @@ from kazru.db import jobs
 from kazru.db.models import Job, Segment, Speaker, Word
 from kazru.domain import errors
 from kazru.domain.language_shares import language_shares
-
-MAX_SPEAKER_NAME_CHARS = 100
-MAX_SEGMENT_TEXT_CHARS = 10_000
-# segments.position is a 32-bit integer: a larger index cannot exist.
-MAX_SEGMENT_INDEX = 2**31 - 1
-# A speaker a segment is moved to that the job does not have yet gets a label of the diarizer's kind.
-NEW_SPEAKER_LABEL = re.compile(r"S[1-9][0-9]?")
-
-
-def _has_control_characters(text: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
-
-
-def _has_lone_surrogates(text: str) -> bool:
-    """JSON may escape half of a UTF-16 pair alone ("\\ud800"); that is no character, and neither the
-    database nor any export can store it."""
-    return any(unicodedata.category(ch) == "Cs" for ch in text)
-
-
-def clean_speaker_name(raw: str, label: str) -> str:
-    """Trimmed, 1-100 characters, no control characters; else a clear INVALID_ARGUMENT."""
-    name = raw.strip()
-    details = {"speaker": label[:32]}
-    if not name:
-        raise errors.InvalidArgument(f"the name for {label[:32]} is empty", code="SPEAKER_NAME_EMPTY", details=details)
-    if len(name) > MAX_SPEAKER_NAME_CHARS:
-        raise errors.InvalidArgument(
-            f"the name for {label[:32]} has {len(name)} characters; at most {MAX_SPEAKER_NAME_CHARS} are allowed",
-            code="SPEAKER_NAME_TOO_LONG",
-            details=details,
-        )
-    if _has_control_characters(name):
-        raise errors.InvalidArgument(
-            f"the name for {label[:32]} contains control characters", code="SPEAKER_NAME_INVALID", details=details
-        )
-    if _has_lone_surrogates(name):
-        raise errors.InvalidArgument(
-            f"the name for {label[:32]} contains half of a UTF-16 surrogate pair, which is not a character",
-            code="SPEAKER_NAME_INVALID",
-            details=details,
-        )
-    return name
-
-
-def clean_segment_text(raw: str) -> str:
-    """Whitespace (line breaks, tabs) collapsed to single spaces; at most 10 000 characters.
-
-    Empty text is allowed: it removes a segment's words from the exports (e.g. a
-    hallucination over noise) while keeping the machine's text recoverable.
-    """
-    if len(raw) > MAX_SEGMENT_TEXT_CHARS:
-        raise errors.InvalidArgument(
-            f"the text has {len(raw)} characters; at most {MAX_SEGMENT_TEXT_CHARS} are allowed",
-            code="SEGMENT_TEXT_TOO_LONG",
-        )
-    text = " ".join(raw.split())
-    if _has_control_characters(text):
-        raise errors.InvalidArgument("the text contains control characters", code="SEGMENT_TEXT_INVALID")
-    if _has_lone_surrogates(text):
-        raise errors.InvalidArgument(
-            "the text contains half of a UTF-16 surrogate pair, which is not a character", code="SEGMENT_TEXT_INVALID"
-        )
-    return text
+from kazru.domain.transcript_edits import MAX_SEGMENT_INDEX, check_speaker_label, text_after_edit
 
 
 async def lock_editable_job(session: AsyncSession, job_id: str, owner_id: str) -> Job:
@@ -114,11 +50,9 @@ async def _speakers(session: AsyncSession, job: Job) -> dict[str, Speaker]:
     return {speaker.label: speaker for speaker in found}
 
 
-async def rename_speakers(session: AsyncSession, job_id: str, owner_id: str, names: dict[str, str]) -> None:
-    """Give speakers names ({"S1": "Aigerim"}); a name equal to the label clears it."""
-    if not names:
-        raise errors.InvalidArgument("name at least one speaker", code="SPEAKERS_EMPTY")
-    cleaned = {label: clean_speaker_name(name, label) for label, name in names.items()}
+async def rename_speakers(session: AsyncSession, job_id: str, owner_id: str, cleaned: dict[str, str]) -> None:
+    """Give speakers names ({"S1": "Aigerim"}, cleaned by `kazru.domain.transcript_edits`); a name equal to the
+    label clears it."""
     job = await lock_editable_job(session, job_id, owner_id)
     speakers = await _speakers(session, job)
     for label in cleaned:
@@ -135,8 +69,6 @@ async def merge_speaker(session: AsyncSession, job_id: str, owner_id: str, speak
     timings and edits are kept); the exports group them into one turn. The
     statistics are the sums of both speakers', as the transcriber computed them.
     """
-    if speaker == into:
-        raise errors.InvalidArgument("a speaker cannot be merged into itself", code="MERGE_INTO_SELF")
     job = await lock_editable_job(session, job_id, owner_id)
     speakers = await _speakers(session, job)
     for label in (speaker, into):
@@ -172,31 +104,17 @@ async def _locked_segment(session: AsyncSession, job: Job, index: int) -> Segmen
 
 
 async def edit_segment(session: AsyncSession, job_id: str, owner_id: str, index: int, text: str | None) -> Segment:
-    """Set a segment's text (timing kept), or with `text=None` restore the machine's text.
-
-    The machine's text is stored once, at the first edit; a later edit keeps it, and
-    text equal to it clears the edited state.
-    """
-    new_text = None if text is None else clean_segment_text(text)
+    """Set a segment's text (cleaned; timing kept), or with `text=None` restore the machine's text
+    (`kazru.domain.transcript_edits.text_after_edit`)."""
     job = await lock_editable_job(session, job_id, owner_id)
     segment = await _locked_segment(session, job, index)
-    machine_text = segment.original_text if segment.original_text is not None else segment.text
-    if new_text is None or new_text == machine_text:
-        segment.text, segment.original_text = machine_text, None
-    else:
-        segment.text, segment.original_text = new_text, machine_text
+    segment.text, segment.original_text = text_after_edit(segment.text, segment.original_text, text)
     return segment
 
 
-async def set_segment_language(
-    session: AsyncSession, job_id: str, owner_id: str, index: int, language: str, supported: tuple[str, ...]
-) -> Segment:
-    """Correct a segment's language (a wrong KK/RU badge); the job's language shares and main language follow."""
-    language = language.strip().lower()
-    if language not in supported:
-        raise errors.InvalidArgument(
-            f"unsupported language '{language[:8]}'; supported: {', '.join(supported)}", code="INVALID_LANGUAGE"
-        )
+async def set_segment_language(session: AsyncSession, job_id: str, owner_id: str, index: int, language: str) -> Segment:
+    """Correct a segment's language (a wrong KK/RU badge; a supported one, checked by the caller); the job's
+    language shares and main language follow."""
     job = await lock_editable_job(session, job_id, owner_id)
     segment = await _locked_segment(session, job, index)
     segment.language = language
@@ -215,10 +133,7 @@ async def set_segment_speaker(session: AsyncSession, job_id: str, owner_id: str,
     job = await lock_editable_job(session, job_id, owner_id)
     segment = await _locked_segment(session, job, index)
     speakers = await _speakers(session, job)
-    if label not in speakers and not NEW_SPEAKER_LABEL.fullmatch(label):
-        raise errors.InvalidArgument(
-            f"'{label[:32]}' is neither a speaker of the job nor a new label S1-S99", code="SPEAKER_LABEL_INVALID"
-        )
+    check_speaker_label(label, speakers)
     previous = segment.speaker
     if previous == label:
         return segment

@@ -56,24 +56,34 @@ async def end_job(
     return was_active
 
 
-async def delete_job(
-    sessions: async_sessionmaker[AsyncSession],
-    store: ObjectStore,
-    bus: Bus,
-    settings: Settings,
-    owner_id: str,
-    job_id: str,
-    external_copies: ExternalCopies,
-) -> Job:
+class JobRemoval:
     """The owner's DELETE: cancel if pending or running, remove everything now, keep a DELETED tombstone."""
-    async with sessions.begin() as session:
-        owned = await jobs.get_owned_job(session, job_id, owner_id)
-        job = await session.scalar(select(Job).where(Job.id == owned.id).with_for_update())
-        # Deleting what is already gone answers as every other route on it does: 410, not a state conflict.
-        jobs.require_not_removed(job)
-        was_active = await end_job(session, store, bus, job, JobState.DELETED, settings, external_copies)
-    if was_active:
-        # After the commit: a worker that hears this finds the row already changed.
-        await bus.announce_cancel(str(job.id))
-    log.info("job deleted by its owner", extra={"job_id": str(job.id), "was_active": was_active})
-    return job
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        store: ObjectStore,
+        bus: Bus,
+        settings: Settings,
+        external_copies: ExternalCopies,
+    ):
+        self._sessions = sessions
+        self._store = store
+        self._bus = bus
+        self._settings = settings
+        self._external_copies = external_copies
+
+    async def delete_owned(self, owner_id: str, job_id: str) -> Job:
+        async with self._sessions.begin() as session:
+            owned = await jobs.get_owned_job(session, job_id, owner_id)
+            job = await session.scalar(select(Job).where(Job.id == owned.id).with_for_update())
+            # Deleting what is already gone answers as every other route on it does: 410, not a state conflict.
+            jobs.require_not_removed(job)
+            was_active = await end_job(
+                session, self._store, self._bus, job, JobState.DELETED, self._settings, self._external_copies
+            )
+        if was_active:
+            # After the commit: a worker that hears this finds the row already changed.
+            await self._bus.announce_cancel(str(job.id))
+        log.info("job deleted by its owner", extra={"job_id": str(job.id), "was_active": was_active})
+        return job

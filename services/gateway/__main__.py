@@ -18,7 +18,7 @@ from kazru.observability.logs import prepare_process
 from kazru.settings import Settings
 from kazru.v1 import job_service_pb2, job_service_pb2_grpc
 from services.gateway.auth import Authenticator
-from services.gateway.core import Gateway
+from services.gateway.core import Gateway, create_gateway
 from services.gateway.grpc_api import JobServicer
 from services.gateway.grpc_auth import AuthInterceptor
 from services.gateway.http_api import create_app
@@ -59,9 +59,7 @@ async def main() -> None:
         "janitor": grpc_server.channel(settings.janitor_address),
     }
     external_copies = for_engine(settings)  # what the owner's DELETE asks to forget a SpeechKit copy
-    gateway = Gateway(
-        sessions, bus, ObjectStore(settings), channels, settings=settings, external_copies=external_copies
-    )
+    gateway = create_gateway(settings, sessions, bus, ObjectStore(settings), channels, external_copies)
     auth = Authenticator(settings, sessions)
     await auth.register_bootstrap_key()
 

@@ -16,18 +16,18 @@ from dataclasses import dataclass
 
 import grpc
 from minio.error import S3Error
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru.adapters.bus import Bus
 from kazru.adapters.storage import ObjectStore
-from kazru.db import jobs, transcript_edits, transcripts, usage
-from kazru.domain import errors
+from kazru.db import jobs, usage
+from kazru.db.owned_jobs import OwnedJobs
+from kazru.domain import errors, transcript_edits
 from kazru.domain.external_copies import ExternalCopies
 from kazru.grpc import convert
 from kazru.grpc.errors import from_rpc_error
 from kazru.grpc.server import check_health
-from kazru.jobs import retention
+from kazru.jobs.retention import JobRemoval
 from kazru.observability import metrics, tracing
 from kazru.settings import Settings
 from kazru.v1 import (
@@ -39,9 +39,9 @@ from kazru.v1 import (
     job_pb2,
     transcript_pb2,
 )
-from services.gateway import status
 from services.gateway.auth import Principal
 from services.gateway.ratelimit import SlidingWindowLimiter
+from services.gateway.status import ServiceStatus
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +81,26 @@ class StoredAudio:
 class Gateway:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        jobs: OwnedJobs,
+        removal: JobRemoval,
+        status: ServiceStatus,
+        upload_limit: SlidingWindowLimiter,
         bus: Bus,
         store: ObjectStore,
         channels: dict[str, grpc.aio.Channel],
         *,
         settings: Settings,
-        external_copies: ExternalCopies,
     ):
         self._settings = settings
-        self._external_copies = external_copies
-        self._sessions = sessions
+        self._jobs = jobs
+        self._removal = removal
+        self._status = status
+        self._upload_limit = upload_limit
         self._bus = bus
         self._store = store
         self._channels = channels
         self._ingest = ingest_service_pb2_grpc.IngestServiceStub(channels["ingest"])
         self._exporter = exporter_service_pb2_grpc.ExporterServiceStub(channels["exporter"])
-        self._upload_limit = SlidingWindowLimiter(sessions, "uploads")
 
     def upload_limits(self, caller: Principal, client_address: str) -> dict[str, int]:
         """Rate-limit keys → limits for an upload. A key is limited by itself alone, whatever address it calls
@@ -157,13 +160,11 @@ class Gateway:
             raise
 
     async def get_job(self, owner_id: str, job_id: str) -> job_pb2.Job:
-        async with self._sessions() as session:
-            return convert.job_to_proto(await jobs.get_owned_job(session, job_id, owner_id))
+        return convert.job_to_proto(await self._jobs.get(owner_id, job_id))
 
     async def list_jobs(self, owner_id: str, page_size: int, page_token: str) -> tuple[list[job_pb2.Job], str]:
-        async with self._sessions() as session:
-            found, next_token = await jobs.list_owned_jobs(session, owner_id, page_size, page_token)
-            return [convert.job_to_proto(job) for job in found], next_token
+        found, next_token = await self._jobs.list(owner_id, page_size, page_token)
+        return [convert.job_to_proto(job) for job in found], next_token
 
     async def watch_job(self, owner_id: str, job_id: str) -> AsyncIterator[job_pb2.Job]:
         """The job now, then again each time its state or progress changes; ends after a terminal state.
@@ -171,17 +172,15 @@ class Gateway:
         Bus events only wake the watcher: the row is re-read each time (and every
         `watch_recheck_seconds` anyway), so a missed or late event costs at most a delay.
         """
-        async with self._sessions() as session:
-            # Refuses another owner's job or a malformed id before anything is subscribed.
-            job_id = str((await jobs.get_owned_job(session, job_id, owner_id)).id)
+        # Refuses another owner's job or a malformed id before anything is subscribed.
+        job_id = str((await self._jobs.get(owner_id, job_id)).id)
         last: tuple[int, int] | None = None
         async with self._bus.job_events(job_id) as changed:
             while True:
                 changed.clear()
-                async with self._sessions() as session:
-                    job = await jobs.get_owned_job(session, job_id, owner_id)
-                    terminal = job.job_state.is_terminal
-                    current = convert.job_to_proto(job)
+                job = await self._jobs.get(owner_id, job_id)
+                terminal = job.job_state.is_terminal
+                current = convert.job_to_proto(job)
                 if (current.state, current.progress) != last:
                     last = (current.state, current.progress)
                     yield current
@@ -192,15 +191,12 @@ class Gateway:
 
     async def delete_job(self, owner_id: str, job_id: str) -> job_pb2.Job:
         """Cancel if pending or running, delete the audio and transcript now, keep a DELETED tombstone."""
-        job = await retention.delete_job(
-            self._sessions, self._store, self._bus, self._settings, owner_id, job_id, self._external_copies
-        )
+        job = await self._removal.delete_owned(owner_id, job_id)
         return convert.job_to_proto(job)
 
     async def audio(self, owner_id: str, job_id: str) -> StoredAudio:
         """The owner's original recording; Gone once the job expired or was deleted."""
-        async with self._sessions() as session:
-            job = await jobs.get_owned_job(session, job_id, owner_id)
+        job = await self._jobs.get(owner_id, job_id)
         jobs.require_not_removed(job)
         # Ingest stores the type browsers play the sniffed container by (uploads.CONTAINER_CONTENT_TYPES).
         return StoredAudio(job.object_key, job.size_bytes, job.content_type or "application/octet-stream")
@@ -218,43 +214,38 @@ class Gateway:
         return first, chunks
 
     async def get_transcript(self, owner_id: str, job_id: str) -> tuple[job_pb2.Job, transcript_pb2.Transcript]:
-        async with self._sessions() as session:
-            job = await jobs.get_owned_job(session, job_id, owner_id)
-            jobs.require_transcript(job)
-            stored = await transcripts.load_transcript(session, job.id)
-            return convert.job_to_proto(job), convert.transcript_to_proto(job, stored)
+        job, stored = await self._jobs.transcript(owner_id, job_id)
+        return convert.job_to_proto(job), convert.transcript_to_proto(job, stored)
 
     async def rename_speakers(
         self, owner_id: str, job_id: str, names: dict[str, str]
     ) -> tuple[job_pb2.Job, transcript_pb2.Transcript]:
-        async with self._sessions.begin() as session:
-            await transcript_edits.rename_speakers(session, job_id, owner_id, names)
+        await self._jobs.rename_speakers(owner_id, job_id, transcript_edits.clean_speaker_names(names))
         return await self.get_transcript(owner_id, job_id)
 
     async def merge_speaker(
         self, owner_id: str, job_id: str, speaker: str, into: str
     ) -> tuple[job_pb2.Job, transcript_pb2.Transcript]:
-        async with self._sessions.begin() as session:
-            await transcript_edits.merge_speaker(session, job_id, owner_id, speaker, into)
+        if speaker == into:
+            raise errors.InvalidArgument("a speaker cannot be merged into itself", code="MERGE_INTO_SELF")
+        await self._jobs.merge_speaker(owner_id, job_id, speaker, into)
         return await self.get_transcript(owner_id, job_id)
 
     async def edit_segment(
         self, owner_id: str, job_id: str, index: int, change: SegmentChange
     ) -> transcript_pb2.Segment:
         """One change of a segment: new text, the machine's text back, its language, or its speaker."""
-        async with self._sessions.begin() as session:
-            if change.field == "text" or change.field == "revert":
-                text = change.value if change.field == "text" else None
-                segment = await transcript_edits.edit_segment(session, job_id, owner_id, index, text)
-            elif change.field == "language":
-                supported = self._settings.supported_languages
-                segment = await transcript_edits.set_segment_language(
-                    session, job_id, owner_id, index, change.value, supported
-                )
-            else:
-                segment = await transcript_edits.set_segment_speaker(session, job_id, owner_id, index, change.value)
-            words = await transcript_edits.segment_words(session, segment)
-            return convert.segment_to_proto(segment, [convert.word_to_proto(word) for word in words])
+        if change.field == "text":
+            text = transcript_edits.clean_segment_text(change.value)
+            edited = await self._jobs.set_segment_text(owner_id, job_id, index, text)
+        elif change.field == "revert":
+            edited = await self._jobs.set_segment_text(owner_id, job_id, index, None)
+        elif change.field == "language":
+            language = transcript_edits.clean_language(change.value, self._settings.supported_languages)
+            edited = await self._jobs.set_segment_language(owner_id, job_id, index, language)
+        else:
+            edited = await self._jobs.set_segment_speaker(owner_id, job_id, index, change.value)
+        return convert.segment_to_proto(edited.segment, [convert.word_to_proto(word) for word in edited.words])
 
     async def export(
         self, owner_id: str, job_id: str, fmt: int, options: export_pb2.ExportOptions
@@ -283,13 +274,12 @@ class Gateway:
 
     async def usage(self, owner_id: str, days: int) -> dict:
         """The owner's own figures per day of upload, newest first, and their totals (kazru/db/usage.py)."""
-        async with self._sessions() as session:
-            report = await usage.usage_report(session, days, owner_id=owner_id)
+        report = await self._jobs.usage(owner_id, days)
         return {"days": [day.as_json() for day in report], "totals": usage.totals(report)}
 
     async def service_status(self) -> dict:
         """For operators: queue length, workers, recent throughput and the estimated wait (services.gateway.status)."""
-        return await status.service_status(self._sessions, self._bus, self._settings)
+        return await self._status.report()
 
     async def public_status(self) -> dict:
         """For users: how many jobs wait and how long a new upload would wait; nothing of the workers."""
@@ -303,7 +293,7 @@ class Gateway:
         """Jobs by state, the queue, the promise ages and each dependency's health, read into the Prometheus
         gauges before a scrape."""
         refreshed, health = await asyncio.gather(
-            asyncio.wait_for(status.refresh_gauges(self._sessions, self._bus, self._settings), HEALTH_TIMEOUT_SECONDS),
+            asyncio.wait_for(self._status.refresh_gauges(), HEALTH_TIMEOUT_SECONDS),
             self.health(),
             return_exceptions=True,
         )
@@ -315,7 +305,7 @@ class Gateway:
 
     async def health(self) -> tuple[bool, dict[str, dict]]:
         checks: dict[str, Callable[[], Awaitable[object]]] = {
-            "postgres": self._ping_database,
+            "postgres": self._jobs.ping,
             "nats": self._bus.ping,
             "s3": self._store.ping,
         }
@@ -351,10 +341,6 @@ class Gateway:
             log.warning("could not read the supervisor's status file %s", path, exc_info=True)
             return {}
 
-    async def _ping_database(self) -> None:
-        async with self._sessions() as session:
-            await session.execute(text("SELECT 1"))
-
     @staticmethod
     def _service_check(chan: grpc.aio.Channel) -> Callable[[], Awaitable[None]]:
         async def check() -> None:
@@ -373,3 +359,25 @@ class Gateway:
             result = {"ok": False, "error": (str(error) or type(error).__name__)[:200]}
         result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return result
+
+
+def create_gateway(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    bus: Bus,
+    store: ObjectStore,
+    channels: dict[str, grpc.aio.Channel],
+    external_copies: ExternalCopies,
+) -> Gateway:
+    """The gateway with its PostgreSQL-backed parts: the owner's jobs, deletion, status and the upload limit
+    (the composition root's, and the integration tests')."""
+    return Gateway(
+        OwnedJobs(sessions),
+        JobRemoval(sessions, store, bus, settings, external_copies),
+        ServiceStatus(sessions, bus, settings),
+        SlidingWindowLimiter(sessions, "uploads"),
+        bus,
+        store,
+        channels,
+        settings=settings,
+    )

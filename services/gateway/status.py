@@ -111,3 +111,18 @@ async def refresh_promise_gauges(sessions: async_sessionmaker[AsyncSession]) -> 
     metrics.OLDEST_PENDING_SECONDS.set((now - oldest_pending).total_seconds() if oldest_pending else 0)
     metrics.EXPIRY_OVERDUE_SECONDS.set((now - first_overdue).total_seconds() if first_overdue else 0)
     metrics.ENGINE_COPIES_OVERDUE.set(copies or 0)
+
+
+class ServiceStatus:
+    """The queue and the recent throughput, read for operators, users and the metrics scrape."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: Bus, settings: Settings):
+        self._sessions = sessions
+        self._bus = bus
+        self._settings = settings
+
+    async def report(self) -> dict:
+        return await service_status(self._sessions, self._bus, self._settings)
+
+    async def refresh_gauges(self) -> None:
+        await refresh_gauges(self._sessions, self._bus, self._settings)

@@ -22,7 +22,7 @@ from kazru.grpc import server as grpc_server
 from kazru.v1 import export_pb2, exporter_service_pb2, exporter_service_pb2_grpc
 from services.exporter.__main__ import create_server
 from services.exporter.grpc_api import ExporterServicer
-from services.gateway.core import Gateway, SegmentChange
+from services.gateway.core import Gateway, SegmentChange, create_gateway
 from tests import export_checks
 from tests.transcripts import (
     KAZAKH_LETTERS,
@@ -53,14 +53,7 @@ async def gateway(settings, database, store):
     channel = grpc_server.channel(f"127.0.0.1:{exporter.port}")
     bus = await Bus.connect(settings, "tests-exports")
     # Exports and edits need no ingest: its channel points at the exporter and is never called.
-    yield Gateway(
-        database,
-        bus,
-        store,
-        {"exporter": channel, "ingest": channel},
-        settings=settings,
-        external_copies=NO_EXTERNAL_COPIES,
-    )
+    yield create_gateway(settings, database, bus, store, {"exporter": channel, "ingest": channel}, NO_EXTERNAL_COPIES)
     await bus.close()
     await channel.close()
     await exporter.stop(1)
