@@ -12,6 +12,7 @@ class RecordingBus:
         self.removed: list[int] = []  # stream sequences taken off the queue
         self.cancelled: list[str] = []
         self.finished: list[tuple[str, str, str]] = []  # (job id, state, error code)
+        self.progress: list[tuple[str, int]] = []  # (job id, percent)
 
     async def publish_uploaded(self, event) -> int:
         self.published.append(event.job_id)
@@ -26,6 +27,9 @@ class RecordingBus:
 
     async def announce_finished(self, job_id: str, state: str, error_code: str = "", error_message: str = "") -> None:
         self.finished.append((job_id, str(state), error_code or ""))
+
+    async def publish_progress(self, event) -> None:
+        self.progress.append((event.job_id, event.progress))
 
     async def queue_state(self) -> QueueState:
         return QueueState(0, 0, 0)
