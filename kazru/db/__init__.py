@@ -1,1 +1,3 @@
-"""PostgreSQL: ORM models, engine/session factory, Alembic migrations, job queries."""
+"""PostgreSQL: ORM models, engine/session factory, Alembic migrations, and the repositories that own the
+rows: services hand them domain values and never build a row or open a session themselves
+(`job_repository` for ingest, the worker and the janitor; `owned_jobs` for the gateway)."""

@@ -1,7 +1,8 @@
 """The domain: KazRu-STT's pure rules, with no I/O.
 
 What belongs here: the error vocabulary every adapter translates (`errors`), the job lifecycle
-(`lifecycle`), language shares, export formats, what a speech engine returns and the port it
+(`lifecycle`), language shares, export formats, the transcript (`transcript`) and what a person may
+write into it (`transcript_edits`), what a speech engine returns and the port it
 implements (`recognition`), the port that forgets an external engine's copy (`external_copies`) and
 the upload protocol's rules. A module here may import the standard library, numpy, pydantic, the
 generated protobuf messages (`kazru.v1`), `kazru.settings` and other domain modules. It never
