@@ -55,7 +55,9 @@ class HttpServer:
         try:
             await self._server.serve()
         except SystemExit:  # uvicorn's way of failing to start (it has logged why): not the whole process's
-            raise RuntimeError(f"could not serve HTTP on {self._address}") from None
+            raise RuntimeError(
+                f"uvicorn could not serve HTTP on {self._address} (its line just before says why)"
+            ) from None
 
     async def start(self) -> None:
         self._serving = asyncio.create_task(self._serve())
@@ -70,7 +72,7 @@ class HttpServer:
         """The HTTP health (/api/v1/health) says what the gateway can reach, not whether it is stopping."""
 
     async def stop(self, grace: float) -> None:
-        if self._serving is not None:
+        if self._serving is not None and not self._serving.done():  # a failed start has said why already
             self._server.should_exit = True
             await self._serving
 
