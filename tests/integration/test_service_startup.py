@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -205,3 +206,30 @@ def test_a_service_process_that_cannot_start_exits_1_with_one_json_line_naming_t
     assert failure["service"] == "exporter"
     assert failure["message"].startswith(f"exporter could not start: the gRPC API on 127.0.0.1:{port} failed: ")
     assert failure["step"] == f"the gRPC API on 127.0.0.1:{port}"
+
+
+async def test_a_service_process_stops_on_sigterm_with_exit_0(infra):
+    """The other way out, unchanged: SERVING once up; SIGTERM → "stop signal received", a clean stop, 0."""
+    settings = service_settings(infra)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.exporter"], env=service_environment(settings), cwd=REPO,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        async with grpc_server.channel(settings.exporter_address) as chan:
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    if await check_health(chan, timeout=0.5):
+                        break
+                assert process.poll() is None and asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.to_thread(process.communicate, timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    messages = [json.loads(line)["message"] for line in stderr.splitlines() if line.startswith("{")]
+    assert messages[-2:] == ["exporter listening", "stop signal received; shutting down"], messages
+    assert all(json.loads(line)["level"] in ("INFO", "DEBUG") for line in stderr.splitlines() if line.startswith("{"))
