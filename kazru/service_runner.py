@@ -214,7 +214,8 @@ async def serve(
                       exc_info=error, extra={"step": startup.current_step})  # fmt: skip
             return 1  # leaving the block closes what was opened, last first
         if serving.listening is not None:
-            log.info(f"{service} listening", extra=dict(serving.listening))
+            # In the service's own logger, as each service logged it before the runner.
+            logging.getLogger(f"services.{service}").info(f"{service} listening", extra=dict(serving.listening))
         work_ended = await _until_stopped(service, tasks, stop_signal)
     return 1 if work_ended or startup.stop_errors else 0
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from kazru.db.session import create_sessionmaker
 from kazru.grpc.server import GrpcServer
 from kazru.service_runner import Serving, Startup, run_service
 from kazru.settings import Settings
 from kazru.v1 import exporter_service_pb2, exporter_service_pb2_grpc
 from services.exporter.grpc_api import ExporterServicer
-
-log = logging.getLogger("services.exporter")
 
 
 def create_server(settings: Settings, servicer: ExporterServicer) -> GrpcServer:

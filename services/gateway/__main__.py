@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 
 import uvicorn
 
@@ -22,8 +21,6 @@ from services.gateway.grpc_api import JobServicer
 from services.gateway.grpc_auth import AuthInterceptor
 from services.gateway.http_api import create_app
 from services.gateway.operations import create_operations_app
-
-log = logging.getLogger("services.gateway")
 
 
 class _Uvicorn(uvicorn.Server):

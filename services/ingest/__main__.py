@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from kazru.adapters.storage import ObjectStore
 from kazru.db.session import create_sessionmaker
 from kazru.grpc.server import GrpcServer
@@ -12,8 +10,6 @@ from kazru.settings import Settings
 from kazru.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from services.ingest.grpc_api import IngestServicer
 from services.ingest.uploads import UploadService
-
-log = logging.getLogger("services.ingest")
 
 
 def create_server(settings: Settings, uploads: UploadService) -> GrpcServer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository
@@ -13,8 +12,6 @@ from kazru.service_runner import Serving, Startup, run_service
 from kazru.settings import Settings
 from services.transcriber.pipeline import create_pipeline
 from services.transcriber.worker import TranscriptionWorker
-
-log = logging.getLogger("services.transcriber")
 
 
 async def open_transcriber(settings: Settings, startup: Startup) -> Serving:
