@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
-from kazru.db.session import create_engine, create_sessionmaker
-from kazru.grpc.server import GrpcServer, wait_for_stop_signal
-from kazru.observability.logs import prepare_process
-from kazru.observability.metrics import start_metrics_server
+from kazru.db.session import create_sessionmaker
+from kazru.grpc.server import GrpcServer
+from kazru.service_runner import Serving, Startup, run_service
 from kazru.settings import Settings
 from kazru.v1 import exporter_service_pb2, exporter_service_pb2_grpc
 from services.exporter.grpc_api import ExporterServicer
-
-log = logging.getLogger("services.exporter")
 
 
 def create_server(settings: Settings, servicer: ExporterServicer) -> GrpcServer:
@@ -24,18 +18,19 @@ def create_server(settings: Settings, servicer: ExporterServicer) -> GrpcServer:
     )
 
 
-async def main() -> None:
-    settings = Settings()
-    prepare_process("exporter", settings.log_level)
-    start_metrics_server(settings)  # a daemon thread: it ends with the process
-    engine = create_engine(settings)
-    server = create_server(settings, ExporterServicer(create_sessionmaker(engine)))
-    await server.start()
-    log.info("exporter listening", extra={"address": settings.exporter_address})
-    await wait_for_stop_signal()
-    await server.stop(settings.shutdown_grace_seconds)
-    await engine.dispose()
+async def open_exporter(settings: Settings, startup: Startup) -> Serving:
+    await startup.metrics(settings)
+    engine = await startup.database(settings)
+    servicer = ExporterServicer(create_sessionmaker(engine))
+    return Serving(
+        {f"the gRPC API on {settings.exporter_address}": lambda: create_server(settings, servicer)},
+        listening={"address": settings.exporter_address},
+    )
+
+
+def main() -> None:
+    run_service("exporter", open_exporter)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
-from kazru.adapters.bus import Bus
 from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository
-from kazru.db.session import create_engine, create_sessionmaker
-from kazru.grpc.server import GrpcServer, wait_for_stop_signal
-from kazru.observability.logs import prepare_process
-from kazru.observability.metrics import start_metrics_server
+from kazru.db.session import create_sessionmaker
+from kazru.grpc.server import GrpcServer
+from kazru.service_runner import Serving, Startup, run_service
 from kazru.settings import Settings
 from kazru.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from services.ingest.grpc_api import IngestServicer
 from services.ingest.uploads import UploadService
-
-log = logging.getLogger("services.ingest")
 
 
 def create_server(settings: Settings, uploads: UploadService) -> GrpcServer:
@@ -28,25 +21,23 @@ def create_server(settings: Settings, uploads: UploadService) -> GrpcServer:
     )
 
 
-async def main() -> None:
-    settings = Settings()
-    prepare_process("ingest", settings.log_level, streams_large_bodies=True)
-    start_metrics_server(settings)  # a daemon thread: it ends with the process
-    engine = create_engine(settings)
+async def open_ingest(settings: Settings, startup: Startup) -> Serving:
+    await startup.metrics(settings)
+    engine = await startup.database(settings)
     store = ObjectStore(settings)
-    await store.ensure_bucket()
-    bus = await Bus.connect(settings, "ingest")
-    await bus.ensure_jobs_stream()
-    server = create_server(
-        settings, UploadService(settings, JobRepository(create_sessionmaker(engine), settings), store, bus)
+    await startup.step("the object store's bucket", store.ensure_bucket)
+    bus = await startup.bus(settings, "ingest")
+    await startup.step("the jobs stream", bus.ensure_jobs_stream)
+    uploads = UploadService(settings, JobRepository(create_sessionmaker(engine), settings), store, bus)
+    return Serving(
+        {f"the gRPC API on {settings.ingest_address}": lambda: create_server(settings, uploads)},
+        listening={"address": settings.ingest_address},
     )
-    await server.start()
-    log.info("ingest listening", extra={"address": settings.ingest_address})
-    await wait_for_stop_signal()
-    await server.stop(settings.shutdown_grace_seconds)
-    await bus.close()
-    await engine.dispose()
+
+
+def main() -> None:
+    run_service("ingest", open_ingest, streams_large_bodies=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -3,55 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 
-from kazru.adapters.bus import Bus
 from kazru.adapters.storage import ObjectStore
 from kazru.db.job_repository import JobRepository
-from kazru.db.session import create_engine, create_sessionmaker
-from kazru.grpc.server import GrpcServer, wait_for_stop_signal
-from kazru.observability.logs import prepare_process
-from kazru.observability.metrics import start_metrics_server
+from kazru.db.session import create_sessionmaker
+from kazru.grpc.server import GrpcServer
+from kazru.service_runner import Serving, Startup, run_service
 from kazru.settings import Settings
 from services.transcriber.pipeline import create_pipeline
 from services.transcriber.worker import TranscriptionWorker
 
-log = logging.getLogger("services.transcriber")
 
-
-async def main() -> None:
-    settings = Settings()
-    prepare_process("transcriber", settings.log_level)
-    start_metrics_server(settings)  # a daemon thread: it ends with the process
+async def open_transcriber(settings: Settings, startup: Startup) -> Serving:
+    await startup.metrics(settings)
     # The engine is chosen by KAZRU_ENGINE; models load before the health check says SERVING.
-    pipeline = await asyncio.to_thread(create_pipeline, settings)
-    database = create_engine(settings)
-    bus = await Bus.connect(settings, "transcriber")
+    pipeline = await startup.step("the speech models", lambda: asyncio.to_thread(create_pipeline, settings))
+    database = await startup.database(settings)
+    bus = await startup.bus(settings, "transcriber")
     jobs = JobRepository(create_sessionmaker(database), settings)
     worker = TranscriptionWorker(settings, jobs, ObjectStore(settings), bus, pipeline)
-    health = GrpcServer(settings.transcriber_address, lambda server: None, ["kazru.v1.Transcriber"])
-    await health.start()
+    return Serving(
+        {f"the health check on {settings.transcriber_address}": lambda: GrpcServer(
+            settings.transcriber_address, lambda server: None, ["kazru.v1.Transcriber"]
+        )},
+        # Asked to stop, it lets a running job finish within the grace period; otherwise the job is
+        # cancelled and handed back to the queue.
+        background={"the jobs consumer": worker.run},
+    )  # fmt: skip
 
-    stop = asyncio.Event()
-    consuming = asyncio.create_task(worker.run(stop))
-    signal_wait = asyncio.create_task(wait_for_stop_signal())
-    await asyncio.wait({consuming, signal_wait}, return_when=asyncio.FIRST_COMPLETED)
-    if consuming.done():
-        consuming.result()  # the consumer died: surface why
-    stop.set()
-    await health.set_serving(False)
-    # Let a running job finish within the grace period; otherwise it is handed back to the queue.
-    try:
-        await asyncio.wait_for(asyncio.shield(consuming), settings.shutdown_grace_seconds)
-    except TimeoutError:
-        consuming.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consuming
-    await health.stop(0)
-    await bus.close()
-    await database.dispose()
+
+def main() -> None:
+    run_service("transcriber", open_transcriber)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
