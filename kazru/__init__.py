@@ -13,8 +13,9 @@ other, and nothing here imports a service.
 - `kazru.observability`: JSON logs, Prometheus metrics and OpenTelemetry traces; usable by every layer.
 - `kazru.dev`: `make run`, the tests' servers and the model install; never imported by a running
   service (tests/unit/test_layering.py).
-- At the top: `kazru.settings` (typed KAZRU_* settings, SpeechKit's as `settings.speechkit`),
-  `kazru.cli` (the `kazru` command) and `kazru.api_json` (the HTTP API's JSON shapes).
+- At the top: `kazru.settings` (typed KAZRU_* settings, SpeechKit's as `settings.speechkit`; every
+  layer reads them, so they import no other part of kazru), `kazru.cli` (the `kazru` command) and
+  `kazru.api_json` (the HTTP API's JSON shapes).
 
 Each subpackage's docstring says what belongs there and what it may import; tests/unit/test_layering.py
 checks the rules that matter. Generated protobuf code lives in `kazru.v1` (made by `make proto`, not

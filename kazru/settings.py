@@ -6,6 +6,8 @@ chosen not to clash with a system PostgreSQL/NATS/MinIO.
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -15,12 +17,15 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from kazru.adapters.encryption import Keyring
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 # Addresses that mean "listen on every interface".
 WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::", "[::]"})
+# A master key of the audio encrypted at rest (KAZRU_ENCRYPTION_KEYS) is 256 bits, named by an id that
+# each object's header carries (kazru.adapters.encryption, which does the cryptography).
+ENCRYPTION_KEY_BYTES = 32
+MAX_ENCRYPTION_KEY_ID_CHARS = 32
+_ENCRYPTION_KEY_ID = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_ENCRYPTION_KEY_ID_CHARS}}}")
 
 
 class AnonymousAccess(StrEnum):
@@ -259,7 +264,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_encryption_keys(self) -> Settings:
         if self.encryption_keys:
-            Keyring.parse(self.encryption_keys.get_secret_value(), self.encryption_key_id)
+            parse_encryption_keys(self.encryption_keys.get_secret_value(), self.encryption_key_id)
         return self
 
     @model_validator(mode="after")
@@ -336,6 +341,33 @@ class Settings(BaseSettings):
     @property
     def whisper_model_path(self) -> str:
         return self.whisper.model or str(self.model_dir)
+
+
+def parse_encryption_keys(entries: str, active_id: str = "") -> tuple[dict[str, bytes], str]:
+    """KAZRU_ENCRYPTION_KEYS and KAZRU_ENCRYPTION_KEY_ID as (the keys by id, the active id). `entries`:
+    comma-separated `id:base64key`; `active_id` may be empty when there is one key. Raises ValueError
+    naming what is wrong (never the key)."""
+    keys: dict[str, bytes] = {}
+    for entry in filter(None, (part.strip() for part in entries.split(","))):
+        key_id, colon, encoded = entry.partition(":")
+        if not colon or not _ENCRYPTION_KEY_ID.fullmatch(key_id):
+            raise ValueError("each encryption key is `id:base64key`, the id 1-32 of A-Z a-z 0-9 . _ -")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            key = b""
+        if len(key) != ENCRYPTION_KEY_BYTES:
+            raise ValueError(f"encryption key {key_id!r} must be {ENCRYPTION_KEY_BYTES} bytes in base64")
+        if key_id in keys:
+            raise ValueError(f"encryption key id {key_id!r} is listed twice")
+        keys[key_id] = key
+    if not keys:
+        raise ValueError("no encryption keys given")
+    if not active_id and len(keys) == 1:
+        active_id = next(iter(keys))
+    if active_id not in keys:
+        raise ValueError(f"the active encryption key id {active_id!r} is not among the keys")
+    return keys, active_id
 
 
 def _comma_list(value: object) -> object:
