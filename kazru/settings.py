@@ -1,7 +1,10 @@
 """Typed settings, read once from the environment (KAZRU_*), validated at start-up.
 
 Defaults describe a local run (`make run`): every server on 127.0.0.1 on ports
-chosen not to clash with a system PostgreSQL/NATS/MinIO.
+chosen not to clash with a system PostgreSQL/NATS/MinIO. KAZRU_DEPLOYMENT=production
+(the Kubernetes manifests) refuses to start on what is only right for a local run:
+the built-in S3 credentials, `make run`'s encryption key, anonymous access, CORS for
+every origin.
 """
 
 from __future__ import annotations
@@ -26,6 +29,18 @@ WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::", "[::]"})
 ENCRYPTION_KEY_BYTES = 32
 MAX_ENCRYPTION_KEY_ID_CHARS = 32
 _ENCRYPTION_KEY_ID = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_ENCRYPTION_KEY_ID_CHARS}}}")
+# The id of the key `make run` makes (kazru.dev.devstack), refused in production.
+LOCAL_ENCRYPTION_KEY_ID = "local"
+# The S3 credentials of a local run (the object store `make run` starts), refused in production.
+LOCAL_S3_ACCESS_KEY = "kazru"
+LOCAL_S3_SECRET_KEY = "kazru-local-secret"
+
+
+class Deployment(StrEnum):
+    # `make run`, the tests, one machine: the defaults are right as they are.
+    LOCAL = "local"
+    # A service other people reach: no built-in credential, API keys required (Settings._check_production).
+    PRODUCTION = "production"
 
 
 class AnonymousAccess(StrEnum):
@@ -121,6 +136,9 @@ class Settings(BaseSettings):
     # Errors never echo the input: it holds secrets (S3 and API keys, the encryption keyring).
     model_config = SettingsConfigDict(env_prefix="KAZRU_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
+    # "local" (the default: `make run`, tests) or "production": see Deployment.
+    deployment: Deployment = Deployment.LOCAL
+
     # Where local data (servers' data, models) lives for `make run`.
     data_dir: Path = REPO_ROOT / ".kazru"
 
@@ -143,8 +161,10 @@ class Settings(BaseSettings):
 
     # S3-compatible object store.
     s3_endpoint: str = "127.0.0.1:58333"
-    s3_access_key: str = "kazru"
-    s3_secret_key: SecretStr = SecretStr("kazru-local-secret")
+    # The local object store's credentials; in production there are none built in (empty unless set), and
+    # the services that use S3 do not start without them (kazru.adapters.storage.ObjectStore).
+    s3_access_key: str = LOCAL_S3_ACCESS_KEY
+    s3_secret_key: SecretStr = SecretStr(LOCAL_S3_SECRET_KEY)
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     s3_bucket: str = "kazru-audio"
@@ -261,10 +281,48 @@ class Settings(BaseSettings):
                 raise ValueError(f"a CORS origin is scheme://host[:port] (or *), not {origin!r}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_built_in_credentials_in_production(cls, data: object) -> object:
+        """In production the local S3 credentials are no default: a service that never uses S3 (the exporter,
+        migrations) needs none, and one that does fails at start without its own."""
+        if isinstance(data, dict) and str(data.get("deployment", "")) == Deployment.PRODUCTION:
+            return {"s3_access_key": "", "s3_secret_key": "", **data}
+        return data
+
     @model_validator(mode="after")
     def _check_encryption_keys(self) -> Settings:
         if self.encryption_keys:
             parse_encryption_keys(self.encryption_keys.get_secret_value(), self.encryption_key_id)
+        return self
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        """What is right for one local user only, refused in production, each naming its setting and never
+        its value when that is a secret."""
+        if self.deployment is not Deployment.PRODUCTION:
+            return self
+        refused = []
+        if self.s3_access_key == LOCAL_S3_ACCESS_KEY:
+            refused.append("KAZRU_S3_ACCESS_KEY is the built-in local default; set an access key of your own")
+        if self.s3_secret_key.get_secret_value() == LOCAL_S3_SECRET_KEY:
+            refused.append("KAZRU_S3_SECRET_KEY is the built-in local default; set a secret of your own")
+        if self.encryption_keys:
+            keys, _ = parse_encryption_keys(self.encryption_keys.get_secret_value(), self.encryption_key_id)
+            if LOCAL_ENCRYPTION_KEY_ID in keys:
+                refused.append(
+                    f"KAZRU_ENCRYPTION_KEYS holds the key {LOCAL_ENCRYPTION_KEY_ID!r} that `make run` makes; "
+                    "make keys of your own (README, Encryption at rest)"
+                )
+        if self.anonymous_access is not AnonymousAccess.DENY:
+            refused.append(
+                f"KAZRU_ANONYMOUS_ACCESS is {self.anonymous_access.value!r}; production requires API keys: "
+                f"set KAZRU_ANONYMOUS_ACCESS={AnonymousAccess.DENY.value}"
+            )
+        if "*" in self.cors_origins:
+            refused.append("KAZRU_CORS_ORIGINS lets every origin (*) call the API; name the origins that may")
+        if refused:
+            raise ValueError("KAZRU_DEPLOYMENT=production refuses: " + "; ".join(refused))
         return self
 
     @model_validator(mode="after")
