@@ -14,7 +14,8 @@ other, and nothing here imports a service.
 - `kazru.dev`: `make run`, the tests' servers and the model install; never imported by a running
   service (tests/unit/test_layering.py).
 - At the top: `kazru.settings` (typed KAZRU_* settings, SpeechKit's as `settings.speechkit`; every
-  layer reads them, so they import no other part of kazru), `kazru.cli` (the `kazru` command) and
+  layer reads them, so they import no other part of kazru), `kazru.cli` (the `kazru` command, the
+  public API's client), `kazru.admin` (the `kazru-admin` command: API keys and usage, in PostgreSQL) and
   `kazru.api_json` (the HTTP API's JSON shapes).
 
 Each subpackage's docstring says what belongs there and what it may import; tests/unit/test_layering.py
