@@ -13,9 +13,11 @@ other, and nothing here imports a service.
 - `kazru.observability`: JSON logs, Prometheus metrics and OpenTelemetry traces; usable by every layer.
 - `kazru.dev`: `make run`, the tests' servers and the model install; never imported by a running
   service (tests/unit/test_layering.py).
-- At the top: `kazru.settings` (typed KAZRU_* settings, SpeechKit's as `settings.speechkit`),
-  `kazru.cli` (the `kazru` command), `kazru.api_json` (the HTTP API's JSON shapes) and
-  `kazru.service_runner` (how every service opens what it needs, serves, and stops in order).
+- At the top: `kazru.settings` (typed KAZRU_* settings, SpeechKit's as `settings.speechkit`; every
+  layer reads them, so they import no other part of kazru), `kazru.cli` (the `kazru` command, the
+  public API's client), `kazru.admin` (the `kazru-admin` command: API keys and usage, in PostgreSQL),
+  `kazru.api_json` (the HTTP API's JSON shapes) and `kazru.service_runner` (how every service opens what it
+  needs, serves, and stops in order).
 
 Each subpackage's docstring says what belongs there and what it may import; tests/unit/test_layering.py
 checks the rules that matter. Generated protobuf code lives in `kazru.v1` (made by `make proto`, not

@@ -1,5 +1,5 @@
 """`kazru`: the command-line client. Jobs go through the public gRPC API only (kazru.v1.JobService);
-`kazru keys` is a local administrator's tool that talks to PostgreSQL (there is no admin RPC).
+API keys and the usage report are the database administrator's, in `kazru-admin` (kazru.admin).
 
 Exit codes a script can rely on: 0 ok, 1 other error, 2 usage error (or options the server
 refuses, or an output that cannot be written), 3 not found (or deleted/expired), 4 the job failed,
@@ -14,13 +14,14 @@ import asyncio
 import json
 import mimetypes
 import os
+import shlex
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 
@@ -46,6 +47,8 @@ FORMATS = export_formats.BY_NAME
 # Formats that are not text: never written to a terminal, where they would only garble it.
 BINARY_FORMATS = frozenset({"docx"})
 State = job_pb2.Job.State
+# Commands that were `kazru`'s and are `kazru-admin`'s now.
+MOVED_TO_ADMIN = ("keys", "usage")
 
 
 class JobFailed(Exception):
@@ -279,62 +282,6 @@ async def cmd_delete(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# Keys: straight to PostgreSQL -------------------------------------------------------------------
-
-
-async def cmd_keys(args: argparse.Namespace) -> int:
-    from kazru.db import api_keys
-    from kazru.db.session import create_engine, create_sessionmaker
-    from kazru.settings import Settings
-
-    engine = create_engine(Settings())
-    sessions = create_sessionmaker(engine)
-    try:
-        if args.keys_command == "create":
-            created = await api_keys.create_key(sessions, args.name, args.owner)
-            print(f"created key {created.record.id} for owner {created.record.owner_id}; "
-                  "this is the only time the key is shown:", file=sys.stderr)  # fmt: skip
-            print(created.key)
-        elif args.keys_command == "list":
-            print(f"{'ID':<36}  {'NAME':<20}  {'OWNER':<44}  {'CREATED':<19}  REVOKED")
-            for key in await api_keys.list_keys(sessions):
-                revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if key.revoked_at else "-"
-                print(f"{key.id!s:<36}  {key.name:<20}  {key.owner_id:<44}  "
-                      f"{key.created_at.strftime('%Y-%m-%d %H:%M:%S'):<19}  {revoked}")  # fmt: skip
-        else:
-            revoked = await api_keys.revoke_key(sessions, args.key_id)
-            print(f"revoked {revoked.id} ({revoked.name})")
-    finally:
-        await engine.dispose()
-    return EXIT_OK
-
-
-async def cmd_usage(args: argparse.Namespace) -> int:
-    """The service's usage per day, newest first, straight from PostgreSQL (the operator's report)."""
-    from kazru.db import usage
-    from kazru.db.session import create_engine, create_sessionmaker
-    from kazru.settings import Settings
-
-    engine = create_engine(Settings())
-    try:
-        async with create_sessionmaker(engine)() as session:
-            report = await usage.usage_report(session, args.days)
-    finally:
-        await engine.dispose()
-    totals = usage.totals(report)
-    if args.json:
-        print(json.dumps({"days": [day.as_json() for day in report], "totals": totals}, indent=2))
-        return EXIT_OK
-    print(f"{'DAY':<10}  {'FILES':>6}  {'AUDIO MIN':>10}  {'DONE':>6}  {'FAILED':>6}  {'CANCELLED':>9}  "
-          f"{'BILLED S':>10}  {'COST':>9}")  # fmt: skip
-    rows = [(day.day.isoformat(), day.as_json()) for day in report] + [("total", totals)]
-    for label, figures in rows:
-        print(f"{label:<10}  {figures['files']:>6}  {figures['audio_minutes']:>10.1f}  {figures['succeeded']:>6}  "
-              f"{figures['failed']:>6}  {figures['cancelled']:>9}  {figures['engine_billed_seconds']:>10.1f}  "
-              f"{figures['estimated_cost']:>9.2f}")  # fmt: skip
-    return EXIT_OK
-
-
 # Plumbing -----------------------------------------------------------------------------------------
 
 
@@ -380,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.set_defaults(run=cmd_transcribe)
 
     jobs = commands.add_parser("jobs", help="your jobs, newest first")
-    jobs.add_argument("--limit", type=_positive, default=20, help="at most this many (default %(default)s)")
+    jobs.add_argument("--limit", type=positive, default=20, help="at most this many (default %(default)s)")
     jobs.set_defaults(run=cmd_jobs)
 
     show = commands.add_parser("show", help="one job as JSON, with the HTTP API's fields")
@@ -397,23 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("job", help="job id or jobs/{id}")
     delete.set_defaults(run=cmd_delete)
 
-    keys = commands.add_parser("keys", help="manage API keys (local admin: uses KAZRU_DATABASE_URL)")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
-    create = key_commands.add_parser("create", help="create a key and print it (once)")
-    create.add_argument("name")
-    create.add_argument("--owner", help="act as this existing owner (default: a new owner of its own)")
-    key_commands.add_parser("list", help="every key, revoked ones too (never the keys themselves)")
-    revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("key_id")
-    keys.set_defaults(run=None)
-
-    usage = commands.add_parser(
-        "usage", help="the service's usage per day: files, audio minutes, failures, billed seconds, cost "
-        "(local admin: uses KAZRU_DATABASE_URL)",
-    )  # fmt: skip
-    usage.add_argument("--days", type=_positive, default=30, help="the last N days (default %(default)s, at most 366)")
-    usage.add_argument("--json", action="store_true", help="as JSON")
-    usage.set_defaults(run=None)
+    # Hidden: an old habit of `kazru keys ...` gets a pointer to the command these moved to. No prefix
+    # characters, so that whatever follows (`--days 7`, `-h`) is kept to be repeated in the pointer.
+    for moved in MOVED_TO_ADMIN:
+        commands.add_parser(moved, add_help=False, prefix_chars="\0").add_argument("rest", nargs="*")
     return parser
 
 
@@ -424,7 +358,7 @@ def _languages(value: str) -> list[str]:
     return languages
 
 
-def _positive(value: str) -> int:
+def positive(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
@@ -435,30 +369,29 @@ def _positive(value: str) -> int:
 
 
 def _speaker_count(value: str) -> int:
-    number = _positive(value)
+    number = positive(value)
     if number > upload_protocol.MAX_SPEAKERS:
         raise argparse.ArgumentTypeError(f"at most {upload_protocol.MAX_SPEAKERS} speakers are told apart")
     return number
 
 
 async def _run(args: argparse.Namespace) -> int:
-    if args.run is None:  # the local administrator's commands: PostgreSQL, not the API
-        return await (cmd_usage(args) if args.command == "usage" else cmd_keys(args))
     async with grpc.aio.insecure_channel(args.server) as channel:
         return await args.run(Client(channel, args.api_key), args)
 
 
-def _fail(code: int, reason: str, message: str) -> int:
-    print(f"kazru: {reason}: {message}", file=sys.stderr)
+def _fail(prog: str, code: int, reason: str, message: str) -> int:
+    print(f"{prog}: {reason}: {message}", file=sys.stderr)
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "speakers", None) and getattr(args, "min_speakers", None):
-        build_parser().error("--speakers means exactly; it goes with neither --min-speakers nor --max-speakers")
+def run_command(
+    prog: str, command: Coroutine[Any, Any, int], explain: Callable[[Exception], int | None] = lambda error: None
+) -> int:
+    """`command` run to the exit code scripts rely on (this module's docstring), an error as one line on stderr,
+    `PROG: CODE: message`. `explain` reports an error particular to the tool and returns its exit code, or None."""
     try:
-        code = asyncio.run(_run(args))
+        code = asyncio.run(command)
         sys.stdout.flush()  # here, where a closed pipe is still ours to handle
         return code
     except BrokenPipeError:
@@ -466,26 +399,44 @@ def main(argv: list[str] | None = None) -> int:
         # not even the interpreter's last flush.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except grpc.RpcError as error:
-        failure = from_rpc_error(error)
-        if _has_error_info(error):
-            return _fail(EXIT_CODES.get(failure.kind, EXIT_OTHER), failure.code, failure.message)
-        # No status from our server: it was never reached (or a proxy answered).
-        details = error.details() if hasattr(error, "details") else str(error)
-        code = EXIT_CODES.get(failure.kind, EXIT_OTHER)
-        return _fail(code, error.code().name, f"{args.server}: {details}")
-    except JobFailed as error:
-        print(f"kazru: {error}", file=sys.stderr)
-        return EXIT_JOB_FAILED
-    except KazruError as error:
-        return _fail(EXIT_CODES.get(error.kind, EXIT_OTHER), error.code, error.message)
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # noqa: BLE001 - one line for scripts, not a traceback
+        explained = explain(error)
+        if explained is not None:
+            return explained
+        if isinstance(error, KazruError):
+            return _fail(prog, EXIT_CODES.get(error.kind, EXIT_OTHER), error.code, error.message)
         outage = outages.from_infrastructure(error)
         if outage is not None:
-            return _fail(EXIT_UNAVAILABLE, outage.code, outage.message)
-        return _fail(EXIT_OTHER, type(error).__name__, str(error) or "unexpected error")
+            return _fail(prog, EXIT_UNAVAILABLE, outage.code, outage.message)
+        return _fail(prog, EXIT_OTHER, type(error).__name__, str(error) or "unexpected error")
+
+
+def _explain(error: Exception, server: str) -> int | None:
+    """The API's errors: its status, or, where our server was never reached, the transport's."""
+    if isinstance(error, JobFailed):
+        print(f"kazru: {error}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    if not isinstance(error, grpc.RpcError):
+        return None
+    failure = from_rpc_error(error)
+    if _has_error_info(error):
+        return _fail("kazru", EXIT_CODES.get(failure.kind, EXIT_OTHER), failure.code, failure.message)
+    # No status from our server: it was never reached (or a proxy answered).
+    details = error.details() if hasattr(error, "details") else str(error)
+    return _fail("kazru", EXIT_CODES.get(failure.kind, EXIT_OTHER), error.code().name, f"{server}: {details}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "speakers", None) and getattr(args, "min_speakers", None):
+        build_parser().error("--speakers means exactly; it goes with neither --min-speakers nor --max-speakers")
+    if args.command in MOVED_TO_ADMIN:
+        admin = shlex.join(["kazru-admin", args.command, *args.rest])
+        return _fail("kazru", EXIT_USAGE, "MOVED_TO_KAZRU_ADMIN", f"API keys and usage talk to PostgreSQL, not to "
+                     f"the API: run `{admin}` (or python -m kazru.admin) where KAZRU_DATABASE_URL is set")  # fmt: skip
+    return run_command("kazru", _run(args), lambda error: _explain(error, args.server))
 
 
 def _has_error_info(error: grpc.RpcError) -> bool:

@@ -1,11 +1,16 @@
 """Typed settings, read once from the environment (KAZRU_*), validated at start-up.
 
 Defaults describe a local run (`make run`): every server on 127.0.0.1 on ports
-chosen not to clash with a system PostgreSQL/NATS/MinIO.
+chosen not to clash with a system PostgreSQL/NATS/MinIO. KAZRU_DEPLOYMENT=production
+(the Kubernetes manifests) refuses to start on what is only right for a local run:
+the built-in S3 credentials, `make run`'s encryption key, anonymous access, CORS for
+every origin.
 """
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -15,12 +20,27 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from kazru.adapters.encryption import Keyring
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 # Addresses that mean "listen on every interface".
 WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::", "[::]"})
+# A master key of the audio encrypted at rest (KAZRU_ENCRYPTION_KEYS) is 256 bits, named by an id that
+# each object's header carries (kazru.adapters.encryption, which does the cryptography).
+ENCRYPTION_KEY_BYTES = 32
+MAX_ENCRYPTION_KEY_ID_CHARS = 32
+_ENCRYPTION_KEY_ID = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_ENCRYPTION_KEY_ID_CHARS}}}")
+# The id of the key `make run` makes (kazru.dev.devstack), refused in production.
+LOCAL_ENCRYPTION_KEY_ID = "local"
+# The S3 credentials of a local run (the object store `make run` starts), refused in production.
+LOCAL_S3_ACCESS_KEY = "kazru"
+LOCAL_S3_SECRET_KEY = "kazru-local-secret"
+
+
+class Deployment(StrEnum):
+    # `make run`, the tests, one machine: the defaults are right as they are.
+    LOCAL = "local"
+    # A service other people reach: no built-in credential, API keys required (Settings._check_production).
+    PRODUCTION = "production"
 
 
 class AnonymousAccess(StrEnum):
@@ -116,6 +136,9 @@ class Settings(BaseSettings):
     # Errors never echo the input: it holds secrets (S3 and API keys, the encryption keyring).
     model_config = SettingsConfigDict(env_prefix="KAZRU_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
+    # "local" (the default: `make run`, tests) or "production": see Deployment.
+    deployment: Deployment = Deployment.LOCAL
+
     # Where local data (servers' data, models) lives for `make run`.
     data_dir: Path = REPO_ROOT / ".kazru"
 
@@ -138,8 +161,10 @@ class Settings(BaseSettings):
 
     # S3-compatible object store.
     s3_endpoint: str = "127.0.0.1:58333"
-    s3_access_key: str = "kazru"
-    s3_secret_key: SecretStr = SecretStr("kazru-local-secret")
+    # The local object store's credentials; in production there are none built in (empty unless set), and
+    # the services that use S3 do not start without them (kazru.adapters.storage.ObjectStore).
+    s3_access_key: str = LOCAL_S3_ACCESS_KEY
+    s3_secret_key: SecretStr = SecretStr(LOCAL_S3_SECRET_KEY)
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     s3_bucket: str = "kazru-audio"
@@ -256,10 +281,48 @@ class Settings(BaseSettings):
                 raise ValueError(f"a CORS origin is scheme://host[:port] (or *), not {origin!r}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_built_in_credentials_in_production(cls, data: object) -> object:
+        """In production the local S3 credentials are no default: a service that never uses S3 (the exporter,
+        migrations) needs none, and one that does fails at start without its own."""
+        if isinstance(data, dict) and str(data.get("deployment", "")) == Deployment.PRODUCTION:
+            return {"s3_access_key": "", "s3_secret_key": "", **data}
+        return data
+
     @model_validator(mode="after")
     def _check_encryption_keys(self) -> Settings:
         if self.encryption_keys:
-            Keyring.parse(self.encryption_keys.get_secret_value(), self.encryption_key_id)
+            parse_encryption_keys(self.encryption_keys.get_secret_value(), self.encryption_key_id)
+        return self
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        """What is right for one local user only, refused in production, each naming its setting and never
+        its value when that is a secret."""
+        if self.deployment is not Deployment.PRODUCTION:
+            return self
+        refused = []
+        if self.s3_access_key == LOCAL_S3_ACCESS_KEY:
+            refused.append("KAZRU_S3_ACCESS_KEY is the built-in local default; set an access key of your own")
+        if self.s3_secret_key.get_secret_value() == LOCAL_S3_SECRET_KEY:
+            refused.append("KAZRU_S3_SECRET_KEY is the built-in local default; set a secret of your own")
+        if self.encryption_keys:
+            keys, _ = parse_encryption_keys(self.encryption_keys.get_secret_value(), self.encryption_key_id)
+            if LOCAL_ENCRYPTION_KEY_ID in keys:
+                refused.append(
+                    f"KAZRU_ENCRYPTION_KEYS holds the key {LOCAL_ENCRYPTION_KEY_ID!r} that `make run` makes; "
+                    "make keys of your own (README, Encryption at rest)"
+                )
+        if self.anonymous_access is not AnonymousAccess.DENY:
+            refused.append(
+                f"KAZRU_ANONYMOUS_ACCESS is {self.anonymous_access.value!r}; production requires API keys: "
+                f"set KAZRU_ANONYMOUS_ACCESS={AnonymousAccess.DENY.value}"
+            )
+        if "*" in self.cors_origins:
+            refused.append("KAZRU_CORS_ORIGINS lets every origin (*) call the API; name the origins that may")
+        if refused:
+            raise ValueError("KAZRU_DEPLOYMENT=production refuses: " + "; ".join(refused))
         return self
 
     @model_validator(mode="after")
@@ -336,6 +399,33 @@ class Settings(BaseSettings):
     @property
     def whisper_model_path(self) -> str:
         return self.whisper.model or str(self.model_dir)
+
+
+def parse_encryption_keys(entries: str, active_id: str = "") -> tuple[dict[str, bytes], str]:
+    """KAZRU_ENCRYPTION_KEYS and KAZRU_ENCRYPTION_KEY_ID as (the keys by id, the active id). `entries`:
+    comma-separated `id:base64key`; `active_id` may be empty when there is one key. Raises ValueError
+    naming what is wrong (never the key)."""
+    keys: dict[str, bytes] = {}
+    for entry in filter(None, (part.strip() for part in entries.split(","))):
+        key_id, colon, encoded = entry.partition(":")
+        if not colon or not _ENCRYPTION_KEY_ID.fullmatch(key_id):
+            raise ValueError("each encryption key is `id:base64key`, the id 1-32 of A-Z a-z 0-9 . _ -")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            key = b""
+        if len(key) != ENCRYPTION_KEY_BYTES:
+            raise ValueError(f"encryption key {key_id!r} must be {ENCRYPTION_KEY_BYTES} bytes in base64")
+        if key_id in keys:
+            raise ValueError(f"encryption key id {key_id!r} is listed twice")
+        keys[key_id] = key
+    if not keys:
+        raise ValueError("no encryption keys given")
+    if not active_id and len(keys) == 1:
+        active_id = next(iter(keys))
+    if active_id not in keys:
+        raise ValueError(f"the active encryption key id {active_id!r} is not among the keys")
+    return keys, active_id
 
 
 def _comma_list(value: object) -> object:

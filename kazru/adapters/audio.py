@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from kazru.domain import errors, upload_protocol
+from kazru.domain.recognition import RecordedAudio
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ async def decode_to_file(source: str, path: Path, ffmpeg: str = "", max_seconds:
 class Recording:
     """16 kHz mono audio that is read piece by piece: in memory for a short clip, or a PCM file on
     disk for a recording of any length (the transcriber's case), of which only the piece being
-    worked on is ever in memory."""
+    worked on is ever in memory. What the engines receive (`kazru.domain.recognition.RecordedAudio`)."""
 
     def __init__(self, sample_count: int, samples: np.ndarray | None = None, path: Path | None = None):
         self.sample_count = sample_count
@@ -323,9 +324,9 @@ class Recording:
         return self._path
 
 
-def as_recording(audio: np.ndarray | Recording) -> Recording:
-    """The pipeline's entry points take a Recording or, for short clips, the samples themselves."""
-    return audio if isinstance(audio, Recording) else Recording.from_samples(audio)
+def as_recording(audio: np.ndarray | RecordedAudio) -> RecordedAudio:
+    """The pipeline's entry points take a recording or, for short clips, the samples themselves."""
+    return Recording.from_samples(audio) if isinstance(audio, np.ndarray) else audio
 
 
 def pcm16_bytes(samples: np.ndarray) -> bytes:
@@ -333,7 +334,7 @@ def pcm16_bytes(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-async def encode_ogg_opus(recording: Recording, bitrate: int, ffmpeg: str = "") -> bytes:
+async def encode_ogg_opus(recording: RecordedAudio, bitrate: int, ffmpeg: str = "") -> bytes:
     """The recording as mono Ogg Opus (speech-tuned), for engines with an upload size limit. ffmpeg
     reads a file-backed recording's PCM file itself, so the PCM is never in memory whole."""
     source = ["-i", str(recording.pcm_path)] if recording.pcm_path is not None else ["-i", "pipe:0"]

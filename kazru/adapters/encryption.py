@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -43,19 +42,19 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kazru.domain import errors
+from kazru.settings import ENCRYPTION_KEY_BYTES as KEY_BYTES
+from kazru.settings import MAX_ENCRYPTION_KEY_ID_CHARS as MAX_KEY_ID_BYTES  # ASCII: a character is a byte
+from kazru.settings import parse_encryption_keys
 
 MAGIC = b"KZAE"
 VERSION = 1
-KEY_BYTES = 32
 CHUNK_BYTES = 64 * 1024
 TAG_BYTES = 16
-MAX_KEY_ID_BYTES = 32
 _PREFIX = struct.Struct(">4sBB32sI8s")  # magic, version, id length, id, chunk size, nonce prefix
 _WRAP_NONCE_BYTES = 12
 HEADER_BYTES = _PREFIX.size + _WRAP_NONCE_BYTES + KEY_BYTES + TAG_BYTES  # 110
 # Bounds a damaged header cannot push a reader past (the chunk size is authenticated only at unwrap).
 _MAX_CHUNK_BYTES = 16 * 1024 * 1024
-_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
 KEY_UNKNOWN = "ENCRYPTION_KEY_UNKNOWN"
 KEY_MISMATCH = "ENCRYPTION_KEY_MISMATCH"
@@ -71,29 +70,9 @@ class Keyring:
 
     @classmethod
     def parse(cls, entries: str, active_id: str = "") -> Keyring:
-        """`entries`: comma-separated `id:base64key`; `active_id` may be empty when there is one key.
-        Raises ValueError naming what is wrong (never the key)."""
-        keys: dict[str, bytes] = {}
-        for entry in filter(None, (part.strip() for part in entries.split(","))):
-            key_id, colon, encoded = entry.partition(":")
-            if not colon or not _KEY_ID.fullmatch(key_id):
-                raise ValueError("each encryption key is `id:base64key`, the id 1-32 of A-Z a-z 0-9 . _ -")
-            try:
-                key = base64.b64decode(encoded, validate=True)
-            except ValueError:
-                key = b""
-            if len(key) != KEY_BYTES:
-                raise ValueError(f"encryption key {key_id!r} must be {KEY_BYTES} bytes in base64")
-            if key_id in keys:
-                raise ValueError(f"encryption key id {key_id!r} is listed twice")
-            keys[key_id] = key
-        if not keys:
-            raise ValueError("no encryption keys given")
-        if not active_id and len(keys) == 1:
-            active_id = next(iter(keys))
-        if active_id not in keys:
-            raise ValueError(f"the active encryption key id {active_id!r} is not among the keys")
-        return cls(keys, active_id)
+        """The keyring of KAZRU_ENCRYPTION_KEYS / KAZRU_ENCRYPTION_KEY_ID, read as the settings check them
+        (`kazru.settings.parse_encryption_keys`: ValueError naming what is wrong, never the key)."""
+        return cls(*parse_encryption_keys(entries, active_id))
 
 
 def new_key_entry(key_id: str) -> str:

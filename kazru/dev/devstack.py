@@ -31,7 +31,7 @@ from kazru.adapters.encryption import new_key_entry
 from kazru.db.migrate import upgrade
 from kazru.dev.devservers import ManagedServer, NatsServer, PostgresServer, S3Server, free_port, stop_process
 from kazru.dev.supervisor import ServiceKeepsDying, Supervisor, describe_exit
-from kazru.settings import AnonymousAccess, Settings
+from kazru.settings import LOCAL_ENCRYPTION_KEY_ID, LOCAL_S3_SECRET_KEY, AnonymousAccess, Settings
 
 SERVICES = ("ingest", "exporter", "transcriber", "janitor", "gateway")
 LOCAL_PORTS = {"postgres": 55432, "nats": 54222, "s3": 58333}
@@ -102,7 +102,7 @@ class Servers:
             server.stop()
 
 
-def start_servers(root: Path, durable: bool = True, s3_secret: str = "kazru-local-secret") -> Servers:
+def start_servers(root: Path, durable: bool = True, s3_secret: str = LOCAL_S3_SECRET_KEY) -> Servers:
     """`durable=False` turns fsync off in PostgreSQL: faster, for throwaway data."""
     postgres = PostgresServer(root / "postgres", free_port(), fsync=durable)
     servers = Servers(
@@ -205,7 +205,7 @@ def local_encryption_keys(environ: Mapping[str, str], data: Path) -> dict[str, s
     if not path.exists():
         # Created with its final mode, so the key is never readable by others even for a moment.
         with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
-            handle.write(new_key_entry("local") + "\n")
+            handle.write(new_key_entry(LOCAL_ENCRYPTION_KEY_ID) + "\n")
     return {"KAZRU_ENCRYPTION_KEYS": path.read_text().strip()}
 
 

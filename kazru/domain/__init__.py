@@ -7,6 +7,7 @@ implements (`recognition`), the port that forgets an external engine's copy (`ex
 the upload protocol's rules. A module here may import the standard library, numpy, pydantic, the
 generated protobuf messages (`kazru.v1`), `kazru.settings` and other domain modules. It never
 imports `kazru.adapters`, `kazru.db`, `kazru.grpc`, `kazru.jobs`, `kazru.dev`, nor a driver
-(sqlalchemy, nats, minio, grpc); tests/unit/test_layering.py checks it. An adapter type named only
-in annotations is imported under `if TYPE_CHECKING:`.
+(sqlalchemy, nats, minio, grpc), not even under `if TYPE_CHECKING:`; tests/unit/test_layering.py
+checks it. What a port receives is described here as a Protocol (`recognition.RecordedAudio`), which the
+adapter's class satisfies as it is.
 """

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:  # only named in annotations: the domain imports no adapter at run time
-    from kazru.adapters.audio import Recording
 
 
 @dataclass(frozen=True)
@@ -72,18 +70,46 @@ ProgressCallback = Callable[[float], None]
 ExternalCopyCallback = Callable[[str], Awaitable[None]]
 
 
+class RecordedAudio(Protocol):
+    """16 kHz mono audio as an engine reads it: piece by piece, so a recording of any length is never in
+    memory whole. `kazru.adapters.audio.Recording` is the one the services build (in memory for a short
+    clip, a PCM file on disk for a job)."""
+
+    @property
+    def sample_count(self) -> int: ...
+
+    @property
+    def duration(self) -> float:
+        """Seconds."""
+        ...
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) as float32 in [-1, 1], cut to the recording."""
+        ...
+
+    def seconds(self, start: float, end: float) -> np.ndarray:
+        """The samples from `start` to `end` seconds."""
+        ...
+
+    @property
+    def pcm_path(self) -> Path | None:
+        """The file of 16-bit PCM behind the audio, for tools that read it themselves (ffmpeg); None when
+        the samples are only in memory."""
+        ...
+
+
 class SpeechEngine(Protocol):
     name: str
 
     async def recognize(
         self,
-        audio: np.ndarray | Recording,
+        audio: np.ndarray | RecordedAudio,
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
         on_external_copy: ExternalCopyCallback | None = None,
     ) -> Recognition:
-        """Recognise 16 kHz mono audio (a Recording, read piece by piece, or a short clip's float32
+        """Recognise 16 kHz mono audio (a recording, read piece by piece, or a short clip's float32
         samples: `kazru.adapters.audio.as_recording` takes either); `regions` are the speech regions found
         by our VAD/diarizer (an engine may use them to skip silence or ignore them).
         Raises `kazru.domain.errors.KazruError` for a bad input or a refusal that retrying cannot

@@ -291,7 +291,7 @@ SECURITY_SCHEMES = {
     "apiKey": {
         "type": "http",
         "scheme": "bearer",
-        "description": "An API key (`kazru keys create`, or KAZRU_BOOTSTRAP_API_KEY): `Authorization: Bearer <key>`",
+        "description": "An API key (`kazru-admin keys create`, or KAZRU_BOOTSTRAP_API_KEY): `Authorization: Bearer <key>`",
     },
     "session": {
         "type": "apiKey",

@@ -27,7 +27,7 @@ API_KEY = "e2e-test-key-0123456789abcdef"
 
 
 async def register_api_key(database, owner_id: str, key: str) -> dict[str, str]:
-    """Register `key` for another owner straight in the database (as `kazru keys create`
+    """Register `key` for another owner straight in the database (as `kazru-admin keys create`
     does); returns the request headers that use it."""
     async with database.begin() as session:
         await session.execute(

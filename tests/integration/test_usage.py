@@ -1,5 +1,5 @@
 """Usage figures on real PostgreSQL: each finished job counted once, service-wide and for its owner, and
-the reports (kazru usage, GET /api/v1/usage) by day with empty days as zeros. Jobs here are dated on a
+the reports (kazru-admin usage, GET /api/v1/usage) by day with empty days as zeros. Jobs here are dated on a
 day of their own, so other tests' jobs (all of today) do not mix in."""
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 
 from kazru.adapters import audio
 from kazru.domain import errors
+from kazru.domain.recognition import RecordedAudio
 
 
 @pytest.mark.parametrize(
@@ -136,3 +138,21 @@ def test_ffmpeg_failures_are_said_in_plain_words_and_its_output_goes_to_the_log_
     assert "Stream #" not in logged, "the input's listing (titles, metadata) is not logged"
     if stderr is not CUT_SHORT:
         assert ("matches no streams" in logged) or ("no decoder found" in logged) or ("Invalid data" in logged)
+
+
+def test_a_recording_offers_all_that_the_engines_read_of_recorded_audio(tmp_path):
+    """The engines are typed against the domain's protocol; the adapter's class must keep satisfying it."""
+    members = {name for name in vars(RecordedAudio) if not name.startswith("_")}
+    assert {"sample_count", "duration", "read", "seconds", "pcm_path"} <= members
+    samples = np.linspace(-0.5, 0.5, 32_000, dtype=np.float32)
+    (tmp_path / "a.pcm").write_bytes(audio.pcm16_bytes(samples))
+    for recording in (audio.Recording.from_samples(samples), audio.Recording.from_pcm_file(tmp_path / "a.pcm")):
+        assert all(hasattr(recording, name) for name in members)
+        assert (recording.sample_count, recording.duration, len(recording.seconds(0.5, 1.0))) == (32_000, 2.0, 8_000)
+
+
+def test_as_recording_wraps_samples_and_passes_any_recorded_audio_through():
+    samples = np.zeros(1_600, dtype=np.float32)
+    assert audio.as_recording(samples).duration == 0.1
+    recording = audio.Recording.from_samples(samples)
+    assert audio.as_recording(recording) is recording

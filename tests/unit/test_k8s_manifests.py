@@ -5,6 +5,7 @@ promises hold (probes, limits, hardening, secrets, selectors, network isolation,
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -17,8 +18,10 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from kazru.adapters import bus
+from kazru.adapters.encryption import new_key_entry
 from kazru.adapters.model_files import gigaam_model_files
-from kazru.settings import Settings
+from kazru.adapters.storage import ObjectStore
+from kazru.settings import Deployment, Settings
 from tests.kustomize_render import load_documents, pod_template, render
 
 REPO = Path(__file__).resolve().parents[2]
@@ -289,6 +292,39 @@ def test_the_committed_secret_values_are_placeholders():
     for line in lines:
         key, _, value = line.partition("=")
         assert "REPLACE" in value, key
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_starts_in_production_once_the_placeholders_are_replaced(overlay, monkeypatch):
+    """The manifests run KAZRU_DEPLOYMENT=production: with the Secret's placeholders replaced by credentials of
+    the operator's own, each container's settings pass production's checks (the exporter's and the migrations',
+    given no S3 credential and no key, too), and each service that uses S3 has what its store needs."""
+    config = get(overlay, "ConfigMap", "kazru-config")["data"]
+    assert (config["KAZRU_DEPLOYMENT"], config["KAZRU_ANONYMOUS_ACCESS"]) == ("production", "deny")
+    operators_own = {
+        **{key: f"operator-{key}" for key in get(overlay, "Secret", "kazru-secrets")["data"]},
+        "encryption-keys": new_key_entry("2026-01"),
+        "encryption-key-id": "2026-01",
+    }
+    for name in APP_WORKLOADS:
+        for container in containers(get(overlay, "Deployment", name)):
+            environment = {}
+            for source in container.get("envFrom", []):
+                environment |= get(overlay, "ConfigMap", source["configMapRef"]["name"])["data"]
+            for entry in container.get("env", []):
+                reference = entry.get("valueFrom", {}).get("secretKeyRef")
+                if "value" in entry:
+                    environment[entry["name"]] = entry["value"]
+                elif reference and not reference.get("optional"):
+                    environment[entry["name"]] = operators_own[reference["key"]]
+            for variable in [variable for variable in os.environ if variable.startswith("KAZRU_")]:
+                monkeypatch.delenv(variable)
+            for variable, value in environment.items():
+                monkeypatch.setenv(variable, value)
+            settings = Settings()
+            assert settings.deployment is Deployment.PRODUCTION, (name, container["name"])
+            if (name, "minio", 9000) in EXPECTED_CONNECTIONS and container["name"] == name:
+                ObjectStore(settings, with_keys=name != "janitor")  # refuses missing credentials or keys
 
 
 # --- selectors, services, budgets -----------------------------------------------------------------------------

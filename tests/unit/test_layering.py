@@ -30,24 +30,14 @@ ENGINE_LIBRARIES = ("onnx_asr", "faster_whisper.WhisperModel", "faster_whisper.t
 DEV_IMPORTS_ALLOWED: dict[str, set[str]] = {}
 
 
-def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    found = set()
-    for node in ast.walk(tree):  # every import, also those inside functions
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
-
-
-def runtime_imports(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every import run at import or call time, `from kazru import x` as `kazru.x`;
-    imports under `if TYPE_CHECKING:` are left out (they name types for annotations only)."""
+def imports(path: Path, *, under_type_checking: bool) -> list[tuple[int, str]]:
+    """(line, module) of every import in `path`, also those inside functions, `from kazru import x` as
+    `kazru.x`; those under `if TYPE_CHECKING:` only with `under_type_checking` (they name types for
+    annotations only, but still make one layer know another)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     skipped = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if not under_type_checking and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skipped.update(id(inner) for statement in node.body for inner in ast.walk(statement))
     package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
     found = []
@@ -76,16 +66,27 @@ def python_files(root: Path) -> list[Path]:
 
 
 def test_no_module_under_kazru_imports_from_services():
-    """Not even for annotations: `imported_modules` walks `if TYPE_CHECKING:` blocks too."""
+    """Not even for annotations: `if TYPE_CHECKING:` blocks count too."""
     upward = {
         str(path.relative_to(KAZRU.parent)): sorted(
-            name for name in imported_modules(path) if name.split(".")[0] == "services"
+            {name for _, name in imports(path, under_type_checking=True) if within(name, ("services",))}
         )
-        for path in KAZRU.rglob("*.py")
-        if "v1" not in path.relative_to(KAZRU).parts  # generated protobuf code
+        for path in python_files(KAZRU)
     }
     assert {path: names for path, names in upward.items() if names} == {}
     assert len(upward) > 20  # the walk really saw the package
+
+
+def test_the_settings_import_no_other_part_of_kazru():
+    """Every layer reads the settings (the domain included), so the settings read none of them, not even
+    for annotations: checking the encryption keyring's text is theirs (`parse_encryption_keys`), and the
+    adapter builds its keyring on it."""
+    inward = [
+        f"kazru/settings.py:{line} imports {module}"
+        for line, module in imports(KAZRU / "settings.py", under_type_checking=True)
+        if within(module, ("kazru", "services"))
+    ]
+    assert not inward, "kazru.settings is the floor every layer stands on:\n" + "\n".join(inward)
 
 
 def test_services_speak_to_the_bus_through_its_methods_not_its_raw_connection():
@@ -110,10 +111,11 @@ def test_services_speak_to_the_bus_through_its_methods_not_its_raw_connection():
 
 
 def test_the_domain_imports_no_adapter_database_grpc_job_tool_or_driver():
+    """Not even for annotations: a type a port takes is a Protocol in the domain (`RecordedAudio`)."""
     offending = [
         f"{path.relative_to(REPO)}:{line} imports {module}"
         for path in python_files(KAZRU / "domain")
-        for line, module in runtime_imports(path)
+        for line, module in imports(path, under_type_checking=True)
         if within(module, DOMAIN_MUST_NOT_IMPORT)
     ]
     assert not offending, "kazru/domain is pure rules, without I/O:\n" + "\n".join(offending)
@@ -127,7 +129,7 @@ def test_only_tools_and_tests_import_the_development_tools():
             name = str(path.relative_to(REPO))
             if name.startswith("kazru/dev/"):
                 continue
-            for line, module in runtime_imports(path):
+            for line, module in imports(path, under_type_checking=False):
                 if not within(module, ("kazru.dev",)):
                     continue
                 if within(module, DEV_IMPORTS_ALLOWED.get(name, ())):
@@ -167,7 +169,7 @@ def test_speech_engines_live_in_one_place_and_are_built_in_one_place():
         f"{path.relative_to(REPO)}:{line} imports {module}"
         for path in code
         if ENGINES not in path.parents
-        for line, module in runtime_imports(path)
+        for line, module in imports(path, under_type_checking=False)
         if within(module, ENGINE_LIBRARIES)
     ]
     assert not libraries, "speech recognition libraries are for the engines only:\n" + "\n".join(libraries)

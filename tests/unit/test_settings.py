@@ -5,8 +5,18 @@ import pytest
 from pydantic import ValidationError
 
 from kazru.adapters.encryption import Keyring, new_key_entry
+from kazru.adapters.storage import ObjectStore
 from kazru.dev.devstack import LOCAL_JOB_ACK_WAIT_SECONDS, LOCAL_KEY_FILE, local_encryption_keys, local_run_environment
-from kazru.settings import AnonymousAccess, Settings, SpeechKitSettings, WhisperSettings
+from kazru.settings import (
+    LOCAL_ENCRYPTION_KEY_ID,
+    LOCAL_S3_ACCESS_KEY,
+    LOCAL_S3_SECRET_KEY,
+    AnonymousAccess,
+    Deployment,
+    Settings,
+    SpeechKitSettings,
+    WhisperSettings,
+)
 
 
 def test_languages_from_a_comma_separated_environment_variable(monkeypatch):
@@ -172,3 +182,100 @@ def test_the_configured_engine_model_is_named_as_jobs_name_it(monkeypatch, envir
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert Settings().engine_model == engine_model
+
+
+# --- KAZRU_DEPLOYMENT=production ------------------------------------------------------------------------------------
+
+PRODUCTION = {
+    "KAZRU_DEPLOYMENT": "production",
+    "KAZRU_S3_ACCESS_KEY": "operator-access",
+    "KAZRU_S3_SECRET_KEY": "operator-s3-secret",
+    "KAZRU_ENCRYPTION_KEYS": new_key_entry("2026-01"),
+    "KAZRU_ANONYMOUS_ACCESS": "deny",
+    "KAZRU_CORS_ORIGINS": "https://app.example.org",
+}
+
+
+def production_settings(monkeypatch, **changes: str | None) -> Settings:
+    for name, value in {**PRODUCTION, **changes}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def test_production_starts_on_settings_of_the_operators_own(monkeypatch):
+    settings = production_settings(monkeypatch)
+    assert settings.deployment is Deployment.PRODUCTION and settings.anonymous_access is AnonymousAccess.DENY
+
+
+REFUSED_IN_PRODUCTION = ("KAZRU_S3_ACCESS_KEY", "KAZRU_S3_SECRET_KEY", "KAZRU_ENCRYPTION_KEYS", "KAZRU_ANONYMOUS_ACCESS",
+                         "KAZRU_CORS_ORIGINS")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "changes"),
+    [
+        ("KAZRU_S3_ACCESS_KEY", {"KAZRU_S3_ACCESS_KEY": LOCAL_S3_ACCESS_KEY}),
+        ("KAZRU_S3_SECRET_KEY", {"KAZRU_S3_SECRET_KEY": LOCAL_S3_SECRET_KEY}),
+        ("KAZRU_ENCRYPTION_KEYS", {"KAZRU_ENCRYPTION_KEYS": new_key_entry(LOCAL_ENCRYPTION_KEY_ID)}),  # make run's
+        ("KAZRU_ENCRYPTION_KEYS", {"KAZRU_ENCRYPTION_KEYS": f"{PRODUCTION['KAZRU_ENCRYPTION_KEYS']},"
+                                   f"{new_key_entry(LOCAL_ENCRYPTION_KEY_ID)}", "KAZRU_ENCRYPTION_KEY_ID": "2026-01"}),
+        ("KAZRU_ANONYMOUS_ACCESS", {"KAZRU_ANONYMOUS_ACCESS": "cookie"}),
+        ("KAZRU_ANONYMOUS_ACCESS", {"KAZRU_ANONYMOUS_ACCESS": "shared"}),
+        ("KAZRU_CORS_ORIGINS", {"KAZRU_CORS_ORIGINS": "*"}),
+        ("KAZRU_CORS_ORIGINS", {"KAZRU_CORS_ORIGINS": "https://app.example.org,*"}),
+    ],
+)  # fmt: skip
+def test_production_refuses_what_is_only_right_for_a_local_run_naming_the_setting(monkeypatch, name, changes):
+    with pytest.raises(ValidationError) as caught:
+        production_settings(monkeypatch, **changes)
+    message = str(caught.value)
+    assert f"KAZRU_DEPLOYMENT=production refuses: {name} " in message
+    assert [other for other in REFUSED_IN_PRODUCTION if other in message] == [name], "only the setting at fault"
+    keys = changes.get("KAZRU_ENCRYPTION_KEYS", "")
+    for secret in (LOCAL_S3_SECRET_KEY, *(entry.partition(":")[2] for entry in keys.split(",") if entry)):
+        assert secret not in message
+
+
+def test_production_names_every_setting_it_refuses_at_once(monkeypatch):
+    with pytest.raises(ValidationError) as caught:
+        production_settings(monkeypatch, KAZRU_ANONYMOUS_ACCESS="cookie", KAZRU_CORS_ORIGINS="*")
+    assert "KAZRU_ANONYMOUS_ACCESS" in str(caught.value) and "KAZRU_CORS_ORIGINS" in str(caught.value)
+
+
+def test_production_has_no_built_in_s3_credentials_and_the_object_store_needs_them(monkeypatch):
+    """A service that never opens S3 (the exporter, migrations) starts without S3 credentials; one that does,
+    does not start on the local ones by omission."""
+    settings = production_settings(monkeypatch, KAZRU_S3_ACCESS_KEY=None, KAZRU_S3_SECRET_KEY=None)
+    assert (settings.s3_access_key, settings.s3_secret_key.get_secret_value()) == ("", "")
+    with pytest.raises(ValueError, match="^KAZRU_S3_ACCESS_KEY and KAZRU_S3_SECRET_KEY not set"):
+        ObjectStore(settings, with_keys=False)
+    with pytest.raises(ValueError, match="^KAZRU_S3_SECRET_KEY not set"):
+        ObjectStore(production_settings(monkeypatch, KAZRU_S3_SECRET_KEY=""))
+
+
+def test_without_encryption_keys_only_the_services_that_touch_audio_refuse_to_start(monkeypatch):
+    """The janitor (deleting objects) and the exporter get no keys in Kubernetes; a store that seals or opens
+    audio does not start without them, in any deployment."""
+    settings = production_settings(monkeypatch, KAZRU_ENCRYPTION_KEYS=None)
+    ObjectStore(settings, with_keys=False)
+    with pytest.raises(ValueError, match="^KAZRU_ENCRYPTION_KEYS is not set"):
+        ObjectStore(settings)
+
+
+def test_a_local_run_keeps_its_defaults(monkeypatch, tmp_path):
+    """`make run` and the tests are unchanged: local is the default deployment, and everything production
+    refuses is accepted there."""
+    for name in PRODUCTION:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAZRU_ENCRYPTION_KEYS", local_encryption_keys({}, tmp_path)["KAZRU_ENCRYPTION_KEYS"])
+    settings = Settings(cors_origins="*")
+    assert settings.deployment is Deployment.LOCAL
+    assert (settings.s3_access_key, settings.s3_secret_key.get_secret_value()) == (
+        LOCAL_S3_ACCESS_KEY,
+        LOCAL_S3_SECRET_KEY,
+    )
+    assert settings.anonymous_access is AnonymousAccess.COOKIE and settings.cors_origins == ("*",)
+    ObjectStore(settings)

@@ -29,7 +29,7 @@ import numpy as np
 import onnx_asr
 import onnxruntime as rt
 
-from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
+from kazru.adapters.audio import SAMPLE_RATE, as_recording
 from kazru.adapters.model_files import missing_gigaam_files
 from kazru.domain import errors
 from kazru.domain.recognition import (
@@ -37,6 +37,7 @@ from kazru.domain.recognition import (
     Recognition,
     RecognizedSpan,
     RecognizedWord,
+    RecordedAudio,
     SpeechRegion,
 )
 from kazru.settings import Settings
@@ -102,7 +103,7 @@ class GigaamEngine(LocalEngine):
 
     def recognize_blocking(
         self,
-        audio: np.ndarray | Recording,
+        audio: np.ndarray | RecordedAudio,
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
@@ -150,7 +151,7 @@ class GigaamEngine(LocalEngine):
         return Recognition(engine=self.name, model=self.model_name, spans=spans, stage_seconds=stages)
 
 
-def plan_pieces(recording: Recording, regions: Sequence[SpeechRegion], max_piece_seconds: float) -> list[Piece]:
+def plan_pieces(recording: RecordedAudio, regions: Sequence[SpeechRegion], max_piece_seconds: float) -> list[Piece]:
     """Each region, padded into the pauses around it, as pieces of at most `max_piece_seconds` cut at
     the quietest moments (`cut_points`)."""
     bounds = sorted((region.start, region.end) for region in regions)

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kazru.adapters.audio import Recording
-from kazru.domain.recognition import ExternalCopyCallback, ProgressCallback, Recognition, SpeechRegion
+from kazru.domain.recognition import ExternalCopyCallback, ProgressCallback, Recognition, RecordedAudio, SpeechRegion
 
 
 class LocalEngine:
@@ -17,7 +16,7 @@ class LocalEngine:
 
     async def recognize(
         self,
-        audio: np.ndarray | Recording,
+        audio: np.ndarray | RecordedAudio,
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
@@ -31,7 +30,7 @@ class LocalEngine:
 
     def recognize_blocking(
         self,
-        audio: np.ndarray | Recording,
+        audio: np.ndarray | RecordedAudio,
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,

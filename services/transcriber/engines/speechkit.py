@@ -30,7 +30,7 @@ import numpy as np
 from yandex.cloud.ai.stt.v3 import stt_pb2, stt_service_pb2, stt_service_pb2_grpc
 from yandex.cloud.operation import operation_pb2, operation_service_pb2, operation_service_pb2_grpc
 
-from kazru.adapters.audio import PCM_SAMPLE_BYTES, SAMPLE_RATE, Recording, as_recording, encode_ogg_opus, pcm16_bytes
+from kazru.adapters.audio import PCM_SAMPLE_BYTES, SAMPLE_RATE, as_recording, encode_ogg_opus, pcm16_bytes
 from kazru.adapters.speechkit import TRANSIENT_CODES, SpeechKitClient, SpeechKitUnavailable, billed_seconds, describe
 from kazru.domain import errors
 from kazru.domain.recognition import (
@@ -39,6 +39,7 @@ from kazru.domain.recognition import (
     Recognition,
     RecognizedSpan,
     RecognizedWord,
+    RecordedAudio,
     SpeechRegion,
 )
 from kazru.settings import SpeechKitSettings
@@ -81,7 +82,7 @@ class SpeechKitEngine:
 
     async def recognize(
         self,
-        audio: np.ndarray | Recording,
+        audio: np.ndarray | RecordedAudio,
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
@@ -196,7 +197,7 @@ class SpeechKitEngine:
 
     # -- steps ------------------------------------------------------------------------------------
 
-    async def _encode(self, recording: Recording, duration: float) -> _EncodedAudio:
+    async def _encode(self, recording: RecordedAudio, duration: float) -> _EncodedAudio:
         settings = self._settings
         if recording.sample_count * PCM_SAMPLE_BYTES <= settings.max_inline_bytes:
             return _EncodedAudio(

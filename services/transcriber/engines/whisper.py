@@ -37,13 +37,14 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens, merge_punctuations
 
-from kazru.adapters.audio import SAMPLE_RATE, Recording, as_recording
+from kazru.adapters.audio import SAMPLE_RATE, as_recording
 from kazru.domain import errors
 from kazru.domain.recognition import (
     ProgressCallback,
     Recognition,
     RecognizedSpan,
     RecognizedWord,
+    RecordedAudio,
     SpeechRegion,
 )
 from kazru.settings import Settings
@@ -147,7 +148,7 @@ class WhisperEngine(LocalEngine):
 
     def recognize_blocking(
         self,
-        audio: np.ndarray | Recording,
+        audio: np.ndarray | RecordedAudio,
         languages: Sequence[str],
         regions: Sequence[SpeechRegion],
         on_progress: ProgressCallback,
@@ -197,7 +198,7 @@ class WhisperEngine(LocalEngine):
 
     def _recognize_chunk(
         self,
-        recording: Recording,
+        recording: RecordedAudio,
         chunk: Chunk,
         regions: Sequence[SpeechRegion],
         languages: list[str],
