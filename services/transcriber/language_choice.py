@@ -42,6 +42,10 @@ SCORE_CAP = 1.0
 # mostly keeps to one language, so their average counts as much as one turn of their own.
 SPEAKER_PRIOR_WEIGHT = 1.0
 RECORDING_PRIOR_WEIGHT = 0.5
+# A turn whose own log-odds lead by more than this is first read in its leading language only (the engine
+# reads the others only where `turns_that_could_change` says they could matter). 2 x SCORE_CAP: twice the most
+# that one missing reading can move the turn's own evidence.
+OWN_MARGIN_FOR_ONE_READING = 2 * SCORE_CAP
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,82 @@ class TurnEvidence:
 
 def choose_languages(turns: Sequence[TurnEvidence], languages: Sequence[str]) -> list[str]:
     """The language of each turn, one of `languages`."""
+    return [max(languages, key=lambda language: (total[language], -languages.index(language)))
+            for total in _totals(turns, languages)]  # fmt: skip
+
+
+def clear_by_itself(turn: TurnEvidence, languages: Sequence[str]) -> bool:
+    """Whether the turn's own evidence (without the recording around it) already points far enough to one
+    language that reading it in the others is unlikely to matter. Only a guess of what to read first: which
+    turns really need every reading is `turns_that_could_change`'s exact answer."""
+    if len(languages) < 2:
+        return True
+    ranked = sorted(turn_log_odds(turn, languages).values(), reverse=True)
+    return ranked[0] - ranked[1] > OWN_MARGIN_FOR_ONE_READING
+
+
+def turns_that_could_change(turns: Sequence[TurnEvidence], languages: Sequence[str]) -> list[int]:
+    """The turns whose chosen language could differ once every turn has a reading in every language: those
+    to read in the languages still missing before choosing. Empty: `choose_languages` on these readings gives
+    exactly what it would give with all of them.
+
+    Why that is exact: a reading added to a turn changes each language's evidence of that turn by an amount
+    in [-cap, 0]. The score term can only push languages already read down (each by at most SCORE_CAP, the
+    score gap's cap) and gives the new one at most 0; the text term gives the new one at most 0 (a missing
+    reading counts 0, the most any text can get). So for the language c chosen now and any rival k, the gap
+    total[c] - total[k] can shrink by at most the drop of c's evidence: in the turn itself SCORE_CAP (c must
+    have been read: its words are needed anyway), and through the priors the same drops of the speaker's and
+    the recording's other turns, weighted as `choose_languages` weighs them (SCORE_CAP + TEXT_CAP where c was
+    not read in that turn). A turn whose gap is larger than that cannot change."""
+    if len(languages) < 2:
+        return []
+    totals = _totals(turns, languages)
+    drops = [[_largest_drop(turn, language, languages) for language in languages] for turn in turns]
+    recording_drop = _weighted_mean_of(drops, [turn.duration for turn in turns])
+    by_speaker: dict[str | None, list[int]] = defaultdict(list)
+    for index, turn in enumerate(turns):
+        by_speaker[turn.speaker].append(index)
+    speaker_drop = {
+        speaker: _weighted_mean_of([drops[i] for i in members], [turns[i].duration for i in members])
+        for speaker, members in by_speaker.items()
+    }
+    unsure = []
+    for index, (turn, total) in enumerate(zip(turns, totals, strict=True)):
+        chosen = max(languages, key=lambda language: (total[language], -languages.index(language)))
+        position = languages.index(chosen)
+        if chosen not in turn.readings:
+            unsure.append(index)
+            continue
+        prior = speaker_drop[turn.speaker] if turn.speaker is not None else recording_drop
+        swing = (
+            drops[index][position]
+            + SPEAKER_PRIOR_WEIGHT * prior[position]
+            + RECORDING_PRIOR_WEIGHT * recording_drop[position]
+        )
+        runner_up = max(total[language] for language in languages if language != chosen)
+        if total[chosen] - runner_up <= swing + 1e-9:
+            unsure.append(index)
+    return unsure
+
+
+def _largest_drop(turn: TurnEvidence, language: str, languages: Sequence[str]) -> float:
+    """How far `language`'s evidence in this turn can fall once its missing readings are added."""
+    if all(other in turn.readings for other in languages):
+        return 0.0
+    return SCORE_CAP if language in turn.readings else SCORE_CAP + TEXT_CAP
+
+
+def _weighted_mean_of(rows: Sequence[Sequence[float]], weights: Sequence[float]) -> list[float]:
+    total = sum(weights)
+    if not rows or total <= 0:
+        return [max((row[i] for row in rows), default=0.0) for i in range(len(rows[0]) if rows else 0)]
+    return [sum(row[i] * w for row, w in zip(rows, weights, strict=True)) / total for i in range(len(rows[0]))]
+
+
+def _totals(turns: Sequence[TurnEvidence], languages: Sequence[str]) -> list[dict[str, float]]:
+    """Each turn's evidence for each language: its own plus the priors of its speaker and the recording."""
     if len(languages) == 1:
-        return [languages[0]] * len(turns)
+        return [{languages[0]: 0.0} for _ in turns]
     own = [turn_log_odds(turn, languages) for turn in turns]
     recording = _weighted_mean(own, [turn.duration for turn in turns], languages)
     by_speaker: dict[str | None, list[int]] = defaultdict(list)
@@ -81,17 +159,16 @@ def choose_languages(turns: Sequence[TurnEvidence], languages: Sequence[str]) ->
         speaker: _weighted_mean([own[i] for i in members], [turns[i].duration for i in members], languages)
         for speaker, members in by_speaker.items()
     }
-    chosen = []
+    totals = []
     for index, turn in enumerate(turns):
         prior = speaker_mean[turn.speaker] if turn.speaker is not None else recording
-        total = {
+        totals.append({
             language: own[index][language]
             + SPEAKER_PRIOR_WEIGHT * prior[language]
             + RECORDING_PRIOR_WEIGHT * recording[language]
             for language in languages
-        }
-        chosen.append(max(languages, key=lambda language: (total[language], -languages.index(language))))
-    return chosen
+        })  # fmt: skip
+    return totals
 
 
 def turn_log_odds(turn: TurnEvidence, languages: Sequence[str]) -> dict[str, float]:

@@ -49,7 +49,13 @@ from kazru.domain.recognition import (
 )
 from kazru.settings import Settings
 from services.transcriber.engines.local import LocalEngine
-from services.transcriber.language_choice import Reading, TurnEvidence, choose_languages
+from services.transcriber.language_choice import (
+    Reading,
+    TurnEvidence,
+    choose_languages,
+    clear_by_itself,
+    turns_that_could_change,
+)
 from services.transcriber.languages_heard import LanguagesHeard
 
 # Whisper's own threshold for text that loops (faster-whisper's default).
@@ -167,9 +173,20 @@ class WhisperEngine(LocalEngine):
         evidence = [TurnEvidence(region.end - region.start, region.speaker, {}) for region in regions]
         heard = LanguagesHeard()
         for chunk in chunks:
-            self._recognize_chunk(recording, chunk, regions, languages, stages, words_by_region, evidence, heard)
+            self._recognize_chunk(recording, chunk, regions, languages, stages, words_by_region, evidence, heard,
+                                  leading_first=True)  # fmt: skip
             done += chunk.end - chunk.start
             on_progress(min(done / total, 1.0))
+        # The chunks read in one language only where another reading could still change a turn's language.
+        while unread := self._chunks_to_read_again(chunks, regions, evidence, languages):
+            for chunk in unread:
+                missing = [language for language in languages
+                           if any(language not in evidence[index].readings for index in chunk.regions)]  # fmt: skip
+                self._recognize_chunk(recording, chunk, regions, missing, stages, words_by_region, evidence,
+                                      allowed=languages)  # fmt: skip
+        stages["chunks_read_in_one_language"] = float(sum(
+            all(len(evidence[index].readings) == 1 for index in chunk.regions) for chunk in chunks
+        )) if len(languages) > 1 else 0.0  # fmt: skip
 
         started = time.perf_counter()
         chosen = choose_languages(evidence, languages)
@@ -206,7 +223,14 @@ class WhisperEngine(LocalEngine):
         words_by_region: list[dict[str, list[_Word]]],
         evidence: list[TurnEvidence] | None = None,
         heard: LanguagesHeard | None = None,
+        *,
+        leading_first: bool = False,
+        allowed: Sequence[str] = (),
     ) -> None:
+        """Recognise the chunk in `languages`, adding each region's words (and, with `evidence`, what the
+        language choice weighs). `leading_first`: read it first in the language Whisper's head leads with among
+        `languages`, and in the others only if one of its turns is not clear by itself (`clear_by_itself`).
+        `allowed`: the job's languages, when `languages` are only those still to read."""
         audio = recording.seconds(chunk.start, chunk.end)
         if len(audio) < SAMPLE_RATE // 10:
             return
@@ -218,7 +242,7 @@ class WhisperEngine(LocalEngine):
         if evidence is not None:
             # Over every language Whisper knows, not only the allowed ones: speech in another one is noticed.
             probabilities = self._language_head(encoder_output)
-            head = _among(probabilities, languages)
+            head = _among(probabilities, list(allowed or languages))
             if heard is not None:
                 heard.add(probabilities, sum(
                     max(min(chunk.end, regions[index].end) - max(chunk.start, regions[index].start), 0.0)
@@ -226,26 +250,68 @@ class WhisperEngine(LocalEngine):
                 ))
         stages["encode_seconds"] += time.perf_counter() - started
 
+        if leading_first and head:
+            languages = sorted(languages, key=lambda language: -head.get(language, 0.0))
+            self._read(recording, chunk, regions, languages[0], encoder_output, frames, stages, words_by_region)
+            self._note_evidence(chunk, head, words_by_region, evidence)
+            if all(clear_by_itself(evidence[index], languages) for index in chunk.regions):
+                return
+            languages = languages[1:]
         for language in languages:
-            started = time.perf_counter()
-            tokens, looped = self._decode(encoder_output, language)
-            stages["decode_seconds"] += time.perf_counter() - started
-            started = time.perf_counter()
-            words = self._aligned_words(tokens, language, encoder_output, frames, chunk)
-            stages["alignment_seconds"] += time.perf_counter() - started
-            placed = _words_by_region(words, [regions[index] for index in chunk.regions])
-            for index, region_words in zip(chunk.regions, placed, strict=True):
-                words_by_region[index].setdefault(language, []).extend(region_words)
-            lost = _regions_the_decode_lost(chunk, words, regions, looped)
-            if lost:
-                for index in lost:
-                    words_by_region[index][language] = []
-                self._recognize_chunk(
-                    recording, _sub_chunk(chunk, lost, regions), regions, [language], stages, words_by_region
-                )
+            self._read(recording, chunk, regions, language, encoder_output, frames, stages, words_by_region)
+        self._note_evidence(chunk, head, words_by_region, evidence)
+
+    @staticmethod
+    def _note_evidence(chunk: Chunk, head: dict[str, float], words_by_region, evidence) -> None:
         for index in chunk.regions if evidence is not None else ():
             evidence[index].head = head
             evidence[index].readings = {language: _reading(words) for language, words in words_by_region[index].items()}
+
+    def _chunks_to_read_again(
+        self, chunks: list[Chunk], regions: Sequence[SpeechRegion], evidence: list[TurnEvidence], languages: list[str]
+    ) -> list[Chunk]:
+        """Chunks not yet read in every language that hold a turn whose language could still change
+        (`turns_that_could_change`); once the turns it names are all read in every language and some still
+        could change (through their speaker's or the recording's other turns), every chunk not yet read so."""
+        unsure = set(turns_that_could_change(evidence, languages))
+        if not unsure:
+            return []
+
+        def unread(chunk: Chunk) -> bool:
+            return any(set(evidence[index].readings) != set(languages) for index in chunk.regions)
+
+        named = [chunk for chunk in chunks if unread(chunk) and unsure.intersection(chunk.regions)]
+        return named or [chunk for chunk in chunks if unread(chunk)]
+
+    def _read(
+        self,
+        recording: Recording,
+        chunk: Chunk,
+        regions: Sequence[SpeechRegion],
+        language: str,
+        encoder_output,
+        frames: int,
+        stages: dict[str, float],
+        words_by_region: list[dict[str, list[_Word]]],
+    ) -> None:
+        """Decode the encoded chunk in `language`, align its words and place them in their regions; the
+        regions a looping or early-ending decode lost are recognised again on their own."""
+        started = time.perf_counter()
+        tokens, looped = self._decode(encoder_output, language)
+        stages["decode_seconds"] += time.perf_counter() - started
+        started = time.perf_counter()
+        words = self._aligned_words(tokens, language, encoder_output, frames, chunk)
+        stages["alignment_seconds"] += time.perf_counter() - started
+        placed = _words_by_region(words, [regions[index] for index in chunk.regions])
+        for index, region_words in zip(chunk.regions, placed, strict=True):
+            words_by_region[index].setdefault(language, []).extend(region_words)
+        lost = _regions_the_decode_lost(chunk, words, regions, looped)
+        if lost:
+            for index in lost:
+                words_by_region[index][language] = []
+            self._recognize_chunk(
+                recording, _sub_chunk(chunk, lost, regions), regions, [language], stages, words_by_region
+            )
 
     def _language_head(self, encoder_output) -> dict[str, float]:
         """Whisper's language probabilities for the chunk, over every language it knows."""
