@@ -285,7 +285,7 @@ class WhisperEngine(LocalEngine):
 
     def _read(
         self,
-        recording: Recording,
+        recording: RecordedAudio,
         chunk: Chunk,
         regions: Sequence[SpeechRegion],
         language: str,
