@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import platform
 import signal
@@ -419,8 +418,9 @@ def run_ours(pipeline, recording, languages) -> dict:
 
 class Bench:
     def __init__(self, systems: list[str], profile: bool) -> None:
-        from bench.diarization.peers import PlainPeer
         from faster_whisper import WhisperModel
+
+        from bench.diarization.peers import PlainPeer
         from services.transcriber.pipeline import create_pipeline
 
         PROFILE.enabled = profile
