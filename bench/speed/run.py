@@ -384,9 +384,7 @@ def ledger_summary() -> dict:
 
 
 def run_plain(model, samples: np.ndarray, language: str | None) -> dict:
-    segments, info = model.transcribe(
-        samples, language=language, beam_size=1, vad_filter=True, word_timestamps=True
-    )
+    segments, info = model.transcribe(samples, language=language, beam_size=1, vad_filter=True, word_timestamps=True)
     with PROFILE.stage("fw.generate_segments"):
         segments = list(segments)
     return {
@@ -482,12 +480,16 @@ def grouped(stages: dict) -> dict:
     groups: dict[str, float] = defaultdict(float)
     for name, value in stages.items():
         seconds = value["seconds"]
-        if name.startswith("ct2.generate") or name.startswith("engine.decode_python") or name in (
-            "engine.loop_check", "fw.generate_with_fallback"
+        if (
+            name.startswith("ct2.generate")
+            or name.startswith("engine.decode_python")
+            or name in ("engine.loop_check", "fw.generate_with_fallback")
         ):
             key = "whisper decode" + _bracket(name)
-        elif name.startswith("ct2.align") or name.startswith("engine.align_python") or name in (
-            "fw.word_timestamps", "fw.find_alignment"
+        elif (
+            name.startswith("ct2.align")
+            or name.startswith("engine.align_python")
+            or name in ("fw.word_timestamps", "fw.find_alignment")
         ):
             key = "whisper word alignment" + _bracket(name)
         elif name == "ct2.encoder":
@@ -593,7 +595,9 @@ def report(measured: dict) -> dict:
         for plain in ("plain_ru", "plain_auto"):
             for diarizer in ("diarizer", "diarizer_plain_peer"):
                 if {ours, plain, diarizer} <= walls.keys():
-                    ratios[f"{ours} / ({plain} + {diarizer})"] = round(walls[ours] / (walls[plain] + walls[diarizer]), 3)
+                    ratios[f"{ours} / ({plain} + {diarizer})"] = round(
+                        walls[ours] / (walls[plain] + walls[diarizer]), 3
+                    )
     return {"audio_seconds": round(audio_seconds, 2), "wall_seconds": walls,
             "rtf": {system: value["rtf"] for system, value in systems.items()}, "ratios": ratios, "systems": systems}  # fmt: skip
 
