@@ -1,6 +1,7 @@
 """Issue 26: where the time goes. Our pipeline against plain faster-whisper plus the diarizer, same run, same files.
 
     flock /tmp/kazru-pytest.lock .venv/bin/python -m bench.speed.run [--long] [--stack] [--json-out FILE]
+    flock /tmp/kazru-pytest.lock .venv/bin/python -m bench.speed.run --engine gigaam [--long] [--memory]
 
 Systems, each on the same decoded samples, one file after another (file-major order, so that a change in the
 machine's load hits every system alike), models loaded and warmed up beforehand:
@@ -26,6 +27,17 @@ on decodes whose words were thrown away can be added up.
 `--long`: the 1 h recording of bench/long_recording.py (festvox-ru in one-minute talk stretches, 9.8 % speech,
 Ogg Opus), decoded to a PCM file as the worker does; our pipeline reads it from that file, plain faster-whisper
 gets the whole array (as its users give it).
+
+`--engine gigaam`: the same with our pipeline on the GigaAM engine (`ours_gigaam_kk_ru`, `ours_gigaam_ru`:
+KAZRU_ENGINE=gigaam, the engine's default settings) beside the diarizer alone and `plain_gigaam`: onnx-asr's own
+`load_model` on the same folder (int8, 2 intra-op threads, `with_timestamps()`), `recognize` on each Silero VAD
+segment (faster-whisper's Silero with onnx-asr `with_vad`'s defaults: segments of at most 20 s; onnx-asr's own
+Silero is not installed here). The model is GigaAM-Multilingual CTC at its real size with RANDOM weights
+(scripts/export_random_gigaam.py, built once into bench/.cache/gigaam-random/ when absent, or `--gigaam-model`):
+its words are noise, so only speed and memory mean anything. The profile times onnx-asr's stages for both (input
+checks, log-mel features, the ONNX graph: encoder + CTC head, the greedy CTC decode) and our engine's piece
+planning, words from tokens, language from the text and punctuation. `--memory`: each system again, alone in a
+fresh process, for its peak resident memory (VmHWM).
 """
 
 from __future__ import annotations
@@ -36,12 +48,15 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import types
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -50,10 +65,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from kazru.adapters import audio  # noqa: E402
-from kazru.settings import Settings  # noqa: E402
+from kazru.settings import GigaamSettings, Settings  # noqa: E402
 
 PLAIN_THREADS = 2
 SYSTEMS = ("plain_ru", "plain_auto", "diarizer", "diarizer_plain_peer", "ours_kk_ru", "ours_ru")
+SYSTEMS_GIGAAM = ("plain_gigaam", "diarizer", "diarizer_plain_peer", "ours_gigaam_kk_ru", "ours_gigaam_ru")
+GIGAAM_MODEL = "gigaam-multilingual-ctc"
+# Random weights at the real size (scripts/export_random_gigaam.py); bench/.cache is not in git.
+GIGAAM_FOLDER = Path(__file__).resolve().parents[1] / ".cache" / "gigaam-random" / GIGAAM_MODEL
 SHORT_CLIPS = 12
 POLL_SECONDS = 0.1
 
@@ -188,24 +207,33 @@ class EngineLedger:
 LEDGER = EngineLedger()
 
 
-def instrument_ours(pipeline) -> None:
-    """Our pipeline: diarizer stages, the engine's chunking, decodes per language and pass, alignment, choice."""
+def instrument_pipeline(pipeline) -> None:
+    """What every engine's pipeline shares: the diarizer's stages, audio reads, assembly, notices."""
     import services.transcriber.diarization as diarization
-    import services.transcriber.engines.whisper as whisper
-    import services.transcriber.language_choice as language_choice
     import services.transcriber.pipeline as pipeline_module
     import services.transcriber.speaker_embedding as speaker_embedding
     from kazru.adapters.audio import Recording
 
     # Diarizer (module functions are looked up in the module at call time; methods on the instances).
-    diarization.get_speech_timestamps = timed(diarization.get_speech_timestamps, "diar.vad_silero")
-    diarization.detect_speech = timed(diarization.detect_speech, "diar.vad_other")
-    diarization.turns_from_windows = timed(diarization.turns_from_windows, "diar.turns_from_windows")
-    diarization.measure_channel = timed(diarization.measure_channel, "diar.channel")
-    speaker_embedding.kaldi_fbank = timed(speaker_embedding.kaldi_fbank, "diar.campp_fbank")
-    Recording.read = timed(Recording.read, "audio.read")
+    if not hasattr(diarization.get_speech_timestamps, "__wrapped__"):
+        diarization.get_speech_timestamps = timed(diarization.get_speech_timestamps, "diar.vad_silero")
+        diarization.detect_speech = timed(diarization.detect_speech, "diar.vad_other")
+        diarization.turns_from_windows = timed(diarization.turns_from_windows, "diar.turns_from_windows")
+        diarization.measure_channel = timed(diarization.measure_channel, "diar.channel")
+        speaker_embedding.kaldi_fbank = timed(speaker_embedding.kaldi_fbank, "diar.campp_fbank")
+        Recording.read = timed(Recording.read, "audio.read")
+        pipeline_module.assemble = timed(pipeline_module.assemble, "assembly")
+        pipeline_module.job_notices = timed(pipeline_module.job_notices, "notices")
     instrument_diarizer(pipeline._diarizer)
 
+
+def instrument_ours(pipeline) -> None:
+    """Our pipeline (Whisper engine): diarizer stages, the engine's chunking, decodes per language and pass,
+    alignment, choice."""
+    import services.transcriber.engines.whisper as whisper
+    import services.transcriber.language_choice as language_choice
+
+    instrument_pipeline(pipeline)
     engine = pipeline.engine
     model = engine._model
     model.model = Proxy(model.model, ctranslate2_stages("ct2."))
@@ -217,8 +245,6 @@ def instrument_ours(pipeline) -> None:
     language_choice.text_language_probability = timed(
         language_choice.text_language_probability, "engine.choice_text_language_id"
     )
-    pipeline_module.assemble = timed(pipeline_module.assemble, "assembly")
-    pipeline_module.job_notices = timed(pipeline_module.job_notices, "notices")
 
     original_choose = whisper.choose_languages
 
@@ -346,6 +372,68 @@ def instrument_diarizer(diarizer) -> None:
         patch(diarizer._segmentation, "speech_mask", "diar.segmentation")
 
 
+def instrument_onnx_asr(adapter) -> None:
+    """onnx-asr's GigaAM CTC model behind `adapter` (ours and the plain one alike): input checks and resampling,
+    log-mel features, the ONNX encoder + CTC head (one graph), the greedy CTC decode, tokens to text."""
+    import onnx_asr.adapters as onnx_asr_adapters
+
+    if not hasattr(onnx_asr_adapters.read_wav_files, "__wrapped__"):
+        onnx_asr_adapters.read_wav_files = timed(onnx_asr_adapters.read_wav_files, "gigaam.input")
+    adapter.resampler = Proxy(adapter.resampler, {}, call_stage="gigaam.input")
+    asr = adapter.asr
+    asr._preprocessor = Proxy(asr._preprocessor, {}, call_stage="gigaam.features")
+    patch(asr, "_encode", "gigaam.encoder")
+    original_decoding = asr._decoding
+
+    def decoding(*args, **kwargs):
+        # A generator, consumed lazily by recognize's map: run it through here so its time is its own.
+        with PROFILE.stage("gigaam.ctc_decode"):
+            return iter(list(original_decoding(*args, **kwargs)))
+
+    asr._decoding = decoding
+    patch(asr, "_decode_tokens", "gigaam.tokens_to_text")
+
+
+GIGAAM_LEDGER: dict = {}
+
+
+def instrument_gigaam(pipeline) -> None:
+    """Our pipeline with the GigaAM engine: the shared stages, piece planning (cut points), the model, words from
+    tokens, language from the text, punctuation."""
+    import services.transcriber.engines.gigaam as gigaam
+
+    instrument_pipeline(pipeline)
+    engine = pipeline.engine
+    instrument_onnx_asr(engine._model)
+    original_plan = gigaam.plan_pieces
+
+    def plan_pieces(recording, regions, max_piece_seconds):
+        with PROFILE.stage("engine.plan_pieces"):
+            pieces = original_plan(recording, regions, max_piece_seconds)
+        lengths = [piece.end - piece.start for piece in pieces]
+        GIGAAM_LEDGER.update(turns=len(regions), speech_seconds_in_turns=sum(r.end - r.start for r in regions),
+                             pieces=len(pieces), piece_seconds=lengths)  # fmt: skip
+        return pieces
+
+    gigaam.plan_pieces = plan_pieces
+    gigaam.piece_words = timed(gigaam.piece_words, "engine.piece_words")
+    gigaam.choose_segment_languages = timed(gigaam.choose_segment_languages, "engine.text_language")
+    gigaam.punctuate = timed(gigaam.punctuate, "engine.punctuation")
+    engine.recognize_blocking = timed(engine.recognize_blocking, "engine.other")
+
+
+def gigaam_summary() -> dict:
+    """Pieces of our GigaAM engine's last job."""
+    lengths = GIGAAM_LEDGER.get("piece_seconds", [])
+    return {
+        "turns": GIGAAM_LEDGER.get("turns", 0),
+        "speech_seconds_in_turns": round(GIGAAM_LEDGER.get("speech_seconds_in_turns", 0.0), 2),
+        "pieces": len(lengths),
+        "piece_seconds_total": round(sum(lengths), 2),
+        "piece_seconds_max": round(max(lengths), 2) if lengths else 0.0,
+    }
+
+
 def ledger_summary() -> dict:
     """Chunks of our engine's last job: lengths, fill of the 30 s window, head, choice, work per language."""
     chunks, chosen, languages = LEDGER.chunks, LEDGER.chosen, LEDGER.languages
@@ -400,7 +488,7 @@ def run_diarizer(diarizer, recording) -> dict:
     return {"speakers": len(result.speakers), "turns": len(result.turns)}
 
 
-def run_ours(pipeline, recording, languages) -> dict:
+def run_ours(pipeline, recording, languages, engine_summary=ledger_summary) -> dict:
     result = asyncio.run(pipeline.run(recording, languages))
     segment_languages = Counter(segment.language for segment in result.segments)
     return {
@@ -410,32 +498,102 @@ def run_ours(pipeline, recording, languages) -> dict:
         "words": sum(len(segment.words) for segment in result.segments),
         "text": " ".join(segment.text for segment in result.segments),
         "service_stage_seconds": {name: round(value, 3) for name, value in result.stage_seconds.items()},
-        "engine_chunks": ledger_summary(),
+        "engine_chunks": engine_summary(),
     }
 
 
-class Bench:
-    def __init__(self, systems: list[str], profile: bool) -> None:
-        from faster_whisper import WhisperModel
+def run_plain_gigaam(model, samples: np.ndarray) -> dict:
+    """What a user of plain onnx-asr does: Silero VAD segments of at most 20 s, each recognised with timestamps."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+    # onnx-asr's own `with_vad` defaults (its Silero model is not installed here: faster-whisper's Silero instead).
+    options = VadOptions(max_speech_duration_s=20, min_silence_duration_ms=100, speech_pad_ms=30)
+    with PROFILE.stage("plain.vad_silero"):
+        stamps = get_speech_timestamps(samples, options, sampling_rate=audio.SAMPLE_RATE)
+    results = [model.recognize(samples[stamp["start"] : stamp["end"]]) for stamp in stamps]
+    return {
+        "segments": len(stamps),
+        "speech_after_vad_seconds": round(sum(s["end"] - s["start"] for s in stamps) / audio.SAMPLE_RATE, 2),
+        "words": sum(len(result.text.split()) for result in results),
+        "characters": sum(len(result.text) for result in results),
+    }
+
+
+def load_gigaam_plain(folder: Path):
+    """onnx-asr's own loader on the same model folder, int8, PLAIN_THREADS threads, with timestamps."""
+    import onnx_asr
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = PLAIN_THREADS
+    options.inter_op_num_threads = 1
+    model = onnx_asr.load_model(GIGAAM_MODEL, folder, quantization="int8", sess_options=options)
+    return model.with_timestamps()
+
+
+def gigaam_model_folder(folder: Path) -> Path:
+    """The random-weight GigaAM-Multilingual CTC folder at the real size; built once (scripts/export_random_gigaam.py,
+    a throwaway torch environment, minutes) when absent."""
+    from kazru.adapters.model_files import missing_gigaam_files
+
+    if missing_gigaam_files(folder, GIGAAM_MODEL, "int8"):
+        print(f"[speed] building the random-weight GigaAM model in {folder} (once)", file=sys.stderr, flush=True)
+        script = Path(__file__).resolve().parents[2] / "scripts" / "export_random_gigaam.py"
+        subprocess.run([sys.executable, str(script), str(folder), "--model", GIGAAM_MODEL], check=True)
+    return folder
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM, which starts afresh at exec (ru_maxrss does not: a child
+    started by a large parent reports at least the parent's peak)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+class Bench:
+    """Loads only what `systems` need (so that a process running one system has that system's peak memory)."""
+
+    def __init__(self, systems: list[str], profile: bool, engine: str = "whisper", gigaam_folder=None) -> None:
         from bench.diarization.peers import PlainPeer
-        from services.transcriber.pipeline import create_pipeline
+        from services.transcriber.pipeline import create_diarizer, create_pipeline
 
         PROFILE.enabled = profile
-        settings = Settings()
-        started = time.perf_counter()
-        self.pipeline = create_pipeline(settings)
-        self.plain = WhisperModel(
-            settings.whisper_model_path, device="cpu", compute_type="int8", cpu_threads=PLAIN_THREADS
-        )
-        self.peer = PlainPeer.load(settings.speaker_model_dir)
-        self.load_seconds = time.perf_counter() - started
-        self.engine_threads = settings.whisper.cpu_threads
+        if engine == "gigaam":
+            settings = Settings(engine="gigaam", gigaam=GigaamSettings(model=GIGAAM_MODEL, model_dir=gigaam_folder))
+            self.engine_threads = settings.gigaam.cpu_threads
+        else:
+            settings = Settings()
+            self.engine_threads = settings.whisper.cpu_threads
+        self.engine = engine
         self.default_languages = list(settings.default_languages)
         self.systems = systems
-        instrument_plain(self.plain)
-        instrument_ours(self.pipeline)
-        instrument_diarizer(self.peer)
+        self.pipeline = self.plain = self.peer = self.diarizer = None
+        started = time.perf_counter()
+        if any(system.startswith("ours_") for system in systems):
+            self.pipeline = create_pipeline(settings)
+            self.diarizer = self.pipeline._diarizer
+            (instrument_gigaam if engine == "gigaam" else instrument_ours)(self.pipeline)
+        elif "diarizer" in systems:
+            self.diarizer = create_diarizer(settings)
+            instrument_pipeline(types.SimpleNamespace(_diarizer=self.diarizer))
+        if {"plain_ru", "plain_auto"} & set(systems):
+            from faster_whisper import WhisperModel
+
+            self.plain = WhisperModel(
+                settings.whisper_model_path, device="cpu", compute_type="int8", cpu_threads=PLAIN_THREADS
+            )
+            instrument_plain(self.plain)
+        if "plain_gigaam" in systems:
+            self.plain = load_gigaam_plain(gigaam_folder)
+            instrument_onnx_asr(self.plain)
+        if "diarizer_plain_peer" in systems:
+            self.peer = PlainPeer.load(settings.speaker_model_dir)
+            instrument_diarizer(self.peer)
+        self.load_seconds = time.perf_counter() - started
+        self.rss_after_load_mb = peak_rss_mb()
 
     def run(self, system: str, samples: np.ndarray, recording) -> tuple[float, dict, dict]:
         PROFILE.take()
@@ -444,14 +602,20 @@ class Bench:
             out = run_plain(self.plain, samples, "ru")
         elif system == "plain_auto":
             out = run_plain(self.plain, samples, None)
+        elif system == "plain_gigaam":
+            out = run_plain_gigaam(self.plain, samples)
         elif system == "diarizer":
-            out = run_diarizer(self.pipeline._diarizer, recording)
+            out = run_diarizer(self.diarizer, recording)
         elif system == "diarizer_plain_peer":
             out = run_diarizer(self.peer, recording)
         elif system == "ours_kk_ru":
             out = run_ours(self.pipeline, recording, self.default_languages)
         elif system == "ours_ru":
             out = run_ours(self.pipeline, recording, ["ru"])
+        elif system == "ours_gigaam_kk_ru":
+            out = run_ours(self.pipeline, recording, self.default_languages, gigaam_summary)
+        elif system == "ours_gigaam_ru":
+            out = run_ours(self.pipeline, recording, ["ru"], gigaam_summary)
         else:
             raise ValueError(system)
         wall = time.perf_counter() - started
@@ -500,6 +664,24 @@ def grouped(stages: dict) -> dict:
             key = "whisper log-mel features"
         elif name == "fw.vad_silero":
             key = "faster-whisper VAD (Silero)"
+        elif name == "plain.vad_silero":
+            key = "plain VAD (Silero)"
+        elif name == "gigaam.encoder":
+            key = "GigaAM encoder + CTC head (ONNX)"
+        elif name == "gigaam.features":
+            key = "GigaAM log-mel features"
+        elif name in ("gigaam.ctc_decode", "gigaam.tokens_to_text"):
+            key = "GigaAM CTC greedy decode + tokens"
+        elif name == "gigaam.input":
+            key = "onnx-asr input checks"
+        elif name == "engine.piece_words":
+            key = "words from tokens"
+        elif name == "engine.text_language":
+            key = "language choice"
+        elif name == "engine.punctuation":
+            key = "punctuation"
+        elif name == "engine.plan_pieces":
+            key = "piece planning (cut points)"
         elif name == "diar.vad_silero":
             key = "diarizer VAD (Silero)"
         elif name == "diar.segmentation":
@@ -591,8 +773,10 @@ def report(measured: dict) -> dict:
         }
     walls = {system: value["wall_seconds"] for system, value in systems.items()}
     ratios = {}
-    for ours in ("ours_kk_ru", "ours_ru"):
-        for plain in ("plain_ru", "plain_auto"):
+    for ours in ("ours_kk_ru", "ours_ru", "ours_gigaam_kk_ru", "ours_gigaam_ru"):
+        for plain in ("plain_ru", "plain_auto", "plain_gigaam"):
+            if ("gigaam" in ours) != ("gigaam" in plain):
+                continue
             for diarizer in ("diarizer", "diarizer_plain_peer"):
                 if {ours, plain, diarizer} <= walls.keys():
                     ratios[f"{ours} / ({plain} + {diarizer})"] = round(
@@ -706,22 +890,46 @@ def machine() -> dict:
             "load_average_at_start": [round(value, 2) for value in load]}  # fmt: skip
 
 
+def memory_per_system(args, systems: list[str]) -> dict:
+    """Each system alone in a fresh process (this script, `--systems SYSTEM`, the same files): its peak resident
+    memory (ru_maxrss: Python, the libraries, the models it loads, its work) and its wall time there."""
+    out = {}
+    for system in systems:
+        with tempfile.TemporaryDirectory(prefix="kazru-speed-mem-") as folder:
+            json_out = Path(folder) / "result.json"
+            command = [sys.executable, "-m", "bench.speed.run", "--engine", args.engine, "--systems", system,
+                       "--count", str(args.count), "--gigaam-model", str(args.gigaam_model), "--json-out", str(json_out)]  # fmt: skip
+            command += ["--long"] if args.long else []
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
+            child = json.loads(json_out.read_text())
+        out[system] = {"peak_rss_mb": child["peak_rss_mb"], "rss_after_load_mb": child["rss_after_load_mb"],
+                       "wall_seconds": child["wall_seconds"][system], "models_load_seconds": child["models_load_seconds"],
+                       "load_average_at_start": child["machine"]["load_average_at_start"]}  # fmt: skip
+        print(f"[speed] memory {system}: peak {out[system]['peak_rss_mb']} MB", file=sys.stderr, flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long", action="store_true", help="the 1 h recording instead of the short clips")
     parser.add_argument("--stack", action="store_true", help="also the whole stack, upload -> SUCCEEDED (short clips)")
-    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--engine", choices=("whisper", "gigaam"), default="whisper", help="our pipeline's engine")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS + SYSTEMS_GIGAAM[:1] + SYSTEMS_GIGAAM[3:])
+    parser.add_argument("--gigaam-model", type=Path, default=GIGAAM_FOLDER, help="random-weight GigaAM folder")
+    parser.add_argument("--memory", action="store_true", help="also each system alone in a fresh process: peak RSS")
     parser.add_argument("--count", type=int, default=SHORT_CLIPS, help="festvox-ru clips (evenly spaced)")
     parser.add_argument("--no-profile", action="store_true", help="no stage timing (to check its overhead)")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
+    args.systems = args.systems or list(SYSTEMS_GIGAAM if args.engine == "gigaam" else SYSTEMS)
     # Stopped from outside (a timeout): leave through the stack's clean-up, never leaving its servers behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     started = time.perf_counter()
     info = machine()
     clips = short_clips(args.count)
-    bench = Bench(args.systems, profile=not args.no_profile)
+    gigaam_folder = gigaam_model_folder(args.gigaam_model) if args.engine == "gigaam" else None
+    bench = Bench(args.systems, profile=not args.no_profile, engine=args.engine, gigaam_folder=gigaam_folder)
     # Warm-up: one clip through every system (lazy loads, first-call allocations), not counted.
     _name, warm_samples, _reference = clips[0]
     for system in bench.systems:
@@ -736,18 +944,32 @@ def main() -> None:
         else:
             measured = measure(bench, [(name, samples) for name, samples, _ref in clips], None)
             files_label = f"{len(clips)} festvox-ru utterances (evenly spaced)"
+    if args.engine == "gigaam":
+        plain = {"plain_onnx_asr": {"model": f"{GIGAAM_MODEL} int8, RANDOM WEIGHTS at the real size "
+                                    "(scripts/export_random_gigaam.py): words are meaningless, speed and memory only",
+                                    "folder": str(gigaam_folder), "intra_op_threads": PLAIN_THREADS,
+                                    "vad": "faster-whisper's Silero, onnx-asr with_vad's defaults (20 s, 100 ms, 30 ms)",
+                                    "recognize": "one VAD segment per call, with_timestamps()"}}  # fmt: skip
+    else:
+        plain = {"plain_faster_whisper": {"cpu_threads": PLAIN_THREADS, "compute_type": "int8", "beam_size": 1,
+                                          "vad_filter": True, "word_timestamps": True}}  # fmt: skip
     result = {
         "benchmark": "speed (issue 26)",
+        "engine": args.engine,
         "files": files_label,
         "machine": info,
-        "plain_faster_whisper": {"cpu_threads": PLAIN_THREADS, "compute_type": "int8", "beam_size": 1,
-                                 "vad_filter": True, "word_timestamps": True},
+        **plain,
         "our_engine_cpu_threads_setting": bench.engine_threads,
         "default_languages": bench.default_languages,
         "profiled": not args.no_profile,
         "models_load_seconds": round(bench.load_seconds, 2),
+        "rss_after_load_mb": bench.rss_after_load_mb,
+        "peak_rss_mb": peak_rss_mb(),
         **report(measured),
     }  # fmt: skip
+    result["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
+    if args.memory:
+        result["memory_per_system_fresh_process"] = memory_per_system(args, args.systems)
     if args.stack and not args.long:
         result["stack"] = measure_stack([(name, ref) for name, _s, ref in clips], [None, ["ru"]])
     result["bench_wall_seconds"] = round(time.perf_counter() - started, 1)
