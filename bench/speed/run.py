@@ -267,11 +267,17 @@ def instrument_ours(pipeline) -> None:
 
     original_chunk = engine._recognize_chunk
 
-    def recognize_chunk(recording, chunk, regions, languages, stages, words_by_region, evidence=None, heard=None):
+    def recognize_chunk(recording, chunk, regions, languages, stages, words_by_region, evidence=None, heard=None,
+                        **options):  # fmt: skip
         outer = getattr(CONTEXT, "pass_", None)
-        first = evidence is not None
+        # The first reading of a chunk; the engine's later reading of its other languages (`allowed` given)
+        # is counted under the chunk's first record as its own pass.
+        first = evidence is not None and not options.get("allowed")
         record = None
-        if first:
+        if evidence is not None and options.get("allowed"):
+            CONTEXT.pass_ = "other_languages"
+            CONTEXT.record = next((r for r in LEDGER.chunks if r["start"] == round(chunk.start, 2)), None)
+        elif first:
             record = {
                 "start": round(chunk.start, 2),
                 "seconds": round(chunk.end - chunk.start, 2),
@@ -291,7 +297,9 @@ def instrument_ours(pipeline) -> None:
             CONTEXT.pass_ = "lost_retry"
         try:
             with PROFILE.stage("engine.chunk_other"):
-                return original_chunk(recording, chunk, regions, languages, stages, words_by_region, evidence, heard)
+                return original_chunk(
+                    recording, chunk, regions, languages, stages, words_by_region, evidence, heard, **options
+                )
         finally:
             CONTEXT.pass_ = outer
             if outer is None:
