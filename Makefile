@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PROTOS := $(wildcard protos/kazru/v1/*.proto)
 
-.PHONY: run test proto model fixtures bench bench-real bench-diarization clean help
+.PHONY: run test proto model fixtures bench bench-real bench-diarization bench-speed clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -49,6 +49,7 @@ bench: proto model
 	$(PY) bench/accuracy/run.py
 	$(MAKE) bench-real
 	$(MAKE) bench-diarization
+	$(MAKE) bench-speed
 
 # Real recordings (../shared/corpus/real and festvox-ru, fetched into bench/.cache) with the peers
 # measured in the same run; needs apt-get and dpkg-deb for festvox-ru. Any engine and model folder:
@@ -64,6 +65,14 @@ bench-diarization: proto model
 	$(PY) bench/diarization/tune.py embed
 	$(PY) bench/diarization/tune.py sweep --json-out bench/results/diarization-tune.json
 	$(PY) bench/diarization/long_run.py --json-out bench/results/diarization-long.json
+
+# The default kk,ru path against plain faster-whisper + the diarizer alone, same run, same files (issue 26):
+# 12 festvox-ru clips in-process and through the stack, the 1 h recording, and the GigaAM engine at its real size
+# with random weights (bench/speed/FINDINGS.md has the stage profile).
+bench-speed: proto model
+	$(PY) -m bench.speed.run --stack --json-out bench/results/speed-short.json
+	$(PY) -m bench.speed.run --long --json-out bench/results/speed-long.json
+	$(PY) -m bench.speed.run --engine gigaam --json-out bench/results/speed-gigaam-short.json
 
 fixtures:
 	bash scripts/make_fixtures.sh

@@ -21,6 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js.api import (
     AckPolicy,
@@ -36,6 +37,9 @@ from nats.js.errors import APIError, NotFoundError
 from kazru.observability import tracing
 from kazru.settings import Settings
 from kazru.v1 import events_pb2
+
+# Pauses between tries of the jobs stream's set-up when JetStream's API times out (its own timeout is 5 s).
+STREAM_SETUP_RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0)
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +121,21 @@ class Bus:
             num_replicas=self._settings.jobs_stream_replicas,
         )
         try:
-            try:
-                await self.js.stream_info(config.name)
-                await self.js.update_stream(config)
-            except NotFoundError:
-                await self.js.add_stream(config)
+            for pause in (*STREAM_SETUP_RETRY_SECONDS, None):
+                try:
+                    try:
+                        await self.js.stream_info(config.name)
+                        await self.js.update_stream(config)
+                    except NotFoundError:
+                        await self.js.add_stream(config)
+                    break
+                except (TimeoutError, nats.errors.TimeoutError):
+                    # JetStream's API answers late while its server is busy (several services setting the
+                    # stream up at once on a loaded machine): a service waits for it rather than dying.
+                    if pause is None:
+                        raise
+                    log.warning("JetStream did not answer the jobs stream's set-up in time; trying again")
+                    await asyncio.sleep(pause)
         except APIError as error:
             message = f"JetStream refused the jobs stream {config.name!r}: {error.description or error}"
             if config.num_replicas > 1:  # the usual cause: more replicas than servers

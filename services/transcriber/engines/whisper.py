@@ -9,9 +9,13 @@ Russian from one turn to the next. So:
    as context, as plain faster-whisper does, instead of one isolated turn at a time
    (isolated turns lost their first and last words and the sentence's context:
    WER 0.243 against plain faster-whisper's 0.182 on real Russian, BENCHMARKS.md).
-2. Each chunk is encoded once and decoded once per allowed language (greedy by
-   default); every decode's words are timed by Whisper's cross-attention alignment,
-   which also gives each token's probability.
+2. Each chunk is encoded once and decoded (greedy by default) in the allowed
+   language its language head leads with; in the other allowed languages only if
+   one of its turns is not clear by itself, and, after every chunk, again where
+   `turns_that_could_change` says a missing reading could still change a turn's
+   language (so the choice is the one all readings would give: real Russian is
+   decoded once, not once per allowed language). Every decode's words are timed by
+   Whisper's cross-attention alignment, which also gives each token's probability.
 3. Each turn's language is chosen from all the signals (`language_choice.py`): how
    likely each language's words in the turn are, text language ID of each decode,
    Whisper's language head for the chunk, and the other turns of the same speaker
