@@ -74,8 +74,9 @@ class TurnEvidence:
 
 def choose_languages(turns: Sequence[TurnEvidence], languages: Sequence[str]) -> list[str]:
     """The language of each turn, one of `languages`."""
-    return [max(languages, key=lambda language: (total[language], -languages.index(language)))
-            for total in _totals(turns, languages)]  # fmt: skip
+    if len(languages) == 1:
+        return [languages[0]] * len(turns)
+    return [_leading(total, languages) for total in _totals(turns, languages)]
 
 
 def clear_by_itself(turn: TurnEvidence, languages: Sequence[str]) -> bool:
@@ -103,54 +104,39 @@ def turns_that_could_change(turns: Sequence[TurnEvidence], languages: Sequence[s
     not read in that turn). A turn whose gap is larger than that cannot change."""
     if len(languages) < 2:
         return []
-    totals = _totals(turns, languages)
-    drops = [[_largest_drop(turn, language, languages) for language in languages] for turn in turns]
-    recording_drop = _weighted_mean_of(drops, [turn.duration for turn in turns])
-    by_speaker: dict[str | None, list[int]] = defaultdict(list)
-    for index, turn in enumerate(turns):
-        by_speaker[turn.speaker].append(index)
-    speaker_drop = {
-        speaker: _weighted_mean_of([drops[i] for i in members], [turns[i].duration for i in members])
-        for speaker, members in by_speaker.items()
-    }
+    # How far each language's evidence can fall, per turn and then through the priors exactly as totals add up.
+    swings = _with_priors([_largest_drops(turn, languages) for turn in turns], turns, languages)
     unsure = []
-    for index, (turn, total) in enumerate(zip(turns, totals, strict=True)):
-        chosen = max(languages, key=lambda language: (total[language], -languages.index(language)))
-        position = languages.index(chosen)
-        if chosen not in turn.readings:
-            unsure.append(index)
-            continue
-        prior = speaker_drop[turn.speaker] if turn.speaker is not None else recording_drop
-        swing = (
-            drops[index][position]
-            + SPEAKER_PRIOR_WEIGHT * prior[position]
-            + RECORDING_PRIOR_WEIGHT * recording_drop[position]
-        )
+    for index, (turn, total, swing) in enumerate(zip(turns, _totals(turns, languages), swings, strict=True)):
+        chosen = _leading(total, languages)
         runner_up = max(total[language] for language in languages if language != chosen)
-        if total[chosen] - runner_up <= swing + 1e-9:
+        if chosen not in turn.readings or total[chosen] - runner_up <= swing[chosen] + 1e-9:
             unsure.append(index)
     return unsure
 
 
-def _largest_drop(turn: TurnEvidence, language: str, languages: Sequence[str]) -> float:
-    """How far `language`'s evidence in this turn can fall once its missing readings are added."""
-    if all(other in turn.readings for other in languages):
-        return 0.0
-    return SCORE_CAP if language in turn.readings else SCORE_CAP + TEXT_CAP
+def _largest_drops(turn: TurnEvidence, languages: Sequence[str]) -> dict[str, float]:
+    """How far each language's evidence in this turn can fall once its missing readings are added."""
+    if all(language in turn.readings for language in languages):
+        return dict.fromkeys(languages, 0.0)
+    return {language: SCORE_CAP if language in turn.readings else SCORE_CAP + TEXT_CAP for language in languages}
 
 
-def _weighted_mean_of(rows: Sequence[Sequence[float]], weights: Sequence[float]) -> list[float]:
-    total = sum(weights)
-    if not rows or total <= 0:
-        return [max((row[i] for row in rows), default=0.0) for i in range(len(rows[0]) if rows else 0)]
-    return [sum(row[i] * w for row, w in zip(rows, weights, strict=True)) / total for i in range(len(rows[0]))]
+def _leading(total: dict[str, float], languages: Sequence[str]) -> str:
+    """The language with the most evidence; a tie goes to the one listed first."""
+    return max(languages, key=lambda language: (total[language], -languages.index(language)))
 
 
 def _totals(turns: Sequence[TurnEvidence], languages: Sequence[str]) -> list[dict[str, float]]:
     """Each turn's evidence for each language: its own plus the priors of its speaker and the recording."""
-    if len(languages) == 1:
-        return [{languages[0]: 0.0} for _ in turns]
-    own = [turn_log_odds(turn, languages) for turn in turns]
+    return _with_priors([turn_log_odds(turn, languages) for turn in turns], turns, languages)
+
+
+def _with_priors(
+    own: Sequence[dict[str, float]], turns: Sequence[TurnEvidence], languages: Sequence[str]
+) -> list[dict[str, float]]:
+    """Per turn and language: its own value, plus its speaker's and the whole recording's means weighted by
+    speaking time (the recording's stands for the speaker's where the speaker is unknown)."""
     recording = _weighted_mean(own, [turn.duration for turn in turns], languages)
     by_speaker: dict[str | None, list[int]] = defaultdict(list)
     for index, turn in enumerate(turns):
@@ -159,16 +145,16 @@ def _totals(turns: Sequence[TurnEvidence], languages: Sequence[str]) -> list[dic
         speaker: _weighted_mean([own[i] for i in members], [turns[i].duration for i in members], languages)
         for speaker, members in by_speaker.items()
     }
-    totals = []
+    combined = []
     for index, turn in enumerate(turns):
         prior = speaker_mean[turn.speaker] if turn.speaker is not None else recording
-        totals.append({
+        combined.append({
             language: own[index][language]
             + SPEAKER_PRIOR_WEIGHT * prior[language]
             + RECORDING_PRIOR_WEIGHT * recording[language]
             for language in languages
         })  # fmt: skip
-    return totals
+    return combined
 
 
 def turn_log_odds(turn: TurnEvidence, languages: Sequence[str]) -> dict[str, float]:

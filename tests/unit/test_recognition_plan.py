@@ -14,6 +14,7 @@ from services.transcriber.engines.whisper import (
     CHUNK_GAP_SECONDS,
     MAX_CHUNK_SECONDS,
     Chunk,
+    WhisperEngine,
     _language_runs,
     _loop_start,
     _loops,
@@ -228,3 +229,13 @@ def test_turns_called_sure_on_missing_readings_choose_what_every_reading_chooses
             sure_cases += 1
             assert choose_languages(partial, languages) == full
     assert sure_cases > 40, "the check must also say 'sure' where it can"
+
+
+def test_a_chunk_is_read_again_at_most_once_even_if_it_never_gets_its_readings():
+    """A chunk too short to read keeps no readings, so its turn stays unsure: it must not be read for ever."""
+    languages = ["kk", "ru"]
+    chunks = [Chunk(0.0, 3.0, (0,)), Chunk(3.0, 3.05, (1,))]
+    evidence = [without(REAL_RUSSIAN, "kk"), TurnEvidence(0.05, "S1", {}, {})]
+    assert WhisperEngine._chunks_to_read_again(chunks, evidence, languages, set()) == [chunks[1]]
+    # Read once and still without readings: nothing more is read, not even the other chunk's missing language.
+    assert WhisperEngine._chunks_to_read_again(chunks, evidence, languages, {chunks[1]}) == []

@@ -181,16 +181,16 @@ class WhisperEngine(LocalEngine):
                                   leading_first=True)  # fmt: skip
             done += chunk.end - chunk.start
             on_progress(min(done / total, 1.0))
-        # The chunks read in one language only where another reading could still change a turn's language.
-        while unread := self._chunks_to_read_again(chunks, regions, evidence, languages):
+        # The chunks read in one language only, read again where another reading could still change a turn's
+        # language; each at most once (a chunk too short to read never gets its readings).
+        read_again: set[Chunk] = set()
+        while unread := self._chunks_to_read_again(chunks, evidence, languages, read_again):
             for chunk in unread:
                 missing = [language for language in languages
                            if any(language not in evidence[index].readings for index in chunk.regions)]  # fmt: skip
                 self._recognize_chunk(recording, chunk, regions, missing, stages, words_by_region, evidence,
                                       allowed=languages)  # fmt: skip
-        stages["chunks_read_in_one_language"] = float(sum(
-            all(len(evidence[index].readings) == 1 for index in chunk.regions) for chunk in chunks
-        )) if len(languages) > 1 else 0.0  # fmt: skip
+                read_again.add(chunk)
 
         started = time.perf_counter()
         chosen = choose_languages(evidence, languages)
@@ -271,8 +271,9 @@ class WhisperEngine(LocalEngine):
             evidence[index].head = head
             evidence[index].readings = {language: _reading(words) for language, words in words_by_region[index].items()}
 
+    @staticmethod
     def _chunks_to_read_again(
-        self, chunks: list[Chunk], regions: Sequence[SpeechRegion], evidence: list[TurnEvidence], languages: list[str]
+        chunks: list[Chunk], evidence: list[TurnEvidence], languages: list[str], read_again: set[Chunk]
     ) -> list[Chunk]:
         """Chunks not yet read in every language that hold a turn whose language could still change
         (`turns_that_could_change`); once the turns it names are all read in every language and some still
@@ -282,10 +283,14 @@ class WhisperEngine(LocalEngine):
             return []
 
         def unread(chunk: Chunk) -> bool:
-            return any(set(evidence[index].readings) != set(languages) for index in chunk.regions)
+            return chunk not in read_again and any(
+                set(evidence[index].readings) != set(languages) for index in chunk.regions
+            )
 
         named = [chunk for chunk in chunks if unread(chunk) and unsure.intersection(chunk.regions)]
-        return named or [chunk for chunk in chunks if unread(chunk)]
+        if named or not any(set(evidence[index].readings) == set(languages) for index in unsure):
+            return named
+        return [chunk for chunk in chunks if unread(chunk)]
 
     def _read(
         self,
