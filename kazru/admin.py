@@ -10,8 +10,12 @@ Exit codes and errors as `kazru`'s (kazru.cli): 0 ok, 1 other error, 2 usage err
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kazru.cli import EXIT_OK, positive, run_command
 from kazru.db import api_keys, usage
@@ -19,10 +23,18 @@ from kazru.db.session import create_engine, create_sessionmaker
 from kazru.settings import Settings
 
 
-async def cmd_keys(args: argparse.Namespace) -> int:
+@contextlib.asynccontextmanager
+async def database() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on KAZRU_DATABASE_URL for one command; the engine is disposed when it ends."""
     engine = create_engine(Settings())
-    sessions = create_sessionmaker(engine)
     try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+async def cmd_keys(args: argparse.Namespace) -> int:
+    async with database() as sessions:
         if args.keys_command == "create":
             created = await api_keys.create_key(sessions, args.name, args.owner)
             print(f"created key {created.record.id} for owner {created.record.owner_id}; "
@@ -37,19 +49,13 @@ async def cmd_keys(args: argparse.Namespace) -> int:
         else:
             revoked = await api_keys.revoke_key(sessions, args.key_id)
             print(f"revoked {revoked.id} ({revoked.name})")
-    finally:
-        await engine.dispose()
     return EXIT_OK
 
 
 async def cmd_usage(args: argparse.Namespace) -> int:
     """The service's usage per day, newest first (the operator's report)."""
-    engine = create_engine(Settings())
-    try:
-        async with create_sessionmaker(engine)() as session:
-            report = await usage.usage_report(session, args.days)
-    finally:
-        await engine.dispose()
+    async with database() as sessions, sessions() as session:
+        report = await usage.usage_report(session, args.days)
     totals = usage.totals(report)
     if args.json:
         print(json.dumps({"days": [day.as_json() for day in report], "totals": totals}, indent=2))

@@ -100,7 +100,8 @@ async def open_gateway(settings: Settings, startup: Startup) -> Serving:
                                             lambda chan: chan.close())  # fmt: skip
     # What the owner's DELETE asks to forget a SpeechKit copy.
     external_copies = await startup.external_copies(settings)
-    gateway = create_gateway(settings, sessions, bus, ObjectStore(settings), channels, external_copies)
+    store = await startup.step("the object store's settings", lambda: ObjectStore(settings))
+    gateway = create_gateway(settings, sessions, bus, store, channels, external_copies)
     auth = Authenticator(settings, sessions)
     await startup.step("registering the bootstrap API key", auth.register_bootstrap_key)
 

@@ -21,7 +21,8 @@ async def open_transcriber(settings: Settings, startup: Startup) -> Serving:
     database = await startup.database(settings)
     bus = await startup.bus(settings, "transcriber")
     jobs = JobRepository(create_sessionmaker(database), settings)
-    worker = TranscriptionWorker(settings, jobs, ObjectStore(settings), bus, pipeline)
+    store = await startup.step("the object store's settings", lambda: ObjectStore(settings))
+    worker = TranscriptionWorker(settings, jobs, store, bus, pipeline)
     return Serving(
         {f"the health check on {settings.transcriber_address}": lambda: GrpcServer(
             settings.transcriber_address, lambda server: None, ["kazru.v1.Transcriber"]
