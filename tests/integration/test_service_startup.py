@@ -48,6 +48,7 @@ class Opened:
     disposed: list[AsyncEngine] = field(default_factory=list)
     buses: list[Bus] = field(default_factory=list)
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+    closed_channels: list[grpc.aio.Channel] = field(default_factory=list)
 
     def all_closed(self) -> bool:
         return self.disposed == self.engines and all(bus.nc.is_closed for bus in self.buses)
@@ -73,8 +74,16 @@ def opened(monkeypatch) -> Opened:
             return record.buses[-1]
 
     def recorded_channel(address):
-        record.channels.append(channel(address))
-        return record.channels[-1]
+        chan = channel(address)
+        close = chan.close
+
+        async def recorded_close(grace=None):
+            record.closed_channels.append(chan)
+            await close(grace)
+
+        chan.close = recorded_close
+        record.channels.append(chan)
+        return chan
 
     monkeypatch.setattr(service_runner, "create_engine", recorded_engine)
     monkeypatch.setattr(AsyncEngine, "dispose", recorded_dispose)
@@ -168,10 +177,9 @@ async def test_gateway_whose_http_port_is_taken_closes_everything_opened_before(
             text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"), {"name": application}
         )
     assert left == 0
-    assert len(opened.channels) == 4
-    for chan in opened.channels:
-        with pytest.raises(grpc.aio.UsageError):  # "Channel is closed"
-            await check_health(chan)
+    # Each channel closed once, last opened first. (Not probed with a call: an RPC on a closed grpc.aio channel
+    # crashed this process in grpcio 1.85: a segfault here once, an abort in the next test file in CI.)
+    assert len(opened.channels) == 4 and opened.closed_channels == opened.channels[::-1]
     assert is_free(port_of(settings.public_grpc_address))  # the public gRPC API stopped
 
 
