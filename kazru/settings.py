@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+import tempfile
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -141,6 +142,10 @@ class Settings(BaseSettings):
 
     # Where local data (servers' data, models) lives for `make run`.
     data_dir: Path = REPO_ROOT / ".kazru"
+    # Local disk where the transcriber decodes a job's audio while it works (115 MB per hour of speech):
+    # each process has a folder there, removed when it stops, or by the next transcriber to start if it
+    # was killed. /tmp is an emptyDir in Kubernetes.
+    scratch_dir: Path = Path(tempfile.gettempdir()) / "kazru-scratch"
 
     # PostgreSQL (SQLAlchemy URL, async psycopg driver).
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:55432/kazru"

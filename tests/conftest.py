@@ -45,6 +45,16 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     servers.stop()
 
 
+@pytest.fixture
+def scratch(tmp_path: Path):
+    """A transcriber's scratch space of its own, for workers built in-process."""
+    from services.transcriber.scratch import ScratchSpace
+
+    space = ScratchSpace.open(tmp_path / "scratch")
+    yield space
+    space.close()
+
+
 @pytest.fixture(scope="session")
 def settings(infra: Servers) -> Settings:
     return infra.settings()

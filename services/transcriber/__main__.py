@@ -11,6 +11,7 @@ from kazru.grpc.server import GrpcServer
 from kazru.service_runner import Serving, Startup, run_service
 from kazru.settings import Settings
 from services.transcriber.pipeline import create_pipeline
+from services.transcriber.scratch import ScratchSpace
 from services.transcriber.worker import TranscriptionWorker
 
 
@@ -22,7 +23,13 @@ async def open_transcriber(settings: Settings, startup: Startup) -> Serving:
     bus = await startup.bus(settings, "transcriber")
     jobs = JobRepository(create_sessionmaker(database), settings)
     store = await startup.step("the object store's settings", lambda: ObjectStore(settings))
-    worker = TranscriptionWorker(settings, jobs, store, bus, pipeline)
+    # Removes what dead transcribers left there (a killed worker's decoded audio) before any job starts.
+    scratch = await startup.open(
+        f"the scratch space in {settings.scratch_dir}",
+        lambda: asyncio.to_thread(ScratchSpace.open, settings.scratch_dir),
+        lambda space: asyncio.to_thread(space.close),
+    )
+    worker = TranscriptionWorker(settings, jobs, store, bus, pipeline, scratch)
     return Serving(
         {f"the health check on {settings.transcriber_address}": lambda: GrpcServer(
             settings.transcriber_address, lambda server: None, ["kazru.v1.Transcriber"]

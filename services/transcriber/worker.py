@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import tempfile
 import threading
 import time
 import uuid
@@ -39,6 +38,7 @@ from kazru.observability.logs import job_context
 from kazru.settings import Settings
 from kazru.v1 import events_pb2
 from services.transcriber.pipeline import TranscriptionPipeline, TranscriptionResult
+from services.transcriber.scratch import ScratchSpace
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +134,14 @@ class TranscriptionWorker:
         store: ObjectStore,
         bus: Bus,
         pipeline: TranscriptionPipeline,
+        scratch: ScratchSpace,
     ):
         self._settings = settings
         self._jobs = jobs
         self._store = store
         self._bus = bus
         self._pipeline = pipeline
+        self._scratch = scratch
         # The job in hand and its cancel switch (a worker holds one job at a time).
         self._current: tuple[uuid.UUID, CancelSwitch] | None = None
         # Set when the worker is asked to stop: a job held while the database is down is handed back.
@@ -211,8 +213,9 @@ class TranscriptionWorker:
         reporter: ProgressReporter | None = None
         stages: dict[str, float] = {"queue_seconds": (claimed.started_at - claimed.created_at).total_seconds()}
         tracing.record_span("queue wait", claimed.created_at, claimed.started_at)
-        # The decoded PCM (115 MB per hour) lives on local disk (/tmp, an emptyDir in Kubernetes), not in memory.
-        work_dir = tempfile.TemporaryDirectory(prefix=f"kazru-job-{job_id}-", ignore_cleanup_errors=True)
+        # The decoded PCM (115 MB per hour) lives on local disk, not in memory; what a killed worker leaves
+        # there is removed by the next transcriber that starts (scratch.py).
+        work_dir = self._scratch.for_job(job_id)
         try:
             # A storage outage raises here and is retried; a missing object cannot come back.
             if not await self._store.exists(claimed.object_key):

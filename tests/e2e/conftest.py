@@ -69,6 +69,8 @@ def start_stack(
             # the transcript of the same clip from an earlier module instead of running (test_openai_api.py
             # turns it on to test it, with a file of its own).
             "reuse_identical_uploads": False,
+            # Its transcribers' scratch space, for the tests that look at what a killed one left there.
+            "scratch_dir": tmp / "scratch",
             **overrides,
         }
     )

@@ -2,7 +2,8 @@
 last attempt instead of taking workers down in a loop, and other jobs are unaffected").
 
 A real transcriber process is killed with SIGKILL each time it is running that job - a worker
-made to die, as the kernel's OOM killer would - and restarted at once, as Kubernetes would.
+made to die, as the kernel's OOM killer would - and restarted at once, as Kubernetes would. The
+decoded audio each one leaves on the disk is removed by the next one to start.
 After the last delivery JetStream hands the job out no more, and the janitor fails it with
 WORKER_LOST once its heartbeat has been silent for three ack waits. Jobs uploaded meanwhile and
 afterwards succeed on the restarted transcriber.
@@ -135,3 +136,8 @@ async def test_job_that_kills_its_worker_every_time_fails_after_its_last_attempt
     after = await row(database, killer)
     assert (after.state, after.attempts, after.updated_at) == ("FAILED", MAX_DELIVER, failed.updated_at)
     assert stack.processes["transcriber"].poll() is None
+
+    # Each killed transcriber left the job's decoded audio on the disk; the next one to start removed it.
+    # What remains is the living transcriber's own folder, holding no job.
+    [living] = stack.settings.scratch_dir.glob("worker-*")
+    assert [path.name for path in living.iterdir()] == [".lock"]

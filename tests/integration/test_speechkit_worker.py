@@ -29,7 +29,7 @@ WEATHER = Utterance(
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def speechkit_worker(settings, database, store, bus):
+async def speechkit_worker(settings, database, store, bus, scratch):
     fake = FakeSpeechKit(api_key=API_KEY, scenario=Scenario(utterances=[WEATHER]))
     address = await fake.start()
     # The test servers' settings, with the SpeechKit engine pointed at the fake.
@@ -38,7 +38,7 @@ async def speechkit_worker(settings, database, store, bus):
     )
     engine = SpeechKitEngine(worker_settings.speechkit, ffmpeg_path=worker_settings.ffmpeg_path)
     pipeline = TranscriptionPipeline(engine, create_diarizer(Settings()))
-    worker = TranscriptionWorker(worker_settings, JobRepository(database, worker_settings), store, bus, pipeline)
+    worker = TranscriptionWorker(worker_settings, JobRepository(database, worker_settings), store, bus, pipeline, scratch)
     async with running(worker, stop_timeout=30):
         yield fake
     await engine.close()

@@ -51,7 +51,7 @@ async def fake_speechkit():
 
 
 @pytest_asyncio.fixture
-async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `spans` first: channels get interceptors
+async def stack(spans, infra, database, bus, fake_speechkit, scratch):  # noqa: F811 - `spans` first: channels get interceptors
     settings = infra.settings(
         engine="speechkit", speechkit=SpeechKitSettings(api_key=API_KEY, endpoint=fake_speechkit.address,
         operation_endpoint=fake_speechkit.address, tls=False, poll_initial_seconds=0.2),
@@ -75,6 +75,7 @@ async def stack(spans, infra, database, bus, fake_speechkit):  # noqa: F811 - `s
         store,
         bus,
         TranscriptionPipeline(engine, create_diarizer(Settings())),
+        scratch,
     )
     stop = asyncio.Event()
     working = asyncio.create_task(worker.run(stop))

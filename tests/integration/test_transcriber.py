@@ -26,8 +26,8 @@ from tests.helpers import aiter_of, encoded, messages_left_after_acks, queued_me
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def worker(settings, database, store, bus, pipeline):
-    worker = TranscriptionWorker(settings, JobRepository(database, settings), store, bus, pipeline)
+async def worker(settings, database, store, bus, pipeline, scratch):
+    worker = TranscriptionWorker(settings, JobRepository(database, settings), store, bus, pipeline, scratch)
     async with running(worker, stop_timeout=30):
         yield worker
 

@@ -18,11 +18,11 @@ ACK_WAIT_SECONDS = 1.5
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def quick_worker(infra, database, store, bus, pipeline):  # noqa: F811 - the imported fixture
+async def quick_worker(infra, database, store, bus, pipeline, scratch):  # noqa: F811 - the imported fixture
     """A worker (and its consumer) with a short ack wait: heartbeats every half second."""
     settings = infra.settings(job_ack_wait_seconds=ACK_WAIT_SECONDS)
     worker_bus = await Bus.connect(settings, "quick-worker")  # `bus` is fresh: the consumer is made here
-    worker = TranscriptionWorker(settings, JobRepository(database, settings), store, worker_bus, pipeline)
+    worker = TranscriptionWorker(settings, JobRepository(database, settings), store, worker_bus, pipeline, scratch)
     async with running(worker, stop_timeout=60):
         yield worker
     await worker_bus.close()

@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import pytest
@@ -134,9 +135,14 @@ class ScriptedPipeline:
     result: TranscriptionResult | None = None
     error: Exception | None = None
     asked: list[tuple[float, list[str]]] = field(default_factory=list)
+    # A folder whose files are noted while the pipeline runs (the worker's scratch space).
+    watched: Path | None = None
+    files_while_running: list[str] = field(default_factory=list)
 
     async def run(self, recording, languages, *, min_speakers, max_speakers, on_progress, on_external_copy):
         self.asked.append((recording.duration, list(languages)))
+        if self.watched is not None:
+            self.files_while_running = sorted(path.name for path in self.watched.rglob("*") if path.is_file())
         on_progress(0.5)
         await asyncio.sleep(0)
         if self.error is not None:
@@ -175,12 +181,14 @@ async def uploaded_job(settings, jobs, store):
     return job, Delivery(events_pb2.JobUploaded(job_id=str(job.id), owner_id=OWNER).SerializeToString())
 
 
-async def test_a_delivered_job_is_transcribed_and_its_transcript_stored(settings, jobs, store):
+async def test_a_delivered_job_is_transcribed_and_its_transcript_stored(settings, jobs, store, scratch):
     job, delivery = await uploaded_job(settings, jobs, store)
     bus = RecordingBus()
-    pipeline = ScriptedPipeline(TranscriptionResult(engine="whisper", transcript=TRANSCRIPT, model="whisper-base"))
+    pipeline = ScriptedPipeline(
+        TranscriptionResult(engine="whisper", transcript=TRANSCRIPT, model="whisper-base"), watched=scratch.folder
+    )
 
-    await TranscriptionWorker(settings, jobs, store, bus, pipeline).handle(delivery)
+    await TranscriptionWorker(settings, jobs, store, bus, pipeline, scratch).handle(delivery)
 
     stored = jobs.jobs[job.id]
     assert pipeline.asked == [(pytest.approx(stored.duration_seconds), ["kk", "ru"])], "the decoded audio, its languages"
@@ -197,27 +205,30 @@ async def test_a_delivered_job_is_transcribed_and_its_transcript_stored(settings
     ]  # fmt: skip
     assert texts(rows) == texts(transcript_rows(job.id, TRANSCRIPT)) == ["Сәлем, бәрі.", "Привет всем."]
     assert bus.finished == [(str(job.id), str(JobState.SUCCEEDED), "")] and delivery.answers == ["ack"]
+    assert pipeline.files_while_running == [".lock", "audio.pcm"], "decoded into the worker's scratch space"
+    assert [path.name for path in scratch.folder.iterdir()] == [".lock"], "and removed after the job"
 
 
-async def test_a_job_whose_audio_the_engine_refuses_fails_and_says_so(settings, jobs, store):
+async def test_a_job_whose_audio_the_engine_refuses_fails_and_says_so(settings, jobs, store, scratch):
     job, delivery = await uploaded_job(settings, jobs, store)
     bus = RecordingBus()
     refusal = errors.InvalidArgument("the engine cannot read this audio", code="AUDIO_UNREADABLE")
 
-    await TranscriptionWorker(settings, jobs, store, bus, ScriptedPipeline(error=refusal)).handle(delivery)
+    await TranscriptionWorker(settings, jobs, store, bus, ScriptedPipeline(error=refusal), scratch).handle(delivery)
 
     stored = jobs.jobs[job.id]
     assert (stored.state, stored.error_code) == (JobState.FAILED, "AUDIO_UNREADABLE")
     assert job.id not in jobs.rows, "no transcript is stored"
     assert bus.finished == [(str(job.id), str(JobState.FAILED), "AUDIO_UNREADABLE")] and delivery.answers == ["term"]
+    assert [path.name for path in scratch.folder.iterdir()] == [".lock"], "the job's decoded audio is removed"
 
 
-async def test_a_job_deleted_before_its_delivery_is_acked_and_left_alone(settings, jobs, store):
+async def test_a_job_deleted_before_its_delivery_is_acked_and_left_alone(settings, jobs, store, scratch):
     job, delivery = await uploaded_job(settings, jobs, store)
     jobs.jobs[job.id].state = JobState.DELETED
     pipeline = ScriptedPipeline(TranscriptionResult(engine="whisper", transcript=TRANSCRIPT))
 
-    await TranscriptionWorker(settings, jobs, store, RecordingBus(), pipeline).handle(delivery)
+    await TranscriptionWorker(settings, jobs, store, RecordingBus(), pipeline, scratch).handle(delivery)
 
     assert pipeline.asked == [] and delivery.answers == ["ack"] and jobs.jobs[job.id].state == JobState.DELETED
 
