@@ -1,4 +1,5 @@
-"""Who is calling: an API key (Bearer), a browser session cookie, or the shared local owner.
+"""Who is calling: an API key (Bearer, or the cookie of a browser signed in with one), a browser session
+cookie, or the shared local owner.
 
 API keys are stored as sha256 hashes; the key itself exists only with its holder.
 Owner ids are opaque strings; a job belongs to exactly one.
@@ -20,6 +21,9 @@ from kazru.domain import errors
 from kazru.settings import AnonymousAccess, Settings
 
 SESSION_COOKIE = "kazru_session"
+# The API key a person typed into the page (routes/session.py): HttpOnly, so the page's streams, audio and
+# downloads, which cannot carry an Authorization header, act as the key's owner.
+KEY_COOKIE = "kazru_key"
 LOCAL_OWNER = "local"
 BOOTSTRAP_OWNER = "bootstrap"
 
@@ -71,11 +75,16 @@ class Authenticator:
             raise errors.Unauthenticated("use 'Authorization: Bearer <api key>'", code="INVALID_AUTHORIZATION")
         return token.strip()
 
-    async def authenticate(self, authorization: str | None, session_cookie: str | None, browser: bool) -> Principal:
-        """Resolve the owner. `browser` callers (HTTP) may be given a session cookie."""
+    async def authenticate(
+        self, authorization: str | None, session_cookie: str | None, browser: bool, key_cookie: str | None = None
+    ) -> Principal:
+        """Resolve the owner. `browser` callers (HTTP) may be signed in with a key (`key_cookie`) or be given a
+        session cookie."""
         token = self.bearer_token(authorization)
         if token is not None:
             return await self.key_holder(token)
+        if browser and key_cookie:
+            return await self.key_holder(key_cookie)
         mode = self._settings.anonymous_access
         if mode is AnonymousAccess.SHARED:
             return Principal(LOCAL_OWNER)

@@ -15,7 +15,7 @@ from services.gateway.allowed_hosts import AllowedHosts
 from services.gateway.auth import Authenticator
 from services.gateway.core import Gateway
 from services.gateway.http_telemetry import RequestTelemetry
-from services.gateway.routes import files, jobs, page, system, transcript
+from services.gateway.routes import files, jobs, page, session, system, transcript
 from services.gateway.routes.dependencies import session_cookies
 from services.gateway.security_headers import SecurityHeaders
 
@@ -47,7 +47,9 @@ def create_app(settings: Settings, gateway: Gateway, auth: Authenticator) -> Fas
         )  # fmt: skip
     app.middleware("http")(session_cookies)
 
-    for router in (page.router, jobs.router, transcript.router, files.router, system.router, openai_api.router):
+    for router in (
+        page.router, jobs.router, transcript.router, files.router, system.router, session.router, openai_api.router
+    ):
         app.include_router(router)
     app.add_middleware(AllowedHosts, allowed=settings.http_allowed_hosts)
     app.add_middleware(RequestTelemetry)

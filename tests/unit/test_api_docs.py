@@ -63,11 +63,12 @@ def test_every_json_route_answers_through_its_documented_model():
     """The response model is the serializer: a JSON route without one would answer what the document does not say."""
     from fastapi.responses import StreamingResponse
 
-    from services.gateway.routes import files, jobs, system, transcript
+    from services.gateway.routes import files, jobs, session, system, transcript
 
     json_routes = [
-        route for module in (jobs, transcript, files, system) for route in module.router.routes
+        route for module in (jobs, transcript, files, system, session) for route in module.router.routes
         if not (isinstance(route.response_class, type) and issubclass(route.response_class, StreamingResponse))
+        and route.status_code != 204  # no body
     ]  # fmt: skip
     assert len(json_routes) >= 11
     for route in json_routes:

@@ -62,6 +62,7 @@ let uploading = false;
 let jobPages = 1; // how many pages of the job list the page shows
 let jobsRead = null; // the list read under way, if any
 let configuredEngine = null; // {name, model} that new uploads run on (/api/v1/status), once read
+let signedOut = false; // the service wants an API key and this browser has none (or one no longer valid)
 
 function chooseLanguage() {
   const saved = localStorage.getItem(LANGUAGE_KEY);
@@ -544,7 +545,8 @@ async function readJobs() {
       token = body.next_page_token || "";
     }
   } catch (error) {
-    notify(explain(error), true);
+    if (error.status === 401) showSignIn(); // the key it was signed in with was revoked
+    else notify(explain(error), true);
     return;
   }
   $("more-jobs").hidden = !token;
@@ -1078,6 +1080,59 @@ function onShortcut(e) {
   action();
 }
 
+// ---- signing in (where the service wants an API key) ----
+
+async function readCredential() {
+  // How the service knows this browser: "api_key", "browser_session", "shared", or "none" (sign in first).
+  try {
+    return (await api("GET", "/api/v1/session")).credential;
+  } catch (error) {
+    return error.status === 401 ? "none" : ""; // "": unknown (offline, an outage): the job list will say
+  }
+}
+
+function showSignIn() {
+  signedOut = true;
+  for (const id of ["drop", "jobs-section", "transcript-view", "sign-out"]) $(id).hidden = true;
+  $("sign-in").hidden = false;
+  $("api-key").focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const message = $("sign-in-message");
+  try {
+    await api("POST", "/api/v1/session", { api_key: $("api-key").value.trim() });
+  } catch (error) {
+    message.textContent = error.code === "INVALID_API_KEY" ? t("signInRefused") : explain(error);
+    message.className = "error";
+    return;
+  }
+  location.reload(); // the key is in an HttpOnly cookie now: start again as its owner
+}
+
+async function signOut() {
+  try {
+    await api("DELETE", "/api/v1/session");
+  } catch (error) {
+    notify(explain(error), true);
+    return;
+  }
+  location.reload();
+}
+
+async function startPage() {
+  const credential = await readCredential();
+  if (credential === "none") {
+    showSignIn();
+    return;
+  }
+  $("sign-out").hidden = credential !== "api_key";
+  readConfiguredEngine();
+  refreshJobs();
+  setInterval(() => { if (!signedOut) refreshJobs(); }, REFRESH_MS);
+}
+
 // ---- start ----
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -1132,9 +1187,10 @@ document.addEventListener("DOMContentLoaded", () => {
     notify(t(unplayable ? "err_AUDIO_FORMAT_NOT_PLAYABLE" : "err_AUDIO_UNAVAILABLE"), true);
   });
 
+  $("sign-in-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", signOut);
+
   applyLanguage();
-  readConfiguredEngine();
-  refreshJobs();
-  setInterval(refreshJobs, REFRESH_MS);
+  startPage();
   setInterval(() => { for (const entry of jobs.values()) renderTimes(entry); }, 1000);
 });

@@ -46,6 +46,8 @@ window.KAZRU_TEXT.en = {
   err_UNAVAILABLE: "The service is temporarily unavailable. Try again in a minute.",
   err_INTERNAL: "Something went wrong on the server. Try again.",
   err_AUTH: "Your session is not valid: reload the page.",
+  signInTitle: "Sign in", signInHint: "This service needs an API key: ask its administrator for one.",
+  apiKey: "API key", signIn: "Sign in", signOut: "Sign out", signInRefused: "This API key is not valid.",
   err_SPEAKER_NAME_EMPTY: "A speaker's name cannot be empty.", err_SPEAKER_NAME_TOO_LONG: "That name is too long.",
   err_SPEAKER_NAME_INVALID: "That name has characters that cannot be used.",
   err_SEGMENT_TEXT_TOO_LONG: "The text is too long (at most 10 000 characters).",

@@ -47,6 +47,8 @@ window.KAZRU_TEXT.kk = {
   err_UNAVAILABLE: "Қызмет уақытша қолжетімсіз. Бір минуттан кейін қайталаңыз.",
   err_INTERNAL: "Серверде қате шықты. Қайталап көріңіз.",
   err_AUTH: "Сеанс жарамсыз: бетті қайта жүктеңіз.",
+  signInTitle: "Кіру", signInHint: "Қызметті пайдалану үшін API кілті қажет: оны әкімшіден сұраңыз.",
+  apiKey: "API кілті", signIn: "Кіру", signOut: "Шығу", signInRefused: "Бұл API кілті жарамсыз.",
   err_SPEAKER_NAME_EMPTY: "Сөйлеушінің аты бос болмауы керек.", err_SPEAKER_NAME_TOO_LONG: "Аты тым ұзын.",
   err_SPEAKER_NAME_INVALID: "Атында рұқсат етілмеген таңбалар бар.",
   err_SEGMENT_TEXT_TOO_LONG: "Мәтін тым ұзын (ең көбі 10 000 таңба).",

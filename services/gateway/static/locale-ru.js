@@ -47,6 +47,8 @@ window.KAZRU_TEXT.ru = {
   err_UNAVAILABLE: "Сервис временно недоступен. Попробуйте через минуту.",
   err_INTERNAL: "На сервере что-то пошло не так. Попробуйте снова.",
   err_AUTH: "Сеанс недействителен: обновите страницу.",
+  signInTitle: "Вход", signInHint: "Для работы с сервисом нужен API-ключ: попросите его у администратора.",
+  apiKey: "API-ключ", signIn: "Войти", signOut: "Выйти", signInRefused: "Этот API-ключ недействителен.",
   err_SPEAKER_NAME_EMPTY: "Имя диктора не может быть пустым.", err_SPEAKER_NAME_TOO_LONG: "Имя слишком длинное.",
   err_SPEAKER_NAME_INVALID: "В имени недопустимые символы.",
   err_SEGMENT_TEXT_TOO_LONG: "Текст слишком длинный (не более 10 000 символов).",
