@@ -114,7 +114,9 @@ async def test_a_revoked_key_signs_the_browser_out(stack, database):
 
 
 async def test_the_page_asks_for_a_key_then_works_as_its_owner_until_signed_out(stack, browser):  # noqa: F811 - the fixture
-    uploaded = httpx.post(f"{stack.http}/api/v1/upload", headers=AUTH, files={"file": ("for-page.wav", WAV)}, timeout=30)
+    uploaded = httpx.post(
+        f"{stack.http}/api/v1/upload", headers=AUTH, files={"file": ("for-page.wav", WAV)}, timeout=30
+    )
     assert uploaded.status_code == 202, uploaded.text
     context = await browser.new_context(locale="en-US")
     page = await context.new_page()
