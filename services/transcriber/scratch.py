@@ -10,6 +10,9 @@ exclusive lock (flock) on a file inside it for as long as it lives. The kernel d
 the process dies, however it dies. A transcriber that starts removes every folder whose lock it can
 take: those of processes that are gone. Folders of living transcribers (replicas sharing the disk,
 the test suite's stacks) are locked and left alone.
+
+The root must be this user's own folder, a real one that nobody else can write to: under a shared /tmp,
+another local user who made it first could otherwise swap our folders for links into theirs.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import fcntl
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -74,6 +78,18 @@ def sweep_abandoned(root: Path) -> Swept:
     return Swept(folders, removed_bytes)
 
 
+def _check_private(root: Path) -> None:
+    info = os.lstat(root)
+    if (
+        stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid()
+        or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):  # fmt: skip
+        raise PermissionError(
+            f"{root} (KAZRU_SCRATCH_DIR) must be a folder, not a link, owned by this user and writable by no one "
+            "else: it holds decoded audio"
+        )
+
+
 class ScratchSpace:
     """This process's folder for jobs' decoded audio: `open` it once at start-up, `close` it at the end."""
 
@@ -85,6 +101,7 @@ class ScratchSpace:
     def open(cls, root: Path) -> ScratchSpace:
         """Sweep what dead transcribers left under `root`, then make and lock this process's folder."""
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_private(root)
         swept = sweep_abandoned(root)
         if swept.folders:
             log.warning(

@@ -93,3 +93,17 @@ def test_a_folder_still_being_made_and_unrelated_files_are_never_swept(tmp_path)
     other.write_text("kept")
     assert sweep_abandoned(tmp_path).folders == 0
     assert being_made.exists() and other.read_text() == "kept"
+
+
+def test_a_root_that_someone_else_could_write_to_or_a_link_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match="writable by no one else"):
+        ScratchSpace.open(shared)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    with pytest.raises(PermissionError, match="not a link"):
+        ScratchSpace.open(link)
+    assert list(shared.iterdir()) == [] and list((tmp_path / "elsewhere").iterdir()) == []
