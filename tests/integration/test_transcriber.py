@@ -3,10 +3,8 @@
 import asyncio
 import json
 import subprocess
-import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -74,12 +72,12 @@ async def segments_of(database, job_id) -> list[Segment]:
         return list(await session.scalars(select(Segment).where(Segment.job_id == job_id).order_by(Segment.position)))
 
 
-async def test_job_is_transcribed_with_the_real_model(worker, database, store, bus, settings):
+async def test_job_is_transcribed_with_the_real_model(worker, database, store, bus, settings, scratch):
     progress_seen, pcm_files_seen = [], []
 
     async def record(msg) -> None:
         progress_seen.append(events_pb2.JobProgress.FromString(msg.data).progress)
-        pcm_files_seen.extend(Path(tempfile.gettempdir()).glob("kazru-job-*/audio.pcm"))
+        pcm_files_seen.extend(scratch.folder.glob("job-*/audio.pcm"))
 
     subscription = await bus.nc.subscribe("kazru.jobs.progress.*", cb=record)
     job_id = await enqueue(database, store, bus, REAL_SPEECH_CLIP.read_bytes())
@@ -109,8 +107,9 @@ async def test_job_is_transcribed_with_the_real_model(worker, database, store, b
     assert [(s.label, s.segment_count) for s in speakers] == [("S1", len(segments))]
     assert await messages_left_after_acks(bus, settings) == 0  # acked
     assert progress_seen == sorted(progress_seen) and all(0 < p < 100 for p in progress_seen)
-    # The job's audio was decoded to a PCM file while it ran, and the file is gone with it.
-    assert pcm_files_seen and not list(Path(tempfile.gettempdir()).glob(f"kazru-job-{job_id}-*"))
+    # The job's audio was decoded to a PCM file in the worker's scratch space while it ran, and is gone with it.
+    assert pcm_files_seen and all(path.parent.name.startswith(f"job-{job_id}-") for path in pcm_files_seen)
+    assert [path.name for path in scratch.folder.iterdir()] == [".lock"]
 
 
 @pytest.mark.parametrize("kind", ["amr", "ts"])
