@@ -7,11 +7,10 @@ Over real HTTP against the gateway process (KAZRU_ANONYMOUS_ACCESS=deny), and in
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from kazru.db.api_keys import create_key, revoke_key
 from services.gateway.csrf import token_for
-from tests.e2e.conftest import API_KEY, start_stack, stop_stack
+from tests.e2e.conftest import API_KEY, stack_fixture
 from tests.e2e.test_browser import Watched, browser, wait_until  # noqa: F401 - a fixture
 from tests.helpers import wav_header
 
@@ -20,14 +19,8 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 WAV = wav_header(32000) + bytes(32000)
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
-    # No transcriber: an upload stays PENDING, which is all a sign-in needs to see.
-    started = start_stack(
-        infra, tmp_path_factory.mktemp("sign-in"), services=("ingest", "gateway"), anonymous_access="deny"
-    )
-    yield started
-    stop_stack(started)
+# No transcriber: an upload stays PENDING, which is all a sign-in needs to see.
+stack = stack_fixture("sign-in", services=("ingest", "gateway"), anonymous_access="deny")
 
 
 def cookie_lines(response: httpx.Response) -> dict[str, str]:

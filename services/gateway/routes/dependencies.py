@@ -56,6 +56,11 @@ def browser_credential(request: Request) -> str | None:
     return request.cookies.get(KEY_COOKIE) or browser_session(request)
 
 
+def check_browser_write(request: Request) -> None:
+    """A write made on the strength of the browser's cookie must pass the CSRF rules (csrf.py)."""
+    csrf.check_browser_write(request.headers, browser_credential(request), request.headers.get("host", ""))
+
+
 def sign_in_browser(request: Request, api_key: str | None) -> None:
     """Have `session_cookies` keep `api_key` in the browser's key cookie (None: remove the cookie)."""
     request.state.signed_in_key = api_key or ""
@@ -66,7 +71,7 @@ async def identify_caller(request: Request, auth: AuthenticatorDep) -> Principal
     session."""
     authorization = request.headers.get("authorization")
     if not authorization and request.method not in csrf.SAFE_METHODS:
-        csrf.check_browser_write(request.headers, browser_credential(request), request.headers.get("host", ""))
+        check_browser_write(request)
     key_cookie = request.cookies.get(KEY_COOKIE)
     try:
         found = await auth.authenticate(authorization, request.cookies.get(SESSION_COOKIE), True, key_cookie)

@@ -15,13 +15,12 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from kazru.domain import errors
-from services.gateway import csrf
 from services.gateway import openapi_docs as docs
 from services.gateway.auth import LOCAL_OWNER, Principal
 from services.gateway.routes.dependencies import (
     AuthenticatorDep,
     SettingsDep,
-    browser_credential,
+    check_browser_write,
     identify_caller,
     read_json,
     sign_in_browser,
@@ -77,7 +76,7 @@ async def read_session(request: Request, auth: AuthenticatorDep) -> Credential:
     }),
 )  # fmt: skip
 async def sign_in(request: Request, auth: AuthenticatorDep, settings: SettingsDep) -> Credential:
-    csrf.check_browser_write(request.headers, browser_credential(request), request.headers.get("host", ""))
+    check_browser_write(request)
     body = await read_json(request, settings.max_json_body_bytes, SignIn)
     holder = await auth.key_holder(body.api_key)
     sign_in_browser(request, body.api_key)
@@ -89,6 +88,6 @@ async def sign_in(request: Request, auth: AuthenticatorDep, settings: SettingsDe
     responses=docs.error_responses({**docs.WRITE_ERRORS}),
 )  # fmt: skip
 async def sign_out(request: Request) -> Response:
-    csrf.check_browser_write(request.headers, browser_credential(request), request.headers.get("host", ""))
+    check_browser_write(request)
     sign_in_browser(request, None)
     return Response(status_code=204)
