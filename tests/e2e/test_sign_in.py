@@ -147,3 +147,17 @@ async def test_the_page_asks_for_a_key_then_works_as_its_owner_until_signed_out(
     assert [(method, path) for method, path, token in watched.writes if not token] == [
         ("POST", "/api/v1/session"), ("POST", "/api/v1/session"),
     ]  # fmt: skip
+
+
+def test_a_sign_in_that_is_not_json_or_too_large_is_refused_before_any_key_is_looked_up(stack):
+    limit = stack.settings.max_json_body_bytes
+    with httpx.Client(base_url=stack.http, timeout=30) as client:
+        answers = {
+            "not JSON": client.post("/api/v1/session", content=b"api_key=" + API_KEY.encode()),
+            "no key": client.post("/api/v1/session", json={}),
+            "too large": client.post("/api/v1/session", json={"api_key": API_KEY, "padding": "x" * limit}),
+        }
+        assert {case: (r.status_code, r.json()["error"]["code"]) for case, r in answers.items()} == {
+            "not JSON": (400, "INVALID_REQUEST"), "no key": (400, "INVALID_REQUEST"), "too large": (413, "BODY_TOO_LARGE"),
+        }  # fmt: skip
+        assert "kazru_key" not in client.cookies
